@@ -1,0 +1,373 @@
+"""Architectures as data, their one-line string form and its strict parser.
+
+An architecture is a header (input resolution, classes, SE style), a stem conv, a list of stages
+and a head. Each stage is one block type repeated, written as a timm-style block string::
+
+    net_res224_cls1000:stem_k3_s2_c32:ds_r1_k3_s1_c16_noskip:ir_r2_k3_s2_e6_c24:...:head_c1280
+
+Parts are separated by ``:``, tokens by ``_``; the first token of a part names it.
+
+==========  ========================================================================
+part        tokens (required in capitals-free list first, then optional)
+==========  ========================================================================
+``net``     ``res<int>`` input resolution, ``cls<int>`` classes; flag ``sev3``
+``stem``    ``k s c``; ``n<act>``
+``ir``      ``r k s e c``; ``se<ratio> n<act>``; one skip flag
+``ds``      ``r k s c``; ``se<ratio> n<act>``; one skip flag
+``cn``      ``r k s c``; ``se<ratio> n<act>``; one skip flag
+``head``    ``c``; ``n<act>``; flag ``poolfirst``
+==========  ========================================================================
+
+Keys: ``r`` repeats (0 allowed: the stage is kept as data and lowers to nothing, which is how the
+MnasNet space's "-1 layer" choice on a one-layer block is represented), ``k`` kernel, ``s`` stride
+of the first repeat (later repeats use 1), ``e`` expansion (mid channels = round(in * e)), ``c``
+output channels, ``se`` squeeze-and-excitation ratio (0 = none), ``n`` activation: ``re`` ReLU
+(the default), ``r6`` ReLU6, ``hs`` h-swish, ``sw`` swish.
+
+Skip flags: ``skip`` identity residual on every repeat whose input and output shapes match (the
+default for ``ir`` and ``ds``); ``noskip`` no shortcut (the default for ``cn``); ``poolskip`` a
+pooling shortcut on every repeat: 3x3 average pool with the repeat's stride (padding 1, padding
+not counted), then a 1x1 conv + BN when the channel count changes, added to the block output.
+
+SE styles: by default (MnasNet, EfficientNet) the SE reduces to round(block input channels *
+ratio) with the block's activation inside and a sigmoid gate; ``sev3`` (MobileNetV3) reduces to
+make_divisible(expanded channels * ratio, 8) with ReLU inside and a hard-sigmoid gate.
+
+The parser is strict: an unknown, duplicate, conflicting or missing token, or an invalid value,
+raises :class:`ArchParseError` (a ``ValueError``) naming the token and its character position.
+``parse(str(a)) == a`` for every valid architecture; ``str`` writes the canonical form, which
+leaves out optional tokens that hold their default.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from dataclasses import dataclass
+
+ACTIVATIONS = ("re", "r6", "hs", "sw")
+BLOCK_TYPES = ("ir", "ds", "cn")
+SKIPS = ("identity", "pool", "none")
+SE_STYLES = ("mnas", "v3")
+STAGE_SEPARATOR = ":"
+
+_SKIP_FLAGS = {"skip": "identity", "noskip": "none", "poolskip": "pool"}
+_DEFAULT_SKIP = {"ir": "identity", "ds": "identity", "cn": "none"}
+_DEPTHWISE_KERNELS = (3, 5, 7)
+_CONV_KERNELS = (1, 3, 5, 7)
+_STRIDES = (1, 2)
+
+
+class ArchParseError(ValueError):
+    """A malformed architecture string: names the offending token and its character position."""
+
+    def __init__(self, message: str, token: str, position: int):
+        super().__init__(f"token {token!r} at position {position}: {message}")
+        self.token = token
+        self.position = position
+
+
+def make_divisible(value: float, divisor: int = 8) -> int:
+    """Round channels to a multiple of divisor, never below 90% of value (MobileNet convention)."""
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * value:
+        rounded += divisor
+    return rounded
+
+
+def round_half_up(value: float) -> int:
+    # Not Python's round(): banker's rounding would make 2.5 -> 2, and products like 80 * 2.3
+    # are 183.99999999999997 in binary floating point.
+    return int(math.floor(value + 0.5 + 1e-9))
+
+
+def _check(condition: bool, field: str, expected: str, got) -> None:
+    if not condition:
+        raise ValueError(f"{field}: expected {expected}, got {got!r}")
+
+
+def _format_number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+@dataclass(frozen=True)
+class Stem:
+    """Regular kxk conv from the RGB input, with BN and activation."""
+
+    kernel: int
+    stride: int
+    channels: int
+    act: str = "re"
+
+    def __post_init__(self):
+        _check(self.kernel in _CONV_KERNELS, "stem.kernel", f"one of {_CONV_KERNELS}", self.kernel)
+        _check(self.stride in _STRIDES, "stem.stride", f"one of {_STRIDES}", self.stride)
+        _check(_is_int(self.channels) and self.channels >= 1, "stem.channels", "an integer >= 1", self.channels)
+        _check(self.act in ACTIVATIONS, "stem.act", f"one of {ACTIVATIONS}", self.act)
+
+    def __str__(self) -> str:
+        tokens = ["stem", f"k{self.kernel}", f"s{self.stride}", f"c{self.channels}"]
+        if self.act != "re":
+            tokens.append(f"n{self.act}")
+        return "_".join(tokens)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One block type repeated `repeats` times; only the first repeat has `stride` and changes channels."""
+
+    block: str
+    repeats: int
+    kernel: int
+    stride: int
+    channels: int
+    expansion: float = 1.0
+    se_ratio: float = 0.0
+    act: str = "re"
+    skip: str | None = None  # None means the block type's default
+
+    def __post_init__(self):
+        _check(self.block in BLOCK_TYPES, "stage.block", f"one of {BLOCK_TYPES}", self.block)
+        _check(_is_int(self.repeats) and self.repeats >= 0, "stage.repeats", "an integer >= 0", self.repeats)
+        kernels = _CONV_KERNELS if self.block == "cn" else _DEPTHWISE_KERNELS
+        _check(self.kernel in kernels, "stage.kernel", f"one of {kernels} for {self.block}", self.kernel)
+        _check(self.stride in _STRIDES, "stage.stride", f"one of {_STRIDES}", self.stride)
+        _check(_is_int(self.channels) and self.channels >= 1, "stage.channels", "an integer >= 1", self.channels)
+        _check(_is_number(self.expansion) and math.isfinite(self.expansion) and self.expansion > 0,
+               "stage.expansion", "a finite number > 0", self.expansion)
+        _check(self.block == "ir" or self.expansion == 1, "stage.expansion",
+               f"1 for block type {self.block} (only ir expands)", self.expansion)
+        _check(_is_number(self.se_ratio) and 0 <= self.se_ratio <= 1, "stage.se_ratio",
+               "a number in [0, 1]", self.se_ratio)
+        _check(self.act in ACTIVATIONS, "stage.act", f"one of {ACTIVATIONS}", self.act)
+        skip = _DEFAULT_SKIP.get(self.block) if self.skip is None else self.skip
+        _check(skip in SKIPS, "stage.skip", f"one of {SKIPS}", self.skip)
+        object.__setattr__(self, "skip", skip)
+        object.__setattr__(self, "expansion", float(self.expansion))
+        object.__setattr__(self, "se_ratio", float(self.se_ratio))
+
+    def __str__(self) -> str:
+        tokens = [self.block, f"r{self.repeats}", f"k{self.kernel}", f"s{self.stride}"]
+        if self.block == "ir":
+            tokens.append(f"e{_format_number(self.expansion)}")
+        tokens.append(f"c{self.channels}")
+        if self.se_ratio:
+            tokens.append(f"se{_format_number(self.se_ratio)}")
+        if self.act != "re":
+            tokens.append(f"n{self.act}")
+        if self.skip != _DEFAULT_SKIP[self.block]:
+            tokens.append({v: k for k, v in _SKIP_FLAGS.items()}[self.skip])
+        return "_".join(tokens)
+
+
+@dataclass(frozen=True)
+class Head:
+    """1x1 conv + BN + act, global average pool, classifier; `pool_first` is MobileNetV3's
+    efficient last stage: global average pool, 1x1 conv with bias (no BN) + act, classifier."""
+
+    channels: int
+    act: str = "re"
+    pool_first: bool = False
+
+    def __post_init__(self):
+        _check(_is_int(self.channels) and self.channels >= 1, "head.channels", "an integer >= 1", self.channels)
+        _check(self.act in ACTIVATIONS, "head.act", f"one of {ACTIVATIONS}", self.act)
+        _check(isinstance(self.pool_first, bool), "head.pool_first", "a bool", self.pool_first)
+
+    def __str__(self) -> str:
+        tokens = ["head", f"c{self.channels}"]
+        if self.act != "re":
+            tokens.append(f"n{self.act}")
+        if self.pool_first:
+            tokens.append("poolfirst")
+        return "_".join(tokens)
+
+
+@dataclass(frozen=True)
+class Arch:
+    resolution: int
+    num_classes: int
+    stem: Stem
+    stages: tuple[Stage, ...]
+    head: Head
+    se_style: str = "mnas"
+
+    def __post_init__(self):
+        _check(_is_int(self.resolution) and self.resolution >= 1, "resolution", "an integer >= 1", self.resolution)
+        _check(_is_int(self.num_classes) and self.num_classes >= 1, "num_classes", "an integer >= 1",
+               self.num_classes)
+        _check(isinstance(self.stem, Stem), "stem", "a Stem", self.stem)
+        object.__setattr__(self, "stages", tuple(self.stages))
+        _check(len(self.stages) >= 1, "stages", "at least one stage", self.stages)
+        for stage in self.stages:
+            _check(isinstance(stage, Stage), "stages", "Stage items", stage)
+        _check(isinstance(self.head, Head), "head", "a Head", self.head)
+        _check(self.se_style in SE_STYLES, "se_style", f"one of {SE_STYLES}", self.se_style)
+
+    def __str__(self) -> str:
+        header = ["net", f"res{self.resolution}", f"cls{self.num_classes}"]
+        if self.se_style == "v3":
+            header.append("sev3")
+        parts = ["_".join(header), str(self.stem), *map(str, self.stages), str(self.head)]
+        return STAGE_SEPARATOR.join(parts)
+
+    def replace(self, **changes) -> "Arch":
+        return dataclasses.replace(self, **changes)
+
+    parse = staticmethod(lambda text: parse(text))
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def scale_width(arch: Arch, multiplier: float, divisor: int = 8) -> Arch:
+    """Width multiplier (MobileNet): every stem and stage width becomes make_divisible(c * m);
+    the head widens only for multipliers above 1, as in MobileNetV2."""
+    _check(_is_number(multiplier) and multiplier > 0, "multiplier", "a number > 0", multiplier)
+    scale = lambda c: make_divisible(c * multiplier, divisor)  # noqa: E731
+    return arch.replace(
+        stem=dataclasses.replace(arch.stem, channels=scale(arch.stem.channels)),
+        stages=tuple(dataclasses.replace(s, channels=scale(s.channels)) for s in arch.stages),
+        head=dataclasses.replace(arch.head, channels=scale(arch.head.channels) if multiplier > 1 else arch.head.channels),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Parser
+
+_INT = re.compile(r"0|[1-9][0-9]*")
+_NUMBER = re.compile(r"(0|[1-9][0-9]*)(\.[0-9]+)?")
+
+# Per part: required keys, optional keys, allowed flags. Key -> value kind.
+_INT_KEYS = {"r", "k", "s", "c", "res", "cls"}
+_NUMBER_KEYS = {"e", "se"}
+_PART_GRAMMAR = {
+    "net": (("res", "cls"), (), ("sev3",)),
+    "stem": (("k", "s", "c"), ("n",), ()),
+    "ir": (("r", "k", "s", "e", "c"), ("se", "n"), tuple(_SKIP_FLAGS)),
+    "ds": (("r", "k", "s", "c"), ("se", "n"), tuple(_SKIP_FLAGS)),
+    "cn": (("r", "k", "s", "c"), ("se", "n"), tuple(_SKIP_FLAGS)),
+    "head": (("c",), ("n",), ("poolfirst",)),
+}
+_KEY_MEANING = {"r": "repeats", "k": "kernel", "s": "stride", "e": "expansion", "c": "channels",
+                "se": "SE ratio", "n": "activation", "res": "resolution", "cls": "classes"}
+
+
+def _split(text: str, separator: str, offset: int):
+    """Yield (piece, absolute position) for each piece of text split on separator."""
+    position = offset
+    for piece in text.split(separator):
+        yield piece, position
+        position += len(piece) + 1
+
+
+def _parse_value(key: str, raw: str, token: str, position: int):
+    meaning = _KEY_MEANING[key]
+    if key == "n":
+        if raw not in ACTIVATIONS:
+            raise ArchParseError(f"{meaning} must be one of {', '.join(ACTIVATIONS)}, got {raw!r}", token, position)
+        return raw
+    if key in _INT_KEYS:
+        if not _INT.fullmatch(raw):
+            raise ArchParseError(f"{meaning} must be a non-negative integer without leading zeros, got {raw!r}",
+                                 token, position)
+        return int(raw)
+    if not _NUMBER.fullmatch(raw):
+        raise ArchParseError(f"{meaning} must be a non-negative decimal number like 6 or 0.25, got {raw!r}",
+                             token, position)
+    return float(raw)
+
+
+def _parse_part(part: str, position: int, expected_kind: str | None):
+    """Parse one part into (kind, values dict, flags list, positions dict)."""
+    if not part:
+        raise ArchParseError("empty part (two separators in a row, or one at an end)", part, position)
+    tokens = list(_split(part, "_", position))
+    kind, kind_position = tokens[0]
+    if expected_kind is not None and kind != expected_kind:
+        raise ArchParseError(f"expected part {expected_kind!r} here", kind, kind_position)
+    if expected_kind is None and kind not in BLOCK_TYPES:
+        raise ArchParseError(f"unknown block type, expected one of {', '.join(BLOCK_TYPES)}", kind, kind_position)
+    required, optional, flags_allowed = _PART_GRAMMAR[kind]
+    keys = sorted(required + optional, key=len, reverse=True)  # longest first: 'se' before 's'
+    values, flags, seen = {}, [], {}
+    for token, token_position in tokens[1:]:
+        if not token:
+            raise ArchParseError(f"empty token in {kind!r} part", token, token_position)
+        if token in flags_allowed:
+            name = "skip flag" if token in _SKIP_FLAGS else token
+            if name in seen:
+                raise ArchParseError(f"conflicts with {seen[name]!r} earlier in the part" if seen[name] != token
+                                     else "duplicate flag", token, token_position)
+            seen[name] = token
+            flags.append(token)
+            continue
+        key = next((k for k in keys if token.startswith(k) and len(token) > len(k)), None)
+        if key is None:
+            expected = ", ".join([f"{k}<{_KEY_MEANING[k]}>" for k in required + optional] + list(flags_allowed))
+            raise ArchParseError(f"unknown token for {kind!r}, expected {expected}", token, token_position)
+        if key in values:
+            raise ArchParseError(f"duplicate {_KEY_MEANING[key]} (key {key!r})", token, token_position)
+        values[key] = (_parse_value(key, token[len(key):], token, token_position), token, token_position)
+    for key in required:
+        if key not in values:
+            raise ArchParseError(f"missing required token {key}<{_KEY_MEANING[key]}> in {kind!r} part",
+                                 part, position)
+    return kind, values, flags
+
+
+def _build(factory, values: dict, fields: dict, part: str, position: int, **extra):
+    """Construct a dataclass; a field-level ValueError is re-raised against the token that set it."""
+    kwargs = {field: values[key][0] for key, field in fields.items() if key in values}
+    try:
+        return factory(**kwargs, **extra)
+    except ValueError as error:
+        field = str(error).split(":", 1)[0].rsplit(".", 1)[-1]
+        key = next((k for k, f in fields.items() if f == field and k in values), None)
+        if key is None:
+            raise ArchParseError(str(error), part, position) from None
+        _, token, token_position = values[key]
+        raise ArchParseError(str(error), token, token_position) from None
+
+
+def parse(text: str) -> Arch:
+    """Parse the one-line form. Raises ArchParseError (a ValueError) on any malformed input."""
+    if not isinstance(text, str):
+        raise TypeError(f"architecture string: expected str, got {type(text).__name__}")
+    stripped = text.strip()
+    offset = len(text) - len(text.lstrip())
+    if not stripped:
+        raise ArchParseError("empty architecture string", text, 0)
+    bad = re.search(r"[^a-z0-9_.:]", stripped)
+    if bad:
+        raise ArchParseError(f"character {bad.group()!r} is not allowed (lowercase letters, digits, '_', '.', ':')",
+                             stripped, offset + bad.start())
+    parts = list(_split(stripped, STAGE_SEPARATOR, offset))
+    if len(parts) < 4:
+        raise ArchParseError("expected net, stem, at least one stage and head parts separated by ':'",
+                             stripped, offset)
+    (net, net_pos), (stem, stem_pos), *stage_parts, (head, head_pos) = parts
+
+    _, net_values, net_flags = _parse_part(net, net_pos, "net")
+
+    _, values, _ = _parse_part(stem, stem_pos, "stem")
+    stem_obj = _build(Stem, values, {"k": "kernel", "s": "stride", "c": "channels", "n": "act"}, stem, stem_pos)
+
+    stages = []
+    stage_fields = {"r": "repeats", "k": "kernel", "s": "stride", "e": "expansion", "c": "channels",
+                    "se": "se_ratio", "n": "act"}
+    for part, part_pos in stage_parts:
+        kind, values, flags = _parse_part(part, part_pos, None)
+        skip = _SKIP_FLAGS[flags[0]] if flags else None
+        stages.append(_build(Stage, values, stage_fields, part, part_pos, block=kind, skip=skip))
+
+    _, values, flags = _parse_part(head, head_pos, "head")
+    head_obj = _build(Head, values, {"c": "channels", "n": "act"}, head, head_pos, pool_first="poolfirst" in flags)
+
+    return _build(Arch, net_values, {"res": "resolution", "cls": "num_classes"}, net, net_pos, stem=stem_obj,
+                  stages=tuple(stages), head=head_obj, se_style="v3" if "sev3" in net_flags else "mnas")

@@ -1,0 +1,132 @@
+"""The `pynas` command line."""
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import platform
+import sys
+
+from pynas.arch import Arch
+from pynas.presets import PRESETS, resolve
+
+
+def _human(value: float) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(value) >= scale:
+            return f"{value / scale:.2f}{unit}"
+    return str(int(value))
+
+
+def _table(header: list[str], rows: list[list], right: set[int]) -> str:
+    widths = [max(len(str(x)) for x in column) for column in zip(header, *rows)]
+    fmt = lambda row: "  ".join(str(x).rjust(w) if i in right else str(x).ljust(w)  # noqa: E731
+                                for i, (x, w) in enumerate(zip(row, widths))).rstrip()
+    return "\n".join([fmt(header), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows])
+
+
+def _arch_from_args(args) -> Arch:
+    arch = resolve(args.arch)
+    return arch if args.resolution is None else arch.replace(resolution=args.resolution)
+
+
+def cmd_describe(args) -> None:
+    from pynas.ir import fuse, lower
+
+    arch = _arch_from_args(args)
+    graph = lower(arch)
+    print(arch)
+    print()
+    if args.kernels == "ops":
+        rows = [[op.id, op.name, op.kind, f"{op.cin}x{op.hin}x{op.win}", f"{op.cout}x{op.hout}x{op.wout}",
+                 op.kernel, op.stride, op.groups, op.act or "", f"{op.macs:,}", f"{op.params:,}"]
+                for op in graph.ops]
+        print(_table(["#", "op", "kind", "in CxHxW", "out CxHxW", "k", "s", "g", "act", "MACs", "params"],
+                     rows, right={0, 5, 6, 7, 9, 10}))
+    else:
+        kernels = fuse(graph, blocks=args.kernels == "blocks")
+        rows = [[i, k.name, k.kind, f"{k.macs:,}", f"{k.params:,}", _human(k.bytes_in + k.bytes_out + k.weight_bytes),
+                 k.key] for i, k in enumerate(kernels)]
+        print(_table(["#", "kernel", "kind", "MACs", "params", "bytes", "key"], rows, right={0, 3, 4, 5}))
+        print(f"\n{len(kernels)} kernels from {len(graph.ops)} ops")
+    print(f"\ntotal: params {graph.params:,} ({_human(graph.params)})  MACs {graph.macs:,} ({_human(graph.macs)})"
+          f"  at {arch.resolution}x{arch.resolution}, batch 1")
+    print("counting: MACs of convs and FCs (SE included); params include BatchNorm's gamma and beta")
+
+
+def cmd_sample(args) -> None:
+    from pynas.space import get_space
+
+    space = get_space(args.space, resolution=args.resolution or 224)
+    if args.describe:
+        print(space.describe())
+        return
+    rows = space.sample_tokens(args.n, seed=args.seed)
+    for row in rows:
+        arch = space.decode(row)
+        print(" ".join(map(str, row)) + "\t" + str(arch) if args.tokens else str(arch))
+
+
+def cmd_info(args) -> None:
+    import pynas
+
+    def version(package: str) -> str:
+        try:
+            return importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            return "not installed"
+
+    print(f"pynas {pynas.__version__}")
+    print(f"python {platform.python_version()} ({sys.executable})")
+    for package in ("numpy", "torch", "xgboost", "xgboost-cpu", "onnxruntime", "ai-edge-litert", "ray"):
+        print(f"{package:<15} {version(package)}")
+    print("\nbuild:")
+    for key, value in pynas.build_info().items():
+        print(f"  {key:<18} {value}")
+    features = pynas.cpu_features()
+    print(f"\ncpu: {features.get('model', '')} ({features.get('arch', '')})")
+    print("  features: " + " ".join(k for k, v in features.items() if v is True))
+    print("  kernel ISAs, best first: " + ", ".join(pynas.supported_isas()))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pynas", description="Hardware-aware neural architecture search.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    describe = commands.add_parser("describe", help="per-op table of an architecture: shapes, MACs, params",
+                                   description=f"ARCH is a preset ({', '.join(PRESETS)}, mobilenetv2-<width>) "
+                                               "or an architecture string.")
+    describe.add_argument("arch", metavar="ARCH")
+    describe.add_argument("--kernels", choices=("ops", "fused", "blocks"), default="ops",
+                          help="ops: lowered ops; fused: conv+act(+add) kernels; blocks: whole MBConv/DS blocks")
+    describe.add_argument("--resolution", type=int, help="override the input resolution")
+    describe.set_defaults(run=cmd_describe)
+
+    sample = commands.add_parser("sample", help="sample architectures uniformly from a search space")
+    sample.add_argument("--space", default="mnasnet")
+    sample.add_argument("-n", type=int, default=5, help="how many (default 5)")
+    sample.add_argument("--seed", type=int, default=None)
+    sample.add_argument("--resolution", type=int, help="input resolution (default 224)")
+    sample.add_argument("--tokens", action="store_true", help="also print each architecture's tokens")
+    sample.add_argument("--describe", action="store_true", help="print the space's decisions and size instead")
+    sample.set_defaults(run=cmd_sample)
+
+    info = commands.add_parser("info", help="versions, build and detected CPU features")
+    info.set_defaults(run=cmd_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "n", 1) is not None and getattr(args, "n", 1) < 0:
+        parser.error("-n must be >= 0")
+    try:
+        args.run(args)
+    except ValueError as error:
+        print(f"pynas {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

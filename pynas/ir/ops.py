@@ -1,0 +1,112 @@
+"""IR operations: one tensor-producing op with full shapes and its cost counts.
+
+Counting conventions (the ones the MnasNet / MobileNet papers use):
+
+* ``macs``: multiply-accumulates of convolutions and fully connected layers (the SE's two FCs
+  included). Pooling, activations, residual adds and the SE channel scale count 0.
+* ``params``: trainable parameters of the PyTorch model: conv/FC weights and biases, plus 2 per
+  channel (gamma, beta) for each BatchNorm. BN running statistics are buffers, not counted.
+* ``weight_bytes``: what an inference kernel reads after BN is folded: weights plus one bias per
+  output channel, fp32.
+* ``bytes_in`` / ``bytes_out``: fp32 activation tensors read (each input tensor once) and written.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+FLOAT_BYTES = 4
+CONV_KINDS = ("conv", "dwconv", "pwconv")
+KINDS = CONV_KINDS + ("fc", "se", "add", "avgpool", "gap", "act")
+GATES = ("sigmoid", "hsigmoid")
+NETWORK_INPUT = -1
+
+
+@dataclass(frozen=True)
+class Op:
+    """One op. `inputs` are producer op ids (NETWORK_INPUT for the image); `block` groups the ops
+    of one block repeat (e.g. 's2.1') so fusion passes can keep a block together."""
+
+    id: int
+    kind: str
+    name: str
+    inputs: tuple[int, ...]
+    n: int
+    cin: int
+    hin: int
+    win: int
+    cout: int
+    hout: int
+    wout: int
+    kernel: int = 1
+    stride: int = 1
+    padding: int = 0
+    groups: int = 1
+    act: str | None = None  # the function of an 'act' op; the inner activation of an 'se' op
+    bias: bool = False  # conv/FC with its own bias
+    bn: bool = False  # conv followed by BatchNorm (folded into a bias at inference)
+    se_channels: int = 0  # SE: reduced width
+    gate: str | None = None  # SE: gate function
+    block: str | None = None
+    role: str = ""
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"op.kind: expected one of {KINDS}, got {self.kind!r}")
+
+    # -- counts -------------------------------------------------------------------------------
+    @property
+    def weight_count(self) -> int:
+        """Weights only (no bias, no BN)."""
+        if self.kind in CONV_KINDS:
+            return self.cout * (self.cin // self.groups) * self.kernel * self.kernel
+        if self.kind == "fc":
+            return self.cin * self.cout
+        if self.kind == "se":
+            return 2 * self.cin * self.se_channels
+        return 0
+
+    @property
+    def macs(self) -> int:
+        if self.kind in CONV_KINDS:
+            return self.weight_count * self.hout * self.wout * self.n
+        if self.kind in ("fc", "se"):
+            return self.weight_count * self.n
+        return 0
+
+    @property
+    def params(self) -> int:
+        if self.kind == "se":
+            return self.weight_count + self.se_channels + self.cin  # both FCs have biases
+        return self.weight_count + (self.cout if self.bias else 0) + (2 * self.cout if self.bn else 0)
+
+    @property
+    def weight_bytes(self) -> int:
+        if self.kind == "se":
+            return FLOAT_BYTES * (self.weight_count + self.se_channels + self.cin)
+        if self.weight_count == 0:
+            return 0
+        has_bias = self.bias or self.bn
+        return FLOAT_BYTES * (self.weight_count + (self.cout if has_bias else 0))
+
+    @property
+    def bytes_in(self) -> int:
+        return FLOAT_BYTES * self.n * self.cin * self.hin * self.win * len(self.inputs)
+
+    @property
+    def bytes_out(self) -> int:
+        return FLOAT_BYTES * self.n * self.cout * self.hout * self.wout
+
+    # -- identity -----------------------------------------------------------------------------
+    @property
+    def key(self) -> str:
+        """Canonical key: identical for identical work, whatever the op's name or position."""
+        parts = [self.kind, f"n{self.n}", f"i{self.cin}x{self.hin}x{self.win}", f"o{self.cout}x{self.hout}x{self.wout}"]
+        if self.kind in CONV_KINDS or self.kind == "avgpool":
+            parts += [f"k{self.kernel}", f"s{self.stride}", f"p{self.padding}"]
+        if self.kind in CONV_KINDS:
+            parts.append(f"g{self.groups}")
+        if self.kind == "se":
+            parts += [f"r{self.se_channels}", self.act, self.gate]
+        if self.kind == "act":
+            parts.append(self.act)
+        return "_".join(parts)

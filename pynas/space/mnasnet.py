@@ -1,0 +1,140 @@
+"""The MnasNet factorized hierarchical search space (Tan et al., CVPR 2019, Sec. 4.1).
+
+Seven blocks on the MobileNetV2 skeleton (stem 3x3/2 conv 32, head 1x1 conv 1280, ReLU
+throughout, as MnasNet). Block i has base output channels, base layers and stride
+
+    channels 16, 24, 32, 64, 96, 160, 320;  layers 1, 2, 3, 4, 3, 3, 1;  stride 1, 2, 2, 2, 1, 2, 1
+
+and six decisions, each lowering as follows:
+
+* ``op``: ``conv`` a regular k x k conv (``cn``), ``dsconv`` depthwise separable (``ds``),
+  ``mbconv3`` / ``mbconv6`` inverted residual with expansion 3 / 6 (``ir``).
+* ``kernel``: 3 or 5 (the depthwise kernel, or the regular conv's kernel).
+* ``se``: ratio 0 (none) or 0.25, reduced from the block's input channels.
+* ``skip``: ``pool`` a pooling shortcut on every layer (3x3 average pool with the layer's stride,
+  then a 1x1 conv + BN where channels change), ``identity`` a residual on every layer whose input
+  and output shapes match (never the block's first layer here: it always changes the shape),
+  ``none``.
+* ``filters``: 0.75, 1.0 or 1.25 x base channels (all products are integers, and distinct).
+* ``layers``: base - 1, base or base + 1. On blocks with one base layer, -1 gives a block of 0
+  layers: it is kept in the architecture as data (``r0``) and lowers to nothing.
+
+Size: 432 choices per block, 432^7 ~ 2.8e18 token vectors, a bijection with the architectures.
+MnasNet's quoted ~1e13 is 432^5, its example with B = 5 blocks. Several token vectors lower to the
+same network (a 0-layer block ignores its other choices; on a 1-layer block ``identity`` adds no
+residual, like ``none``); `distinct_networks()` counts the networks.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Sequence
+
+from pynas.arch import Arch, Head, Stage, Stem, round_half_up
+from pynas.space.base import Decision, SearchSpace
+
+BASE_CHANNELS = (16, 24, 32, 64, 96, 160, 320)
+BASE_LAYERS = (1, 2, 3, 4, 3, 3, 1)
+STRIDES = (1, 2, 2, 2, 1, 2, 1)
+
+OPS = ("conv", "dsconv", "mbconv3", "mbconv6")
+KERNELS = (3, 5)
+SE_RATIOS = (0.0, 0.25)
+SKIPS = ("pool", "identity", "none")
+FILTER_MULTIPLIERS = (0.75, 1.0, 1.25)
+LAYER_DELTAS = (-1, 0, 1)
+_FIELDS = ("op", "kernel", "se", "skip", "filters", "layers")
+_OP_BLOCK = {"conv": ("cn", 1.0), "dsconv": ("ds", 1.0), "mbconv3": ("ir", 3.0), "mbconv6": ("ir", 6.0)}
+
+
+class MnasNetSpace(SearchSpace):
+    name = "mnasnet"
+
+    def __init__(self, resolution: int = 224, num_classes: int = 1000):
+        self.resolution = resolution
+        self.num_classes = num_classes
+        self.stem = Stem(kernel=3, stride=2, channels=32)
+        self.head = Head(channels=1280)
+        choices = dict(op=OPS, kernel=KERNELS, se=SE_RATIOS, skip=SKIPS, filters=FILTER_MULTIPLIERS,
+                       layers=LAYER_DELTAS)
+        self.decisions = tuple(Decision(f"b{b + 1}.{field}", choices[field])
+                               for b in range(len(BASE_CHANNELS)) for field in _FIELDS)
+        self.channel_choices = tuple(tuple(round_half_up(c * m) for m in FILTER_MULTIPLIERS) for c in BASE_CHANNELS)
+        # Architecture -> token must be unique: the width choices of a block must differ.
+        assert all(len(set(c)) == len(c) for c in self.channel_choices)
+        self.decode((0,) * len(self.decisions))  # a bad resolution or class count fails here, not later
+
+    def _block_stage(self, block: int, choice: dict) -> Stage:
+        kind, expansion = _OP_BLOCK[choice["op"]]
+        return Stage(block=kind, repeats=BASE_LAYERS[block] + choice["layers"], kernel=choice["kernel"],
+                     stride=STRIDES[block], channels=round_half_up(BASE_CHANNELS[block] * choice["filters"]),
+                     expansion=expansion, se_ratio=choice["se"], skip=choice["skip"])
+
+    def decode(self, tokens: Sequence[int]) -> Arch:
+        tokens = self.check_tokens(tokens)
+        stages = []
+        for block in range(len(BASE_CHANNELS)):
+            span = slice(block * len(_FIELDS), (block + 1) * len(_FIELDS))
+            choice = {field: decision.choices[token]
+                      for field, decision, token in zip(_FIELDS, self.decisions[span], tokens[span])}
+            stages.append(self._block_stage(block, choice))
+        return Arch(self.resolution, self.num_classes, self.stem, tuple(stages), self.head)
+
+    def encode(self, arch: Arch) -> tuple[int, ...]:
+        def expect(field, got, allowed):
+            if got not in allowed:
+                raise ValueError(f"architecture not in space {self.name!r}: {field}: expected one of "
+                                 f"{tuple(allowed)}, got {got!r}")
+            return tuple(allowed).index(got)
+
+        expect("resolution", arch.resolution, (self.resolution,))
+        expect("num_classes", arch.num_classes, (self.num_classes,))
+        expect("se_style", arch.se_style, ("mnas",))
+        expect("stem", arch.stem, (self.stem,))
+        expect("head", arch.head, (self.head,))
+        expect("number of stages", len(arch.stages), (len(BASE_CHANNELS),))
+        tokens = []
+        for block, stage in enumerate(arch.stages):
+            name = f"stage {block} ({stage})"
+            tokens.append(expect(f"{name} block/expansion", (stage.block, stage.expansion), _OP_BLOCK.values()))
+            tokens.append(expect(f"{name} kernel", stage.kernel, KERNELS))
+            tokens.append(expect(f"{name} se_ratio", stage.se_ratio, SE_RATIOS))
+            tokens.append(expect(f"{name} skip", stage.skip, SKIPS))
+            tokens.append(expect(f"{name} channels", stage.channels, self.channel_choices[block]))
+            tokens.append(expect(f"{name} repeats", stage.repeats - BASE_LAYERS[block], LAYER_DELTAS))
+            expect(f"{name} stride", stage.stride, (STRIDES[block],))
+            expect(f"{name} act", stage.act, ("re",))
+        return tuple(tokens)
+
+    def network_tokens(self, tokens: Sequence[int]) -> tuple[int, ...]:
+        """Tokens with choices that do not change the lowered network set to a fixed value, so
+        two token vectors give the same network exactly when these are equal."""
+        tokens = list(self.check_tokens(tokens))
+        width = len(_FIELDS)
+        for block in range(len(BASE_CHANNELS)):
+            chunk = tokens[block * width:(block + 1) * width]
+            layers = BASE_LAYERS[block] + LAYER_DELTAS[chunk[5]]
+            if layers == 0:
+                chunk = [0] * (width - 1) + [chunk[5]]
+            elif layers == 1 and SKIPS[chunk[3]] == "identity":
+                chunk[3] = SKIPS.index("none")
+            tokens[block * width:(block + 1) * width] = chunk
+        return tuple(tokens)
+
+    def distinct_networks(self) -> int:
+        """How many different networks the space holds (see `network_tokens`)."""
+        width = len(_FIELDS)
+        total = 1
+        for block in range(len(BASE_CHANNELS)):
+            per_block = set()
+            for chunk in itertools.product(*(range(d.cardinality) for d in self.decisions[:width])):
+                tokens = [0] * len(self.decisions)
+                tokens[block * width:(block + 1) * width] = chunk
+                per_block.add(self.network_tokens(tokens)[block * width:(block + 1) * width])
+            total *= len(per_block)
+        return total
+
+    def describe(self) -> str:
+        distinct = self.distinct_networks()
+        return (super().describe() + f"\n  distinct networks: {distinct:.3e} "
+                f"(log10 {math.log10(distinct):.2f}); MnasNet's ~1e13 is 432^5 = {432 ** 5:.2e}")

@@ -1,0 +1,149 @@
+"""Build a PyTorch module from an architecture (the only place torch is needed to build models).
+
+The module mirrors `pynas.ir.lower` op for op (see its docstring for how each block lowers):
+BatchNorm after every conv except the SE's and the pool-first head's (those have biases), the
+activation after BN, linear projections, and residuals as the architecture's skip says. Blocks
+are flat in ``Network.blocks`` and ``forward`` is a straight line.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from pynas.arch import Arch, Stage
+from pynas.ir.lower import expanded_channels, se_channels
+
+_ACTIVATIONS = {"re": nn.ReLU, "r6": nn.ReLU6, "hs": nn.Hardswish, "sw": nn.SiLU}
+_GATES = {"sigmoid": nn.Sigmoid, "hsigmoid": nn.Hardsigmoid}
+
+
+def activation(name: str) -> nn.Module:
+    return _ACTIVATIONS[name](inplace=True)
+
+
+class ConvBnAct(nn.Sequential):
+    """k x k conv (padding k // 2) + BN [+ activation]; with bn=False the conv has a bias instead."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1,
+                 act: str | None = None, bn: bool = True):
+        layers = [nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=not bn)]
+        if bn:
+            layers.append(nn.BatchNorm2d(cout))
+        if act is not None:
+            layers.append(activation(act))
+        super().__init__(*layers)
+
+
+class SqueezeExcite(nn.Module):
+    def __init__(self, channels: int, reduced: int, act: str, gate: str):
+        super().__init__()
+        self.reduce = nn.Conv2d(channels, reduced, 1, bias=True)
+        self.act = activation(act)
+        self.expand = nn.Conv2d(reduced, channels, 1, bias=True)
+        self.gate = _GATES[gate]()
+
+    def forward(self, x):
+        scale = x.mean((2, 3), keepdim=True)
+        return x * self.gate(self.expand(self.act(self.reduce(scale))))
+
+
+class PoolShortcut(nn.Sequential):
+    """3x3 average pool with the block's stride, then a 1x1 conv + BN if channels change."""
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        layers = [nn.AvgPool2d(3, stride, 1, count_include_pad=False)]
+        if cin != cout:
+            layers.append(ConvBnAct(cin, cout, 1))
+        super().__init__(*layers)
+
+
+class Block(nn.Module):
+    """One repeat of a stage: body, plus a shortcut (identity, pooling) added to its output."""
+
+    def __init__(self, arch: Arch, stage: Stage, cin: int, stride: int):
+        super().__init__()
+        cout, act, k = stage.channels, stage.act, stage.kernel
+        layers: list[nn.Module] = []
+        if stage.block == "ir":
+            mid = expanded_channels(cin, stage.expansion)
+            layers += [ConvBnAct(cin, mid, 1, act=act), ConvBnAct(mid, mid, k, stride, groups=mid, act=act)]
+        elif stage.block == "ds":
+            mid = cin
+            layers.append(ConvBnAct(cin, cin, k, stride, groups=cin, act=act))
+        else:
+            mid = cout
+            layers.append(ConvBnAct(cin, cout, k, stride, act=act))
+        if stage.se_ratio > 0:
+            v3 = arch.se_style == "v3"
+            layers.append(SqueezeExcite(mid, se_channels(arch, stage, cin, mid), "re" if v3 else act,
+                                        "hsigmoid" if v3 else "sigmoid"))
+        if stage.block != "cn":
+            layers.append(ConvBnAct(mid, cout, 1))
+        self.body = nn.Sequential(*layers)
+        if stage.skip == "identity" and stride == 1 and cin == cout:
+            self.shortcut = nn.Identity()
+        elif stage.skip == "pool":
+            self.shortcut = PoolShortcut(cin, cout, stride)
+        else:
+            self.shortcut = None
+
+    def forward(self, x):
+        y = self.body(x)
+        return y if self.shortcut is None else y + self.shortcut(x)
+
+
+class Head(nn.Module):
+    def __init__(self, cin: int, channels: int, act: str, pool_first: bool, num_classes: int):
+        super().__init__()
+        self.pool_first = pool_first
+        self.conv = ConvBnAct(cin, channels, 1, act=act, bn=not pool_first)
+        self.classifier = nn.Linear(channels, num_classes)
+
+    def forward(self, x):
+        if self.pool_first:
+            x = self.conv(x.mean((2, 3), keepdim=True))
+        else:
+            x = self.conv(x).mean((2, 3), keepdim=True)
+        return self.classifier(torch.flatten(x, 1))
+
+
+class Network(nn.Module):
+    def __init__(self, arch: Arch):
+        super().__init__()
+        self.arch = arch
+        stem = arch.stem
+        self.stem = ConvBnAct(3, stem.channels, stem.kernel, stem.stride, act=stem.act)
+        blocks, channels = [], stem.channels
+        for stage in arch.stages:
+            for repeat in range(stage.repeats):
+                blocks.append(Block(arch, stage, channels, stage.stride if repeat == 0 else 1))
+                channels = stage.channels
+        self.blocks = nn.Sequential(*blocks)
+        self.head = Head(channels, arch.head.channels, arch.head.act, arch.head.pool_first, arch.num_classes)
+        _init_weights(self)
+
+    def forward(self, x):
+        return self.head(self.blocks(self.stem(x)))
+
+
+def _init_weights(module: nn.Module) -> None:
+    """He init for convs, unit BN, small classifier weights (as MnasNet/MobileNet training does)."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0.0, 0.01)
+            nn.init.zeros_(m.bias)
+
+
+def build_torch(arch: Arch | str) -> Network:
+    """An nn.Module for `arch` (an Arch, preset name or arch string) taking N x 3 x R x R input."""
+    if isinstance(arch, str):
+        from pynas.presets import resolve
+        arch = resolve(arch)
+    return Network(arch)

@@ -1,0 +1,130 @@
+"""Tests of the compiled pynas._core: version, build info, CPU features, ISA levels."""
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import pynas
+from pynas import _core
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    tomllib = pytest.importorskip("tomli")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+ISA_LEVELS = ["avx512", "avx2", "neon", "scalar"]
+ON_X86_LINUX = sys.platform.startswith("linux") and platform.machine() in ("x86_64", "AMD64")
+
+
+def test_version_matches_pyproject():
+    with open(REPO_ROOT / "pyproject.toml", "rb") as f:
+        version = tomllib.load(f)["project"]["version"]
+    assert pynas.__version__ == _core.__version__ == version
+    assert pynas.build_info()["version"] == version
+
+
+def test_build_info():
+    info = pynas.build_info()
+    expected = {"version", "compiler", "compiler_version", "build_type", "target_processor",
+                "cxx_standard", "pybind11_version", "isa_macros"}
+    assert expected <= info.keys()
+    assert info["cxx_standard"] >= 201703
+    assert info["build_type"]
+    assert all(isinstance(m, str) for m in info["isa_macros"])
+
+
+def test_cpu_features_shape():
+    feats = pynas.cpu_features()
+    assert feats["arch"] in ("x86_64", "x86", "aarch64", "other")
+    assert isinstance(feats["model"], str)
+    for name in ("sse4_2", "avx2", "fma", "avx512f", "avx512vnni", "neon", "dotprod", "sve"):
+        assert isinstance(feats[name], bool)
+    if feats["arch"] == "aarch64":
+        assert feats["neon"]
+
+
+def _cpuinfo_flags():
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    pytest.skip("no flags line in /proc/cpuinfo")
+
+
+# pynas feature name -> Linux /proc/cpuinfo flag
+CPUINFO_NAMES = {"sse4_2": "sse4_2", "avx": "avx", "avx2": "avx2", "fma": "fma", "f16c": "f16c",
+                 "avx512f": "avx512f", "avx512bw": "avx512bw", "avx512dq": "avx512dq",
+                 "avx512vl": "avx512vl", "avx512vnni": "avx512_vnni"}
+
+
+@pytest.mark.skipif(not ON_X86_LINUX, reason="needs Linux on x86_64")
+@pytest.mark.parametrize("feature", sorted(CPUINFO_NAMES))
+def test_cpu_features_match_proc_cpuinfo(feature):
+    assert pynas.cpu_features()[feature] == (CPUINFO_NAMES[feature] in _cpuinfo_flags())
+
+
+def test_supported_isas_ordered(monkeypatch):
+    monkeypatch.delenv("PYNAS_ISA", raising=False)
+    isas = pynas.supported_isas()
+    assert isas[-1] == "scalar"
+    assert isas == [level for level in ISA_LEVELS if level in isas]  # best first, no repeats
+    feats = pynas.cpu_features()
+    assert ("avx2" in isas) == (feats["avx2"] and feats["fma"])
+    assert ("avx512" in isas) == (feats["avx512f"] and feats["avx2"] and feats["fma"])
+    assert ("neon" in isas) == feats["neon"]
+
+
+def _isas_in_subprocess(tmp_path, value):
+    """supported_isas() in a fresh interpreter with PYNAS_ISA=value: list, or (error type, message)."""
+    code = (
+        "import json, pynas\n"
+        "try:\n"
+        "    print(json.dumps(pynas.supported_isas()))\n"
+        "except Exception as e:\n"
+        "    print(json.dumps([type(e).__name__, str(e)]))\n"
+    )
+    env = dict(os.environ, PYNAS_ISA=value)
+    # cwd=tmp_path: `python -c` puts the cwd on sys.path; keep the source tree off it.
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out)
+
+
+def test_pynas_isa_scalar(tmp_path):
+    assert _isas_in_subprocess(tmp_path, "scalar") == ["scalar"]
+
+
+def test_pynas_isa_caps_list(tmp_path, monkeypatch):
+    monkeypatch.delenv("PYNAS_ISA", raising=False)
+    full = pynas.supported_isas()
+    for i, level in enumerate(full):
+        assert _isas_in_subprocess(tmp_path, level) == full[i:]
+
+
+def test_pynas_isa_invalid(tmp_path):
+    kind, msg = _isas_in_subprocess(tmp_path, "foo")
+    assert kind == "ValueError"
+    assert "expected" in msg and "foo" in msg
+    assert all(level in msg for level in ISA_LEVELS)
+
+
+def test_pynas_isa_invalid_in_process(monkeypatch):
+    monkeypatch.setenv("PYNAS_ISA", "foo")
+    with pytest.raises(ValueError, match="expected one of avx512, avx2, neon, scalar"):
+        pynas.supported_isas()
+
+
+def test_pynas_isa_unsupported(tmp_path, monkeypatch):
+    monkeypatch.delenv("PYNAS_ISA", raising=False)
+    missing = [level for level in ISA_LEVELS if level not in pynas.supported_isas()]
+    if not missing:
+        pytest.skip("this CPU runs every ISA level")
+    kind, msg = _isas_in_subprocess(tmp_path, missing[0])
+    assert kind == "ValueError"
+    assert missing[0] in msg and "scalar" in msg

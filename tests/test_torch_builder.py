@@ -1,0 +1,105 @@
+"""The PyTorch builder agrees with the IR, counted independently from the module.
+
+MACs come from forward hooks on every Conv2d and Linear (output elements x input channels per
+group x kernel area; in x out for Linear); params from module.parameters(). Same convention as
+the IR (tests/test_ir.py docstring).
+"""
+import pytest
+
+torch = pytest.importorskip("torch")
+from torch import nn  # noqa: E402
+
+from pynas.arch import parse  # noqa: E402
+from pynas.ir import lower  # noqa: E402
+from pynas.presets import PRESETS, preset  # noqa: E402
+from pynas.space import get_space  # noqa: E402
+from pynas.torch_builder import Network, build_torch  # noqa: E402
+
+
+def hook_profile(model: nn.Module, resolution: int):
+    """Run a forward pass; return the per-layer (in, out, k, s, groups, out HxW, MACs) list and output."""
+    layers = []
+
+    def record(module, inputs, output):
+        if isinstance(module, nn.Conv2d):
+            k, s = module.kernel_size[0], module.stride[0]
+            h, w = output.shape[2:]
+            macs = output.shape[1] * h * w * (module.in_channels // module.groups) * k * k
+            layers.append((module.in_channels, module.out_channels, k, s, module.groups, (h, w), macs))
+        else:
+            layers.append((module.in_features, module.out_features, 1, 1, 1, (1, 1), module.in_features * module.out_features))
+
+    handles = [m.register_forward_hook(record) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    try:
+        model.eval()
+        with torch.no_grad():
+            output = model(torch.randn(1, 3, resolution, resolution))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return layers, output
+
+
+def ir_profile(graph):
+    """The same per-layer list from the IR: an SE op is two 1x1 convs on a 1x1 map."""
+    layers = []
+    for op in graph.ops:
+        if op.kind in ("conv", "dwconv", "pwconv"):
+            layers.append((op.cin, op.cout, op.kernel, op.stride, op.groups, (op.hout, op.wout), op.macs))
+        elif op.kind == "se":
+            r = op.se_channels
+            layers += [(op.cin, r, 1, 1, 1, (1, 1), op.cin * r), (r, op.cin, 1, 1, 1, (1, 1), r * op.cin)]
+        elif op.kind == "fc":
+            layers.append((op.cin, op.cout, 1, 1, 1, (1, 1), op.macs))
+    return layers
+
+
+def check_against_ir(arch):
+    graph = lower(arch)
+    model = build_torch(arch)
+    layers, output = hook_profile(model, arch.resolution)
+    assert output.shape == (1, arch.num_classes)
+    assert sum(m for *_, m in layers) == graph.macs
+    assert sum(p.numel() for p in model.parameters()) == graph.params
+    assert layers == ir_profile(graph)
+    shortcuts = [b.shortcut for b in model.blocks if b.shortcut is not None]
+    assert len(shortcuts) == sum(op.kind == "add" for op in graph.ops)
+    assert sum(isinstance(m, nn.AvgPool2d) for m in model.modules()) == sum(op.kind == "avgpool" for op in graph.ops)
+
+
+@pytest.mark.parametrize("name", PRESETS + ("mobilenetv2-0.75", "mobilenetv2-1.4"))
+def test_presets_match_ir(name):
+    check_against_ir(preset(name))
+
+
+def test_two_hundred_sampled_architectures_match_ir():
+    torch.manual_seed(0)
+    for arch in get_space("mnasnet").sample(200, seed=2024):
+        check_against_ir(arch)
+
+
+@pytest.mark.parametrize("resolution", [97, 33])
+def test_odd_resolutions(resolution):
+    for arch in get_space("mnasnet", resolution=resolution).sample(5, seed=resolution):
+        check_against_ir(arch)
+
+
+def test_blocks_are_flat_and_modules_as_in_the_papers():
+    model = build_torch("mobilenetv3-large")
+    assert isinstance(model, Network)
+    assert len(model.blocks) == sum(s.repeats for s in model.arch.stages)
+    acts = {type(m) for m in model.modules()}
+    assert {nn.Hardswish, nn.ReLU, nn.Hardsigmoid} <= acts and nn.Sigmoid not in acts
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) > 0
+    assert isinstance(model.blocks[0].shortcut, nn.Identity)  # V3's first block has a residual
+    a1 = build_torch(preset("mnasnet-a1"))
+    assert {nn.ReLU, nn.Sigmoid} <= {type(m) for m in a1.modules()}
+
+
+def test_residual_is_really_added():
+    arch = parse("net_res16_cls4:stem_k3_s1_c8:ds_r1_k3_s1_c8:head_c8")
+    model = build_torch(arch).eval()
+    x = torch.randn(1, 8, 16, 16)
+    block = model.blocks[0]
+    with torch.no_grad():
+        assert torch.allclose(block(x), block.body(x) + x)
