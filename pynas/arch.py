@@ -41,6 +41,7 @@ leaves out optional tokens that hold their default.
 from __future__ import annotations
 
 import dataclasses
+import decimal
 import math
 import re
 from dataclasses import dataclass
@@ -81,13 +82,23 @@ def round_half_up(value: float) -> int:
     return int(math.floor(value + 0.5 + 1e-9))
 
 
+MAX_INT = 10 ** 9  # bound on every integer field, so each valid Arch prints and parses back
+
+
 def _check(condition: bool, field: str, expected: str, got) -> None:
     if not condition:
         raise ValueError(f"{field}: expected {expected}, got {got!r}")
 
 
+def _check_int(value, field: str, minimum: int) -> None:
+    _check(_is_int(value) and minimum <= value <= MAX_INT, field, f"an integer in [{minimum}, {MAX_INT}]", value)
+
+
 def _format_number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
+    """Shortest round-tripping decimal, never in exponent notation (the grammar has no exponents)."""
+    if float(value).is_integer():
+        return str(int(value))
+    return format(decimal.Decimal(repr(float(value))), "f")
 
 
 @dataclass(frozen=True)
@@ -100,9 +111,10 @@ class Stem:
     act: str = "re"
 
     def __post_init__(self):
-        _check(self.kernel in _CONV_KERNELS, "stem.kernel", f"one of {_CONV_KERNELS}", self.kernel)
-        _check(self.stride in _STRIDES, "stem.stride", f"one of {_STRIDES}", self.stride)
-        _check(_is_int(self.channels) and self.channels >= 1, "stem.channels", "an integer >= 1", self.channels)
+        _check(_is_int(self.kernel) and self.kernel in _CONV_KERNELS, "stem.kernel", f"one of {_CONV_KERNELS}",
+               self.kernel)
+        _check(_is_int(self.stride) and self.stride in _STRIDES, "stem.stride", f"one of {_STRIDES}", self.stride)
+        _check_int(self.channels, "stem.channels", 1)
         _check(self.act in ACTIVATIONS, "stem.act", f"one of {ACTIVATIONS}", self.act)
 
     def __str__(self) -> str:
@@ -128,11 +140,12 @@ class Stage:
 
     def __post_init__(self):
         _check(self.block in BLOCK_TYPES, "stage.block", f"one of {BLOCK_TYPES}", self.block)
-        _check(_is_int(self.repeats) and self.repeats >= 0, "stage.repeats", "an integer >= 0", self.repeats)
+        _check_int(self.repeats, "stage.repeats", 0)
         kernels = _CONV_KERNELS if self.block == "cn" else _DEPTHWISE_KERNELS
-        _check(self.kernel in kernels, "stage.kernel", f"one of {kernels} for {self.block}", self.kernel)
-        _check(self.stride in _STRIDES, "stage.stride", f"one of {_STRIDES}", self.stride)
-        _check(_is_int(self.channels) and self.channels >= 1, "stage.channels", "an integer >= 1", self.channels)
+        _check(_is_int(self.kernel) and self.kernel in kernels, "stage.kernel", f"one of {kernels} for {self.block}",
+               self.kernel)
+        _check(_is_int(self.stride) and self.stride in _STRIDES, "stage.stride", f"one of {_STRIDES}", self.stride)
+        _check_int(self.channels, "stage.channels", 1)
         _check(_is_number(self.expansion) and math.isfinite(self.expansion) and self.expansion > 0,
                "stage.expansion", "a finite number > 0", self.expansion)
         _check(self.block == "ir" or self.expansion == 1, "stage.expansion",
@@ -170,7 +183,7 @@ class Head:
     pool_first: bool = False
 
     def __post_init__(self):
-        _check(_is_int(self.channels) and self.channels >= 1, "head.channels", "an integer >= 1", self.channels)
+        _check_int(self.channels, "head.channels", 1)
         _check(self.act in ACTIVATIONS, "head.act", f"one of {ACTIVATIONS}", self.act)
         _check(isinstance(self.pool_first, bool), "head.pool_first", "a bool", self.pool_first)
 
@@ -193,9 +206,8 @@ class Arch:
     se_style: str = "mnas"
 
     def __post_init__(self):
-        _check(_is_int(self.resolution) and self.resolution >= 1, "resolution", "an integer >= 1", self.resolution)
-        _check(_is_int(self.num_classes) and self.num_classes >= 1, "num_classes", "an integer >= 1",
-               self.num_classes)
+        _check_int(self.resolution, "resolution", 1)
+        _check_int(self.num_classes, "num_classes", 1)
         _check(isinstance(self.stem, Stem), "stem", "a Stem", self.stem)
         object.__setattr__(self, "stages", tuple(self.stages))
         _check(len(self.stages) >= 1, "stages", "at least one stage", self.stages)
@@ -228,7 +240,8 @@ def _is_number(value) -> bool:
 def scale_width(arch: Arch, multiplier: float, divisor: int = 8) -> Arch:
     """Width multiplier (MobileNet): every stem and stage width becomes make_divisible(c * m);
     the head widens only for multipliers above 1, as in MobileNetV2."""
-    _check(_is_number(multiplier) and multiplier > 0, "multiplier", "a number > 0", multiplier)
+    _check(_is_number(multiplier) and math.isfinite(multiplier) and multiplier > 0, "multiplier",
+           "a finite number > 0", multiplier)
     scale = lambda c: make_divisible(c * multiplier, divisor)  # noqa: E731
     return arch.replace(
         stem=dataclasses.replace(arch.stem, channels=scale(arch.stem.channels)),
@@ -276,6 +289,8 @@ def _parse_value(key: str, raw: str, token: str, position: int):
         if not _INT.fullmatch(raw):
             raise ArchParseError(f"{meaning} must be a non-negative integer without leading zeros, got {raw!r}",
                                  token, position)
+        if len(raw) > len(str(MAX_INT)):  # int() itself refuses over 4300 digits
+            raise ArchParseError(f"{meaning} must be at most {MAX_INT}, got {raw[:20]}...", token, position)
         return int(raw)
     if not _NUMBER.fullmatch(raw):
         raise ArchParseError(f"{meaning} must be a non-negative decimal number like 6 or 0.25, got {raw!r}",
@@ -345,9 +360,16 @@ def parse(text: str) -> Arch:
         raise ArchParseError("empty architecture string", text, 0)
     bad = re.search(r"[^a-z0-9_.:]", stripped)
     if bad:
+        # Report the token holding the character: the run between the separators around it.
+        start = max(stripped.rfind("_", 0, bad.start()), stripped.rfind(":", 0, bad.start())) + 1
+        end = min([i for i in (stripped.find("_", bad.start()), stripped.find(":", bad.start())) if i >= 0],
+                  default=len(stripped))
         raise ArchParseError(f"character {bad.group()!r} is not allowed (lowercase letters, digits, '_', '.', ':')",
-                             stripped, offset + bad.start())
+                             stripped[start:end], offset + start)
     parts = list(_split(stripped, STAGE_SEPARATOR, offset))
+    for part, part_pos in parts:
+        if not part:
+            raise ArchParseError("empty part (two ':' in a row, or one at an end)", part, part_pos)
     if len(parts) < 4:
         raise ArchParseError("expected net, stem, at least one stage and head parts separated by ':'",
                              stripped, offset)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import os
 import platform
 import sys
 
@@ -69,16 +70,20 @@ def cmd_sample(args) -> None:
 def cmd_info(args) -> None:
     import pynas
 
-    def version(package: str) -> str:
-        try:
-            return importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            return "not installed"
+    def version(*distributions: str) -> str:
+        """Version of the first installed distribution (xgboost ships as xgboost-cpu on x86_64 Linux)."""
+        for distribution in distributions:
+            try:
+                return f"{importlib.metadata.version(distribution)} ({distribution})"
+            except importlib.metadata.PackageNotFoundError:
+                continue
+        return "not installed"
 
     print(f"pynas {pynas.__version__}")
     print(f"python {platform.python_version()} ({sys.executable})")
-    for package in ("numpy", "torch", "xgboost", "xgboost-cpu", "onnxruntime", "ai-edge-litert", "ray"):
-        print(f"{package:<15} {version(package)}")
+    for name, distributions in (("numpy", ["numpy"]), ("torch", ["torch"]), ("xgboost", ["xgboost-cpu", "xgboost"]),
+                                ("onnxruntime", ["onnxruntime"]), ("litert", ["ai-edge-litert"]), ("ray", ["ray"])):
+        print(f"{name:<12} {version(*distributions)}")
     print("\nbuild:")
     for key, value in pynas.build_info().items():
         print(f"  {key:<18} {value}")
@@ -125,6 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"pynas {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # Output piped into e.g. `head`, which closed early: not an error. Point stdout at devnull
+        # so the interpreter's final flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

@@ -54,8 +54,8 @@ def preset(name: str) -> Arch:
     match = _WIDTH_NAME.fullmatch(name)
     if match and match["family"] in _WIDTH_FAMILIES:
         multiplier = float(match["mult"])
-        if multiplier <= 0:
-            raise ValueError(f"preset {name!r}: width multiplier must be > 0, got {match['mult']}")
+        if not 0 < multiplier < 100:
+            raise ValueError(f"preset {name!r}: width multiplier must be > 0 and < 100, got {match['mult']}")
         return scale_width(parse(_PRESET_STRINGS[_WIDTH_FAMILIES[match['family']]]), multiplier)
     raise ValueError(f"unknown preset {name!r}: expected one of {', '.join(PRESETS)} "
                      f"(or mobilenetv2-<width multiplier>)")

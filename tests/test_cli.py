@@ -71,7 +71,8 @@ def test_info(capsys):
     assert code == 0 and "pynas 0.1.0" in out and "kernel ISAs, best first:" in out and "scalar" in out
 
 
-def test_console_entry_point_runs_as_a_process():
+def test_console_entry_point_runs_as_a_process(tmp_path):
+    # cwd elsewhere: from the repo root, `python -c` would import the source tree (no _core).
     result = subprocess.run([sys.executable, "-c", "import sys; from pynas.cli import main; sys.exit(main())", "--help"],
-                            capture_output=True, text=True, env=os.environ.copy())
+                            capture_output=True, text=True, env=os.environ.copy(), cwd=tmp_path)
     assert result.returncode == 0 and "describe" in result.stdout and "sample" in result.stdout

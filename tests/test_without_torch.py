@@ -22,7 +22,9 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_package_works_without_torch():
-    result = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=os.environ.copy())
+def test_package_works_without_torch(tmp_path):
+    # cwd elsewhere: from the repo root, `python -c` would import the source tree (no _core).
+    result = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=os.environ.copy(),
+                            cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith("OK")
