@@ -8,7 +8,7 @@ and a head. Each stage is one block type repeated, written as a timm-style block
 Parts are separated by ``:``, tokens by ``_``; the first token of a part names it.
 
 ==========  ========================================================================
-part        tokens (required in capitals-free list first, then optional)
+part        required tokens; optional tokens
 ==========  ========================================================================
 ``net``     ``res<int>`` input resolution, ``cls<int>`` classes; flag ``sev3``
 ``stem``    ``k s c``; ``n<act>``
@@ -226,7 +226,9 @@ class Arch:
     def replace(self, **changes) -> "Arch":
         return dataclasses.replace(self, **changes)
 
-    parse = staticmethod(lambda text: parse(text))
+    @staticmethod
+    def parse(text: str) -> "Arch":
+        return parse(text)
 
 
 def _is_int(value) -> bool:
@@ -256,9 +258,8 @@ def scale_width(arch: Arch, multiplier: float, divisor: int = 8) -> Arch:
 _INT = re.compile(r"0|[1-9][0-9]*")
 _NUMBER = re.compile(r"(0|[1-9][0-9]*)(\.[0-9]+)?")
 
-# Per part: required keys, optional keys, allowed flags. Key -> value kind.
-_INT_KEYS = {"r", "k", "s", "c", "res", "cls"}
-_NUMBER_KEYS = {"e", "se"}
+# Per part: required keys, optional keys, allowed flags.
+_INT_KEYS = {"r", "k", "s", "c", "res", "cls"}  # the others are decimals, except n (a name)
 _PART_GRAMMAR = {
     "net": (("res", "cls"), (), ("sev3",)),
     "stem": (("k", "s", "c"), ("n",), ()),
@@ -299,9 +300,7 @@ def _parse_value(key: str, raw: str, token: str, position: int):
 
 
 def _parse_part(part: str, position: int, expected_kind: str | None):
-    """Parse one part into (kind, values dict, flags list, positions dict)."""
-    if not part:
-        raise ArchParseError("empty part (two separators in a row, or one at an end)", part, position)
+    """Parse one non-empty part into (kind, {key: (value, token, position)}, flags)."""
     tokens = list(_split(part, "_", position))
     kind, kind_position = tokens[0]
     if expected_kind is not None and kind != expected_kind:

@@ -17,13 +17,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pynas.ir.lower import Graph
-from pynas.ir.ops import CONV_KINDS, FLOAT_BYTES, NETWORK_INPUT, Op
+from pynas.ir.ops import CONV_KINDS, FLOAT_BYTES, NETWORK_INPUT, Op, OpTotals
 
 BLOCK_KERNELS = {"ir": "mbconv", "ds": "dsconv"}
 
 
 @dataclass(frozen=True)
-class Kernel:
+class Kernel(OpTotals):
     kind: str
     key: str
     ops: tuple[Op, ...]
@@ -35,18 +35,6 @@ class Kernel:
     @property
     def name(self) -> str:
         return self.ops[0].block if self.kind in BLOCK_KERNELS.values() else self.ops[0].name
-
-    @property
-    def macs(self) -> int:
-        return sum(op.macs for op in self.ops)
-
-    @property
-    def params(self) -> int:
-        return sum(op.params for op in self.ops)
-
-    @property
-    def weight_bytes(self) -> int:
-        return sum(op.weight_bytes for op in self.ops)
 
     @property
     def first(self) -> Op:

@@ -18,11 +18,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pynas.arch import Arch, Stage, make_divisible, round_half_up
-from pynas.ir.ops import NETWORK_INPUT, Op
+from pynas.ir.ops import NETWORK_INPUT, Op, OpTotals
 
 
 @dataclass(frozen=True)
-class Graph:
+class Graph(OpTotals):
     arch: Arch
     ops: tuple[Op, ...]
     batch: int
@@ -30,14 +30,6 @@ class Graph:
     @property
     def output(self) -> Op:
         return self.ops[-1]
-
-    @property
-    def macs(self) -> int:
-        return sum(op.macs for op in self.ops)
-
-    @property
-    def params(self) -> int:
-        return sum(op.params for op in self.ops)
 
     def consumers(self) -> dict[int, list[int]]:
         users: dict[int, list[int]] = {op.id: [] for op in self.ops}

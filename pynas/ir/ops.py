@@ -110,3 +110,21 @@ class Op:
         if self.kind == "act":
             parts.append(self.act)
         return "_".join(parts)
+
+
+class OpTotals:
+    """Totals over `self.ops`, shared by graphs and kernels."""
+
+    ops: tuple[Op, ...]
+
+    @property
+    def macs(self) -> int:
+        return sum(op.macs for op in self.ops)
+
+    @property
+    def params(self) -> int:
+        return sum(op.params for op in self.ops)
+
+    @property
+    def weight_bytes(self) -> int:
+        return sum(op.weight_bytes for op in self.ops)
