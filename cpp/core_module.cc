@@ -2,6 +2,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include "bindings.h"
 #include "cpu_features.h"
 
 namespace py = pybind11;
@@ -80,4 +81,6 @@ PYBIND11_MODULE(_core, m) {
         "Kernel ISA levels this CPU can run, best first, ending with 'scalar'. "
         "PYNAS_ISA=scalar|avx2|avx512|neon caps the list; raises ValueError for an "
         "unknown or unsupported value.");
+  // Kernel families register their own bindings (bindings.h).
+  for (pynas::Binder bind : pynas::binders()) bind(m);
 }

@@ -91,6 +91,9 @@ def cmd_info(args) -> None:
     print(f"\ncpu: {features.get('model', '')} ({features.get('arch', '')})")
     print("  features: " + " ".join(k for k, v in features.items() if v is True))
     print("  kernel ISAs, best first: " + ", ".join(pynas.supported_isas()))
+    print("\nkernels chosen (PYNAS_ISA=scalar|avx2|avx512|neon forces a lower ISA):")
+    for op, name in pynas._core.selected_kernels().items():
+        print(f"  {op:<12} {name}")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,29 @@
+#include "bindings.h"
+
+#include <stdexcept>
+
+namespace pynas {
+
+std::vector<Binder>& binders() {
+  static std::vector<Binder> all;
+  return all;
+}
+
+Act parse_act(const std::string& name) {
+  if (name == "none") return Act::kNone;
+  if (name == "re") return Act::kReLU;
+  if (name == "r6") return Act::kReLU6;
+  if (name == "hs") return Act::kHSwish;
+  if (name == "sw") return Act::kSwish;
+  throw std::invalid_argument("act: expected one of none, re, r6, hs, sw, got '" + name + "'");
+}
+
+void check_ndim(const FloatArray& arr, const char* field, int ndim, const char* layout) {
+  if (arr.ndim() == ndim) return;
+  std::string shape;
+  for (pybind11::ssize_t i = 0; i < arr.ndim(); ++i) shape += (i ? ", " : "") + std::to_string(arr.shape(i));
+  throw std::invalid_argument(std::string(field) + ": expected a " + std::to_string(ndim) + "-d array " + layout +
+                              ", got shape (" + shape + ")");
+}
+
+}  // namespace pynas

@@ -1,0 +1,40 @@
+// Shared by every kernel: activation codes, argument structs and the scalar activation.
+// Kept free of ISA intrinsics so every translation unit can include it.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+
+namespace pynas {
+
+enum class Act : int { kNone = 0, kReLU = 1, kReLU6 = 2, kHSwish = 3, kSwish = 4 };
+
+// `static`: each translation unit keeps its own copy, so a copy compiled with -mavx512f can never
+// be picked by the linker for a baseline (or NEON-less) caller.
+static inline float act_scalar(Act act, float x) {
+  switch (act) {
+    case Act::kNone: return x;
+    case Act::kReLU: return std::max(x, 0.0f);
+    case Act::kReLU6: return std::min(std::max(x, 0.0f), 6.0f);
+    case Act::kHSwish: return x * std::min(std::max(x + 3.0f, 0.0f), 6.0f) * (1.0f / 6.0f);
+    case Act::kSwish: return x / (1.0f + std::exp(-x));
+  }
+  return x;
+}
+
+// Depthwise kxk conv, NHWC batch 1, "same" padding pad = k / 2 on every side (PyTorch's).
+// out[oy][ox][c] = act(bias[c] + sum_{ky,kx} in[oy*s+ky-pad][ox*s+kx-pad][c] * w[ky][kx][c])
+struct DwConvArgs {
+  const float* input;    // [in_h][in_w][channels]
+  const float* weights;  // [kernel][kernel][channels]: tap-major, channels contiguous
+  const float* bias;     // [channels]
+  float* output;         // [out_h][out_w][channels]
+  size_t in_h, in_w, out_h, out_w, channels;
+  int kernel, stride, pad;
+  Act act;
+};
+// Computes output rows [oy_begin, oy_end): row ranges let fused blocks and threads split work.
+using DwConvFn = void (*)(const DwConvArgs&, size_t oy_begin, size_t oy_end);
+
+}  // namespace pynas

@@ -1,0 +1,87 @@
+"""Depthwise conv kernels: every variant this CPU runs against the float64 reference.
+
+Shapes straddle the channel tiles (1, 4, 8, 16 lanes: below, at, above and between them), H and W
+from 1 up, odd sizes with stride 2, every kernel size and activation. A variant the CPU lacks is
+skipped, not failed.
+"""
+import numpy as np
+import pytest
+
+from pynas import _core
+from pynas.native import reference
+
+VARIANTS = [v for v in _core.kernel_variants() if v["op"] == "dwconv"]
+CHANNELS = [1, 3, 4, 5, 7, 8, 9, 15, 16, 17, 24, 31, 32, 33, 48, 63, 144]
+SIZES = [(1, 1), (1, 7), (2, 2), (3, 5), (5, 3), (7, 7), (8, 9), (13, 13), (16, 17)]
+
+
+def _tolerance(k: int) -> float:
+    return 1e-5 * k  # fp32 sums of k*k products; FMA contraction differs across ISAs
+
+
+@pytest.fixture(params=VARIANTS, ids=[v["name"] for v in VARIANTS])
+def variant(request):
+    if not request.param["runnable"]:
+        pytest.skip(f"this CPU cannot run {request.param['isa']}")
+    return request.param["name"]
+
+
+def _check(variant, h, w, c, k, stride, act, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((h, w, c)).astype(np.float32)
+    wt = rng.standard_normal((k, k, c)).astype(np.float32)
+    b = rng.standard_normal(c).astype(np.float32)
+    got = _core.dwconv(x, wt, b, stride, act, variant)
+    want = reference.dwconv(x, wt, b, stride, act)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=_tolerance(k), atol=_tolerance(k))
+
+
+@pytest.mark.parametrize("c", CHANNELS)
+@pytest.mark.parametrize("k", [3, 5, 7])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_channels_kernels_strides(variant, c, k, stride):
+    for h, w in SIZES:
+        _check(variant, h, w, c, k, stride, "none", seed=c * 100 + k)
+
+
+@pytest.mark.parametrize("act", reference.ACTIVATIONS)
+@pytest.mark.parametrize("c", [5, 16, 37])
+def test_activations(variant, act, c):
+    _check(variant, 9, 11, c, 3, 1, act)
+    _check(variant, 10, 7, c, 5, 2, act)
+
+
+def test_large_values_through_swish(variant):
+    """exp must not overflow or lose the tails: inputs far outside [-10, 10]."""
+    x = np.linspace(-120, 120, 3 * 3 * 16, dtype=np.float32).reshape(3, 3, 16)
+    wt = np.zeros((3, 3, 16), np.float32)
+    wt[1, 1] = 1.0
+    got = _core.dwconv(x, wt, np.zeros(16, np.float32), 1, "sw", variant)
+    np.testing.assert_allclose(got, reference.activation(x, "sw"), rtol=1e-5, atol=1e-30)
+
+
+def test_bad_arguments():
+    x = np.zeros((4, 4, 8), np.float32)
+    with pytest.raises(ValueError, match="stride: expected 1 or 2"):
+        _core.dwconv(x, np.zeros((3, 3, 8), np.float32), np.zeros(8, np.float32), 3)
+    with pytest.raises(ValueError, match=r"weights: expected shape \(k, k, 8\)"):
+        _core.dwconv(x, np.zeros((3, 3, 4), np.float32), np.zeros(8, np.float32))
+    with pytest.raises(ValueError, match="input: expected a 3-d array"):
+        _core.dwconv(np.zeros((4, 8), np.float32), np.zeros((3, 3, 8), np.float32), np.zeros(8, np.float32))
+    with pytest.raises(ValueError, match="act: expected one of"):
+        _core.dwconv(x, np.zeros((3, 3, 8), np.float32), np.zeros(8, np.float32), 1, "relu")
+    with pytest.raises(ValueError, match="kernel variant: expected one of"):
+        _core.dwconv(x, np.zeros((3, 3, 8), np.float32), np.zeros(8, np.float32), variant="dwconv_c3__sse")
+
+
+def test_reference_agrees_with_torch():
+    """The reference itself, against an independent implementation."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((9, 8, 6))
+    w = rng.standard_normal((5, 5, 6))
+    b = rng.standard_normal(6)
+    t = torch.nn.functional.conv2d(torch.tensor(x).permute(2, 0, 1)[None], torch.tensor(w).permute(2, 0, 1)[:, None],
+                                   torch.tensor(b), stride=2, padding=2, groups=6)
+    np.testing.assert_allclose(reference.dwconv(x, w, b, 2), t[0].permute(1, 2, 0).numpy(), rtol=1e-10)
