@@ -36,3 +36,11 @@ def test_pynas_isa_scalar_selects_scalar_kernels(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "['scalar']"
+
+
+def test_peak_probe_runs_every_runnable_variant():
+    peaks = {v["name"]: _core.peak_gflops(v["name"], 0.02) for v in _core.kernel_variants()
+             if v["op"] == "peak" and v["runnable"]}
+    assert peaks["peak_fma__scalar"] > 0.1
+    # A vector ISA has at least 4 lanes: its peak is well above scalar's, whatever the noise.
+    assert all(p > 2 * peaks["peak_fma__scalar"] for name, p in peaks.items() if not name.endswith("__scalar"))

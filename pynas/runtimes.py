@@ -1,0 +1,126 @@
+"""Other runtimes, to compare the native kernels with: PyTorch (eager, channels_last), ONNX Runtime
+and LiteRT (XNNPACK, converted with litert-torch). Each turns a PyTorch module into a callable on
+an N x C x H x W float32 numpy array, single-threaded unless told otherwise.
+
+A runtime that is not installed is reported by `unavailable(name)` with the reason; creating it
+then raises RuntimeError saying what to install. Conversions are cached on disk by a caller-given
+key, so an op is converted once.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import io
+import os
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+RUNTIMES = ("torch", "torch_cl", "onnxruntime", "litert")
+_REQUIRES = {"torch": ["torch"], "torch_cl": ["torch"], "onnxruntime": ["torch", "onnxruntime", "onnx"],
+             "litert": ["torch", "ai_edge_litert", "litert_torch"]}
+_INSTALL = {"onnxruntime": "pip install 'pynas[onnx]'", "litert": "pip install 'pynas[litert]'"}
+
+
+def unavailable(name: str) -> str | None:
+    """None if runtime `name` can run here, else why not."""
+    if name not in RUNTIMES:
+        raise ValueError(f"runtime: expected one of {', '.join(RUNTIMES)}, got {name!r}")
+    missing = [m for m in _REQUIRES[name] if importlib.util.find_spec(m) is None]
+    if missing:
+        return f"{name} needs {', '.join(missing)} ({_INSTALL.get(name, 'pip install torch==2.13.0')})"
+    return None
+
+
+def cache_dir() -> Path:
+    root = Path(os.environ.get("PYNAS_CACHE", Path.home() / ".cache" / "pynas"))
+    return root / "converted"
+
+
+def make_runner(name: str, module, example: np.ndarray, threads: int = 1, key: str | None = None) -> Callable:
+    """A callable running `module` (eval mode) on inputs shaped like `example` with runtime `name`.
+    `key` names the conversion in the on-disk cache (e.g. an IR canonical key)."""
+    reason = unavailable(name)
+    if reason:
+        raise RuntimeError(f"runtime {name} is unavailable: {reason}")
+    if not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads: expected an integer >= 1, got {threads!r}")
+    module = module.eval()
+    if name in ("torch", "torch_cl"):
+        return _torch_runner(module, threads, channels_last=name == "torch_cl")
+    if name == "onnxruntime":
+        return _onnx_runner(module, example, threads, key)
+    return _litert_runner(module, example, threads, key)
+
+
+def _torch_runner(module, threads: int, channels_last: bool) -> Callable:
+    import torch
+
+    torch.set_num_threads(threads)
+    if channels_last:
+        module = module.to(memory_format=torch.channels_last)
+
+    def run(x: np.ndarray) -> np.ndarray:
+        t = torch.from_numpy(x)
+        if channels_last:
+            t = t.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            return module(t).numpy()
+    return run
+
+
+def _cached(kind: str, key: str | None, module, example: np.ndarray, suffix: str, convert) -> Path:
+    """Path of the converted model, converting only when the cache lacks it."""
+    digest = hashlib.sha256(f"{kind}|{key or id(module)}|{example.shape}".encode()).hexdigest()[:24]
+    path = cache_dir() / f"{kind}-{digest}{suffix}"
+    if key is None or not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
+        convert(tmp)
+        os.replace(tmp, path)  # atomic: a killed conversion never leaves a half-written model
+    return path
+
+
+def _onnx_runner(module, example: np.ndarray, threads: int, key: str | None) -> Callable:
+    import onnxruntime as ort
+    import torch
+
+    def convert(path: Path) -> None:
+        buffer = io.BytesIO()
+        # The TorchScript exporter: the dynamo one needs onnxscript and is slower to export.
+        torch.onnx.export(module, (torch.from_numpy(example),), buffer, dynamo=False, opset_version=17,
+                          input_names=["x"])
+        path.write_bytes(buffer.getvalue())
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    # Spinning threads would burn the other cores and distort single-thread timings.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = ort.InferenceSession(str(_cached("onnx", key, module, example, ".onnx", convert)), options,
+                                   providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda x: session.run(None, {name: x})[0]
+
+
+def _litert_runner(module, example: np.ndarray, threads: int, key: str | None) -> Callable:
+    import torch
+    from ai_edge_litert.interpreter import Interpreter
+
+    def convert(path: Path) -> None:
+        import litert_torch
+
+        litert_torch.convert(module, (torch.from_numpy(example),)).export(str(path))
+
+    interpreter = Interpreter(model_path=str(_cached("litert", key, module, example, ".tflite", convert)),
+                              num_threads=threads)
+    interpreter.allocate_tensors()
+    inp, out = interpreter.get_input_details()[0]["index"], interpreter.get_output_details()[0]["index"]
+
+    def run(x: np.ndarray) -> np.ndarray:
+        interpreter.set_tensor(inp, x)
+        interpreter.invoke()
+        return interpreter.get_tensor(out)
+    return run
