@@ -147,3 +147,23 @@ def build_torch(arch: Arch | str) -> Network:
         from pynas.presets import resolve
         arch = resolve(arch)
     return Network(arch)
+
+
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """A copy of `model` (eval) with every BatchNorm folded into the conv before it, as inference
+    runtimes do, so eager PyTorch timings compare fairly with them."""
+    import copy
+
+    model = copy.deepcopy(model).eval()
+    for module in model.modules():
+        if isinstance(module, ConvBnAct) and len(module) > 1 and isinstance(module[1], nn.BatchNorm2d):
+            conv, bn = module[0], module[1]
+            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+            folded = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                               groups=conv.groups, bias=True)
+            with torch.no_grad():
+                folded.weight.copy_(conv.weight * scale[:, None, None, None])
+                bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+                folded.bias.copy_((bias - bn.running_mean) * scale + bn.bias)
+            module[0], module[1] = folded, nn.Identity()
+    return model

@@ -103,3 +103,18 @@ def test_residual_is_really_added():
     block = model.blocks[0]
     with torch.no_grad():
         assert torch.allclose(block(x), block.body(x) + x)
+
+
+def test_fold_batchnorm_keeps_outputs():
+    from pynas.torch_builder import fold_batchnorm
+
+    model = build_torch(preset("mnasnet-a1").replace(resolution=64)).eval()
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 1.5)
+    folded = fold_batchnorm(model)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), model(x), rtol=1e-4, atol=1e-5)

@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""Native kernels vs PyTorch (eager, channels_last), ONNX Runtime and LiteRT, side by side.
+
+    GLIBC_TUNABLES=glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824 \
+        taskset -c 1 python bench/kernels.py [--cases dw3x3,pw] [--passes 7] [--threads 1]
+
+Batch 1, fp32, one thread by default. Each case is timed for every runtime and every native variant
+this CPU runs, in interleaved passes with rotating inputs (pynas.timing); the table gives the
+median, GFLOP/s, the share of this core's measured FMA peak (pynas._core.peak_gflops) and the ratio
+to the fastest other runtime (below 1.0: native is faster). Runtimes not installed are listed as
+such (pip install 'pynas[onnx,litert]'). BatchNorm is folded for PyTorch, as the others fold it.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from pynas import _core
+from pynas.runtimes import RUNTIMES, make_runner, unavailable
+from pynas.timing import interleaved
+
+
+@dataclass
+class Case:
+    name: str
+    shape: tuple[int, int, int]  # C, H, W of the input
+    build: Callable  # () -> torch module (eval, BN folded)
+    flops: float
+    native: Callable  # (module) -> {variant name: callable on an H x W x C array}
+
+
+def _variants(op: str) -> list[str]:
+    return [v["name"] for v in _core.kernel_variants() if v["op"] == op and v["runnable"]]
+
+
+def _dw_case(c: int, hw: int, k: int, stride: int) -> Case:
+    from torch import nn
+
+    out = (hw + 2 * (k // 2) - k) // stride + 1
+
+    def native(module):
+        w = np.ascontiguousarray(module.weight.detach().numpy()[:, 0].transpose(1, 2, 0))
+        b = module.bias.detach().numpy().copy()
+        return {v: (lambda x, v=v: _core.dwconv(x, w, b, stride, "none", v)) for v in _variants("dwconv")}
+
+    return Case(f"dw{k}x{k} s{stride} {c}x{hw}x{hw}", (c, hw, hw),
+                lambda: nn.Conv2d(c, c, k, stride, k // 2, groups=c).eval(), 2.0 * c * out * out * k * k, native)
+
+
+def _pw_case(cin: int, cout: int, hw: int) -> Case:
+    from torch import nn
+
+    def native(module):
+        if not hasattr(_core, "PackedPointwise"):
+            return {}
+        w = np.ascontiguousarray(module.weight.detach().numpy()[:, :, 0, 0])
+        b = module.bias.detach().numpy().copy()
+        return {v: _core.PackedPointwise(w, b, variant=v).run for v in _variants("gemm")}
+
+    return Case(f"pw {cin}->{cout} {hw}x{hw}", (cin, hw, hw), lambda: nn.Conv2d(cin, cout, 1).eval(),
+                2.0 * cin * cout * hw * hw, native)
+
+
+def _block_case(name: str, stage: str, cin: int, hw: int) -> Case:
+    """One MBConv block (from a block string) built by the PyTorch builder, BN folded."""
+    from pynas.arch import parse
+    from pynas.ir import lower
+    from pynas.torch_builder import Block, fold_batchnorm
+
+    arch = parse(f"net_res{hw}_cls10:stem_k3_s1_c{cin}:{stage}:head_c8")
+    graph = lower(arch)
+    flops = 2.0 * sum(op.macs for op in graph.ops if op.block == "s0.0")
+    return Case(name, (cin, hw, hw), lambda: fold_batchnorm(Block(arch, arch.stages[0], cin, arch.stages[0].stride)),
+                flops, lambda module: _native_network_variants())
+
+
+def _network_case(name: str) -> Case:
+    from pynas.ir import lower
+    from pynas.presets import preset
+    from pynas.torch_builder import build_torch, fold_batchnorm
+
+    arch = preset(name)
+    return Case(f"{name} {arch.resolution}", (3, arch.resolution, arch.resolution),
+                lambda: fold_batchnorm(build_torch(arch)), 2.0 * lower(arch).macs,
+                lambda module: _native_network_variants())
+
+
+def _native_network_variants() -> dict:
+    # The native network runner (fused blocks, whole networks) is not built yet: say so in the
+    # table rather than leaving the row out.
+    return {}
+
+
+CASES = {
+    "dw3x3": lambda: _dw_case(144, 56, 3, 1),
+    "dw5x5": lambda: _dw_case(240, 28, 5, 2),
+    "pw": lambda: _pw_case(144, 24, 56),
+    "mbconv": lambda: _block_case("MBConv e6 k3 24->24 56x56 r6", "ir_r1_k3_s1_e6_c24_nr6", 24, 56),
+    "mbconv_se": lambda: _block_case("MBConv e6 k3 SE 112->112 14x14", "ir_r1_k3_s1_e6_c112_se0.25", 112, 14),
+    "mnasnet-a1": lambda: _network_case("mnasnet-a1"),
+    "mobilenetv2": lambda: _network_case("mobilenetv2-1.0"),
+}
+
+
+def run_case(case: Case, passes: int, threads: int, peak: float) -> list[list[str]]:
+    import torch
+
+    torch.manual_seed(0)
+    module = case.build()
+    rng = np.random.default_rng(0)
+    nchw = [rng.standard_normal((1, *case.shape)).astype(np.float32) for _ in range(4)]
+    nhwc = [np.ascontiguousarray(x[0].transpose(1, 2, 0)) for x in nchw]
+    others, notes = {}, []
+    for runtime in RUNTIMES:
+        reason = unavailable(runtime)
+        if reason:
+            notes.append(f"{runtime}: unavailable ({reason})")
+            continue
+        others[runtime] = make_runner(runtime, module, nchw[0], threads, key=f"bench:{case.name}")
+    native = {f"native {v}": fn for v, fn in case.native(module).items()}
+    # Native and other runtimes take different layouts: time each on its own inputs, same passes.
+    fns = {**{k: (lambda i, f=f: f(nchw[i])) for k, f in others.items()},
+           **{k: (lambda i, f=f: f(nhwc[i])) for k, f in native.items()}}
+    timings = interleaved(fns, inputs=list(range(len(nchw))), passes=passes)
+    fastest_other = min((timings[k].median_ms for k in others), default=float("nan"))
+    rows = []
+    for name, t in timings.items():
+        gflops = case.flops / t.median_ms / 1e6
+        rows.append([case.name, name, f"{t.median_ms:.4f}", f"{gflops:.1f}", f"{100 * gflops / peak:.0f}%",
+                     f"{t.median_ms / fastest_other:.2f}"])
+    if not native:
+        rows.append([case.name, "native", "n/a", "", "", "not built yet"])
+    return rows + [[case.name, note, "", "", "", ""] for note in notes]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, from {', '.join(CASES)}")
+    parser.add_argument("--passes", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    unknown = set(args.cases.split(",")) - set(CASES)
+    if unknown:
+        parser.error(f"--cases: unknown {', '.join(sorted(unknown))}; expected {', '.join(CASES)}")
+    if "GLIBC_TUNABLES" not in os.environ:
+        print("note: set GLIBC_TUNABLES (see the docstring) or torch eager timings swing with page faults",
+              file=sys.stderr)
+    peak = _core.peak_gflops()
+    print(f"one core, {args.threads} thread(s); measured FMA peak {peak:.0f} GFLOP/s "
+          f"({_core.supported_isas()[0]}); kernels: {_core.selected_kernels()}")
+    header = ["case", "runtime", "median ms", "GFLOP/s", "of peak", "vs fastest other"]
+    rows = [row for name in args.cases.split(",") for row in run_case(CASES[name](), args.passes, args.threads, peak)]
+    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
+    for row in [header, ["-" * w for w in widths]] + rows:
+        print("  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
