@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -98,12 +99,27 @@ void detect(CpuFeatures& f) {
   f.fp16 = (hwcap & (1ul << 9)) && (hwcap & (1ul << 10));  // HWCAP_FPHP, HWCAP_ASIMDHP
   f.sve = hwcap & (1ul << 22);                           // HWCAP_SVE
 #endif
-  f.model = cpuinfo_value({"model name", "Hardware", "Processor"});
+  // Not "model name": arm64 kernels print it only for 32-bit tasks, and under user-mode
+  // emulation (qemu-aarch64 on an x86 machine) /proc/cpuinfo is the host's, naming its x86 CPU.
+  // Some vendor kernels print "Hardware"; old ones "Processor"; all "CPU implementer"/"CPU part".
+  f.model = cpuinfo_value({"Hardware", "Processor"});
   if (f.model.empty()) {
     const std::string impl = cpuinfo_value({"CPU implementer"});
     const std::string part = cpuinfo_value({"CPU part"});
     if (!impl.empty()) f.model = "implementer " + impl + " part " + part;
   }
+#if defined(__linux__)
+  // No ARM /proc/cpuinfo (emulation, or a sandbox hiding it): MIDR_EL1, which the kernel (and
+  // qemu) let user space read when HWCAP_CPUID is set.
+  if (f.model.empty() && (hwcap & (1ul << 11))) {
+    std::uint64_t midr = 0;
+    __asm__ volatile("mrs %0, MIDR_EL1" : "=r"(midr));
+    char buf[48];
+    std::snprintf(buf, sizeof buf, "implementer 0x%02x part 0x%03x",
+                  static_cast<unsigned>((midr >> 24) & 0xff), static_cast<unsigned>((midr >> 4) & 0xfff));
+    f.model = buf;
+  }
+#endif
 }
 
 #else

@@ -69,6 +69,24 @@ def test_cpu_features_match_proc_cpuinfo(feature):
     assert pynas.cpu_features()[feature] == (CPUINFO_NAMES[feature] in _cpuinfo_flags())
 
 
+# pynas feature name -> the Linux arm64 /proc/cpuinfo "Features" flags it needs
+ARM_CPUINFO_NAMES = {"neon": ["asimd"], "dotprod": ["asimddp"], "fp16": ["fphp", "asimdhp"], "sve": ["sve"]}
+
+
+@pytest.mark.skipif(not (sys.platform.startswith("linux") and platform.machine() == "aarch64"),
+                    reason="needs Linux on aarch64")
+@pytest.mark.parametrize("feature", sorted(ARM_CPUINFO_NAMES))
+def test_cpu_features_match_proc_cpuinfo_arm(feature):
+    # Under user-mode emulation (qemu-aarch64 on an x86 machine) /proc/cpuinfo is the host's, with
+    # no "Features" line: skipped there.
+    with open("/proc/cpuinfo") as f:
+        lines = [line for line in f if line.startswith("Features")]
+    if not lines:
+        pytest.skip("no Features line in /proc/cpuinfo (user-mode emulation?)")
+    flags = set(lines[0].split(":", 1)[1].split())
+    assert pynas.cpu_features()[feature] == all(flag in flags for flag in ARM_CPUINFO_NAMES[feature])
+
+
 def test_supported_isas_ordered(monkeypatch):
     monkeypatch.delenv("PYNAS_ISA", raising=False)
     isas = pynas.supported_isas()
