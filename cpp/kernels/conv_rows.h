@@ -3,13 +3,30 @@
 #pragma once
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
-#include <vector>
 
 #include "conv.h"
 
 namespace pynas {
 namespace {
+
+// Per-thread scratch. Deliberately not std::vector: its out-of-line members would be emitted as weak
+// symbols compiled with this file's ISA flags, and the linker could hand them to baseline code.
+struct Scratch {
+  float* data = nullptr;
+  size_t size = 0;
+  float* get(size_t n) {
+    if (n > size) {
+      std::free(data);
+      data = static_cast<float*>(std::aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64));
+      if (data == nullptr) std::abort();
+      size = n;
+    }
+    return data;
+  }
+  ~Scratch() { std::free(data); }
+};
 
 // Hands out input row iy as a row of padded_w = (out_w - 1) * stride + kernel pixels whose column p
 // is input column p - pad (zeros outside the input), so the k taps of output pixel ox on that row
@@ -23,10 +40,9 @@ class PaddedRows {
         padded_w_((a.out_w - 1) * static_cast<size_t>(a.stride) + k_),
         direct_(a.pad == 0 && padded_w_ <= a.in_w) {
     if (direct_) return;
-    static thread_local std::vector<float> scratch;
+    static thread_local Scratch scratch;
     row_floats_ = (padded_w_ * a.in_c + 15) / 16 * 16;  // keep rows 64-byte apart
-    if (scratch.size() < k_ * row_floats_) scratch.assign(k_ * row_floats_, 0.0f);
-    buf_ = scratch.data();
+    buf_ = scratch.get(k_ * row_floats_);
     std::fill(tag_, tag_ + 8, -1L);
   }
 
