@@ -14,7 +14,12 @@
 // first computes the depthwise rows only to pool them (kPool) and throws them away, the second
 // recomputes them and scales (kScale) right before the projection. (a) costs a buffer of the full
 // expanded tensor, (b) costs the expand + depthwise work twice. Either way the pool and the scale
-// must be callable on row ranges, which is what kPool / kScale give.
+// must be callable on row ranges, which is what kPool / kScale give. Strategy (a), per block:
+//   SeArgs se{dw_out, dw_out /*in place*/, H, W, C, R, wr_packed, br, we_packed, be, act, gate, sum, hid, gate_buf};
+//   std::fill(sum, sum + C, 0.0f);
+//   for each band [y0, y1): dw(dw_args, y0, y1); se_fn(se, SeStage::kPool, y0, y1);
+//   se_fn(se, SeStage::kExcite, 0, 0);
+//   for each band [y0, y1): se_fn(se, SeStage::kScale, y0, y1); project(pw_args, y0, y1);
 #pragma once
 
 #include "registry.h"
