@@ -4,8 +4,14 @@
 #include <stdexcept>
 
 #include "../cpu_features.h"
+#include "add.h"
+#include "avgpool.h"
+#include "conv.h"
 #include "dwconv.h"
 #include "peak.h"
+#include "fc.h"
+#include "gap.h"
+#include "se.h"
 
 namespace pynas {
 
@@ -16,6 +22,18 @@ const std::vector<KernelVariant>& kernel_variants() {
       PYNAS_DWCONV_VARIANTS(PYNAS_DWCONV)
 #define PYNAS_PEAK(name, isa) {"peak", #name, #isa, reinterpret_cast<void*>(&name)},
       PYNAS_PEAK_VARIANTS(PYNAS_PEAK)
+#define PYNAS_CONV(name, isa) {"conv", #name, #isa, reinterpret_cast<void*>(&name)},
+      PYNAS_CONV_VARIANTS(PYNAS_CONV)
+#define PYNAS_GAP(name, isa) {"gap", #name, #isa, reinterpret_cast<void*>(&name)},
+      PYNAS_GAP_VARIANTS(PYNAS_GAP)
+#define PYNAS_FC(name, isa) {"fc", #name, #isa, reinterpret_cast<void*>(&name)},
+      PYNAS_FC_VARIANTS(PYNAS_FC)
+#define PYNAS_SE(name, isa) {"se", #name, #isa, reinterpret_cast<void*>(&name)},
+      PYNAS_SE_VARIANTS(PYNAS_SE)
+#define PYNAS_AVGPOOL(name, isa) {"avgpool", #name, #isa, reinterpret_cast<void*>(&name)},
+      PYNAS_AVGPOOL_VARIANTS(PYNAS_AVGPOOL)
+#define PYNAS_ADD(name, isa) {"add", #name, #isa, reinterpret_cast<void*>(&name)},
+      PYNAS_ADD_VARIANTS(PYNAS_ADD)
   };
   return variants;
 }
