@@ -5,6 +5,7 @@
 
 #include "../cpu_features.h"
 #include "dwconv.h"
+#include "gemm.h"
 
 namespace pynas {
 
@@ -13,6 +14,8 @@ const std::vector<KernelVariant>& kernel_variants() {
   // One line per op family:
 #define PYNAS_DWCONV(name, isa) {"dwconv", #name, #isa, reinterpret_cast<void*>(&name)},
       PYNAS_DWCONV_VARIANTS(PYNAS_DWCONV)
+#define PYNAS_GEMM(name, isa, mr, nr, nr_min) {"gemm", #name, #isa, reinterpret_cast<void*>(&name)},
+      PYNAS_GEMM_VARIANTS(PYNAS_GEMM)
   };
   return variants;
 }
