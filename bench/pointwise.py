@@ -11,6 +11,11 @@ have slow and fast spells of 5-8%), each on inputs rotated through enough buffer
 (the input of a layer in a network was written by the previous layer, not read a moment ago);
 each candidate's figure is the median of its per-pass medians. The output of each runtime is
 checked against torch's before timing.
+
+"of 117" is the share of 117 GFLOP/s, the one-core fp32 peak quoted for this machine: it is the
+peak of 256-bit (ymm) FMAs. This CPU (AMD family 26, Zen 5) runs 512-bit FMAs at full width, so
+AVX-512 code can reach about twice that (a register-only FMA loop measured 250 GFLOP/s zmm,
+123 GFLOP/s ymm): shares above 100% are real.
 """
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ import numpy as np
 
 from pynas import _core
 
-PEAK_GFLOPS = 117.0  # one core's fp32 FMA peak quoted for this machine (AVX2 width; see the notes)
+PEAK_GFLOPS = 117.0  # one core's fp32 FMA peak quoted for this machine: ymm width (see the docstring)
 TARGET_MS = {("144-24", 56): 0.249}  # LiteRT/XNNPACK on this machine
 
 # (Cin, Cout, H = W)
