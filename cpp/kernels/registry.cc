@@ -12,6 +12,7 @@
 #include "fc.h"
 #include "gap.h"
 #include "se.h"
+#include "gemm.h"
 
 namespace pynas {
 
@@ -34,6 +35,8 @@ const std::vector<KernelVariant>& kernel_variants() {
       PYNAS_AVGPOOL_VARIANTS(PYNAS_AVGPOOL)
 #define PYNAS_ADD(name, isa) {"add", #name, #isa, reinterpret_cast<void*>(&name)},
       PYNAS_ADD_VARIANTS(PYNAS_ADD)
+#define PYNAS_GEMM(name, isa, mr, nr, nr_min) {"gemm", #name, #isa, reinterpret_cast<void*>(&name)},
+      PYNAS_GEMM_VARIANTS(PYNAS_GEMM)
   };
   return variants;
 }

@@ -1,0 +1,87 @@
+// Packed-weight GEMM microkernels: the pointwise (1x1) conv, NHWC batch 1, and its variant list.
+//
+//   C[m][n] = act(bias[n] + sum_k A[m][k] * B[k][n]) (+ residual[m][n], added after the activation)
+//
+// with m the pixel (M = H*W), k the input channel (K = Cin) and n the output channel (N = Cout).
+// A, C and the residual are row-major with their own row strides (lda, ldc, ldr, in floats), so a
+// grouped conv runs one GEMM per group on column offsets of the same arrays, and a block can write
+// into a channel slice of a larger tensor, in place.
+//
+// B and the bias are packed once per layer (network build time) by gemm_pack() into column panels:
+//
+//   panel p covers output channels [n0, n0 + w) with n0 = p * NR and
+//   w = min(NR, round_up(N - n0, NR_MIN)); it starts at packed + n0 * (K + 1) and holds
+//   w floats of bias, then K rows of w floats (row k = B[k][n0 .. n0 + w)), zero-padded past N.
+//
+// Every panel but the last is NR wide; the last one is only as wide as the N remainder rounded
+// up to NR_MIN (the ISA's narrowest vector), so e.g. N = 24 packs into one 24-wide panel and no
+// lane is wasted. The packed buffer holds round_up(N, NR_MIN) * (K + 1) floats
+// (gemm_packed_size). A kernel may read it at any alignment; 64-byte aligned is best (then every
+// full panel starts on a cache line).
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+#include "registry.h"
+
+// X(name, isa, MR, NR, NR_MIN): MR x NR is the main register tile (rows x output channels), the
+// name's "MRxNR"; NR_MIN is the packing granule of the last panel (see above). Best first.
+//   avx512: 8x32 (16 zmm accumulators); a 24- or 8-wide last panel puts the last 8 channels of
+//           two rows in one zmm, so N = 24 runs at full vector width; 16-wide: 8 rows.
+//   avx2:   4x24 (12 ymm accumulators); 16-wide last panel 6 rows, 8-wide 12 rows.
+//   neon:   8x8 (16 q accumulators, A read 4 k-steps at a time, lane FMAs); 4-wide last panel.
+//   scalar: 4x8, last panel exactly the N remainder.
+#define PYNAS_GEMM_VARIANTS(X)                                     \
+  PYNAS_IF_X86(X(gemm_8x32__avx512f, avx512, 8, 32, 8))            \
+  PYNAS_IF_X86(X(gemm_4x24__avx2, avx2, 4, 24, 8))                 \
+  PYNAS_IF_ARM(X(gemm_8x8__neon, neon, 8, 8, 4))                   \
+  X(gemm_4x8__scalar, scalar, 4, 8, 1)
+
+namespace pynas {
+
+struct GemmArgs {
+  const float* a;         // A: row m at a + m * lda, K floats (the input pixels, Cin channels)
+  size_t lda;             // A row stride, in floats (>= K)
+  const float* packed;    // B and bias, packed by gemm_pack() with this variant's NR and NR_MIN
+  float* c;               // C: row m at c + m * ldc, N floats
+  size_t ldc;             // C row stride, in floats (>= N)
+  const float* residual;  // nullptr, or row m at residual + m * ldr: added after the activation.
+  size_t ldr;             // May be C itself (residual == c, ldr == ldc: an in-place add); must
+                          // not otherwise overlap C, and C must not overlap A.
+  size_t m, n, k;         // M (informational: the kernel touches only the rows it is given), N, K
+  Act act;
+};
+// Computes C rows [m_begin, m_end) (reading the same rows of A and the residual): fused blocks
+// and threads split the rows, any range is fine (the kernel blocks it for cache reuse, in tiles
+// of MR rows; a last partial tile recomputes its last row rather than reading past m_end). No
+// alignment is required of any pointer or stride. The kernels prefetch one tile past m_end (a
+// prefetch never faults), keep no state and may run concurrently on disjoint row ranges.
+using GemmFn = void (*)(const GemmArgs&, size_t m_begin, size_t m_end);
+
+#define PYNAS_DECLARE(name, isa, mr, nr, nr_min) void name(const GemmArgs&, size_t m_begin, size_t m_end);
+PYNAS_GEMM_VARIANTS(PYNAS_DECLARE)
+#undef PYNAS_DECLARE
+
+// The tile of a variant (baseline code: gemm_pack.cc).
+struct GemmTile {
+  int mr, nr, nr_min;
+};
+// The tile of the variant called `name`; throws std::invalid_argument if there is none.
+GemmTile gemm_tile(const std::string& name);
+
+// Floats of packed weights for an N x K layer: round_up(N, nr_min) * (K + 1).
+size_t gemm_packed_size(size_t n, size_t k, int nr, int nr_min);
+
+// Packs weights w (N rows of K floats, row n at w + n * ldw: PyTorch's Cout x Cin) and bias
+// (N floats, or nullptr for zeros) into `packed` (gemm_packed_size floats; see the layout above).
+void gemm_pack(const float* w, size_t ldw, const float* bias, size_t n, size_t k, int nr, int nr_min,
+               float* packed);
+
+// ShuffleNet's channel shuffle on rows [m_begin, m_end): out channel j * groups + g = in channel
+// g * (C / groups) + j, i.e. channels (g, C/g) -> (C/g, g); plus residual (if not nullptr),
+// added after the shuffle. in and out must not overlap; out and residual may be the same array.
+void channel_shuffle(const float* in, size_t ldi, float* out, size_t ldo, const float* residual, size_t ldr,
+                     size_t channels, size_t groups, size_t m_begin, size_t m_end);
+
+}  // namespace pynas

@@ -1,0 +1,273 @@
+// GEMM microkernels, AVX-512F. Main tile 8 rows x 32 channels: 16 zmm accumulators, 2 B vectors,
+// the A element broadcast. The last panel may be 16 wide (8 rows), or 24 or 8 wide: then the
+// last 8 channels of two rows share one zmm (tile_paired), so every FMA is 16 lanes wide.
+// Only AVX-512F is assumed (no VL, no DQ).
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+#include "gemm.h"
+#include "simd__avx512f.h"
+
+namespace pynas {
+namespace {
+
+// Prefetches of the next tile, which may lie past the arrays (after the last tile): the address
+// is computed in integers, so no out-of-range pointer is ever formed; a prefetch never faults.
+static inline const char* ahead(const float* p, size_t floats) {
+  return reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(p) + floats * sizeof(float));
+}
+
+// p + floats, floats possibly negative, for masked loads and stores that start before an array
+// (the masked-off lanes are never accessed): again computed in integers.
+static inline float* shifted(const float* p, ptrdiff_t floats) {
+  return reinterpret_cast<float*>(reinterpret_cast<uintptr_t>(p) + static_cast<uintptr_t>(floats * 4));
+}
+
+// The next tile's A rows are prefetched as this one runs: a hardware prefetcher does not follow
+// MR interleaved streams of a few cache lines each. Each line of a row holds one float at a
+// multiple of 16 from the row start (prefetched when the K loop passes that k) or its last float
+// (prefetched here). So are the next tile's C rows: without that, the stores' write-allocate
+// misses stall the pipeline at the end of each tile, most on layers with a small K and large N.
+template <int MR, int W>
+static inline void prefetch_next_tile(const float* const (&ap)[MR], size_t lda, size_t K, const float* c,
+                                      size_t ldc) {
+  if (K > 0) {
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) _mm_prefetch(ahead(ap[r], MR * lda + K - 1), _MM_HINT_T0);
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r) {
+    __builtin_prefetch(ahead(c, (MR + r) * ldc), 1, 3);
+    if (W > 16) __builtin_prefetch(ahead(c, (MR + r) * ldc + 16), 1, 3);
+    __builtin_prefetch(ahead(c, (MR + r) * ldc + W - 1), 1, 3);
+  }
+}
+
+template <int MR>
+static inline void prefetch_a(const float* const (&ap)[MR], size_t lda, size_t k) {
+  if ((k & 15) == 0) {
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) _mm_prefetch(ahead(ap[r], MR * lda + k), _MM_HINT_T0);
+  }
+}
+
+static inline __mmask16 first_lanes(size_t n) {  // lanes [0, min(n, 16))
+  return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1);
+}
+
+// An MR x W tile, W = 16 or 32, at A rows a, C rows c: rows [0, rows) are real, the rest are
+// clamped to the last real row (computed and stored twice, the same values); channels
+// [0, wvalid) are stored. Loops are fully unrolled (constant indices) so that GCC keeps the
+// accumulator arrays in registers.
+template <int MR, int W, Act A>
+static inline void tile(const float* a, size_t lda, const float* panel, size_t K, float* c, size_t ldc,
+                        const float* res, size_t ldr, size_t rows, size_t wvalid) {
+  constexpr int NZ = W / 16;
+  static_assert(W % 16 == 0 && NZ >= 1 && NZ <= 2, "panel width");
+  const float* ap[MR];
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r) ap[r] = a + (static_cast<size_t>(r) < rows ? r : rows - 1) * lda;
+
+  __m512 z[MR][NZ];
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+    for (int j = 0; j < NZ; ++j) z[r][j] = _mm512_loadu_ps(panel + 16 * j);  // the bias
+  prefetch_next_tile<MR, W>(ap, lda, K, c, ldc);
+
+  const float* b = panel + W;
+  for (size_t k = 0; k < K; ++k, b += W) {
+    prefetch_a<MR>(ap, lda, k);
+    __m512 bz[NZ];
+#pragma GCC unroll 4
+    for (int j = 0; j < NZ; ++j) bz[j] = _mm512_loadu_ps(b + 16 * j);
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) {
+      const __m512 va = _mm512_set1_ps(ap[r][k]);
+#pragma GCC unroll 4
+      for (int j = 0; j < NZ; ++j) z[r][j] = _mm512_fmadd_ps(va, bz[j], z[r][j]);
+    }
+  }
+
+  // Epilogue: activation; every residual load before any store (the residual may be C itself).
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+    for (int j = 0; j < NZ; ++j) z[r][j] = avx512::act<A>(z[r][j]);
+  __mmask16 mz[NZ];
+#pragma GCC unroll 4
+  for (int j = 0; j < NZ; ++j) mz[j] = first_lanes(wvalid > 16u * j ? wvalid - 16u * j : 0);
+  const size_t rlast = rows - 1;
+  if (res != nullptr) {
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) {
+      const float* rp = res + (static_cast<size_t>(r) < rows ? r : rlast) * ldr;
+#pragma GCC unroll 4
+      for (int j = 0; j < NZ; ++j) z[r][j] = _mm512_add_ps(z[r][j], _mm512_maskz_loadu_ps(mz[j], rp + 16 * j));
+    }
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r) {
+    float* cp = c + (static_cast<size_t>(r) < rows ? r : rlast) * ldc;
+#pragma GCC unroll 4
+    for (int j = 0; j < NZ; ++j) _mm512_mask_storeu_ps(cp + 16 * j, mz[j], z[r][j]);
+  }
+}
+
+// 8 floats broadcast to both halves of a zmm (vbroadcastf64x4: AVX-512F has no f32x8 form).
+static inline __m512 load8_twice(const float* p) {
+  return _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_loadu_pd(reinterpret_cast<const double*>(p))));
+}
+
+// An MR x W tile, W = 24 or 8 (16 * NZ + 8), MR even: the first 16 * NZ channels as in tile();
+// the last 8 channels of rows 2p and 2p + 1 share the zmm t[p] (lanes 0-7 row 2p, lanes 8-15 row
+// 2p + 1): the B row's last 8 floats are loaded into both halves and the two rows' broadcast A
+// elements blended. A ymm FMA would take a full FMA slot for half the work; so for W = 24 a row
+// pair costs 3 FMAs per k, not 4.
+template <int MR, int W, Act A>
+static inline void tile_paired(const float* a, size_t lda, const float* panel, size_t K, float* c, size_t ldc,
+                               const float* res, size_t ldr, size_t rows, size_t wvalid) {
+  constexpr int NZ = W / 16;
+  constexpr int NZA = NZ > 0 ? NZ : 1;
+  constexpr int MP = MR / 2;
+  static_assert(W % 16 == 8 && W <= 24 && MR % 2 == 0, "paired tile");
+  const float* ap[MR];
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r) ap[r] = a + (static_cast<size_t>(r) < rows ? r : rows - 1) * lda;
+
+  __m512 z[MR][NZA];
+  __m512 t[MP];
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+    for (int j = 0; j < NZ; ++j) z[r][j] = _mm512_loadu_ps(panel + 16 * j);
+#pragma GCC unroll 16
+  for (int p = 0; p < MP; ++p) t[p] = load8_twice(panel + 16 * NZ);
+  prefetch_next_tile<MR, W>(ap, lda, K, c, ldc);
+
+  const float* b = panel + W;
+  for (size_t k = 0; k < K; ++k, b += W) {
+    prefetch_a<MR>(ap, lda, k);
+    __m512 bz[NZA];
+#pragma GCC unroll 4
+    for (int j = 0; j < NZ; ++j) bz[j] = _mm512_loadu_ps(b + 16 * j);
+    const __m512 bt = load8_twice(b + 16 * NZ);
+#pragma GCC unroll 16
+    for (int p = 0; p < MP; ++p) {
+      const __m512 a0 = _mm512_set1_ps(ap[2 * p][k]);
+      const __m512 a1 = _mm512_set1_ps(ap[2 * p + 1][k]);
+#pragma GCC unroll 4
+      for (int j = 0; j < NZ; ++j) {
+        z[2 * p][j] = _mm512_fmadd_ps(a0, bz[j], z[2 * p][j]);
+        z[2 * p + 1][j] = _mm512_fmadd_ps(a1, bz[j], z[2 * p + 1][j]);
+      }
+      t[p] = _mm512_fmadd_ps(_mm512_mask_blend_ps(0xFF00, a0, a1), bt, t[p]);
+    }
+  }
+
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+    for (int j = 0; j < NZ; ++j) z[r][j] = avx512::act<A>(z[r][j]);
+#pragma GCC unroll 16
+  for (int p = 0; p < MP; ++p) t[p] = avx512::act<A>(t[p]);
+  __mmask16 mz[NZA];
+#pragma GCC unroll 4
+  for (int j = 0; j < NZ; ++j) mz[j] = first_lanes(wvalid > 16u * j ? wvalid - 16u * j : 0);
+  const size_t left8 = wvalid > 16u * NZ ? wvalid - 16u * NZ : 0;
+  const __mmask16 mlo = first_lanes(left8 < 8 ? left8 : 8);  // the paired tail: row 2p
+  const __mmask16 mhi = __mmask16(mlo << 8);                   // and row 2p + 1
+  const size_t rlast = rows - 1;
+  // Every residual load before any store (the residual may be C itself).
+  if (res != nullptr) {
+#pragma GCC unroll 16
+    for (int p = 0; p < MP; ++p) {
+      const float* r0 = res + (static_cast<size_t>(2 * p) < rows ? 2 * p : rlast) * ldr;
+      const float* r1 = res + (static_cast<size_t>(2 * p + 1) < rows ? 2 * p + 1 : rlast) * ldr;
+#pragma GCC unroll 4
+      for (int j = 0; j < NZ; ++j) {
+        z[2 * p][j] = _mm512_add_ps(z[2 * p][j], _mm512_maskz_loadu_ps(mz[j], r0 + 16 * j));
+        z[2 * p + 1][j] = _mm512_add_ps(z[2 * p + 1][j], _mm512_maskz_loadu_ps(mz[j], r1 + 16 * j));
+      }
+      // Row 2p's tail into lanes 0-7; row 2p + 1's into lanes 8-15, addressed 8 floats early
+      // (masked-off lanes are not accessed).
+      const __m512 lo = _mm512_maskz_loadu_ps(mlo, r0 + 16 * NZ);
+      t[p] = _mm512_add_ps(t[p], _mm512_mask_loadu_ps(lo, mhi, shifted(r1, 16 * NZ - 8)));
+    }
+  }
+#pragma GCC unroll 16
+  for (int p = 0; p < MP; ++p) {
+    float* c0 = c + (static_cast<size_t>(2 * p) < rows ? 2 * p : rlast) * ldc;
+    float* c1 = c + (static_cast<size_t>(2 * p + 1) < rows ? 2 * p + 1 : rlast) * ldc;
+#pragma GCC unroll 4
+    for (int j = 0; j < NZ; ++j) {
+      _mm512_mask_storeu_ps(c0 + 16 * j, mz[j], z[2 * p][j]);
+      _mm512_mask_storeu_ps(c1 + 16 * j, mz[j], z[2 * p + 1][j]);
+    }
+    _mm512_mask_storeu_ps(c0 + 16 * NZ, mlo, t[p]);
+    _mm512_mask_storeu_ps(shifted(c1, 16 * NZ - 8), mhi, t[p]);
+  }
+}
+
+// Rows [m0, m1) of one panel: MR-row tiles, then the rest with an MH-row tile if it fits.
+template <int MR, int MH, int W, Act A>
+static void panel_rows(const GemmArgs& g, const float* panel, size_t n0, size_t wvalid, size_t m0, size_t m1) {
+  constexpr bool kPaired = W % 16 == 8;
+  const float* res = g.residual != nullptr ? g.residual + n0 : nullptr;
+  auto run_tile = [&](auto mr, size_t m, size_t rows) {
+    constexpr int R = decltype(mr)::value;
+    const float* rm = res ? res + m * g.ldr : nullptr;
+    if constexpr (kPaired)
+      tile_paired<R, W, A>(g.a + m * g.lda, g.lda, panel, g.k, g.c + m * g.ldc + n0, g.ldc, rm, g.ldr, rows, wvalid);
+    else
+      tile<R, W, A>(g.a + m * g.lda, g.lda, panel, g.k, g.c + m * g.ldc + n0, g.ldc, rm, g.ldr, rows, wvalid);
+  };
+  size_t m = m0;
+  for (; m + MR <= m1; m += MR) run_tile(std::integral_constant<int, MR>(), m, MR);
+  const size_t left = m1 - m;
+  if (left == 0) return;
+  if (left <= static_cast<size_t>(MH))
+    run_tile(std::integral_constant<int, MH>(), m, left);
+  else
+    run_tile(std::integral_constant<int, MR>(), m, left);
+}
+
+constexpr size_t kNR = 32;
+
+template <Act A>
+static void run(const GemmArgs& g, size_t m_begin, size_t m_end) {
+  const size_t K = g.k, N = g.n;
+  // Row chunks (a multiple of every tile's rows) whose A rows stay in L1/L2 while every panel
+  // passes over them.
+  size_t mc = (64 * 1024) / (4 * (K + 1));
+  mc = mc < 16 ? 16 : mc - mc % 16;
+  for (size_t mb = m_begin; mb < m_end; mb += mc) {
+    const size_t me = m_end - mb < mc ? m_end : mb + mc;
+    for (size_t n0 = 0; n0 < N; n0 += kNR) {
+      const size_t wvalid = N - n0 < kNR ? N - n0 : kNR;
+      const float* panel = g.packed + n0 * (K + 1);
+      switch ((wvalid + 7) / 8) {  // the panel width in 8s (NR_MIN = 8)
+        case 4: panel_rows<8, 4, 32, A>(g, panel, n0, wvalid, mb, me); break;
+        case 3: panel_rows<8, 4, 24, A>(g, panel, n0, wvalid, mb, me); break;
+        case 2: panel_rows<8, 4, 16, A>(g, panel, n0, wvalid, mb, me); break;
+        default: panel_rows<16, 8, 8, A>(g, panel, n0, wvalid, mb, me); break;
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void gemm_8x32__avx512f(const GemmArgs& g, size_t m_begin, size_t m_end) {
+  if (m_begin >= m_end || g.n == 0) return;
+  switch (g.act) {
+    case Act::kNone: return run<Act::kNone>(g, m_begin, m_end);
+    case Act::kReLU: return run<Act::kReLU>(g, m_begin, m_end);
+    case Act::kReLU6: return run<Act::kReLU6>(g, m_begin, m_end);
+    case Act::kHSwish: return run<Act::kHSwish>(g, m_begin, m_end);
+    case Act::kSwish: return run<Act::kSwish>(g, m_begin, m_end);
+  }
+}
+
+}  // namespace pynas
