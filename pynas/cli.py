@@ -67,6 +67,27 @@ def cmd_sample(args) -> None:
         print(" ".join(map(str, row)) + "\t" + str(arch) if args.tokens else str(arch))
 
 
+def cmd_run(args) -> None:
+    import statistics
+
+    import numpy as np
+
+    from pynas.native.runner import NativeNetwork
+
+    arch = _arch_from_args(args)
+    net = NativeNetwork(arch, threads=args.threads, seed=0)
+    image = np.random.default_rng(0).standard_normal((arch.resolution, arch.resolution, 3)).astype(np.float32)
+    net.time_runs(image, max(1, args.runs // 10))  # warm-up: caches, page faults, CPU clock
+    seconds = sorted(net.time_runs(image, args.runs))
+    median = 1e3 * statistics.median(seconds)
+    p10, p90 = 1e3 * seconds[len(seconds) // 10], 1e3 * seconds[(9 * len(seconds)) // 10]
+    if args.kernels:
+        print("\n".join(net.describe()) + "\n")
+    macs = net.graph.macs
+    print(f"{arch}\n{args.threads} thread(s), {args.runs} runs: median {median:.3f} ms (p10 {p10:.3f}, "
+          f"p90 {p90:.3f}), {2 * macs / median / 1e6:.1f} GFLOP/s, {len(net.describe())} kernels")
+
+
 def cmd_info(args) -> None:
     import pynas
 
@@ -118,6 +139,14 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--describe", action="store_true", help="print the space's decisions and size instead")
     sample.set_defaults(run=cmd_sample)
 
+    run = commands.add_parser("run", help="time an architecture with the native kernels (random weights)")
+    run.add_argument("arch", metavar="ARCH")
+    run.add_argument("--threads", type=int, default=1)
+    run.add_argument("--runs", type=int, default=200)
+    run.add_argument("--resolution", type=int, help="override the input resolution")
+    run.add_argument("--kernels", action="store_true", help="list the kernel variant of every step")
+    run.set_defaults(run=cmd_run)
+
     info = commands.add_parser("info", help="versions, build and detected CPU features")
     info.set_defaults(run=cmd_info)
     return parser
@@ -128,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "n", 1) is not None and getattr(args, "n", 1) < 0:
         parser.error("-n must be >= 0")
+    for option in ("threads", "runs"):
+        if getattr(args, option, 1) < 1:
+            parser.error(f"--{option} must be >= 1")
     try:
         args.run(args)
     except ValueError as error:

@@ -76,3 +76,9 @@ def test_console_entry_point_runs_as_a_process(tmp_path):
     result = subprocess.run([sys.executable, "-c", "import sys; from pynas.cli import main; sys.exit(main())", "--help"],
                             capture_output=True, text=True, env=os.environ.copy(), cwd=tmp_path)
     assert result.returncode == 0 and "describe" in result.stdout and "sample" in result.stdout
+
+
+def test_run_times_a_native_network(capsys):
+    code, out, _ = run(capsys, "run", "mnasnet-a1", "--resolution", "64", "--runs", "5", "--kernels")
+    assert code == 0 and "1 thread(s), 5 runs: median" in out and "GFLOP/s" in out
+    assert "gemm_" in out and "dwconv_" in out

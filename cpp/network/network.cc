@@ -1,0 +1,292 @@
+#include "network.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <stdexcept>
+
+#include "../kernels/add.h"
+#include "../kernels/avgpool.h"
+#include "../kernels/conv.h"
+#include "../kernels/dwconv.h"
+#include "../kernels/fc.h"
+#include "../kernels/gap.h"
+#include "../kernels/gemm.h"
+#include "../kernels/se.h"
+
+namespace pynas {
+
+void AlignedFree::operator()(float* p) const { std::free(p); }
+
+AlignedBuffer aligned_floats(size_t n) {
+  const size_t bytes = (std::max<size_t>(n, 1) * sizeof(float) + 63) / 64 * 64;
+  float* p = static_cast<float*>(std::aligned_alloc(64, bytes));
+  if (!p) throw std::bad_alloc();
+  std::memset(p, 0, bytes);
+  return AlignedBuffer(p);
+}
+
+namespace {
+
+AlignedBuffer copy_of(const float* data, size_t n) {
+  AlignedBuffer out = aligned_floats(n);
+  std::memcpy(out.get(), data, n * sizeof(float));
+  return out;
+}
+
+size_t out_size(size_t in, int kernel, int stride) {
+  return (in + 2 * static_cast<size_t>(kernel / 2) - kernel) / stride + 1;
+}
+
+// Rows per task when splitting over threads: enough work per chunk to amortise the hand-off.
+size_t grain_rows(size_t row_floats) { return std::max<size_t>(1, 16384 / std::max<size_t>(row_floats, 1)); }
+
+}  // namespace
+
+Network::Network(int threads) : pool_(threads) {
+  if (threads < 1) throw std::invalid_argument("threads: expected an integer >= 1, got " + std::to_string(threads));
+}
+
+int Network::add_tensor(Shape shape) {
+  shapes_.push_back(shape);
+  return static_cast<int>(shapes_.size()) - 1;
+}
+
+void Network::check_tensor(int id, const char* field) const {
+  if (id < 0 || id >= static_cast<int>(shapes_.size()))
+    throw std::invalid_argument(std::string(field) + ": no tensor " + std::to_string(id) + " in this network");
+  if (output_ >= 0) throw std::logic_error("network already finalized: no more steps can be added");
+}
+
+int Network::add_step(std::string kernel, std::vector<int> reads, Shape out, std::function<void(float* const*)> run) {
+  const int id = add_tensor(out);
+  steps_.push_back(Step{std::move(kernel), std::move(reads), id, std::move(run)});
+  return id;
+}
+
+int Network::input(size_t h, size_t w, size_t c) {
+  if (input_ >= 0) throw std::logic_error("network input already defined");
+  if (!h || !w || !c) throw std::invalid_argument("input: expected a positive H x W x C shape");
+  input_ = add_tensor({h, w, c});
+  return input_;
+}
+
+const Network::Shape& Network::shape(int tensor) const {
+  if (tensor < 0 || tensor >= static_cast<int>(shapes_.size()))
+    throw std::invalid_argument("tensor: no tensor " + std::to_string(tensor) + " in this network");
+  return shapes_[tensor];
+}
+
+int Network::conv(int x, const float* w_ohwi, const float* bias, size_t cout, int kernel, int stride, Act act,
+                  int residual) {
+  check_tensor(x, "conv input");
+  const Shape in = shapes_[x];
+  const Shape out{out_size(in.h, kernel, stride), out_size(in.w, kernel, stride), cout};
+  if (residual >= 0) {
+    check_tensor(residual, "conv residual");
+    if (shapes_[residual].size() != out.size()) throw std::invalid_argument("conv residual: shape differs from output");
+  }
+  const KernelVariant& v = select_kernel("conv");
+  weights_.push_back(aligned_floats(conv_packed_size(cout, kernel, in.c)));
+  conv_pack_weights(w_ohwi, cout, kernel, in.c, weights_.back().get());
+  const float* packed = weights_.back().get();
+  weights_.push_back(copy_of(bias, cout));
+  const float* b = weights_.back().get();
+  const ConvFn fn = reinterpret_cast<ConvFn>(v.fn);
+  std::vector<int> reads{x};
+  if (residual >= 0) reads.push_back(residual);
+  const int y = static_cast<int>(shapes_.size());
+  return add_step(v.name, reads, out, [=, this](float* const* t) {
+    const ConvArgs a{t[x], packed, b, residual >= 0 ? t[residual] : nullptr, t[y], in.h, in.w, in.c, out.h, out.w,
+                     cout, kernel, stride, kernel / 2, act};
+    pool_.parallel_for(out.h, grain_rows(out.w * cout), [&](size_t r0, size_t r1) { fn(a, r0, r1); });
+  });
+}
+
+int Network::dwconv(int x, const float* w_kkc, const float* bias, int kernel, int stride, Act act) {
+  check_tensor(x, "dwconv input");
+  const Shape in = shapes_[x];
+  const Shape out{out_size(in.h, kernel, stride), out_size(in.w, kernel, stride), in.c};
+  const KernelVariant& v = select_kernel("dwconv");
+  weights_.push_back(copy_of(w_kkc, static_cast<size_t>(kernel) * kernel * in.c));
+  const float* w = weights_.back().get();
+  weights_.push_back(copy_of(bias, in.c));
+  const float* b = weights_.back().get();
+  const DwConvFn fn = reinterpret_cast<DwConvFn>(v.fn);
+  const int y = static_cast<int>(shapes_.size());
+  return add_step(v.name, {x}, out, [=, this](float* const* t) {
+    const DwConvArgs a{t[x], w, b, t[y], in.h, in.w, out.h, out.w, in.c, kernel, stride, kernel / 2, act};
+    pool_.parallel_for(out.h, grain_rows(out.w * in.c), [&](size_t r0, size_t r1) { fn(a, r0, r1); });
+  });
+}
+
+int Network::pointwise(int x, const float* w_oi, const float* bias, size_t cout, Act act, int residual) {
+  check_tensor(x, "pointwise input");
+  const Shape in = shapes_[x];
+  const Shape out{in.h, in.w, cout};
+  if (residual >= 0) {
+    check_tensor(residual, "pointwise residual");
+    if (shapes_[residual].size() != out.size())
+      throw std::invalid_argument("pointwise residual: shape differs from output");
+  }
+  const KernelVariant& v = select_kernel("gemm");
+  const GemmTile tile = gemm_tile(v.name);
+  weights_.push_back(aligned_floats(gemm_packed_size(cout, in.c, tile.nr, tile.nr_min)));
+  gemm_pack(w_oi, in.c, bias, cout, in.c, tile.nr, tile.nr_min, weights_.back().get());
+  const float* packed = weights_.back().get();
+  const GemmFn fn = reinterpret_cast<GemmFn>(v.fn);
+  const size_t m = in.h * in.w;
+  std::vector<int> reads{x};
+  if (residual >= 0) reads.push_back(residual);
+  const int y = static_cast<int>(shapes_.size());
+  return add_step(v.name, reads, out, [=, this](float* const* t) {
+    const GemmArgs a{t[x], in.c, packed, t[y], cout, residual >= 0 ? t[residual] : nullptr, cout, m, cout, in.c, act};
+    pool_.parallel_for(m, std::max<size_t>(64, grain_rows(cout)), [&](size_t r0, size_t r1) { fn(a, r0, r1); });
+  });
+}
+
+int Network::se(int x, const float* w_reduce, const float* b_reduce, size_t reduced, const float* w_expand,
+                const float* b_expand, Act act, int gate) {
+  check_tensor(x, "se input");
+  if (gate != 0 && gate != 1) throw std::invalid_argument("se gate: expected 0 (sigmoid) or 1 (hsigmoid)");
+  const Shape in = shapes_[x];
+  const KernelVariant& v = select_kernel("se");
+  weights_.push_back(aligned_floats(conv_packed_size(reduced, 1, in.c)));
+  conv_pack_weights(w_reduce, reduced, 1, in.c, weights_.back().get());
+  const float* wr = weights_.back().get();
+  weights_.push_back(aligned_floats(conv_packed_size(in.c, 1, reduced)));
+  conv_pack_weights(w_expand, in.c, 1, reduced, weights_.back().get());
+  const float* we = weights_.back().get();
+  weights_.push_back(copy_of(b_reduce, reduced));
+  const float* br = weights_.back().get();
+  weights_.push_back(copy_of(b_expand, in.c));
+  const float* be = weights_.back().get();
+  weights_.push_back(aligned_floats(2 * in.c + reduced));  // workspace: sum, scale, hidden
+  float* work = weights_.back().get();
+  const SeFn fn = reinterpret_cast<SeFn>(v.fn);
+  const int y = static_cast<int>(shapes_.size());
+  return add_step(v.name, {x}, in, [=](float* const* t) {
+    // SE is small next to the convs around it: one thread does all of it.
+    const SeArgs a{t[x], t[y], in.h, in.w, in.c, reduced, wr, br, we, be, act, static_cast<Gate>(gate),
+                   work, work + 2 * in.c, work + in.c};
+    fn(a, SeStage::kAll, 0, in.h);
+  });
+}
+
+int Network::avgpool(int x, int stride) {
+  check_tensor(x, "avgpool input");
+  const Shape in = shapes_[x];
+  const Shape out{(in.h - 1) / stride + 1, (in.w - 1) / stride + 1, in.c};
+  const KernelVariant& v = select_kernel("avgpool");
+  const AvgPoolFn fn = reinterpret_cast<AvgPoolFn>(v.fn);
+  const int y = static_cast<int>(shapes_.size());
+  return add_step(v.name, {x}, out, [=, this](float* const* t) {
+    const AvgPoolArgs a{t[x], t[y], in.h, in.w, out.h, out.w, in.c, stride};
+    pool_.parallel_for(out.h, grain_rows(out.w * in.c), [&](size_t r0, size_t r1) { fn(a, r0, r1); });
+  });
+}
+
+int Network::add(int a, int b) {
+  check_tensor(a, "add input a");
+  check_tensor(b, "add input b");
+  if (shapes_[a].size() != shapes_[b].size()) throw std::invalid_argument("add: input shapes differ");
+  const Shape out = shapes_[a];
+  const KernelVariant& v = select_kernel("add");
+  const AddFn fn = reinterpret_cast<AddFn>(v.fn);
+  const int y = static_cast<int>(shapes_.size());
+  return add_step(v.name, {a, b}, out, [=, this](float* const* t) {
+    pool_.parallel_for(out.size(), 16384, [&](size_t i0, size_t i1) { fn(t[a] + i0, t[b] + i0, t[y] + i0, i1 - i0); });
+  });
+}
+
+int Network::gap(int x) {
+  check_tensor(x, "gap input");
+  const Shape in = shapes_[x];
+  const KernelVariant& v = select_kernel("gap");
+  const GapFn fn = reinterpret_cast<GapFn>(v.fn);
+  const int y = static_cast<int>(shapes_.size());
+  return add_step(v.name, {x}, {1, 1, in.c}, [=](float* const* t) { fn(GapArgs{t[x], t[y], in.h, in.w, in.c}); });
+}
+
+int Network::fc(int x, const float* w, const float* bias, size_t cout, Act act) {
+  check_tensor(x, "fc input");
+  const size_t cin = shapes_[x].size();
+  const KernelVariant& v = select_kernel("fc");
+  weights_.push_back(aligned_floats(conv_packed_size(cout, 1, cin)));
+  conv_pack_weights(w, cout, 1, cin, weights_.back().get());
+  const float* packed = weights_.back().get();
+  weights_.push_back(copy_of(bias, cout));
+  const float* b = weights_.back().get();
+  const FcFn fn = reinterpret_cast<FcFn>(v.fn);
+  const int y = static_cast<int>(shapes_.size());
+  return add_step(v.name, {x}, {1, 1, cout}, [=](float* const* t) { fn(FcArgs{t[x], packed, b, t[y], cin, cout, act}); });
+}
+
+void Network::finalize(int output) {
+  if (output_ >= 0) throw std::logic_error("network already finalized");
+  if (input_ < 0) throw std::logic_error("network has no input");
+  if (output < 0 || output >= static_cast<int>(shapes_.size()) || output == input_)
+    throw std::invalid_argument("output: expected the id of a tensor a step produces, got " + std::to_string(output));
+  std::vector<size_t> last_read(shapes_.size(), 0);
+  for (size_t i = 0; i < steps_.size(); ++i)
+    for (int r : steps_[i].reads) last_read[r] = i;
+  last_read[output] = std::numeric_limits<size_t>::max();
+  buffer_of_.assign(shapes_.size(), -1);
+  std::vector<size_t> capacity;
+  std::vector<int> free_list;
+  for (size_t i = 0; i < steps_.size(); ++i) {
+    const size_t need = shapes_[steps_[i].writes].size();
+    // Best fit among free buffers, else a new one.
+    auto best = free_list.end();
+    for (auto it = free_list.begin(); it != free_list.end(); ++it)
+      if (capacity[*it] >= need && (best == free_list.end() || capacity[*it] < capacity[*best])) best = it;
+    if (best != free_list.end()) {
+      buffer_of_[steps_[i].writes] = *best;
+      free_list.erase(best);
+    } else {
+      buffer_of_[steps_[i].writes] = static_cast<int>(capacity.size());
+      capacity.push_back(need);
+    }
+    // A step may read one tensor twice (a conv whose residual is its own input): free it once.
+    std::vector<int> reads = steps_[i].reads;
+    std::sort(reads.begin(), reads.end());
+    reads.erase(std::unique(reads.begin(), reads.end()), reads.end());
+    for (int r : reads)
+      if (r != input_ && last_read[r] == i) free_list.push_back(buffer_of_[r]);
+  }
+  for (size_t cap : capacity) buffers_.push_back(aligned_floats(cap));
+  pointers_.assign(shapes_.size(), nullptr);
+  for (size_t t = 0; t < shapes_.size(); ++t)
+    if (buffer_of_[t] >= 0) pointers_[t] = buffers_[buffer_of_[t]].get();
+  output_ = output;
+}
+
+void Network::run(const float* input, float* output) {
+  if (output_ < 0) throw std::logic_error("network not finalized");
+  pointers_[input_] = const_cast<float*>(input);  // kernels only read their inputs
+  for (const Step& step : steps_) step.run(pointers_.data());
+  std::memcpy(output, pointers_[output_], shapes_[output_].size() * sizeof(float));
+}
+
+std::vector<std::string> Network::describe() const {
+  std::vector<std::string> out;
+  for (const Step& s : steps_) {
+    const Shape& o = shapes_[s.writes];
+    out.push_back(s.kernel + " " + std::to_string(o.h) + "x" + std::to_string(o.w) + "x" + std::to_string(o.c));
+  }
+  return out;
+}
+
+size_t Network::arena_floats() const {
+  size_t total = 0;
+  for (size_t i = 0; i < buffers_.size(); ++i) {
+    size_t cap = 0;
+    for (size_t t = 0; t < shapes_.size(); ++t)
+      if (buffer_of_[t] == static_cast<int>(i)) cap = std::max(cap, shapes_[t].size());
+    total += cap;
+  }
+  return total;
+}
+
+}  // namespace pynas

@@ -1,0 +1,79 @@
+// A native network: a straight list of steps (fused kernels) over NHWC batch-1 tensors.
+//
+// Built step by step (the Python side walks the fused IR), then finalize() assigns buffers by
+// liveness (a tensor's buffer is reused once its last reader ran, so activations stay cache-warm)
+// and run() executes every step with the kernel variant chosen at build time. Weights are copied
+// and packed at build time; a run allocates nothing.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "../kernels/common.h"
+#include "thread_pool.h"
+
+namespace pynas {
+
+struct AlignedFree {
+  void operator()(float* p) const;
+};
+using AlignedBuffer = std::unique_ptr<float[], AlignedFree>;
+AlignedBuffer aligned_floats(size_t n);  // 64-byte aligned, zeroed
+
+class Network {
+ public:
+  struct Shape {
+    size_t h, w, c;
+    size_t size() const { return h * w * c; }
+  };
+
+  explicit Network(int threads);
+
+  int input(size_t h, size_t w, size_t c);
+  // Each returns the id of the tensor it produces. Weight layouts are pynas.native.weights'.
+  int conv(int x, const float* w_ohwi, const float* bias, size_t cout, int kernel, int stride, Act act,
+           int residual);
+  int dwconv(int x, const float* w_kkc, const float* bias, int kernel, int stride, Act act);
+  int pointwise(int x, const float* w_oi, const float* bias, size_t cout, Act act, int residual);
+  int se(int x, const float* w_reduce, const float* b_reduce, size_t reduced, const float* w_expand,
+         const float* b_expand, Act act, int gate);
+  int avgpool(int x, int stride);
+  int add(int a, int b);
+  int gap(int x);
+  int fc(int x, const float* w, const float* bias, size_t cout, Act act);
+
+  void finalize(int output);
+  void run(const float* input, float* output);
+
+  const Shape& shape(int tensor) const;
+  int output() const { return output_; }
+  // Per step: "<kernel variant> <output shape>".
+  std::vector<std::string> describe() const;
+  size_t arena_floats() const;
+
+ private:
+  struct Step {
+    std::string kernel;
+    std::vector<int> reads;
+    int writes;
+    std::function<void(float* const* tensors)> run;
+  };
+  int add_tensor(Shape shape);
+  int add_step(std::string kernel, std::vector<int> reads, Shape out,
+               std::function<void(float* const*)> run);
+  void check_tensor(int id, const char* field) const;
+
+  ThreadPool pool_;
+  std::vector<Shape> shapes_;
+  std::vector<Step> steps_;
+  std::vector<AlignedBuffer> weights_;  // packed weights and per-step workspaces
+  std::vector<AlignedBuffer> buffers_;  // activation arena
+  std::vector<int> buffer_of_;          // tensor -> buffer
+  std::vector<float*> pointers_;        // tensor -> its buffer, rebuilt per run for in/out
+  int input_ = -1, output_ = -1;
+};
+
+}  // namespace pynas

@@ -1,0 +1,101 @@
+"""The native network runner: outputs equal the PyTorch module's (BN folded, 1e-4 relative) for the
+presets and sampled MnasNet-space architectures, on every ISA this CPU runs."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from pynas.ir import lower  # noqa: E402
+from pynas.native.runner import NativeNetwork  # noqa: E402
+from pynas.presets import PRESETS, preset  # noqa: E402
+from pynas.space import get_space  # noqa: E402
+from pynas.torch_builder import build_torch  # noqa: E402
+
+
+def _trained_looking(model, seed):
+    """Non-trivial BN statistics and affine terms, so folding is really exercised."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.weight.data = 0.5 + torch.rand(m.num_features, generator=g)
+            m.bias.data = 0.1 * torch.randn(m.num_features, generator=g)
+            m.running_mean = 0.1 * torch.randn(m.num_features, generator=g)
+            m.running_var = 0.5 + torch.rand(m.num_features, generator=g)
+    return model.eval()
+
+
+def relative_error(got, want):
+    return float(np.abs(got - want).max() / np.abs(want).max())
+
+
+def check(arch, seed=0, threads=1):
+    model = _trained_looking(build_torch(arch), seed)
+    image = np.random.default_rng(seed).standard_normal((1, 3, arch.resolution, arch.resolution)).astype(np.float32)
+    with torch.no_grad():
+        want = model(torch.from_numpy(image))[0].numpy()
+    got = NativeNetwork(arch, model, threads=threads).run(image)
+    assert relative_error(got, want) < 1e-4, str(arch)
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_presets_match_pytorch(name):
+    check(preset(name))
+
+
+def test_sampled_architectures_match_pytorch():
+    for i, arch in enumerate(get_space("mnasnet").sample(24, seed=77)):
+        check(arch, seed=i)
+
+
+@pytest.mark.parametrize("resolution", [33, 97])
+def test_odd_resolutions(resolution):
+    for i, arch in enumerate(get_space("mnasnet", resolution=resolution).sample(4, seed=resolution)):
+        check(arch, seed=i)
+
+
+def test_two_threads_give_the_same_output():
+    arch = preset("mnasnet-a1")
+    net1, net2 = NativeNetwork(arch, seed=3), NativeNetwork(arch, seed=3, threads=2)
+    image = np.random.default_rng(0).standard_normal((224, 224, 3)).astype(np.float32)
+    np.testing.assert_allclose(net2.run(image), net1.run(image), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("isa", ["scalar", "avx2"])
+def test_lower_isas_match(isa, tmp_path):
+    """PYNAS_ISA forces a lower ISA for every kernel: outputs still match PyTorch."""
+    from pynas import _core
+
+    if isa not in _core.supported_isas():
+        pytest.skip(f"this CPU cannot run {isa}")
+    code = ("import sys; sys.path.insert(0, %r); from test_native_runner import check; "
+            "from pynas.presets import preset; check(preset('mnasnet-a1').replace(resolution=96)); print('OK')"
+            % os.path.dirname(__file__))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                         env=dict(os.environ, PYNAS_ISA=isa))
+    assert out.returncode == 0 and out.stdout.strip().endswith("OK"), out.stderr[-2000:]
+
+
+def test_buffers_are_reused():
+    net = NativeNetwork("mnasnet-a1")
+    every_tensor = sum(4 * op.cout * op.hout * op.wout for op in lower(preset("mnasnet-a1")).ops)
+    assert net.network.arena_bytes < every_tensor / 4
+
+
+def test_bad_input_is_a_clear_error():
+    net = NativeNetwork(preset("mnasnet-a1").replace(resolution=32))
+    with pytest.raises(ValueError, match=r"input: expected an array of shape \(32, 32, 3\)"):
+        net.run(np.zeros((3, 32, 32), np.float32))
+    with pytest.raises(ValueError, match="weights: expected 'random'"):
+        NativeNetwork("mnasnet-a1", weights="zeros")
+
+
+def test_step_reading_one_tensor_twice_does_not_alias_buffers():
+    """A cn block with identity skip reads its input as conv input and as residual; its buffer
+    must be freed once, or two later tensors share it (a bug the sampled test first caught)."""
+    from pynas.arch import parse
+
+    check(parse("net_res16_cls10:stem_k3_s1_c40:cn_r1_k3_s1_c40_skip:ds_r1_k3_s1_c40_noskip:head_c32"))
