@@ -76,7 +76,7 @@ def _block_case(name: str, stage: str, cin: int, hw: int) -> Case:
     graph = lower(arch)
     flops = 2.0 * sum(op.macs for op in graph.ops if op.block == "s0.0")
     return Case(name, (cin, hw, hw), lambda: fold_batchnorm(Block(arch, arch.stages[0], cin, arch.stages[0].stride)),
-                flops, lambda module: _native_network_variants())
+                flops, lambda module: _native_network(arch, block="s0.0"))
 
 
 def _network_case(name: str) -> Case:
@@ -87,13 +87,15 @@ def _network_case(name: str) -> Case:
     arch = preset(name)
     return Case(f"{name} {arch.resolution}", (3, arch.resolution, arch.resolution),
                 lambda: fold_batchnorm(build_torch(arch)), 2.0 * lower(arch).macs,
-                lambda module: _native_network_variants())
+                lambda module: _native_network(arch))
 
 
-def _native_network_variants() -> dict:
-    # The native network runner (fused blocks, whole networks) is not built yet: say so in the
-    # table rather than leaving the row out.
-    return {}
+def _native_network(arch, block=None) -> dict:
+    """The native runner with the best kernels (random weights: timing does not depend on them)."""
+    from pynas.native.runner import NativeNetwork
+
+    net = NativeNetwork(arch, threads=THREADS, block=block)
+    return {"network": net.network.run}
 
 
 CASES = {
@@ -105,6 +107,9 @@ CASES = {
     "mnasnet-a1": lambda: _network_case("mnasnet-a1"),
     "mobilenetv2": lambda: _network_case("mobilenetv2-1.0"),
 }
+
+
+THREADS = 1
 
 
 def run_case(case: Case, passes: int, threads: int, peak: float) -> list[list[str]]:
@@ -144,6 +149,8 @@ def main() -> int:
     parser.add_argument("--passes", type=int, default=7)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
+    global THREADS
+    THREADS = args.threads
     unknown = set(args.cases.split(",")) - set(CASES)
     if unknown:
         parser.error(f"--cases: unknown {', '.join(sorted(unknown))}; expected {', '.join(CASES)}")

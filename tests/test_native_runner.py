@@ -99,3 +99,18 @@ def test_step_reading_one_tensor_twice_does_not_alias_buffers():
     from pynas.arch import parse
 
     check(parse("net_res16_cls10:stem_k3_s1_c40:cn_r1_k3_s1_c40_skip:ds_r1_k3_s1_c40_noskip:head_c32"))
+
+
+def test_a_single_block_matches_pytorch():
+    from pynas.arch import parse
+    from pynas.torch_builder import fold_batchnorm
+
+    arch = parse("net_res14_cls10:stem_k3_s1_c112:ir_r1_k3_s1_e6_c112_se0.25:head_c8")
+    model = _trained_looking(build_torch(arch), 0)
+    x = np.random.default_rng(0).standard_normal((1, 112, 14, 14)).astype(np.float32)
+    with torch.no_grad():
+        want = fold_batchnorm(model).blocks[0](torch.from_numpy(x))[0].permute(1, 2, 0).numpy()
+    got = NativeNetwork(arch, model, block="s0.0").run(x)
+    assert got.shape == (14, 14, 112) and relative_error(got, want) < 1e-4
+    with pytest.raises(ValueError, match="block: expected a block id"):
+        NativeNetwork(arch, block="s9.0")

@@ -20,9 +20,12 @@ _ACT_NONE = "none"
 
 class NativeNetwork:
     """`arch` (Arch, preset name or string) as a native network; `weights` is "random", a PyTorch
-    module built by pynas.torch_builder.build_torch(arch), or a dict from pynas.native.weights."""
+    module built by pynas.torch_builder.build_torch(arch), or a dict from pynas.native.weights.
+    With `block` (an IR block id such as 's1.0') only that block is built: its input is the
+    block's input tensor, its output the block's output (for per-block timing)."""
 
-    def __init__(self, arch: Arch | str, weights="random", threads: int = 1, seed: int = 0):
+    def __init__(self, arch: Arch | str, weights="random", threads: int = 1, seed: int = 0,
+                 block: str | None = None):
         if isinstance(arch, str):
             from pynas.presets import resolve
             arch = resolve(arch)
@@ -35,12 +38,19 @@ class NativeNetwork:
         elif not isinstance(weights, dict):
             weights = from_torch(self.graph, weights)
         self.network = _core.Network(threads)
-        self._build(weights)
+        kernels = fuse(self.graph)
+        if block is not None:
+            kernels = [k for k in kernels if all(op.block == block for op in k.ops)]
+            if not kernels:
+                raise ValueError(f"block: expected a block id such as 's0.0' of {arch}, got {block!r}")
+        self._build(weights, kernels)
 
-    def _build(self, weights: dict[int, OpWeights]) -> None:
+    def _build(self, weights: dict[int, OpWeights], kernels) -> None:
         net, graph = self.network, self.graph
-        tensor = {NETWORK_INPUT: net.input(graph.arch.resolution, graph.arch.resolution, 3)}
-        for kernel in fuse(graph):
+        first = kernels[0].first
+        source = first.inputs[0]  # the image, or the block input when building one block
+        tensor = {source: net.input(first.hin, first.win, first.cin)}
+        for kernel in kernels:
             op = kernel.first
             x = tensor[op.inputs[0]]
             w = weights.get(op.id)
@@ -74,18 +84,19 @@ class NativeNetwork:
                 raise AssertionError(f"kernel {kernel.name}: native shape {net.shape(y)} differs from the IR's")
             for o in kernel.ops:
                 tensor[o.id] = y
-        net.finalize(tensor[graph.output.id])
+        net.finalize(tensor[kernels[-1].last.id])
 
     @staticmethod
     def _hwc(image: np.ndarray) -> np.ndarray:
         image = np.asarray(image, dtype=np.float32)
-        if image.ndim == 4 and image.shape[0] == 1 and image.shape[1] == 3:  # 1 x 3 x H x W
+        if image.ndim == 4 and image.shape[0] == 1:  # 1 x C x H x W
             image = image[0].transpose(1, 2, 0)
         return np.ascontiguousarray(image)
 
     def run(self, image: np.ndarray) -> np.ndarray:
-        """Logits for one image, H x W x 3 or 1 x 3 x H x W float32."""
-        return self.network.run(self._hwc(image)).reshape(-1)
+        """Logits for one image, H x W x 3 or 1 x 3 x H x W float32 (a block: its output tensor)."""
+        out = self.network.run(self._hwc(image))
+        return out.reshape(-1) if out.shape[:2] == (1, 1) else out
 
     def time_runs(self, image: np.ndarray, runs: int) -> list[float]:
         return self.network.time_runs(self._hwc(image), runs)
