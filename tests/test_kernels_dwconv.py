@@ -1,8 +1,11 @@
 """Depthwise conv kernels: every variant this CPU runs against the float64 reference.
 
-Shapes straddle the channel tiles (1, 4, 8, 16 lanes: below, at, above and between them), H and W
-from 1 up, odd sizes with stride 2, every kernel size and activation. A variant the CPU lacks is
-skipped, not failed.
+Shapes straddle the channel tiles (1, 4, 8, 16 lanes: below, at, above and between them, and several
+full tiles plus a tail), H and W from 1 up, odd sizes with stride 2, every kernel size and activation.
+Row widths sweep 1..40 so that each variant's interior pixel steps (8 or 4 output pixels at a time,
+halved or overlapped for the remainder) and its border pixels meet every split. A variant the CPU
+lacks is skipped, not failed. tests/native/dwconv_check.cc checks the same kernels without Python,
+with guard pages around every buffer (and NEON under qemu).
 """
 import numpy as np
 import pytest
@@ -11,7 +14,7 @@ from pynas import _core
 from pynas.native import reference
 
 VARIANTS = [v for v in _core.kernel_variants() if v["op"] == "dwconv"]
-CHANNELS = [1, 3, 4, 5, 7, 8, 9, 15, 16, 17, 24, 31, 32, 33, 48, 63, 144]
+CHANNELS = [1, 2, 3, 4, 5, 7, 8, 9, 12, 15, 16, 17, 24, 31, 32, 33, 40, 47, 48, 49, 63, 64, 65, 144]
 SIZES = [(1, 1), (1, 7), (2, 2), (3, 5), (5, 3), (7, 7), (8, 9), (13, 13), (16, 17)]
 
 
@@ -45,6 +48,34 @@ def test_channels_kernels_strides(variant, c, k, stride):
         _check(variant, h, w, c, k, stride, "none", seed=c * 100 + k)
 
 
+@pytest.mark.parametrize("k", [3, 5, 7])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_row_widths(variant, k, stride):
+    for w in range(1, 41):
+        _check(variant, k + 2, w, 17, k, stride, "none", seed=w)
+        _check(variant, 1, w, 8, k, stride, "r6", seed=w)
+
+
+@pytest.mark.parametrize("offset", [4, 8, 12, 36])
+def test_unaligned_buffers(variant, offset):
+    """numpy only promises 16-byte (often less for views) alignment: kernels must not assume more."""
+    rng = np.random.default_rng(offset)
+    h, w, c, k = 9, 13, 20, 5
+
+    def at_offset(a):
+        raw = np.empty(a.nbytes + 64 + offset, np.uint8)
+        start = (-raw.ctypes.data) % 64 + offset
+        out = raw[start:start + a.nbytes].view(np.float32).reshape(a.shape)
+        out[...] = a
+        return out
+    x = at_offset(rng.standard_normal((h, w, c)).astype(np.float32))
+    wt = at_offset(rng.standard_normal((k, k, c)).astype(np.float32))
+    b = at_offset(rng.standard_normal(c).astype(np.float32))
+    for stride in (1, 2):
+        got = _core.dwconv(x, wt, b, stride, "hs", variant)
+        np.testing.assert_allclose(got, reference.dwconv(x, wt, b, stride, "hs"), rtol=_tolerance(k), atol=_tolerance(k))
+
+
 @pytest.mark.parametrize("act", reference.ACTIVATIONS)
 @pytest.mark.parametrize("c", [5, 16, 37])
 def test_activations(variant, act, c):
@@ -59,6 +90,18 @@ def test_large_values_through_swish(variant):
     wt[1, 1] = 1.0
     got = _core.dwconv(x, wt, np.zeros(16, np.float32), 1, "sw", variant)
     np.testing.assert_allclose(got, reference.activation(x, "sw"), rtol=1e-5, atol=1e-30)
+
+
+def test_time_dwconv_runs_every_variant():
+    rng = np.random.default_rng(2)
+    xs = [rng.standard_normal((6, 7, 20)).astype(np.float32) for _ in range(3)]
+    wt, b = rng.standard_normal((3, 3, 20)).astype(np.float32), np.zeros(20, np.float32)
+    for v in VARIANTS:
+        if v["runnable"]:
+            seconds = _core.time_dwconv(xs, wt, b, 2, "sw", v["name"], calls=5, warmup=1)
+            assert len(seconds) == 5 and all(t > 0 for t in seconds)
+    with pytest.raises(ValueError, match="inputs: expected arrays of one shape"):
+        _core.time_dwconv([xs[0], xs[0][:, :3]], wt, b)
 
 
 def test_bad_arguments():
