@@ -6,12 +6,13 @@
 
 Everything compared is interleaved: each pass times every (shape, runtime) pair once, in a
 rotated order, so slow / fast spells of the machine hit all runtimes alike; the table reports the
-median over passes of each pass's median call time. Inputs rotate over enough buffers to exceed
-the L2 cache, as a network's activations would; they and the outputs start on 64-byte boundaries
-(--offset to misalign the inputs). pynas variants are timed in a C++ loop
-(_core.time_dwconv: no Python call overhead); "pynas (py call)" is the default variant through
-_core.dwconv, to show that overhead (its output allocation included). torch runs with one thread,
-inference mode, NCHW ("eager") and channels_last tensors, timed per call from Python.
+median over passes of each pass's median call time. Every batch starts with 3 ms of untimed
+warm-up calls. Inputs rotate over enough buffers to exceed the L2 cache, as a network's
+activations would; they and the outputs start on 64-byte boundaries (--offset to misalign the
+inputs). pynas variants are timed in a C++ loop (_core.time_dwconv: no Python call overhead);
+"pynas (py call)" is the default variant through _core.dwconv, to show that overhead (its output
+allocation included). torch runs with one thread, inference mode, NCHW ("eager") and
+channels_last tensors, timed per call from Python.
 """
 from __future__ import annotations
 
@@ -32,6 +33,9 @@ SHAPES = [
     ("dw7x7 s1 28x28x192", 28, 28, 192, 7, 1, None),
 ]
 ROTATE_BYTES = 4 << 20  # input bytes in rotation per shape: above the L2
+# Untimed calls before each timed batch: on the reference VM the first few hundred microseconds of
+# calls after switching runtimes (notably after torch) run 2-5x slower.
+WARMUP_S = 0.003
 
 
 def aligned(a: np.ndarray, align: int = 64, offset: int = 0) -> np.ndarray:
@@ -56,16 +60,20 @@ def make_runners(shape, variants, torch, offset):
     b = rng.standard_normal(c).astype(np.float32)
     runners = {}
     for v in variants:
-        runners[v] = lambda calls, v=v: _core.time_dwconv(xs, wt, b, s, "none", v, calls, 2)
+        runners[v] = lambda calls, v=v: _core.time_dwconv(xs, wt, b, s, "none", v, calls, WARMUP_S)
 
     def py_call(calls):
+        warm_end, i = time.perf_counter() + WARMUP_S, 0
+        while time.perf_counter() < warm_end:
+            _core.dwconv(xs[i % nbuf], wt, b, s)
+            i += 1
         out = []
-        for i in range(calls + 2):
+        for i in range(i, i + calls):
             x = xs[i % nbuf]
             t0 = time.perf_counter()
             _core.dwconv(x, wt, b, s)
             out.append(time.perf_counter() - t0)
-        return out[2:]
+        return out
     runners["pynas (py call)"] = py_call
     if torch is not None:
         tw = torch.from_numpy(np.ascontiguousarray(wt.transpose(2, 0, 1)[:, None]))
@@ -77,12 +85,16 @@ def make_runners(shape, variants, torch, offset):
             def torch_call(calls, txs=txs, tww=tww):
                 out = []
                 with torch.inference_mode():
-                    for i in range(calls + 2):
+                    warm_end, i = time.perf_counter() + WARMUP_S, 0
+                    while time.perf_counter() < warm_end:
+                        torch.nn.functional.conv2d(txs[i % nbuf], tww, tb, s, k // 2, 1, c)
+                        i += 1
+                    for i in range(i, i + calls):
                         x = txs[i % nbuf]
                         t0 = time.perf_counter()
                         torch.nn.functional.conv2d(x, tww, tb, s, k // 2, 1, c)
                         out.append(time.perf_counter() - t0)
-                return out[2:]
+                return out
             runners[name] = torch_call
         # Same numbers as pynas? (catches a benchmark that times the wrong thing)
         ref = torch.nn.functional.conv2d(torch.from_numpy(xs[0]).permute(2, 0, 1)[None], tw, tb, s, k // 2, 1, c)

@@ -45,11 +45,13 @@ FloatArray dwconv(const FloatArray& input, const FloatArray& weights, const Floa
 }
 
 // Seconds per call of `calls` back-to-back calls, the inputs (and one output buffer each) taken in
-// rotation, after `warmup` untimed calls: the loop runs in C++, so no Python call overhead. The
+// rotation, after untimed calls for `warmup_seconds` (at least one): the loop runs in C++, so no
+// Python call overhead. The warm-up matters here: right after other heavy code (torch, in
+// bench/dwconv.py) the first few hundred microseconds of calls run 2-5x slower on the test VM. The
 // inputs are used where they are (align them as wanted); outputs start on 64-byte boundaries.
 std::vector<double> time_dwconv(const std::vector<FloatArray>& inputs, const FloatArray& weights,
                                 const FloatArray& bias, int stride, const std::string& act, const std::string& variant,
-                                size_t calls, size_t warmup) {
+                                size_t calls, double warmup_seconds) {
   if (inputs.empty()) throw std::invalid_argument("inputs: expected at least one HxWxC array");
   DwConvArgs a = dwconv_args(inputs[0], weights, bias, stride, act);
   for (const FloatArray& in : inputs) {
@@ -70,13 +72,21 @@ std::vector<double> time_dwconv(const std::vector<FloatArray>& inputs, const Flo
   std::vector<double> seconds(calls);
   {
     py::gil_scoped_release release;
-    for (size_t i = 0; i < warmup + calls; ++i) {
+    size_t i = 0;
+    const auto warm_end = std::chrono::steady_clock::now() + std::chrono::duration<double>(warmup_seconds);
+    do {
+      a.input = inputs[i % inputs.size()].data();
+      a.output = out_ptrs[i % inputs.size()];
+      fn(a, 0, a.out_h);
+      ++i;
+    } while (std::chrono::steady_clock::now() < warm_end);
+    for (size_t n = 0; n < calls; ++n, ++i) {
       a.input = inputs[i % inputs.size()].data();
       a.output = out_ptrs[i % inputs.size()];
       const auto t0 = std::chrono::steady_clock::now();
       fn(a, 0, a.out_h);
       const auto t1 = std::chrono::steady_clock::now();
-      if (i >= warmup) seconds[i - warmup] = std::chrono::duration<double>(t1 - t0).count();
+      seconds[n] = std::chrono::duration<double>(t1 - t0).count();
     }
   }
   return seconds;
@@ -88,9 +98,10 @@ void bind_dwconv(py::module_& m) {
         "Depthwise kxk conv (same padding k // 2) + bias + activation on an HxWxC float32 array. "
         "variant: a name from kernel_variants(), default the best this CPU runs.");
   m.def("time_dwconv", &time_dwconv, py::arg("inputs"), py::arg("weights"), py::arg("bias"), py::arg("stride") = 1,
-        py::arg("act") = "none", py::arg("variant") = "", py::arg("calls") = 100, py::arg("warmup") = 10,
+        py::arg("act") = "none", py::arg("variant") = "", py::arg("calls") = 100, py::arg("warmup_seconds") = 0.003,
         "Benchmark helper: seconds of each of `calls` dwconv calls timed in a C++ loop (no Python overhead), "
-        "rotating through `inputs` (same-shape HxWxC arrays, one output buffer each) after `warmup` calls.");
+        "rotating through `inputs` (same-shape HxWxC arrays, one output buffer each), after untimed calls "
+        "for warmup_seconds (at least one).");
 }
 
 }  // namespace

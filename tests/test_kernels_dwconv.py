@@ -98,7 +98,7 @@ def test_time_dwconv_runs_every_variant():
     wt, b = rng.standard_normal((3, 3, 20)).astype(np.float32), np.zeros(20, np.float32)
     for v in VARIANTS:
         if v["runnable"]:
-            seconds = _core.time_dwconv(xs, wt, b, 2, "sw", v["name"], calls=5, warmup=1)
+            seconds = _core.time_dwconv(xs, wt, b, 2, "sw", v["name"], calls=5, warmup_seconds=0)
             assert len(seconds) == 5 and all(t > 0 for t in seconds)
     with pytest.raises(ValueError, match="inputs: expected arrays of one shape"):
         _core.time_dwconv([xs[0], xs[0][:, :3]], wt, b)

@@ -1,16 +1,19 @@
 // Depthwise conv, the SIMD algorithm shared by every ISA variant (dwconv__avx512f.cc, dwconv__avx2.cc,
-// dwconv__neon.cc). Include only from *__<isa>.cc files, after defining the ISA's vector traits:
+// dwconv__neon.cc). Include only from *__<isa>.cc files, then define the ISA's vector traits:
 //
 //   struct V {                                     // one vector of kLanes fp32 channels
 //     using vec = ...; static constexpr int kLanes = ...;
+//     static constexpr dwtiled::Tail kTail = ...;  // how channel tails are covered (see Tail)
 //     static vec fma(vec acc, vec x, vec w);       // acc + x * w
+//     static vec add(vec, vec); static vec zero();
 //     template <Act A> static vec act(vec x);
 //   };
 //   IO objects (a full tile and a channel-tail tile): vec load(const float*) const;
 //   void store(float*, vec) const. A tail IO must neither read nor write past its lanes.
+//   Cfg<K, S>: kPixels (interior step) and kHoist (taps kept in registers), per ISA.
 //
-// Everything here is a `static` template: each ISA translation unit gets its own copy, compiled with
-// its own flags, and nothing leaks to baseline code.
+// Everything here is file-local (anonymous namespace / static): each ISA translation unit gets
+// its own copy, compiled with its own flags, and nothing leaks to baseline code.
 //
 // Loop order, per call: output row (oy) -> channel tile (ct) -> output pixels (ox). The K input rows
 // of one output row (K * W * C floats) stay in L1/L2 while every channel tile walks them, and a
@@ -20,6 +23,7 @@
 // per step: each input vector is loaded once and feeds every pixel of the step whose window holds
 // it (up to K of them at stride 1), and the NP accumulators are independent FMA chains. Rows
 // whose window is clipped at the top or bottom run the same code with per-row checks (`kClip`).
+// Border pixels take one pixel at a time with row and column checks.
 #pragma once
 
 #include <cstddef>
