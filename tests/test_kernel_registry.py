@@ -41,6 +41,21 @@ def test_pynas_isa_scalar_selects_scalar_kernels(tmp_path):
 def test_peak_probe_runs_every_runnable_variant():
     peaks = {v["name"]: _core.peak_gflops(v["name"], 0.02) for v in _core.kernel_variants()
              if v["op"] == "peak" and v["runnable"]}
-    assert peaks["peak_fma__scalar"] > 0.1
+    assert all(p > 0 for p in peaks.values())
+    if _emulated():
+        return  # under qemu, speed says nothing about the hardware
     # A vector ISA has at least 4 lanes: its peak is well above scalar's, whatever the noise.
     assert all(p > 2 * peaks["peak_fma__scalar"] for name, p in peaks.items() if not name.endswith("__scalar"))
+
+
+def _emulated() -> bool:
+    """aarch64 under qemu user-mode emulation: /proc/cpuinfo is the host's (no 'Features' line)."""
+    import platform
+
+    if platform.machine() != "aarch64":
+        return False
+    try:
+        with open("/proc/cpuinfo") as f:
+            return not any(line.startswith("Features") for line in f)
+    except OSError:
+        return True
