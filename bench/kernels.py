@@ -91,11 +91,13 @@ def _network_case(name: str) -> Case:
 
 
 def _native_network(arch, block=None) -> dict:
-    """The native runner with the best kernels (random weights: timing does not depend on them)."""
+    """The native runner with the best kernels (random weights: timing does not depend on them), with
+    fused row-banded block steps (the default) and with one step per op (what fusion saves)."""
     from pynas.native.runner import NativeNetwork
 
-    net = NativeNetwork(arch, threads=THREADS, block=block)
-    return {"network": net.network.run}
+    fused = NativeNetwork(arch, threads=THREADS, block=block)
+    per_op = NativeNetwork(arch, threads=THREADS, block=block, fused=False)
+    return {"fused blocks": fused.network.run, "op steps": per_op.network.run}
 
 
 CASES = {

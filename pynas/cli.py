@@ -75,7 +75,7 @@ def cmd_run(args) -> None:
     from pynas.native.runner import NativeNetwork
 
     arch = _arch_from_args(args)
-    net = NativeNetwork(arch, threads=args.threads, seed=0)
+    net = NativeNetwork(arch, threads=args.threads, seed=0, fused=not args.per_op)
     image = np.random.default_rng(0).standard_normal((arch.resolution, arch.resolution, 3)).astype(np.float32)
     net.time_runs(image, max(1, args.runs // 10))  # warm-up: caches, page faults, CPU clock
     seconds = sorted(net.time_runs(image, args.runs))
@@ -145,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--runs", type=int, default=200)
     run.add_argument("--resolution", type=int, help="override the input resolution")
     run.add_argument("--kernels", action="store_true", help="list the kernel variant of every step")
+    run.add_argument("--per-op", action="store_true",
+                     help="one step per op instead of fused row-banded MBConv/DS block steps")
     run.set_defaults(run=cmd_run)
 
     info = commands.add_parser("info", help="versions, build and detected CPU features")

@@ -33,6 +33,11 @@ struct DwConvArgs {
   size_t in_h, in_w, out_h, out_w, channels;
   int kernel, stride, pad;
   Act act;
+  // Row windows, for fused blocks that keep only a band of rows in a small buffer: `input` holds
+  // input rows from in_row0 on (row iy at input + (iy - in_row0) * in_w * channels) and `output`
+  // output rows from out_row0 on. The caller guarantees the rows a call reads and writes are there;
+  // padding is still decided against the full in_h. Both 0 for whole tensors.
+  size_t in_row0 = 0, out_row0 = 0;
 };
 // Computes output rows [oy_begin, oy_end): row ranges let fused blocks and threads split work.
 using DwConvFn = void (*)(const DwConvArgs&, size_t oy_begin, size_t oy_end);

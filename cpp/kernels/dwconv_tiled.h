@@ -194,8 +194,8 @@ static void run_tiles(const DwConvArgs& a, size_t oy_begin, size_t oy_end, MakeT
     const int ky_hi = below < K ? static_cast<int>(below) : K;
     const float* rows[K];
     for (int ky = 0; ky < K; ++ky)  // rows outside [ky_lo, ky_hi) are never read
-      rows[ky] = ky >= ky_lo && ky < ky_hi ? a.input + static_cast<size_t>(iy0 + ky) * W * C : a.input;
-    float* out_row = a.output + oy * OW * C;
+      rows[ky] = ky >= ky_lo && ky < ky_hi ? a.input + (static_cast<size_t>(iy0 + ky) - a.in_row0) * W * C : a.input;
+    float* out_row = a.output + (oy - a.out_row0) * OW * C;
     if constexpr (T != Tiles::kTailOnly) {
       for (size_t t = 0; t < full_tiles; ++t) {
         const size_t ct = t * L + L <= C ? t * L : C - L;

@@ -1,6 +1,7 @@
 // pynas._core.Network: build a native network step by step from Python, run it on numpy arrays.
 #include <chrono>
 #include <memory>
+#include <optional>
 
 #include <pybind11/stl.h>
 
@@ -74,6 +75,77 @@ void bind_network(py::module_& m) {
              return n.se(x, wr.data(), br.data(), r, we.data(), be.data(), parse_act(act), gate == "hsigmoid");
            }, py::arg("x"), py::arg("w_reduce"), py::arg("b_reduce"), py::arg("w_expand"), py::arg("b_expand"),
            py::arg("act"), py::arg("gate"))
+      .def("block", [](Network& n, int x, size_t cout, const std::optional<FloatArray>& expand_w,
+                       const std::optional<FloatArray>& expand_b, const std::string& expand_act, const FloatArray& dw_w,
+                       const FloatArray& dw_b, int stride, const std::string& dw_act,
+                       const std::optional<FloatArray>& se_w_reduce, const std::optional<FloatArray>& se_b_reduce,
+                       const std::optional<FloatArray>& se_w_expand, const std::optional<FloatArray>& se_b_expand,
+                       const std::string& se_act, const std::string& se_gate, const FloatArray& project_w,
+                       const FloatArray& project_b, const std::string& project_act, int residual, size_t band_rows) {
+             const size_t cin = n.shape(x).c;
+             Network::BlockWeights b;
+             b.cout = cout;
+             if (expand_w.has_value() != expand_b.has_value())
+               throw std::invalid_argument("expand_w, expand_b: give both (an inverted residual) or neither");
+             if (expand_w) {
+               check_ndim(*expand_w, "expand_w", 2, "mid x Cin");
+               if (static_cast<size_t>(expand_w->shape(1)) != cin)
+                 throw std::invalid_argument("expand_w: expected mid x " + std::to_string(cin));
+               b.mid = expand_w->shape(0);
+               expect_size(*expand_b, b.mid, "expand_b");
+               b.expand_w = expand_w->data();
+               b.expand_b = expand_b->data();
+               b.expand_act = parse_act(expand_act);
+             } else {
+               b.mid = cin;
+             }
+             check_ndim(dw_w, "dw_w", 3, "k x k x mid");
+             b.kernel = static_cast<int>(dw_w.shape(0));
+             if (dw_w.shape(1) != b.kernel || static_cast<size_t>(dw_w.shape(2)) != b.mid)
+               throw std::invalid_argument("dw_w: expected k x k x " + std::to_string(b.mid));
+             expect_size(dw_b, b.mid, "dw_b");
+             b.dw_w = dw_w.data();
+             b.dw_b = dw_b.data();
+             b.stride = stride;
+             b.dw_act = parse_act(dw_act);
+             const int se_given = se_w_reduce.has_value() + se_b_reduce.has_value() + se_w_expand.has_value() +
+                                  se_b_expand.has_value();
+             if (se_given != 0 && se_given != 4)
+               throw std::invalid_argument("se_w_reduce, se_b_reduce, se_w_expand, se_b_expand: give all four or none");
+             if (se_given) {
+               check_ndim(*se_w_reduce, "se_w_reduce", 2, "R x mid");
+               b.se_reduced = se_w_reduce->shape(0);
+               expect_size(*se_w_reduce, b.se_reduced * b.mid, "se_w_reduce");
+               expect_size(*se_b_reduce, b.se_reduced, "se_b_reduce");
+               expect_size(*se_w_expand, b.mid * b.se_reduced, "se_w_expand");
+               expect_size(*se_b_expand, b.mid, "se_b_expand");
+               if (se_gate != "sigmoid" && se_gate != "hsigmoid")
+                 throw std::invalid_argument("se_gate: expected sigmoid or hsigmoid, got '" + se_gate + "'");
+               b.se_w_reduce = se_w_reduce->data();
+               b.se_b_reduce = se_b_reduce->data();
+               b.se_w_expand = se_w_expand->data();
+               b.se_b_expand = se_b_expand->data();
+               b.se_act = parse_act(se_act);
+               b.se_gate = se_gate == "hsigmoid";
+             }
+             check_ndim(project_w, "project_w", 2, "Cout x mid");
+             if (static_cast<size_t>(project_w.shape(0)) != cout || static_cast<size_t>(project_w.shape(1)) != b.mid)
+               throw std::invalid_argument("project_w: expected " + std::to_string(cout) + " x " + std::to_string(b.mid));
+             expect_size(project_b, cout, "project_b");
+             b.project_w = project_w.data();
+             b.project_b = project_b.data();
+             b.project_act = parse_act(project_act);
+             b.band_rows = band_rows;
+             return n.block(x, b, residual);
+           }, py::arg("x"), py::arg("cout"), py::kw_only(), py::arg("expand_w") = py::none(),
+           py::arg("expand_b") = py::none(), py::arg("expand_act") = "none", py::arg("dw_w"), py::arg("dw_b"),
+           py::arg("stride"), py::arg("dw_act") = "none", py::arg("se_w_reduce") = py::none(),
+           py::arg("se_b_reduce") = py::none(), py::arg("se_w_expand") = py::none(),
+           py::arg("se_b_expand") = py::none(), py::arg("se_act") = "re", py::arg("se_gate") = "sigmoid",
+           py::arg("project_w"), py::arg("project_b"), py::arg("project_act") = "none", py::arg("residual") = -1,
+           py::arg("band_rows") = 0,
+           "A fused inverted-residual (expand_w given) or depthwise-separable block, computed in bands of "
+           "band_rows output rows (0: sized to half of L2) so the expanded tensor is never written whole.")
       .def("avgpool", &Network::avgpool, py::arg("x"), py::arg("stride"))
       .def("add", &Network::add, py::arg("a"), py::arg("b"))
       .def("gap", &Network::gap, py::arg("x"))

@@ -13,6 +13,7 @@
 #include "../kernels/fc.h"
 #include "../kernels/gap.h"
 #include "../kernels/gemm.h"
+#include "../kernels/mbconv.h"
 #include "../kernels/se.h"
 
 namespace pynas {
@@ -174,6 +175,101 @@ int Network::se(int x, const float* w_reduce, const float* b_reduce, size_t redu
   });
 }
 
+int Network::block(int x, const BlockWeights& bw, int residual) {
+  check_tensor(x, "block input");
+  const Shape in = shapes_[x];
+  if (bw.kernel != 3 && bw.kernel != 5 && bw.kernel != 7)
+    throw std::invalid_argument("block kernel: expected 3, 5 or 7, got " + std::to_string(bw.kernel));
+  if (bw.stride != 1 && bw.stride != 2)
+    throw std::invalid_argument("block stride: expected 1 or 2, got " + std::to_string(bw.stride));
+  if (!bw.expand_w && bw.mid != in.c)
+    throw std::invalid_argument("block mid: a block without expand keeps the input's " + std::to_string(in.c) +
+                                " channels, got mid=" + std::to_string(bw.mid));
+  if (!bw.mid || !bw.cout || !bw.dw_w || !bw.dw_b || !bw.project_w || !bw.project_b)
+    throw std::invalid_argument("block: expected mid, cout, depthwise and project weights");
+  if (bw.se_gate != 0 && bw.se_gate != 1) throw std::invalid_argument("block se gate: expected 0 or 1");
+  const Shape out{out_size(in.h, bw.kernel, bw.stride), out_size(in.w, bw.kernel, bw.stride), bw.cout};
+  if (residual >= 0) {
+    check_tensor(residual, "block residual");
+    if (shapes_[residual].size() != out.size()) throw std::invalid_argument("block residual: shape differs from output");
+  }
+  const KernelVariant& gemm = select_kernel("gemm");
+  const KernelVariant& dw = select_kernel("dwconv");
+  const GemmTile tile = gemm_tile(gemm.name);
+  auto pack_gemm = [&](const float* w, const float* b, size_t n, size_t k) {
+    weights_.push_back(aligned_floats(gemm_packed_size(n, k, tile.nr, tile.nr_min)));
+    gemm_pack(w, k, b, n, k, tile.nr, tile.nr_min, weights_.back().get());
+    return static_cast<const float*>(weights_.back().get());
+  };
+  auto keep = [&](const float* data, size_t n) {
+    weights_.push_back(copy_of(data, n));
+    return static_cast<const float*>(weights_.back().get());
+  };
+  MbconvPlan p{};
+  p.in_h = in.h, p.in_w = in.w, p.cin = in.c, p.mid = bw.mid, p.cout = bw.cout, p.out_h = out.h, p.out_w = out.w;
+  p.kernel = bw.kernel, p.stride = bw.stride;
+  p.expand = reinterpret_cast<GemmFn>(gemm.fn);
+  p.expand_packed = bw.expand_w ? pack_gemm(bw.expand_w, bw.expand_b, bw.mid, in.c) : nullptr;
+  p.expand_act = bw.expand_act;
+  p.dw = reinterpret_cast<DwConvFn>(dw.fn);
+  p.dw_weights = keep(bw.dw_w, static_cast<size_t>(bw.kernel) * bw.kernel * bw.mid);
+  p.dw_bias = keep(bw.dw_b, bw.mid);
+  p.dw_act = bw.dw_act;
+  std::string name = std::string("mbconv[") + (bw.expand_w ? std::string(gemm.name) + "+" : "") + dw.name;
+  if (bw.se_reduced) {
+    const KernelVariant& se = select_kernel("se");
+    p.se = reinterpret_cast<SeFn>(se.fn);
+    p.se_reduced = bw.se_reduced;
+    weights_.push_back(aligned_floats(conv_packed_size(bw.se_reduced, 1, bw.mid)));
+    conv_pack_weights(bw.se_w_reduce, bw.se_reduced, 1, bw.mid, weights_.back().get());
+    p.se_w_reduce = weights_.back().get();
+    weights_.push_back(aligned_floats(conv_packed_size(bw.mid, 1, bw.se_reduced)));
+    conv_pack_weights(bw.se_w_expand, bw.mid, 1, bw.se_reduced, weights_.back().get());
+    p.se_w_expand = weights_.back().get();
+    p.se_b_reduce = keep(bw.se_b_reduce, bw.se_reduced);
+    p.se_b_expand = keep(bw.se_b_expand, bw.mid);
+    p.se_act = bw.se_act;
+    p.se_gate = static_cast<Gate>(bw.se_gate);
+    name += std::string("+") + se.name;
+  }
+  p.project = reinterpret_cast<GemmFn>(gemm.fn);
+  p.project_packed = pack_gemm(bw.project_w, bw.project_b, bw.cout, bw.mid);
+  p.project_act = bw.project_act;
+  // Half of a 1 MB L2 (Zen 4/5; big ARM cores have 512 KB-1 MB): the rest holds the weights.
+  p.band_rows = bw.band_rows ? std::min<size_t>(bw.band_rows, out.h) : mbconv_band_rows(p, 512 * 1024);
+  name += "+" + std::string(gemm.name) + "] band" + std::to_string(p.band_rows);
+
+  // Contiguous row chunks, one per thread (no more than rows), each with its own workspace.
+  const size_t chunks = std::min<size_t>(pool_.threads(), out.h);
+  const size_t shared = (mbconv_shared_floats(p) + 15) / 16 * 16;
+  const size_t per_chunk = mbconv_chunk_floats(p);
+  scratch_floats_ = std::max(scratch_floats_, shared + chunks * per_chunk);
+  const int y = static_cast<int>(shapes_.size());
+  std::vector<int> reads{x};
+  if (residual >= 0) reads.push_back(residual);
+  return add_step(name, reads, out, [=, this](float* const* t) {
+    float* scratch = scratch_.get();
+    const MbconvTensors tt{t[x], residual >= 0 ? t[residual] : nullptr, t[y], scratch};
+    float* ws[64];
+    const size_t n = std::min<size_t>(chunks, 64);
+    for (size_t c = 0; c < n; ++c) ws[c] = scratch + shared + c * per_chunk;
+    auto rows_of = [&](size_t c) { return std::pair<size_t, size_t>{out.h * c / n, out.h * (c + 1) / n}; };
+    if (!p.has_se()) {
+      pool_.parallel_for(n, 1, [&](size_t c0, size_t c1) {
+        for (size_t c = c0; c < c1; ++c) mbconv_rows(p, tt, rows_of(c).first, rows_of(c).second, ws[c]);
+      });
+      return;
+    }
+    pool_.parallel_for(n, 1, [&](size_t c0, size_t c1) {
+      for (size_t c = c0; c < c1; ++c) mbconv_se_pool_rows(p, tt, rows_of(c).first, rows_of(c).second, ws[c]);
+    });
+    mbconv_se_excite(p, tt, ws, n);
+    pool_.parallel_for(n, 1, [&](size_t c0, size_t c1) {
+      for (size_t c = c0; c < c1; ++c) mbconv_se_project_rows(p, tt, rows_of(c).first, rows_of(c).second, ws[0]);
+    });
+  });
+}
+
 int Network::avgpool(int x, int stride) {
   check_tensor(x, "avgpool input");
   const Shape in = shapes_[x];
@@ -256,6 +352,7 @@ void Network::finalize(int output) {
       if (r != input_ && last_read[r] == i) free_list.push_back(buffer_of_[r]);
   }
   for (size_t cap : capacity) buffers_.push_back(aligned_floats(cap));
+  if (scratch_floats_) scratch_ = aligned_floats(scratch_floats_);
   pointers_.assign(shapes_.size(), nullptr);
   for (size_t t = 0; t < shapes_.size(); ++t)
     if (buffer_of_[t] >= 0) pointers_[t] = buffers_[buffer_of_[t]].get();

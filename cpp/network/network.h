@@ -40,6 +40,26 @@ class Network {
   int pointwise(int x, const float* w_oi, const float* bias, size_t cout, Act act, int residual);
   int se(int x, const float* w_reduce, const float* b_reduce, size_t reduced, const float* w_expand,
          const float* b_expand, Act act, int gate);
+  // A fused inverted-residual or depthwise-separable block (kernels/mbconv.h), in row bands.
+  struct BlockWeights {
+    size_t mid = 0, cout = 0;
+    int kernel = 3, stride = 1;
+    const float* expand_w = nullptr;  // [mid][cin], or nullptr: no expand (depthwise-separable)
+    const float* expand_b = nullptr;
+    Act expand_act = Act::kNone;
+    const float* dw_w = nullptr;  // [k][k][mid]
+    const float* dw_b = nullptr;
+    Act dw_act = Act::kNone;
+    size_t se_reduced = 0;  // 0: no SE
+    const float *se_w_reduce = nullptr, *se_b_reduce = nullptr, *se_w_expand = nullptr, *se_b_expand = nullptr;
+    Act se_act = Act::kReLU;
+    int se_gate = 0;  // 0 sigmoid, 1 h-sigmoid
+    const float* project_w = nullptr;  // [cout][mid]
+    const float* project_b = nullptr;
+    Act project_act = Act::kNone;
+    size_t band_rows = 0;  // output rows per band; 0: sized to the L2 budget
+  };
+  int block(int x, const BlockWeights& w, int residual);
   int avgpool(int x, int stride);
   int add(int a, int b);
   int gap(int x);
@@ -71,6 +91,8 @@ class Network {
   std::vector<Step> steps_;
   std::vector<AlignedBuffer> weights_;  // packed weights and per-step workspaces
   std::vector<AlignedBuffer> buffers_;  // activation arena
+  AlignedBuffer scratch_;               // block workspaces: steps run one at a time, so they share it
+  size_t scratch_floats_ = 0;
   std::vector<int> buffer_of_;          // tensor -> buffer
   std::vector<float*> pointers_;        // tensor -> its buffer, rebuilt per run for in/out
   int input_ = -1, output_ = -1;

@@ -1,5 +1,11 @@
-"""Run an architecture with pynas's own kernels: lower, fuse (conv + bias + act (+ residual add)),
-build a `pynas._core.Network` from the kernels, run it on numpy images.
+"""Run an architecture with pynas's own kernels: lower, fuse, build a `pynas._core.Network` from the
+kernels, run it on numpy images.
+
+Fusion is by block by default (`fused=True`): every inverted-residual and depthwise-separable block
+repeat is one row-banded block step (kernels/mbconv.h: the expanded tensor is never written whole),
+its pooling shortcut (if any) a pool and a 1x1 step before it; everything else (stem, `cn` blocks,
+head) is one step per conv with its bias, activation and residual add. With `fused=False` every op is
+its own step, as in `pynas.ir.fuse(graph)`: per-op timing and a cross-check of the block steps.
 
 Weights come from the PyTorch module (BN folded; outputs then equal the module's) or are random
 (for timing). Every op kind the IR produces has a native step; anything else is an error naming the
@@ -12,20 +18,24 @@ import numpy as np
 from pynas import _core
 from pynas.arch import Arch
 from pynas.ir import fuse, lower
+from pynas.ir.fusion import BLOCK_KERNELS
 from pynas.ir.ops import NETWORK_INPUT
 from pynas.native.weights import OpWeights, from_torch, random_weights
 
 _ACT_NONE = "none"
+# The ops a block kernel may hold (pynas.ir.lower's roles); anything else is an error, not skipped.
+_BLOCK_ROLES = {"expand", "expand_act", "dw", "dw_act", "se", "project", "skip_pool", "skip_proj", "residual"}
 
 
 class NativeNetwork:
     """`arch` (Arch, preset name or string) as a native network; `weights` is "random", a PyTorch
     module built by pynas.torch_builder.build_torch(arch), or a dict from pynas.native.weights.
     With `block` (an IR block id such as 's1.0') only that block is built: its input is the
-    block's input tensor, its output the block's output (for per-block timing)."""
+    block's input tensor, its output the block's output (for per-block timing). `band_rows` fixes
+    the output rows per band of the fused block steps (0: sized to the L2 budget)."""
 
     def __init__(self, arch: Arch | str, weights="random", threads: int = 1, seed: int = 0,
-                 block: str | None = None):
+                 block: str | None = None, fused: bool = True, band_rows: int = 0):
         if isinstance(arch, str):
             from pynas.presets import resolve
             arch = resolve(arch)
@@ -38,7 +48,8 @@ class NativeNetwork:
         elif not isinstance(weights, dict):
             weights = from_torch(self.graph, weights)
         self.network = _core.Network(threads)
-        kernels = fuse(self.graph)
+        self.band_rows = band_rows
+        kernels = fuse(self.graph, blocks=fused)
         if block is not None:
             kernels = [k for k in kernels if all(op.block == block for op in k.ops)]
             if not kernels:
@@ -53,6 +64,11 @@ class NativeNetwork:
         for kernel in kernels:
             op = kernel.first
             x = tensor[op.inputs[0]]
+            if kernel.kind in BLOCK_KERNELS.values():
+                y = self._block(kernel, x, tensor, weights)
+                for o in kernel.ops:
+                    tensor[o.id] = y
+                continue
             w = weights.get(op.id)
             act = next((o.act for o in kernel.ops if o.kind == "act"), _ACT_NONE)
             add = next((o for o in kernel.ops if o.kind == "add" and o is not op), None)
@@ -85,6 +101,38 @@ class NativeNetwork:
             for o in kernel.ops:
                 tensor[o.id] = y
         net.finalize(tensor[kernels[-1].last.id])
+
+    def _block(self, kernel, x: int, tensor: dict[int, int], weights: dict[int, OpWeights]) -> int:
+        """One fused block step (plus its pooling shortcut, as steps of their own)."""
+        net = self.network
+        ops = {op.role: op for op in kernel.ops}
+        unknown = set(ops) - _BLOCK_ROLES
+        if unknown:
+            raise ValueError(f"block {kernel.name}: no native block step for ops {sorted(unknown)}")
+        residual = -1
+        if "skip_pool" in ops:
+            residual = net.avgpool(x, ops["skip_pool"].stride)
+            if "skip_proj" in ops:
+                proj = weights[ops["skip_proj"].id]
+                residual = net.pointwise(residual, proj.weights, proj.bias, _ACT_NONE, -1)
+        elif "residual" in ops:
+            residual = x
+        dw, project = ops["dw"], ops["project"]
+        args = {}
+        if "expand" in ops:
+            expand = weights[ops["expand"].id]
+            args.update(expand_w=expand.weights, expand_b=expand.bias, expand_act=ops["expand_act"].act)
+        if "se" in ops:
+            se = weights[ops["se"].id]
+            args.update(se_w_reduce=se.weights, se_b_reduce=se.bias, se_w_expand=se.weights2,
+                        se_b_expand=se.bias2, se_act=ops["se"].act, se_gate=ops["se"].gate)
+        y = net.block(x, project.cout, dw_w=weights[dw.id].weights, dw_b=weights[dw.id].bias, stride=dw.stride,
+                      dw_act=ops["dw_act"].act, project_w=weights[project.id].weights,
+                      project_b=weights[project.id].bias, residual=residual, band_rows=self.band_rows, **args)
+        last = kernel.last
+        if net.shape(y) != (last.hout, last.wout, last.cout):
+            raise AssertionError(f"kernel {kernel.name}: native shape {net.shape(y)} differs from the IR's")
+        return y
 
     @staticmethod
     def _hwc(image: np.ndarray) -> np.ndarray:
