@@ -6,6 +6,7 @@
 #include <pybind11/stl.h>
 
 #include "../bindings.h"
+#include "../profiling/harness_py.h"
 #include "network.h"
 
 namespace py = pybind11;
@@ -185,7 +186,26 @@ void bind_network(py::module_& m) {
                seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
              }
              return seconds;
-           }, py::arg("input"), py::arg("runs"), "Seconds per run, timed in C++ (no Python in the loop).");
+           }, py::arg("input"), py::arg("runs"), "Seconds per run, timed in C++ (no Python in the loop).")
+      .def("measure", [](Network& n, const std::vector<FloatArray>& inputs, const py::kwargs& kw) {
+        if (inputs.empty()) throw std::invalid_argument("inputs: expected at least one input image");
+        const auto& in = n.shape(0);
+        for (const FloatArray& x : inputs)
+          if (x.ndim() != 3 || static_cast<size_t>(x.size()) != in.size() || static_cast<size_t>(x.shape(2)) != in.c)
+            throw std::invalid_argument("inputs: expected arrays of shape (" + std::to_string(in.h) + ", " +
+                                        std::to_string(in.w) + ", " + std::to_string(in.c) + ")");
+        const HarnessOptions o = harness_options(kw);
+        const auto& out = n.shape(n.output());
+        std::vector<float> y(out.size());
+        TimingStats s;
+        {
+          py::gil_scoped_release release;
+          s = time_calls([&](size_t i) { n.run(inputs[i % inputs.size()].data(), y.data()); }, o);
+        }
+        return timing_dict(s);
+      }, py::arg("inputs"),
+      (std::string("Times run() with pynas's harness, rotating through `inputs` (H x W x C arrays). ") + kHarnessOptionsDoc)
+          .c_str());
 }
 
 }  // namespace
