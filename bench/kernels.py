@@ -76,7 +76,7 @@ def _block_case(name: str, stage: str, cin: int, hw: int) -> Case:
     graph = lower(arch)
     flops = 2.0 * sum(op.macs for op in graph.ops if op.block == "s0.0")
     return Case(name, (cin, hw, hw), lambda: fold_batchnorm(Block(arch, arch.stages[0], cin, arch.stages[0].stride)),
-                flops, lambda module: _native_network(arch, block="s0.0"))
+                flops, lambda module: _native_network(arch, segment="s0.0"))
 
 
 def _network_case(name: str) -> Case:
@@ -90,13 +90,13 @@ def _network_case(name: str) -> Case:
                 lambda module: _native_network(arch))
 
 
-def _native_network(arch, block=None) -> dict:
+def _native_network(arch, segment=None) -> dict:
     """The native runner with the best kernels (random weights: timing does not depend on them), with
     fused row-banded block steps (the default) and with one step per op (what fusion saves)."""
     from pynas.native.runner import NativeNetwork
 
-    fused = NativeNetwork(arch, threads=THREADS, block=block)
-    per_op = NativeNetwork(arch, threads=THREADS, block=block, fused=False)
+    fused = NativeNetwork(arch, threads=THREADS, segment=segment)
+    per_op = NativeNetwork(arch, threads=THREADS, segment=segment, fused=False)
     return {"fused blocks": fused.network.run, "op steps": per_op.network.run}
 
 

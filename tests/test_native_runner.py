@@ -117,7 +117,7 @@ def test_a_single_block_matches_pytorch():
     x = np.random.default_rng(0).standard_normal((1, 112, 14, 14)).astype(np.float32)
     with torch.no_grad():
         want = fold_batchnorm(model).blocks[0](torch.from_numpy(x))[0].permute(1, 2, 0).numpy()
-    got = NativeNetwork(arch, model, block="s0.0").run(x)
+    got = NativeNetwork(arch, model, segment="s0.0").run(x)
     assert got.shape == (14, 14, 112) and relative_error(got, want) < 1e-4
-    with pytest.raises(ValueError, match="block: expected a block id"):
-        NativeNetwork(arch, block="s9.0")
+    with pytest.raises(ValueError, match="segment: expected one of"):
+        NativeNetwork(arch, segment="s9.0")

@@ -19,6 +19,7 @@ from pynas import _core
 from pynas.arch import Arch
 from pynas.ir import fuse, lower
 from pynas.ir.fusion import BLOCK_KERNELS
+from pynas.ir.segments import segment_of
 from pynas.ir.ops import NETWORK_INPUT
 from pynas.native.weights import OpWeights, from_torch, random_weights
 
@@ -30,12 +31,13 @@ _BLOCK_ROLES = {"expand", "expand_act", "dw", "dw_act", "se", "project", "skip_p
 class NativeNetwork:
     """`arch` (Arch, preset name or string) as a native network; `weights` is "random", a PyTorch
     module built by pynas.torch_builder.build_torch(arch), or a dict from pynas.native.weights.
-    With `block` (an IR block id such as 's1.0') only that block is built: its input is the
-    block's input tensor, its output the block's output (for per-block timing). `band_rows` fixes
+    With `segment` (a `pynas.ir.segments` id: 'stem', a block repeat such as 's1.0', 'head') only
+    that segment is built: its input is the segment's input tensor, its output the segment's output
+    (for per-segment timing). `band_rows` fixes
     the output rows per band of the fused block steps (0: sized to the L2 budget)."""
 
     def __init__(self, arch: Arch | str, weights="random", threads: int = 1, seed: int = 0,
-                 block: str | None = None, fused: bool = True, band_rows: int = 0):
+                 segment: str | None = None, fused: bool = True, band_rows: int = 0):
         if isinstance(arch, str):
             from pynas.presets import resolve
             arch = resolve(arch)
@@ -50,10 +52,11 @@ class NativeNetwork:
         self.network = _core.Network(threads)
         self.band_rows = band_rows
         kernels = fuse(self.graph, blocks=fused)
-        if block is not None:
-            kernels = [k for k in kernels if all(op.block == block for op in k.ops)]
+        if segment is not None:
+            kernels = [k for k in kernels if all(segment_of(op) == segment for op in k.ops)]
             if not kernels:
-                raise ValueError(f"block: expected a block id such as 's0.0' of {arch}, got {block!r}")
+                ids = sorted({segment_of(op) for op in self.graph.ops})
+                raise ValueError(f"segment: expected one of {', '.join(ids)} (segments of {arch}), got {segment!r}")
         self._build(weights, kernels)
 
     def _build(self, weights: dict[int, OpWeights], kernels) -> None:
