@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -40,6 +40,12 @@ class SearchSpace:
 
     def encode(self, arch: Arch) -> tuple[int, ...]:
         """Tokens of `arch`; ValueError naming the field when `arch` is not in the space."""
+        raise NotImplementedError
+
+    def segment_archs(self) -> Iterator[tuple[Arch, str]]:
+        """(architecture, segment id) pairs that together contain every segment
+        (`pynas.ir.segments`) any architecture of the space has; repeats are allowed (the
+        segments' keys dedupe them). What profiling measures to price the whole space."""
         raise NotImplementedError
 
     def check_tokens(self, tokens: Sequence[int]) -> tuple[int, ...]:

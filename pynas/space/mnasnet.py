@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from pynas.arch import Arch, Head, Stage, Stem, round_half_up
 from pynas.space.base import Decision, SearchSpace
@@ -105,6 +105,45 @@ class MnasNetSpace(SearchSpace):
             expect(f"{name} stride", stage.stride, (STRIDES[block],))
             expect(f"{name} act", stage.act, ("re",))
         return tuple(tokens)
+
+    def _input_contexts(self, block: int) -> Iterator[dict[int, int]]:
+        """Token assignments of the blocks before `block` that give it every input width it can
+        have: the previous block at each width, or (where that block can have 0 layers) empty,
+        passing on what came before it."""
+        width = len(_FIELDS)
+        if block == 0:
+            yield {}
+            return
+        prev = block - 1
+        most_layers = len(LAYER_DELTAS) - 1
+        for filters in range(len(FILTER_MULTIPLIERS)):
+            yield {prev * width + 4: filters, prev * width + 5: most_layers}
+        if BASE_LAYERS[prev] + LAYER_DELTAS[0] == 0:
+            for context in self._input_contexts(prev):
+                yield {**context, prev * width + 5: 0}
+
+    def segment_archs(self) -> Iterator[tuple[Arch, str]]:
+        """Every block choice at its most layers (so a first and a later repeat exist) after every
+        input width; the stem; the head after every width the last blocks can give it."""
+        width = len(_FIELDS)
+        most_layers = len(LAYER_DELTAS) - 1
+        base = [0] * len(self.decisions)
+        yield self.decode(base), "stem"
+        for block in range(len(BASE_CHANNELS)):
+            for context in self._input_contexts(block):
+                for chunk in itertools.product(*(range(d.cardinality) for d in self.decisions[:width - 1])):
+                    tokens = list(base)
+                    for index, token in context.items():
+                        tokens[index] = token
+                    tokens[block * width:(block + 1) * width] = [*chunk, most_layers]
+                    arch = self.decode(tokens)
+                    yield arch, f"s{block}.0"
+                    yield arch, f"s{block}.1"
+        for context in self._input_contexts(len(BASE_CHANNELS)):
+            tokens = list(base)
+            for index, token in context.items():
+                tokens[index] = token
+            yield self.decode(tokens), "head"
 
     def network_tokens(self, tokens: Sequence[int]) -> tuple[int, ...]:
         """Tokens with choices that do not change the lowered network set to a fixed value, so
