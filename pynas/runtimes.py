@@ -8,10 +8,12 @@ key, so an op is converted once.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import io
 import os
+import sys
 from pathlib import Path
 from typing import Callable
 
@@ -77,9 +79,36 @@ def _cached(kind: str, key: str | None, module, example: np.ndarray, suffix: str
     if key is None or not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
-        convert(tmp)
+        with _converter_output_to(path.with_suffix(".log")):
+            convert(tmp)
         os.replace(tmp, path)  # atomic: a killed conversion never leaves a half-written model
     return path
+
+
+@contextlib.contextmanager
+def _converter_output_to(log: Path):
+    """Sends what converters print (litert-torch's progress, absl and TF logs, at the file
+    descriptor level) to `log`; on failure the error carries the log's tail."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with open(log, "wb") as sink:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        except Exception as error:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            tail = log.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"conversion failed: {error}\n--- converter output ({log}) ---\n{tail}") from error
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
 
 
 def _onnx_runner(module, example: np.ndarray, threads: int, key: str | None) -> Callable:

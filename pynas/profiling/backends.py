@@ -1,0 +1,125 @@
+"""Measurement backends, one interface: time a segment (stem, block repeat, head; by its key) or a
+whole network on this device at a thread count, with pynas's C++ harness.
+
+* ``native``: pynas's own kernels (`pynas._core.Network`; fused block steps), timed entirely in
+  C++ with the GIL released. Needs neither torch nor any other runtime: the phone path.
+* ``torch`` / ``torch_cl``: PyTorch eager, NCHW / channels_last (BN folded, inference mode).
+* ``onnxruntime``: ONNX exported from the PyTorch builder (sequential, no spinning threads).
+* ``litert``: LiteRT (XNNPACK) on a .tflite converted with litert-torch.
+
+The converted files (ONNX, .tflite) are cached on disk by segment key (`pynas.runtimes`), so an op
+is converted once. A backend that cannot run here says why (`unavailable`); asking for it raises
+BackendUnavailable with that reason, never a silent substitute.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from pynas.arch import Arch
+
+BACKENDS = ("native", "torch", "torch_cl", "onnxruntime", "litert")
+_VERSIONED = {"torch": ["torch"], "torch_cl": ["torch"], "onnxruntime": ["onnxruntime", "torch"],
+              "litert": ["ai-edge-litert", "litert-torch", "torch"]}
+
+
+class BackendUnavailable(RuntimeError):
+    pass
+
+
+def check_backend(name: str) -> str:
+    if name not in BACKENDS:
+        raise ValueError(f"backend: expected one of {', '.join(BACKENDS)}, got {name!r}")
+    return name
+
+
+def unavailable(name: str) -> str | None:
+    """None if backend `name` can run here, else why not."""
+    check_backend(name)
+    if name == "native":
+        return None
+    from pynas import runtimes
+
+    return runtimes.unavailable(name)
+
+
+def backend_version(name: str) -> str:
+    """The versions that decide its speed, e.g. 'ai-edge-litert 2.3.0, litert-torch 0.10.0, torch 2.13.0'."""
+    check_backend(name)
+    if name == "native":
+        import pynas
+        from pynas import _core
+
+        kernels = _core.selected_kernels()
+        return f"pynas {pynas.__version__} ({kernels['gemm']}, {kernels['dwconv']})"
+    return ", ".join(f"{dist} {importlib.metadata.version(dist)}" for dist in _VERSIONED[name])
+
+
+@dataclass
+class Timed:
+    """Something ready to time: `measure(**harness_options)` returns the harness's stats dict."""
+    measure: Callable[..., dict]
+
+
+def _inputs(shape_hwc: tuple[int, int, int], count: int = 4, seed: int = 0) -> list[np.ndarray]:
+    # Several inputs, rotated by the harness: repeated runs do not all hit the same warm lines.
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal(shape_hwc).astype(np.float32) for _ in range(count)]
+
+
+class Backend:
+    def __init__(self, name: str, threads: int = 1):
+        check_backend(name)
+        if not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads: expected an integer >= 1, got {threads!r}")
+        reason = unavailable(name)
+        if reason:
+            raise BackendUnavailable(f"backend {name} is unavailable here: {reason}")
+        self.name, self.threads = name, threads
+        self.version = backend_version(name)
+
+    def segment(self, arch: Arch, segment: str, key: str) -> Timed:
+        """Segment `segment` of `arch` (converted files cached under `key`)."""
+        return self._timed(arch, segment, key)
+
+    def network(self, arch: Arch) -> Timed:
+        return self._timed(arch, None, f"network:{arch}")
+
+    def _timed(self, arch: Arch, segment: str | None, key: str) -> Timed:
+        if self.name == "native":
+            from pynas.native.runner import NativeNetwork
+
+            net = NativeNetwork(arch, threads=self.threads, segment=segment)
+            inputs = _inputs(tuple(net.network.shape(0)))  # tensor 0: the (segment's) input
+            return Timed(lambda **options: net.network.measure(inputs, **options))
+        from pynas import _core, runtimes
+
+        module, shape = _torch_module(arch, segment)
+        nchw = [x.transpose(2, 0, 1)[None].copy() for x in _inputs(shape)]
+        run = runtimes.make_runner(self.name, module, nchw[0], self.threads, key=key)
+        return Timed(lambda **options: _core.time_calls(lambda i: run(nchw[i % len(nchw)]), **options))
+
+
+def _torch_module(arch: Arch, segment: str | None):
+    """The BN-folded eval PyTorch module of `arch`, or of one of its segments, and its input H, W, C."""
+    from pynas.ir import lower
+    from pynas.ir.segments import segments
+    from pynas.torch_builder import build_torch, fold_batchnorm
+
+    model = fold_batchnorm(build_torch(arch)).eval()
+    if segment is None:
+        return model, (arch.resolution, arch.resolution, 3)
+    by_id = {s.id: s for s in segments(lower(arch))}
+    if segment not in by_id:
+        raise ValueError(f"segment: expected one of {', '.join(by_id)} (segments of {arch}), got {segment!r}")
+    if segment == "stem":
+        module = model.stem
+    elif segment == "head":
+        module = model.head
+    else:
+        stage, repeat = (int(p) for p in segment[1:].split("."))
+        module = model.blocks[sum(s.repeats for s in arch.stages[:stage]) + repeat]
+    return module, by_id[segment].input_shape
