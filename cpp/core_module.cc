@@ -67,6 +67,15 @@ py::dict cpu_features() {
   return d;
 }
 
+// None where the C library does not know a size, so callers cannot mistake "unknown" for 0 bytes.
+py::dict libc_cache_sizes() {
+  const pynas::CacheSizes c = pynas::libc_cache_sizes();
+  py::dict d;
+  for (const auto& [name, bytes] : {std::pair<const char*, long>{"l1d", c.l1d}, {"l2", c.l2}, {"l3", c.l3}})
+    d[name] = bytes > 0 ? py::object(py::int_(bytes)) : py::object(py::none());
+  return d;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -81,6 +90,9 @@ PYBIND11_MODULE(_core, m) {
         "Kernel ISA levels this CPU can run, best first, ending with 'scalar'. "
         "PYNAS_ISA=scalar|avx2|avx512|neon caps the list; raises ValueError for an "
         "unknown or unsupported value.");
+  m.def("libc_cache_sizes", &libc_cache_sizes,
+        "{'l1d', 'l2', 'l3'}: cache sizes in bytes from the C library's sysconf, None where it "
+        "does not know (pynas.store.fingerprint prefers /sys/devices/system/cpu/cpu0/cache).");
   // Kernel families register their own bindings (bindings.h).
   for (pynas::Binder bind : pynas::binders()) bind(m);
 }

@@ -10,6 +10,8 @@
 #include <initializer_list>
 #include <stdexcept>
 
+#include <unistd.h>
+
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 #elif defined(__aarch64__) && defined(__linux__)
@@ -178,6 +180,23 @@ std::vector<std::string> supported_isas() {
                                 "'; expected one of " + join(isas) + ", got '" +
                                 std::string(env) + "'");
   return {it, isas.end()};
+}
+
+CacheSizes libc_cache_sizes() {
+  CacheSizes c;
+  // sysconf returns -1 (unsupported) or 0 (unknown) when it cannot tell; both mean "not known".
+  auto query = [](int name) { const long v = sysconf(name); return v > 0 ? v : 0L; };
+#if defined(_SC_LEVEL1_DCACHE_SIZE)
+  c.l1d = query(_SC_LEVEL1_DCACHE_SIZE);
+#endif
+#if defined(_SC_LEVEL2_CACHE_SIZE)
+  c.l2 = query(_SC_LEVEL2_CACHE_SIZE);
+#endif
+#if defined(_SC_LEVEL3_CACHE_SIZE)
+  c.l3 = query(_SC_LEVEL3_CACHE_SIZE);
+#endif
+  (void)query;  // unused where the library defines none of the names
+  return c;
 }
 
 }  // namespace pynas

@@ -43,4 +43,15 @@ const CpuFeatures& cpu_features();
 // PYNAS_ISA is not one of the known levels or names one this CPU cannot run.
 std::vector<std::string> supported_isas();
 
+// Cache sizes in bytes as the C library reports them: sysconf(_SC_LEVEL1_DCACHE_SIZE,
+// _SC_LEVEL2_CACHE_SIZE, _SC_LEVEL3_CACHE_SIZE), an extension of glibc (and bionic) that Python's
+// os.sysconf has no names for. 0 where the library has no such query or does not know (glibc on
+// aarch64 often returns 0; /sys/devices/system/cpu/cpu0/cache is the better source there).
+struct CacheSizes {
+  long l1d = 0;
+  long l2 = 0;
+  long l3 = 0;
+};
+CacheSizes libc_cache_sizes();
+
 }  // namespace pynas

@@ -1,0 +1,464 @@
+"""The measurement store: one SQLite file, by default in the user's cache (default_path()).
+
+Schema version 1, marked by PRAGMA application_id = APPLICATION_ID ('PNAS') and PRAGMA
+user_version = SCHEMA_VERSION, so pynas recognises its own files and refuses anything else:
+
+    devices       device_id (fingerprint.DeviceFingerprint.device_id) and the fingerprint's fields
+    op_keys       key (IR canonical key, or an architecture string for kind 'network'), kind,
+                  features (JSON object)
+    measurements  measurement_id (UUID), device_id, backend, backend_version, threads, key,
+                  median_ms, mad_ms, p10_ms, p90_ms, runs, measured_at, harness (JSON object),
+                  session, pynas_version, kernel, cpu_mhz
+
+Opening checks the file before anything writes to it: a file that is not SQLite, is damaged, belongs
+to another application or has another schema version raises StoreError and stays unchanged. A path
+that does not exist (or an empty file) becomes a new store.
+
+Durability and concurrency: write-ahead logging (WAL), synchronous=FULL, and every record() is its
+own BEGIN IMMEDIATE ... COMMIT, so a process killed at any moment loses at most the measurement it
+was recording, and several processes can write one store: a writer waits for the lock (SQLite's
+busy timeout, then retries) up to `busy_timeout` seconds.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+import urllib.request
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from pynas.store import fields
+from pynas.store.errors import StoreError
+from pynas.store.fingerprint import DeviceFingerprint
+from pynas.store.records import Context, Measurement, OpKey, Stats
+
+APPLICATION_ID = 0x504E4153  # 'PNAS' in ASCII
+SCHEMA_VERSION = 1
+SQLITE_MAGIC = b"SQLite format 3\x00"
+TABLES = ("devices", "op_keys", "measurements")
+
+_SCHEMA = (
+    """CREATE TABLE devices (
+        device_id     TEXT PRIMARY KEY,
+        cpu_model     TEXT NOT NULL,
+        machine       TEXT NOT NULL,
+        os            TEXT NOT NULL,
+        isa_flags     TEXT NOT NULL,  -- JSON list of names, sorted
+        logical_cores INTEGER NOT NULL,
+        l1d_bytes     INTEGER,
+        l2_bytes      INTEGER,
+        l3_bytes      INTEGER,
+        max_mhz       REAL)""",
+    """CREATE TABLE op_keys (
+        key      TEXT PRIMARY KEY,
+        kind     TEXT NOT NULL,
+        features TEXT NOT NULL)  -- JSON object""",
+    """CREATE TABLE measurements (
+        measurement_id  TEXT PRIMARY KEY,  -- UUID: a measurement imported twice is stored once
+        device_id       TEXT NOT NULL REFERENCES devices (device_id),
+        backend         TEXT NOT NULL,
+        backend_version TEXT NOT NULL,
+        threads         INTEGER NOT NULL,
+        key             TEXT NOT NULL REFERENCES op_keys (key),
+        median_ms       REAL NOT NULL,
+        mad_ms          REAL NOT NULL,
+        p10_ms          REAL NOT NULL,
+        p90_ms          REAL NOT NULL,
+        runs            INTEGER NOT NULL,
+        measured_at     TEXT NOT NULL,  -- UTC 'YYYY-MM-DDTHH:MM:SS.ffffffZ': text order is time order
+        harness         TEXT NOT NULL,  -- JSON object
+        session         TEXT NOT NULL,
+        pynas_version   TEXT NOT NULL,
+        kernel          TEXT NOT NULL,
+        cpu_mhz         REAL)""",
+    # Store.missing() asks for the keys measured in one (device, backend, version, threads) series.
+    "CREATE INDEX measurements_by_series ON measurements (device_id, backend, backend_version, threads, key)",
+)
+_DEVICE_COLUMNS = ("cpu_model", "machine", "os", "isa_flags", "logical_cores", "l1d_bytes", "l2_bytes", "l3_bytes",
+                   "max_mhz")
+_MEASUREMENT_COLUMNS = ("measurement_id", "device_id", "backend", "backend_version", "threads", "key", "median_ms",
+                        "mad_ms", "p10_ms", "p90_ms", "runs", "measured_at", "harness", "session", "pynas_version",
+                        "kernel", "cpu_mhz")
+_FILTERS = ("device_id", "backend", "backend_version", "threads", "key", "kind", "session")
+
+
+def default_path() -> Path:
+    """$PYNAS_DB if set, else $XDG_CACHE_HOME/pynas/measurements.sqlite, else
+    ~/.cache/pynas/measurements.sqlite. A relative XDG_CACHE_HOME is ignored, as the XDG Base
+    Directory specification requires."""
+    if os.environ.get("PYNAS_DB"):
+        return Path(os.environ["PYNAS_DB"]).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME", "")
+    base = Path(cache) if os.path.isabs(cache) else Path.home() / ".cache"
+    return base / "pynas" / "measurements.sqlite"
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    added: int
+    duplicates: int  # already in the store (same measurement_id, same content)
+
+
+@dataclass(frozen=True)
+class SummaryRow:
+    device_id: str
+    cpu_model: str
+    backend: str
+    backend_version: str
+    threads: int
+    kind: str
+    count: int
+    first: str
+    last: str
+
+
+@dataclass(frozen=True)
+class Summary:
+    path: Path
+    measurements: int
+    devices: int
+    keys: int
+    sessions: int
+    first: str | None  # measured_at of the oldest measurement; None in an empty store
+    last: str | None
+    rows: tuple[SummaryRow, ...]  # per device, backend and version, threads, kind
+
+
+class Store:
+    """An open measurement store. Use one per thread (sqlite3 connections are not shared)."""
+
+    def __init__(self, path: str | os.PathLike | None = None, *, busy_timeout: float = 60.0):
+        self.path = Path(path).expanduser() if path is not None else default_path()
+        self.busy_timeout = fields.number("busy_timeout", busy_timeout, positive=True)
+        new = True
+        if _has_content(self.path):
+            _check_header(self.path)
+            with _read_only(self.path, self.busy_timeout) as conn:
+                new = _check_schema(self.path, *_inspect(conn))
+        else:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise StoreError(f"{self.path}: cannot create its folder ({error})") from error
+        try:
+            self._conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
+        except sqlite3.Error as error:
+            raise StoreError(f"{self.path}: cannot open ({error})") from error
+        try:
+            self._configure()
+            if new:  # an existing store opens without the write lock, so readers never wait for writers
+                with self._write("create the schema"):
+                    # Checked again under the write lock: another process may have created it meanwhile.
+                    if _check_schema(self.path, *_inspect(self._conn)):
+                        for statement in _SCHEMA:
+                            self._conn.execute(statement)
+                        self._conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                        self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except BaseException:
+            self._conn.close()
+            raise
+
+    # -- life cycle ------------------------------------------------------------------------------
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.path)!r})"
+
+    # -- writing ---------------------------------------------------------------------------------
+    def record(self, context: Context, op: OpKey, stats: Stats, *, harness: dict[str, Any] | None = None,
+               measured_at: str | None = None) -> Measurement:
+        """Store one new measurement (fresh UUID, taken now unless `measured_at` says when) and
+        commit it before returning. The op key's features are merged into the stored ones: a new
+        feature name is added, a known one with another value raises StoreError."""
+        measurement = Measurement.new(context, op, stats, harness, measured_at)
+        with self._write("record a measurement"):
+            self._insert(measurement)
+        return measurement
+
+    def merge(self, measurements: Iterable[Measurement]) -> MergeResult:
+        """Add measurements from elsewhere in one transaction (all or none): one whose UUID is
+        already stored with the same content is a duplicate and skipped; with other content it
+        raises StoreError. An exception from the iterable rolls everything back too."""
+        added = duplicates = 0
+        with self._write("merge measurements"):
+            for measurement in measurements:
+                if self._insert(measurement):
+                    added += 1
+                else:
+                    duplicates += 1
+        return MergeResult(added, duplicates)
+
+    # -- reading ---------------------------------------------------------------------------------
+    def missing(self, context: Context, keys: Iterable[str]) -> list[str]:
+        """The keys not yet measured in the context's series (device, backend, backend_version,
+        threads), in the given order without repeats: what an interrupted run still has to do."""
+        wanted = [fields.text(f"keys[{i}]", key, spaces=False) for i, key in enumerate(keys)]
+        with self._sqlite_errors("find measured keys"):
+            done = {row[0] for row in self._conn.execute(
+                "SELECT DISTINCT key FROM measurements WHERE device_id = ? AND backend = ? AND backend_version = ?"
+                " AND threads = ?", context.series)}
+        return list(dict.fromkeys(key for key in wanted if key not in done))
+
+    def measurements(self, **filters: Any) -> Iterator[Measurement]:
+        """Stored measurements, oldest first, where every given filter matches exactly: device_id,
+        backend, backend_version, threads, key, kind, session. Reads one consistent snapshot;
+        finish iterating before writing with this Store."""
+        unknown = sorted(set(filters) - set(_FILTERS))
+        if unknown:
+            raise StoreError(f"measurements(): unknown filter {unknown[0]!r}; expected one of {', '.join(_FILTERS)}")
+        where = " AND ".join(f"{'k' if name == 'kind' else 'm'}.{name} = ?" for name in filters) or "1"
+        columns = ", ".join([f"m.{c}" for c in _MEASUREMENT_COLUMNS] + [f"d.{c}" for c in _DEVICE_COLUMNS]
+                            + ["k.kind", "k.features"])
+        query = (f"SELECT {columns} FROM measurements m JOIN devices d USING (device_id) JOIN op_keys k USING (key)"
+                 f" WHERE {where} ORDER BY m.measured_at, m.measurement_id")
+        return self._rows(query, tuple(filters.values()))
+
+    def _rows(self, query: str, parameters: tuple) -> Iterator[Measurement]:
+        # A generator of its own, so measurements() checks its filters when called, not when read.
+        with self._sqlite_errors("read measurements"):
+            cursor = self._conn.execute(query, parameters)
+            while rows := cursor.fetchmany(256):
+                for row in rows:
+                    yield _measurement_from_row(row)
+
+    def devices(self) -> dict[str, DeviceFingerprint]:
+        """Every stored device by its id."""
+        with self._sqlite_errors("read devices"):
+            rows = self._conn.execute(f"SELECT device_id, {', '.join(_DEVICE_COLUMNS)} FROM devices").fetchall()
+        return {row[0]: _device_from_row(row[1:]) for row in rows}
+
+    def summary(self) -> Summary:
+        """Counts per device, backend and version, threads and kind, and the time span."""
+        with self._sqlite_errors("summarise"):
+            rows = self._conn.execute(
+                "SELECT m.device_id, d.cpu_model, m.backend, m.backend_version, m.threads, k.kind, count(*),"
+                " min(m.measured_at), max(m.measured_at)"
+                " FROM measurements m JOIN devices d USING (device_id) JOIN op_keys k USING (key)"
+                " GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1, 3, 4, 5, 6").fetchall()
+            count, sessions, first, last = self._conn.execute(
+                "SELECT count(*), count(DISTINCT session), min(measured_at), max(measured_at) FROM measurements"
+            ).fetchone()
+            devices = self._conn.execute("SELECT count(*) FROM devices").fetchone()[0]
+            keys = self._conn.execute("SELECT count(*) FROM op_keys").fetchone()[0]
+        return Summary(self.path, count, devices, keys, sessions, first, last, tuple(SummaryRow(*row) for row in rows))
+
+    # -- internals -------------------------------------------------------------------------------
+    def _configure(self) -> None:
+        with self._sqlite_errors("configure"):
+            mode = self._retry_busy("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode != "wal":
+                raise StoreError(f"{self.path}: journal_mode expected 'wal', got {mode!r}: write-ahead logging "
+                                 "needs a local file system with shared memory")
+            # FULL: a committed measurement survives a power cut too, not only a killed process.
+            self._conn.execute("PRAGMA synchronous = FULL")
+            self._conn.execute("PRAGMA foreign_keys = ON")
+
+    @contextmanager
+    def _sqlite_errors(self, action: str):
+        """SQLite's errors (a damaged page found late, a full disk) as StoreError naming the file."""
+        try:
+            yield
+        except sqlite3.Error as error:
+            raise StoreError(f"{self.path}: cannot {action}: {error}") from error
+
+    @contextmanager
+    def _write(self, action: str):
+        """One BEGIN IMMEDIATE ... COMMIT transaction; any exception rolls it back."""
+        with self._sqlite_errors(action):
+            # IMMEDIATE takes the write lock up front, so a transaction never fails half-way
+            # because another writer got in first.
+            self._retry_busy("BEGIN IMMEDIATE")
+            try:
+                yield
+                self._conn.execute("COMMIT")
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
+
+    def _retry_busy(self, statement: str) -> sqlite3.Cursor:
+        """Run a statement that takes a lock. SQLite's busy handler waits for the lock, but SQLite
+        answers SQLITE_BUSY at once where waiting could deadlock (two connections switching a new
+        file to WAL, a connection recovering the WAL), so retry until busy_timeout has passed."""
+        deadline = time.monotonic() + self.busy_timeout
+        delay = 0.001
+        while True:
+            try:
+                return self._conn.execute(statement)
+            except sqlite3.OperationalError as error:
+                if not _is_busy(error):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise StoreError(f"{self.path}: another process has held the write lock for more than "
+                                     f"{self.busy_timeout:g} s") from error
+            time.sleep(delay)
+            delay = min(2 * delay, 0.1)
+
+    def _insert(self, m: Measurement) -> bool:
+        """Insert inside an open transaction; False if the measurement is already stored."""
+        conn, device = self._conn, m.context.device
+        device_id = device.device_id
+        row = conn.execute(f"SELECT {', '.join(_DEVICE_COLUMNS)} FROM devices WHERE device_id = ?",
+                           (device_id,)).fetchone()
+        if row is None:
+            conn.execute(f"INSERT INTO devices (device_id, {', '.join(_DEVICE_COLUMNS)}) VALUES (?{', ?' * 9})",
+                         (device_id, *_device_row(device)))
+        elif _device_from_row(row) != device:
+            raise StoreError(f"{self.path}: device {device_id} is stored with other facts "
+                             f"({_device_from_row(row)} vs {device}): an edited store or a hash collision")
+        self._insert_op(m.op)
+        new = _measurement_row(m)
+        stored = conn.execute(f"SELECT {', '.join(_MEASUREMENT_COLUMNS)} FROM measurements WHERE measurement_id = ?",
+                              (m.measurement_id,)).fetchone()
+        if stored is not None:
+            for column, old_value, new_value in zip(_MEASUREMENT_COLUMNS, stored, new):
+                if old_value != new_value:
+                    raise StoreError(f"{self.path}: measurement {m.measurement_id} is stored with {column} "
+                                     f"{old_value!r}, got {new_value!r}: one id for two measurements")
+            return False
+        conn.execute(f"INSERT INTO measurements ({', '.join(_MEASUREMENT_COLUMNS)}) "
+                     f"VALUES (?{', ?' * (len(_MEASUREMENT_COLUMNS) - 1)})", new)
+        return True
+
+    def _insert_op(self, op: OpKey) -> None:
+        row = self._conn.execute("SELECT kind, features FROM op_keys WHERE key = ?", (op.key,)).fetchone()
+        if row is None:
+            self._conn.execute("INSERT INTO op_keys (key, kind, features) VALUES (?, ?, ?)",
+                               (op.key, op.kind, fields.canonical_json(op.features)))
+            return
+        kind, features = row[0], json.loads(row[1])
+        if kind != op.kind:
+            raise StoreError(f"{self.path}: op key {op.key!r} is stored with kind {kind!r}, got {op.kind!r}")
+        for name, value in op.features.items():
+            if name in features and features[name] != value:
+                raise StoreError(f"{self.path}: op key {op.key!r}: feature {name!r} is stored as "
+                                 f"{features[name]!r}, got {value!r}")
+        # A later pynas may describe ops with more features: add them, never drop stored ones.
+        if not op.features.keys() <= features.keys():
+            self._conn.execute("UPDATE op_keys SET features = ? WHERE key = ?",
+                               (fields.canonical_json({**features, **op.features}), op.key))
+
+
+def _device_row(device: DeviceFingerprint) -> tuple:
+    data = device.to_dict()
+    data["isa_flags"] = json.dumps(data["isa_flags"])
+    return tuple(data[c] for c in _DEVICE_COLUMNS)
+
+
+def _device_from_row(row) -> DeviceFingerprint:
+    data = dict(zip(_DEVICE_COLUMNS, row))
+    data["isa_flags"] = json.loads(data["isa_flags"])
+    return DeviceFingerprint(**data)
+
+
+def _measurement_row(m: Measurement) -> tuple:
+    c, s = m.context, m.stats
+    return (m.measurement_id, c.device.device_id, c.backend, c.backend_version, c.threads, m.op.key, s.median_ms,
+            s.mad_ms, s.p10_ms, s.p90_ms, s.runs, m.measured_at, fields.canonical_json(m.harness), c.session,
+            c.pynas_version, c.kernel, c.cpu_mhz)
+
+
+def _measurement_from_row(row) -> Measurement:
+    n = len(_MEASUREMENT_COLUMNS)
+    m = dict(zip(_MEASUREMENT_COLUMNS, row[:n]))
+    device = _device_from_row(row[n:n + len(_DEVICE_COLUMNS)])
+    kind, features = row[n + len(_DEVICE_COLUMNS):]
+    context = Context(device, m["backend"], m["backend_version"], m["threads"], m["session"], m["pynas_version"],
+                      m["kernel"], m["cpu_mhz"])
+    stats = Stats(m["median_ms"], m["mad_ms"], m["p10_ms"], m["p90_ms"], m["runs"])
+    return Measurement(m["measurement_id"], m["measured_at"], context, OpKey(m["key"], kind, json.loads(features)),
+                       stats, json.loads(m["harness"]))
+
+
+# -- checks before opening -----------------------------------------------------------------------
+def _has_content(path: Path) -> bool:
+    """False for a missing or empty file (both become a new store: an empty file holds nothing to
+    lose, and tempfile.mkstemp() makes one)."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return False
+    except OSError as error:
+        raise StoreError(f"{path}: cannot read ({error.strerror})") from error
+    if path.is_dir():
+        raise StoreError(f"{path}: expected a pynas measurement store file, got a directory")
+    return info.st_size > 0
+
+
+def _check_header(path: Path) -> None:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(SQLITE_MAGIC))
+    except OSError as error:
+        raise StoreError(f"{path}: cannot read ({error.strerror})") from error
+    if head != SQLITE_MAGIC:
+        raise StoreError(f"{path}: not an SQLite database: header expected {SQLITE_MAGIC!r}, got {head!r}; "
+                         "pynas left the file unchanged")
+
+
+@contextmanager
+def _read_only(path: Path, timeout: float):
+    """A connection SQLite itself keeps from writing the file (mode=ro), to inspect a file that may
+    not be ours. Without a -wal file beside it the file alone holds the whole database, and
+    immutable=1 reads it without creating -wal and -shm files next to someone else's database. (A
+    writer starting meanwhile writes to a new -wal, not to the file; Store re-checks under its lock.)"""
+    wal = path.with_name(path.name + "-wal")
+    uri = "file:" + urllib.request.pathname2url(str(path.resolve())) + "?mode=ro"
+    if not wal.exists():
+        uri += "&immutable=1"
+    try:
+        conn = sqlite3.connect(uri, uri=True, timeout=timeout)
+    except sqlite3.Error as error:
+        raise StoreError(f"{path}: cannot open ({error})") from error
+    try:
+        yield conn
+    except sqlite3.DatabaseError as error:
+        raise StoreError(f"{path}: damaged or unreadable SQLite file ({error}): expected a pynas measurement store; "
+                         "pynas left the file unchanged") from error
+    finally:
+        conn.close()
+
+
+def _inspect(conn: sqlite3.Connection) -> tuple[int, int, list[str], int]:
+    """application_id, user_version, table names and the number of schema objects."""
+    application_id = conn.execute("PRAGMA application_id").fetchone()[0]
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    objects = conn.execute("SELECT type, name FROM sqlite_master").fetchall()
+    return application_id, version, sorted(name for kind, name in objects if kind == "table"), len(objects)
+
+
+def _check_schema(path: Path, application_id: int, version: int, tables: list[str], objects: int) -> bool:
+    """True for an empty database (to be made a store), False for a store of this schema; anything
+    else raises StoreError saying what was expected and what was found."""
+    if application_id == 0 and version == 0 and objects == 0:
+        return True
+    if application_id != APPLICATION_ID:
+        found = f"tables: {', '.join(tables)}" if tables else "no tables"
+        raise StoreError(f"{path}: not a pynas measurement store: PRAGMA application_id expected {APPLICATION_ID} "
+                         f"(0x{APPLICATION_ID:08x}, 'PNAS'), got {application_id} ({found}); "
+                         "pynas left the file unchanged")
+    if version != SCHEMA_VERSION:
+        why = "written by a newer pynas, upgrade pynas to use it" if version > SCHEMA_VERSION else "unknown version"
+        raise StoreError(f"{path}: measurement store schema (PRAGMA user_version) expected {SCHEMA_VERSION}, "
+                         f"got {version}: {why}; pynas left the file unchanged")
+    missing = [table for table in TABLES if table not in tables]
+    if missing:
+        raise StoreError(f"{path}: damaged measurement store: expected tables {', '.join(TABLES)}, "
+                         f"missing {', '.join(missing)}")
+    return False
+
+
+def _is_busy(error: sqlite3.OperationalError) -> bool:
+    name = getattr(error, "sqlite_errorname", "")  # Python >= 3.11; the message on 3.10
+    return name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in str(error) or "busy" in str(error)

@@ -1,0 +1,175 @@
+"""Portable files: export and import round trips, no duplicates on re-import, all-or-nothing
+imports, and errors naming the file, line and field."""
+import gzip
+import json
+import sqlite3
+
+import pytest
+
+from pynas.store import DeviceFingerprint, OpKey, Stats, Store, StoreError, export_jsonl, import_jsonl
+
+UUID = "0b7e2f8a-5c1d-4e7f-9a3b-2c4d6e8f0a1b"
+HEADER = '{"format":"pynas-measurements","version":1}'
+# A record as the planned C++ pynas-profile would write it: integer clock, no fraction of seconds.
+C_RECORD = ('{"measurement_id":"' + UUID + '","measured_at":"2026-01-02T03:04:05Z","session":"pixel7 run",'
+            '"device":{"cpu_model":"implementer 0x41 part 0xd41","machine":"aarch64","os":"Linux",'
+            '"isa_flags":["neon","fp16","dotprod"],"logical_cores":8,"l1d_bytes":65536,"l2_bytes":262144,'
+            '"l3_bytes":null,"max_mhz":2850},"kernel":"5.10.157-android13","cpu_mhz":null,"backend":"native",'
+            '"backend_version":"0.1.0","threads":1,"pynas_version":"0.1.0",'
+            '"key":"dwconv_n1_i32x112x112_o32x112x112_k3_s1","kind":"dwconv",'
+            '"features":{"macs":3612672,"kernel":3,"stride":1},'
+            '"stats":{"median_ms":0.412,"mad_ms":0.003,"p10_ms":0.405,"p90_ms":0.431,"runs":200},'
+            '"harness":{"warmup":20,"pinned":[4,5]}}')
+
+
+@pytest.fixture
+def filled(tmp_path, make_context):
+    """A store with five measurements in two series."""
+    store = Store(tmp_path / "phone.sqlite")
+    for i in range(5):
+        store.record(make_context(threads=1 + i % 2), OpKey(f"op_{i}", "pwconv", {"macs": i}),
+                     Stats.from_samples([1.0 + i, 1.1 + i, 1.3 + i]), harness={"warmup": 10})
+    yield store
+    store.close()
+
+
+def _lines(path):
+    return (gzip.open(path, "rt") if path.suffix == ".gz" else open(path)).read().splitlines()
+
+
+@pytest.mark.parametrize("name", ["out.jsonl", "out.jsonl.gz"])
+def test_round_trip(tmp_path, filled, name):
+    path = tmp_path / name
+    assert export_jsonl(filled, path) == 5
+    lines = _lines(path)
+    header = json.loads(lines[0])
+    assert (header["format"], header["version"], header["writer"]) == ("pynas-measurements", 1, "pynas 0.1.0")
+    assert len(lines) == 6 and not any(p.name.endswith(".partial") for p in tmp_path.iterdir())
+    with Store(tmp_path / "desk.sqlite") as desk:
+        result = import_jsonl(desk, path)
+        assert (result.records, result.added, result.duplicates) == (5, 5, 0)
+        assert list(desk.measurements()) == list(filled.measurements())
+
+
+def test_reimport_adds_nothing(tmp_path, filled):
+    export_jsonl(filled, tmp_path / "a.jsonl")
+    assert import_jsonl(filled, tmp_path / "a.jsonl").duplicates == 5  # into the store it came from
+    with Store(tmp_path / "desk.sqlite") as desk:
+        assert import_jsonl(desk, tmp_path / "a.jsonl").added == 5
+        result = import_jsonl(desk, tmp_path / "a.jsonl")
+        assert (result.added, result.duplicates) == (0, 5)
+        assert desk.summary().measurements == 5
+
+
+def test_export_filters_and_never_overwrites_unasked(tmp_path, filled, make_context):
+    path = tmp_path / "two.jsonl"
+    assert export_jsonl(filled, path, threads=2) == 2
+    with pytest.raises(StoreError, match=f"{path}: already exists; expected a new file name"):
+        export_jsonl(filled, path)
+    assert len(_lines(path)) == 3
+    assert export_jsonl(filled, path, overwrite=True, session="test session", threads=1) == 3
+    with pytest.raises(StoreError, match="unknown filter 'thread'"):
+        export_jsonl(filled, tmp_path / "x.jsonl", thread=1)
+    assert not (tmp_path / "x.jsonl").exists()
+
+
+def test_a_record_written_by_hand_imports(tmp_path):
+    path = tmp_path / "phone.jsonl"
+    path.write_text(HEADER + "\n" + C_RECORD + "\n")
+    with Store(tmp_path / "desk.sqlite") as desk:
+        assert import_jsonl(desk, path).added == 1
+        (measurement,) = desk.measurements()
+    expected = DeviceFingerprint("implementer 0x41 part 0xd41", "aarch64", "Linux", ("dotprod", "fp16", "neon"), 8,
+                                 65536, 262144, None, 2850.0)
+    assert measurement.context.device == expected
+    with Store(tmp_path / "desk.sqlite") as desk:
+        assert list(desk.devices()) == [expected.device_id]
+    assert measurement.measured_at == "2026-01-02T03:04:05.000000Z"
+    assert measurement.op == OpKey("dwconv_n1_i32x112x112_o32x112x112_k3_s1", "dwconv",
+                                   {"macs": 3612672, "kernel": 3, "stride": 1})
+    assert measurement.stats == Stats(0.412, 0.003, 0.405, 0.431, 200) and measurement.harness["pinned"] == [4, 5]
+
+
+def _edit(record: str, **changes) -> str:
+    data = json.loads(record)
+    for path, value in changes.items():
+        *parents, name = path.split("__")
+        target = data
+        for parent in parents:
+            target = target[parent]
+        if value is DELETE:
+            del target[name]
+        else:
+            target[name] = value
+    return json.dumps(data)
+
+
+DELETE = object()
+OTHER = _edit(C_RECORD, measurement_id="9c0a6f7e-1b2d-4c3e-8f4a-5b6c7d8e9f00", key="pw_1", kind="pwconv")
+
+
+@pytest.mark.parametrize("lines, where, message", [
+    ([HEADER, OTHER, '{"measurement_id": '], 3, "not valid JSON"),
+    ([HEADER, OTHER, _edit(C_RECORD, stats__median_ms="fast")], 3,
+     "field 'stats.median_ms': expected a finite number >= 0, got 'fast'"),
+    ([HEADER, _edit(C_RECORD, device__logical_cores=0), OTHER], 2,
+     "field 'device.logical_cores': expected an integer >= 1, got 0"),
+    ([HEADER, _edit(C_RECORD, threads=DELETE)], 2, "field 'threads': expected a value, got nothing"),
+    ([HEADER, _edit(C_RECORD, hostname="phone")], 2, "field 'hostname': expected no such field"),
+    ([HEADER, C_RECORD.replace('"mad_ms":0.003', '"mad_ms":NaN')], 2, "not valid JSON .*NaN is not a JSON number"),
+    ([HEADER, C_RECORD.replace('"threads":1', '"threads":1,"threads":2')], 2,
+     r"not valid JSON \(name 'threads' repeated in one object\)"),
+    ([HEADER, OTHER, ""], 3, "expected a JSON object, got a blank line"),
+    ([HEADER, "[1, 2]"], 2, r"expected a measurement record \(a JSON object\), got \[1, 2\]"),
+    ([HEADER, C_RECORD, _edit(C_RECORD, stats__runs=201)], 3,
+     f".*desk.sqlite: measurement {UUID} is stored with runs 200, got 201: one id for two measurements"),
+    ([HEADER, C_RECORD, _edit(OTHER, features={"macs": 1}), _edit(OTHER, measurement_id=UUID[:-1] + "c",
+                                                                   features={"macs": 2})], 4,
+     ".*desk.sqlite: op key 'pw_1': feature 'macs' is stored as 1, got 2"),
+    (['{"format":"csv","version":1}', C_RECORD], 1,
+     "not a pynas measurements file: header field 'format' expected 'pynas-measurements', got 'csv'"),
+    (['{"format":"pynas-measurements","version":2}', C_RECORD], 1,
+     "header field 'version' expected 1, got 2: written by a newer pynas"),
+    (['{"format":"pynas-measurements","version":1,"records":1}', C_RECORD], 1,
+     "field 'records': expected no such header field"),
+    ([C_RECORD], 1, "not a pynas measurements file: header field 'format' expected 'pynas-measurements', got None"),
+])
+def test_malformed_file_imports_nothing(tmp_path, lines, where, message):
+    path = tmp_path / "bad.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    with Store(tmp_path / "desk.sqlite") as desk:
+        with pytest.raises(StoreError, match=f"{path}:{where}: {message}"):
+            import_jsonl(desk, path)
+        assert desk.summary().measurements == 0 and desk.summary().devices == 0 and desk.summary().keys == 0
+
+
+def test_unreadable_files(tmp_path):
+    with Store(tmp_path / "desk.sqlite") as desk:
+        empty = tmp_path / "empty.jsonl"
+        empty.write_bytes(b"")
+        with pytest.raises(StoreError, match=f"{empty}: expected a header line .*, got an empty file"):
+            import_jsonl(desk, empty)
+        with pytest.raises(StoreError, match=f"{tmp_path / 'none.jsonl'}: cannot read \\(No such file"):
+            import_jsonl(desk, tmp_path / "none.jsonl")
+        latin = tmp_path / "latin.jsonl"
+        latin.write_bytes(HEADER.encode() + b"\n" + C_RECORD.replace("pixel7", "pixel\xe9").encode("latin-1") + b"\n")
+        with pytest.raises(StoreError, match=f"{latin}:2: expected UTF-8 text"):
+            import_jsonl(desk, latin)
+        truncated = tmp_path / "cut.jsonl.gz"
+        truncated.write_bytes(gzip.compress((HEADER + "\n" + (C_RECORD + "\n") * 50).encode())[:-30])
+        with pytest.raises(StoreError, match=f"{truncated}:\\d+: not readable as gzip"):
+            import_jsonl(desk, truncated)
+        plain = tmp_path / "plain.jsonl.gz"
+        plain.write_text(HEADER + "\n")
+        with pytest.raises(StoreError, match=f"{plain}:1: not readable as gzip"):
+            import_jsonl(desk, plain)
+        assert desk.summary().measurements == 0
+
+
+def test_import_never_touches_a_store_it_cannot_open(tmp_path):
+    foreign = tmp_path / "other.sqlite"
+    with sqlite3.connect(foreign) as conn:
+        conn.execute("CREATE TABLE t (x)")
+    conn.close()
+    with pytest.raises(StoreError, match="not a pynas measurement store"):
+        Store(foreign)
