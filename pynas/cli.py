@@ -163,6 +163,41 @@ def cmd_db_import(args) -> None:
                   f"{result.duplicates} already in {store.path}")
 
 
+def cmd_profile(args) -> None:
+    import math
+    import signal
+
+    from pynas.profiling.backends import Backend, BackendUnavailable, unavailable
+    from pynas.profiling.session import Progress, plan, run
+    from pynas.space import get_space
+    from pynas.store import Store
+
+    reason = unavailable(args.backend)  # checked before the (slow) planning
+    if reason:
+        raise BackendUnavailable(f"backend {args.backend} is unavailable here: {reason}")
+    space = get_space(args.space, resolution=args.resolution)
+    work = plan(space, neighbours=args.neighbours, networks=args.networks, seed=args.seed, limit=args.limit)
+    counts = ", ".join(f"{n} {kind}" for kind, n in work.counts.items())
+    print(f"space {work.space} at {args.resolution}: {len(work.items)} items to measure ({counts})")
+    harness = {"budget_seconds": args.item_budget_seconds, "target_rel_ci": args.target_ci}
+    if args.pin is not None:
+        harness["pin_cpu"] = args.pin
+    backend = Backend(args.backend, threads=args.threads)
+    interrupted = []
+    previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))  # finish the item, then stop
+    try:
+        with Store(args.db) as store:
+            print(f"backend {backend.name} ({backend.version}), {backend.threads} thread(s); store {store.path}")
+            bar = Progress(len(work.items))
+            report = run(work, backend, store, budget_seconds=60 * args.budget_minutes if args.budget_minutes else math.inf,
+                         harness=harness, session=args.session, progress=bar.update,
+                         should_stop=lambda: bool(interrupted))
+            bar.close()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    print(report.summary())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pynas", description="Hardware-aware neural architecture search.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -197,6 +232,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     info = commands.add_parser("info", help="versions, build and detected CPU features")
     info.set_defaults(run=cmd_info)
+
+    profile = commands.add_parser("profile", help="measure a search space's segments and networks on this device")
+    profile.add_argument("--space", default="mnasnet", help="search space (default mnasnet)")
+    profile.add_argument("--resolution", type=int, default=224)
+    profile.add_argument("--backend", default="native", help="native, torch, torch_cl, onnxruntime or litert")
+    profile.add_argument("--threads", type=int, default=1)
+    profile.add_argument("--budget-minutes", type=float, default=0,
+                         help="stop after this long (between items); rerun to resume (0: no limit)")
+    profile.add_argument("--db", metavar="PATH", help="the store file (default: $PYNAS_DB or the cache path)")
+    profile.add_argument("--neighbours", type=int, default=300,
+                         help="segments just outside the space (other channels and sizes), for generalisation")
+    profile.add_argument("--networks", type=int, default=120, help="whole networks sampled from the space")
+    profile.add_argument("--seed", type=int, default=0)
+    profile.add_argument("--limit", type=int, help="only the first N items of the (seeded, shuffled) plan")
+    profile.add_argument("--pin", type=int, metavar="CPU", help="pin timing to this core")
+    profile.add_argument("--target-ci", type=float, default=0.01,
+                         help="stop timing an item once its median's 95%% CI is within this (default 1%%)")
+    profile.add_argument("--item-budget-seconds", type=float, default=2.0, help="timing budget per item")
+    profile.add_argument("--session", help="tag stored with every measurement (default: host and time)")
+    profile.set_defaults(run=cmd_profile)
 
     db = commands.add_parser("db", help="the measurement store: summary, export, import",
                              description="The SQLite store of latency measurements: $PYNAS_DB if set, else "

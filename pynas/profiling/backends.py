@@ -47,15 +47,17 @@ def unavailable(name: str) -> str | None:
 
 
 def backend_version(name: str) -> str:
-    """The versions that decide its speed, e.g. 'ai-edge-litert 2.3.0, litert-torch 0.10.0, torch 2.13.0'."""
+    """The versions that decide its speed, without whitespace (the store's rule), e.g.
+    'ai-edge-litert==2.3.0,litert-torch==0.10.0,torch==2.13.0' or, for native, pynas's version and
+    the kernel variants chosen on this CPU ('pynas==0.1.0+gemm_8x32__avx512f+dwconv_c16__avx512f+...')."""
     check_backend(name)
     if name == "native":
         import pynas
         from pynas import _core
 
         kernels = _core.selected_kernels()
-        return f"pynas {pynas.__version__} ({kernels['gemm']}, {kernels['dwconv']})"
-    return ", ".join(f"{dist} {importlib.metadata.version(dist)}" for dist in _VERSIONED[name])
+        return "+".join([f"pynas=={pynas.__version__}"] + [kernels[op] for op in ("gemm", "dwconv", "conv", "se")])
+    return ",".join(f"{dist}=={importlib.metadata.version(dist)}" for dist in _VERSIONED[name])
 
 
 @dataclass

@@ -1,0 +1,215 @@
+"""A profiling run: plan what to measure for a space, measure what the store lacks, record each
+measurement the moment it exists.
+
+Resuming is the store's job (`Store.missing`): a run measures only keys its series (device,
+backend, backend version, threads) has no measurement of, and commits each one before starting the
+next, so a run killed at any point (even kill -9) loses at most the measurement in flight and a
+rerun picks up where it stopped. Two runs on one store (two backends, or two processes) lose
+nothing either: the store serializes writers.
+
+Drift: these machines have slow and fast spells of 5-8% lasting about a minute. Every
+`reference_every` seconds the run re-times a reference item (the first of the plan) and records, with
+each measurement, the ratio of the reference's latest time to its first. A report flags a run
+whose ratio strayed beyond 5%; the predictor issue can use or filter by it.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from pynas.arch import Arch
+from pynas.ir import lower
+from pynas.ir.segments import segments
+from pynas.profiling.backends import Backend
+from pynas.profiling.configs import SegmentConfig, network_samples, neighbour_segments, space_segments
+from pynas.space.base import SearchSpace
+from pynas.store import NETWORK_KIND, Context, OpKey, Stats, Store
+
+DRIFT_LIMIT = 0.05
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    key: str
+    kind: str
+    features: dict
+    arch: Arch
+    segment: str | None  # None: the whole network
+
+    @classmethod
+    def of_segment(cls, config: SegmentConfig) -> "WorkItem":
+        return cls(config.key, config.kind, config.features, config.arch, config.segment)
+
+    @classmethod
+    def of_network(cls, arch: Arch) -> "WorkItem":
+        graph = lower(arch)
+        features = {"macs": graph.macs, "params": graph.params, "resolution": arch.resolution,
+                    "segments": [s.key for s in segments(graph)]}
+        return cls(str(arch), NETWORK_KIND, features, arch, None)
+
+
+@dataclass(frozen=True)
+class Plan:
+    space: str
+    resolution: int
+    counts: dict[str, int]  # per kind: the space's distinct segments, then neighbours and networks
+    items: list[WorkItem]
+
+
+def plan(space: SearchSpace, *, neighbours: int = 0, networks: int = 0, seed: int = 0,
+         limit: int | None = None) -> Plan:
+    """Every distinct segment of `space`, `neighbours` segments just outside it and `networks`
+    sampled whole networks, in a seeded random order (so a run cut short by its budget covers the
+    space evenly) with the stem first (the drift reference); only the first `limit` if given."""
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit: expected an integer >= 1, got {limit}")
+    configs = space_segments(space)
+    counts: dict[str, int] = {}
+    for c in configs.values():
+        counts[c.kind] = counts.get(c.kind, 0) + 1
+    items = [WorkItem.of_segment(c) for c in configs.values()]
+    if neighbours:
+        near = neighbour_segments(configs, neighbours, seed=seed)
+        counts["neighbours"] = len(near)
+        items += [WorkItem.of_segment(c) for c in near.values()]
+    if networks:
+        nets = network_samples(space, networks, seed=seed)
+        counts["networks"] = len(nets)
+        items += [WorkItem.of_network(a) for a in nets]
+    reference = next(i for i in items if i.kind == "stem")
+    rest = [i for i in items if i is not reference]
+    order = np.random.default_rng(seed).permutation(len(rest))
+    items = [reference] + [rest[i] for i in order]
+    return Plan(space.name, getattr(space, "resolution", 0), counts, items[:limit])
+
+
+@dataclass
+class Report:
+    planned: int
+    already: int  # measured before this run
+    measured: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+    stopped_by: str = "done"  # "done", "budget", "interrupt"
+    reference_ratios: list[float] = field(default_factory=list)
+    per_kind_seconds: dict[str, float] = field(default_factory=dict)
+    per_kind_count: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def remaining(self) -> int:
+        return self.planned - self.already - self.measured - len(self.failed)
+
+    @property
+    def drift(self) -> float:
+        return max((abs(r - 1) for r in self.reference_ratios), default=0.0)
+
+    def summary(self) -> str:
+        lines = [f"measured {self.measured} in {self.seconds:.0f} s ({self.stopped_by}); "
+                 f"{self.already} were in the store already; {self.remaining} of {self.planned} left"]
+        for kind in sorted(self.per_kind_count):
+            n, s = self.per_kind_count[kind], self.per_kind_seconds[kind]
+            lines.append(f"  {kind:<10} {n:5d} measured, {s / n:6.2f} s each (build + convert + time)")
+        if self.reference_ratios:
+            flag = "  DRIFT beyond 5%: compare with care" if self.drift > DRIFT_LIMIT else ""
+            lines.append(f"reference re-timed {len(self.reference_ratios)}x: ratio "
+                         f"{min(self.reference_ratios):.3f}..{max(self.reference_ratios):.3f}{flag}")
+        for key, error in self.failed[:10]:
+            lines.append(f"FAILED {key}: {error}")
+        return "\n".join(lines)
+
+
+class Progress:
+    """A one-line bar on a terminal, a line every 10 s otherwise (logs, CI)."""
+
+    def __init__(self, total: int, stream=sys.stderr):
+        self.total, self.stream, self.start, self.last = total, stream, time.monotonic(), 0.0
+        self.tty = hasattr(stream, "isatty") and stream.isatty()
+
+    def update(self, done: int, label: str) -> None:
+        now = time.monotonic()
+        if not self.tty and now - self.last < 10 and done < self.total:
+            return
+        self.last = now
+        elapsed = now - self.start
+        eta = elapsed / done * (self.total - done) if done else math.inf
+        width = 30
+        filled = int(width * done / max(self.total, 1))
+        text = (f"[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} "
+                f"{elapsed:5.0f}s eta {eta:5.0f}s  {label[:60]}")
+        self.stream.write(("\r" + text + "\033[K") if self.tty else text + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+
+
+def _stats(result: dict) -> Stats:
+    return Stats(result["median_ms"], result["mad_ms"], result["p10_ms"], result["p90_ms"], result["runs"])
+
+
+def _harness_record(result: dict, options: dict, ratio: float | None) -> dict:
+    keep = ("ci_rel", "converged", "inner", "cpu", "freq_mhz_before", "freq_mhz_after", "seconds", "min_ms", "mean_ms")
+    record = {k: result[k] for k in keep}
+    record["options"] = dict(options)
+    if ratio is not None:
+        record["reference_ratio"] = ratio
+    return record
+
+
+def run(plan_: Plan, backend: Backend, store: Store, *, budget_seconds: float = math.inf,
+        harness: dict | None = None, session: str | None = None, reference_every: float = 60.0,
+        progress: Callable[[int, str], None] | None = None,
+        should_stop: Callable[[], bool] = lambda: False) -> Report:
+    """Measures the plan's items the store lacks for this device, backend and thread count, until
+    done or `budget_seconds` has passed (checked between items)."""
+    harness = dict(harness or {})
+    context = Context.here(backend.name, backend.version, backend.threads, session=session)
+    todo_keys = set(store.missing(context, [item.key for item in plan_.items]))
+    todo = [item for item in plan_.items if item.key in todo_keys]
+    report = Report(planned=len(plan_.items), already=len(plan_.items) - len(todo))
+    start = time.monotonic()
+    reference = plan_.items[0]
+    reference_first: float | None = None
+    reference_at = -math.inf
+
+    def timed(item: WorkItem):
+        return backend.network(item.arch) if item.segment is None else backend.segment(item.arch, item.segment, item.key)
+
+    reference_timed = None
+    for n, item in enumerate(todo):
+        if time.monotonic() - start >= budget_seconds:
+            report.stopped_by = "budget"
+            break
+        if should_stop():
+            report.stopped_by = "interrupt"
+            break
+        if progress:
+            progress(n, item.key)
+        if time.monotonic() - reference_at >= reference_every:
+            reference_timed = reference_timed or timed(reference)
+            ms = reference_timed.measure(**harness)["median_ms"]
+            reference_first = reference_first or ms
+            report.reference_ratios.append(ms / reference_first)
+            reference_at = time.monotonic()
+        t0 = time.monotonic()
+        try:
+            result = timed(item).measure(**harness)
+        except (RuntimeError, ValueError) as error:  # one bad conversion must not end a long run
+            report.failed.append((item.key, f"{type(error).__name__}: {str(error).splitlines()[0]}"))
+            continue
+        ratio = report.reference_ratios[-1] if report.reference_ratios else None
+        store.record(context, OpKey(item.key, item.kind, item.features), _stats(result),
+                     harness=_harness_record(result, harness, ratio))
+        report.measured += 1
+        report.per_kind_count[item.kind] = report.per_kind_count.get(item.kind, 0) + 1
+        report.per_kind_seconds[item.kind] = report.per_kind_seconds.get(item.kind, 0.0) + time.monotonic() - t0
+    if progress:
+        progress(report.measured + len(report.failed), "")
+    report.seconds = time.monotonic() - start
+    return report

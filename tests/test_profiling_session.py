@@ -1,0 +1,111 @@
+"""Profiling runs (pynas.profiling.session, `pynas profile`): the plan, resume, kill -9, bad input."""
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+
+from pynas.cli import main
+from pynas.profiling.backends import Backend
+from pynas.profiling.configs import space_segments
+from pynas.profiling.session import plan, run
+from pynas.space import get_space
+from pynas.store import Store
+
+FAST = {"budget_seconds": 0.02, "target_rel_ci": 0.5, "min_runs": 3, "warmup_runs": 1, "warmup_seconds": 0}
+
+
+def test_space_segment_count_and_plan():
+    space = get_space("mnasnet")
+    configs = space_segments(space)
+    kinds = Counter(c.kind for c in configs.values())
+    # 7 blocks x 144 choices (op, kernel, SE, skip, width) x input widths (3, or 6 after a block
+    # that can be empty) for first repeats, plus the later repeats; identity = none on first repeats.
+    assert kinds == {"mbconv": 1464, "convblock": 732, "dsconv": 732, "head": 6, "stem": 1}
+    # Every segment of sampled networks is among them: the enumeration covers the space.
+    from pynas.ir import lower
+    from pynas.ir.segments import segments
+    for arch in space.sample(200, seed=5):
+        for seg in segments(lower(arch)):
+            assert seg.key in configs, (str(arch), seg.id)
+    p = plan(get_space("mnasnet", resolution=64), neighbours=10, networks=3, seed=1)
+    assert p.items[0].kind == "stem" and len({i.key for i in p.items}) == len(p.items)
+    assert p.counts["neighbours"] == 10 and p.counts["networks"] == 3
+    again = plan(get_space("mnasnet", resolution=64), neighbours=10, networks=3, seed=1)
+    assert [i.key for i in again.items] == [i.key for i in p.items]  # seeded: reruns resume the same plan
+
+
+def test_run_records_and_resumes(tmp_path):
+    p = plan(get_space("mnasnet", resolution=32), networks=2, seed=0)
+    p = type(p)(p.space, p.resolution, p.counts, p.items[:12] + [i for i in p.items if i.kind == "network"])
+    backend = Backend("native")
+    with Store(tmp_path / "m.sqlite") as store:
+        first = run(p, backend, store, harness=FAST, budget_seconds=1e9, session="t")
+        assert first.measured == len(p.items) and first.already == 0 and not first.failed
+        second = run(p, backend, store, harness=FAST, session="t")
+        assert second.measured == 0 and second.already == len(p.items)
+        rows = list(store.measurements(backend="native"))
+        assert Counter(m.op.key for m in rows) == {i.key: 1 for i in p.items}
+        network = next(m for m in rows if m.op.kind == "network")
+        assert network.op.features["segments"] and network.stats.median_ms > 0
+        assert "reference_ratio" in rows[-1].harness and rows[-1].harness["options"]["min_runs"] == 3
+
+
+def test_budget_stops_between_items(tmp_path):
+    p = plan(get_space("mnasnet", resolution=32), seed=0, limit=200)
+    with Store(tmp_path / "m.sqlite") as store:
+        report = run(p, Backend("native"), store, harness=FAST, budget_seconds=0.5)
+    assert report.stopped_by == "budget" and 0 < report.measured < len(p.items)
+    assert report.remaining == len(p.items) - report.measured
+
+
+def _profile_cmd(db, *extra):
+    return [sys.executable, "-P", "-m", "pynas.cli", "profile", "--backend", "native", "--resolution", "32",
+            "--db", str(db), "--neighbours", "0", "--networks", "3", "--item-budget-seconds", "0.02",
+            "--target-ci", "0.5", "--session", "kill-test", "--limit", "150", *extra]
+
+
+def test_kill_9_then_rerun_has_every_measurement_once(tmp_path):
+    db = tmp_path / "m.sqlite"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root] + sys.path))
+    for attempt in range(3):
+        proc = subprocess.Popen(_profile_cmd(db), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # kill once it has measured something (more each round)
+            time.sleep(0.3)
+            if db.exists():
+                with sqlite3.connect(db) as c:
+                    try:
+                        if c.execute("SELECT count(*) FROM measurements").fetchone()[0] > 30 * (attempt + 1):
+                            break
+                    except sqlite3.OperationalError:
+                        pass
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    done = subprocess.run(_profile_cmd(db), env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "0 of" in done.stdout and " left" in done.stdout
+    with sqlite3.connect(db) as c:
+        assert c.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        total, distinct = c.execute("SELECT count(*), count(DISTINCT key) FROM measurements").fetchone()
+    expected = len(plan(get_space("mnasnet", resolution=32), networks=3, limit=150).items)
+    assert total == distinct == expected
+
+
+def test_bad_input_is_a_clear_error(tmp_path, capsys):
+    assert main(["profile", "--backend", "tensorrt", "--db", str(tmp_path / "x.sqlite")]) == 2
+    assert "backend: expected one of native, torch, torch_cl, onnxruntime, litert, got 'tensorrt'" in \
+        capsys.readouterr().err
+    junk = tmp_path / "junk.sqlite"
+    junk.write_bytes(b"definitely not a database" * 100)
+    assert main(["profile", "--resolution", "32", "--db", str(junk), "--networks", "0", "--neighbours", "0"]) == 2
+    err = capsys.readouterr().err
+    assert str(junk) in err and "SQLite" in err
+    assert junk.read_bytes() == b"definitely not a database" * 100  # untouched
+    assert main(["profile", "--space", "nasnet", "--db", str(tmp_path / "y.sqlite")]) == 2
+    assert "space" in capsys.readouterr().err
