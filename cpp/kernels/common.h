@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <type_traits>
 
 namespace pynas {
 
@@ -21,6 +22,23 @@ static inline float act_scalar(Act act, float x) {
     case Act::kSwish: return x / (1.0f + std::exp(-x));
   }
   return x;
+}
+
+// Calls fn(std::integral_constant<Act, A>{}) with A = act: turns the run-time activation code into a
+// template argument once per call, so the hot loops are compiled per activation. A call site reads
+//   with_act(a.act, [&](auto A) { return kernel<A.value>(a); }, [] {});
+// An unknown code calls fallback() instead; each site says what that does (nothing, or the scalar
+// kernel). `static` for the same reason as act_scalar.
+template <class Fn, class Fallback>
+static inline decltype(auto) with_act(Act act, Fn&& fn, Fallback&& fallback) {
+  switch (act) {
+    case Act::kNone: return fn(std::integral_constant<Act, Act::kNone>{});
+    case Act::kReLU: return fn(std::integral_constant<Act, Act::kReLU>{});
+    case Act::kReLU6: return fn(std::integral_constant<Act, Act::kReLU6>{});
+    case Act::kHSwish: return fn(std::integral_constant<Act, Act::kHSwish>{});
+    case Act::kSwish: return fn(std::integral_constant<Act, Act::kSwish>{});
+  }
+  return fallback();
 }
 
 // Depthwise kxk conv, NHWC batch 1, "same" padding pad = k / 2 on every side (PyTorch's).

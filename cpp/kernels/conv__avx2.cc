@@ -128,13 +128,7 @@ void conv_rows(const ConvArgs& a, size_t oy_begin, size_t oy_end) {
 }  // namespace
 
 void conv_c16__avx2(const ConvArgs& a, size_t oy_begin, size_t oy_end) {
-  switch (a.act) {
-    case Act::kNone: return conv_rows<Act::kNone>(a, oy_begin, oy_end);
-    case Act::kReLU: return conv_rows<Act::kReLU>(a, oy_begin, oy_end);
-    case Act::kReLU6: return conv_rows<Act::kReLU6>(a, oy_begin, oy_end);
-    case Act::kHSwish: return conv_rows<Act::kHSwish>(a, oy_begin, oy_end);
-    case Act::kSwish: return conv_rows<Act::kSwish>(a, oy_begin, oy_end);
-  }
+  with_act(a.act, [&](auto A) { return conv_rows<A.value>(a, oy_begin, oy_end); }, [] {});
 }
 
 }  // namespace pynas

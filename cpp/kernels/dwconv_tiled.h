@@ -228,14 +228,9 @@ template <class V, template <int, int> class Cfg, class FullIO, int K, int S, cl
 static void dispatch_act(const DwConvArgs& a, size_t oy_begin, size_t oy_end, MakeTail make_tail) {
   constexpr int NP = Cfg<K, S>::kPixels;
   constexpr bool kHoist = Cfg<K, S>::kHoist;
-  switch (a.act) {
-    case Act::kNone: return run<V, K, S, NP, kHoist, Act::kNone, FullIO>(a, oy_begin, oy_end, make_tail);
-    case Act::kReLU: return run<V, K, S, NP, kHoist, Act::kReLU, FullIO>(a, oy_begin, oy_end, make_tail);
-    case Act::kReLU6: return run<V, K, S, NP, kHoist, Act::kReLU6, FullIO>(a, oy_begin, oy_end, make_tail);
-    case Act::kHSwish: return run<V, K, S, NP, kHoist, Act::kHSwish, FullIO>(a, oy_begin, oy_end, make_tail);
-    case Act::kSwish: return run<V, K, S, NP, kHoist, Act::kSwish, FullIO>(a, oy_begin, oy_end, make_tail);
-  }
-  dwconv_c1__scalar(a, oy_begin, oy_end);  // an unknown activation code: the scalar kernel's behaviour
+  with_act(
+      a.act, [&](auto A) { return run<V, K, S, NP, kHoist, A.value, FullIO>(a, oy_begin, oy_end, make_tail); },
+      [&] { dwconv_c1__scalar(a, oy_begin, oy_end); });  // an unknown activation code: the scalar kernel's behaviour
 }
 
 template <class V, template <int, int> class Cfg, class FullIO, class MakeTail>

@@ -52,13 +52,7 @@ static void run(const GemmArgs& g, size_t m_begin, size_t m_end) {
 
 void gemm_4x8__scalar(const GemmArgs& g, size_t m_begin, size_t m_end) {
   if (m_begin >= m_end || g.n == 0) return;
-  switch (g.act) {
-    case Act::kNone: return run<Act::kNone>(g, m_begin, m_end);
-    case Act::kReLU: return run<Act::kReLU>(g, m_begin, m_end);
-    case Act::kReLU6: return run<Act::kReLU6>(g, m_begin, m_end);
-    case Act::kHSwish: return run<Act::kHSwish>(g, m_begin, m_end);
-    case Act::kSwish: return run<Act::kSwish>(g, m_begin, m_end);
-  }
+  with_act(g.act, [&](auto A) { return run<A.value>(g, m_begin, m_end); }, [] {});
 }
 
 }  // namespace pynas

@@ -123,13 +123,7 @@ void gap_c16__neon(const GapArgs& a) {
 }
 
 void fc_c16__neon(const FcArgs& a) {
-  switch (a.act) {
-    case Act::kNone: return fc_act<Act::kNone>(a);
-    case Act::kReLU: return fc_act<Act::kReLU>(a);
-    case Act::kReLU6: return fc_act<Act::kReLU6>(a);
-    case Act::kHSwish: return fc_act<Act::kHSwish>(a);
-    case Act::kSwish: return fc_act<Act::kSwish>(a);
-  }
+  with_act(a.act, [&](auto A) { return fc_act<A.value>(a); }, [] {});
 }
 
 void se_c16__neon(const SeArgs& a, SeStage stage, size_t y_begin, size_t y_end) {
@@ -145,14 +139,7 @@ void se_c16__neon(const SeArgs& a, SeStage stage, size_t y_begin, size_t y_end) 
       pool_pixels<true>(a.input + y_begin * W * C, (y_end - y_begin) * W, C, a.sum, 1.0f);
       return;
     case SeStage::kExcite:
-      switch (a.act) {
-        case Act::kNone: return se_excite_gate<Act::kNone>(a);
-        case Act::kReLU: return se_excite_gate<Act::kReLU>(a);
-        case Act::kReLU6: return se_excite_gate<Act::kReLU6>(a);
-        case Act::kHSwish: return se_excite_gate<Act::kHSwish>(a);
-        case Act::kSwish: return se_excite_gate<Act::kSwish>(a);
-      }
-      return;
+      return with_act(a.act, [&](auto A) { return se_excite_gate<A.value>(a); }, [] {});
     case SeStage::kScale:
       scale_pixels(a.input, a.output, a.scale, C, y_begin * W, y_end * W);
       return;
