@@ -18,7 +18,7 @@ import math
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -62,10 +62,13 @@ class Plan:
 
 
 def plan(space: SearchSpace, *, neighbours: int = 0, networks: int = 0, seed: int = 0,
-         limit: int | None = None) -> Plan:
+         limit: int | None = None, extra: Iterable[SegmentConfig | Arch] = ()) -> Plan:
     """Every distinct segment of `space`, `neighbours` segments just outside it and `networks`
     sampled whole networks, in a seeded random order (so a run cut short by its budget covers the
-    space evenly) with the stem first (the drift reference); only the first `limit` if given."""
+    space evenly) with the stem first (the drift reference); only the first `limit` if given.
+
+    `extra`: more segments (SegmentConfig, e.g. from `configs.neighbour_segments` around where a
+    predictor errs) or whole networks (Arch) to measure: the hook for adaptive sampling rounds."""
     if limit is not None and limit < 1:
         raise ValueError(f"limit: expected an integer >= 1, got {limit}")
     configs = space_segments(space)
@@ -81,6 +84,11 @@ def plan(space: SearchSpace, *, neighbours: int = 0, networks: int = 0, seed: in
         nets = network_samples(space, networks, seed=seed)
         counts["networks"] = len(nets)
         items += [WorkItem.of_network(a) for a in nets]
+    added = [WorkItem.of_network(e) if isinstance(e, Arch) else WorkItem.of_segment(e) for e in extra]
+    if added:
+        counts["extra"] = len(added)
+        known = {i.key for i in items}
+        items += [i for i in dict((i.key, i) for i in added).values() if i.key not in known]
     reference = next(i for i in items if i.kind == "stem")
     rest = [i for i in items if i is not reference]
     order = np.random.default_rng(seed).permutation(len(rest))

@@ -1,0 +1,57 @@
+"""Measurement backends (pynas.profiling.backends): one interface, availability said clearly."""
+import pytest
+
+from pynas.presets import preset
+from pynas.profiling.backends import BACKENDS, Backend, BackendUnavailable, backend_version, unavailable
+from pynas.profiling.configs import neighbour_segments, space_segments
+from pynas.profiling.session import plan
+from pynas.space import get_space
+
+QUICK = {"budget_seconds": 0.05, "target_rel_ci": 0.2, "min_runs": 3, "warmup_runs": 1, "warmup_seconds": 0}
+
+
+def test_unknown_backend_is_a_value_error():
+    with pytest.raises(ValueError, match="backend: expected one of native, torch, torch_cl, onnxruntime, litert"):
+        unavailable("tflite")
+    with pytest.raises(ValueError, match="threads: expected an integer >= 1"):
+        Backend("native", threads=0)
+
+
+def test_versions_have_no_whitespace():
+    for name in BACKENDS:
+        if unavailable(name) is None:
+            version = backend_version(name)
+            assert version and not any(c.isspace() for c in version), version
+    assert backend_version("native").startswith("pynas==")
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_each_backend_times_a_segment_and_a_network_or_says_why_not(name):
+    reason = unavailable(name)
+    if reason:
+        assert "pip install" in reason  # says what to install
+        with pytest.raises(BackendUnavailable, match=f"backend {name} is unavailable here"):
+            Backend(name)
+        pytest.skip(reason)
+    backend = Backend(name)
+    configs = space_segments(get_space("mnasnet", resolution=32))
+    for config in list(configs.values())[:3]:
+        stats = backend.segment(config.arch, config.segment, config.key).measure(**QUICK)
+        assert stats["median_ms"] > 0 and stats["runs"] >= 3
+    arch = get_space("mnasnet", resolution=32).sample(1, seed=0)[0]
+    assert backend.network(arch).measure(**QUICK)["median_ms"] > 0
+
+
+def test_bad_segment_id_names_the_choices():
+    arch = preset("mnasnet-a1")
+    with pytest.raises(ValueError, match="segment: expected one of"):
+        Backend("native").segment(arch, "s42.0", "k")
+
+
+def test_neighbours_are_off_the_space_and_extra_items_join_the_plan():
+    space = get_space("mnasnet", resolution=64)
+    configs = space_segments(space)
+    near = neighbour_segments(configs, 20, seed=3)
+    assert len(near) == 20 and not set(near) & set(configs)
+    p = plan(space, extra=list(near.values())[:5] + [preset("mnasnet-a1")])
+    assert p.counts["extra"] == 6 and len(p.items) == len(configs) + 6
