@@ -8,7 +8,10 @@ kinds by the shuffled plan) are measured in one process, then again in a
 second, fresh process (its own imports, allocations, converted-model cache already warm), both
 with pynas's harness as `pynas profile` runs it. The table gives the relative difference of the two
 medians per op (|b - a| / a), split at 50 us, and how long one item took in the first process
-(build + conversion with a cold cache + timing), extrapolated to the whole space's plan.
+(build + conversion with a cold cache + timing), extrapolated to the whole space's plan. The
+"vs reference" columns compare each op's time relative to a reference op (the stem) timed right
+after it in the same process, which cancels the machine's slow and fast spells between the two
+processes (what `pynas profile` stores with each measurement as reference_ratio).
 """
 from __future__ import annotations
 
@@ -38,11 +41,16 @@ def child(backend: str, ops: int, seed: int, threads: int) -> None:
 
     b = Backend(backend, threads=threads)
     _, items = _items(ops, seed)
+    reference = b.segment(items[0].arch, items[0].segment, items[0].key)  # the plan's first: the stem
     for item in items:
         t0 = time.perf_counter()
         stats = b.segment(item.arch, item.segment, item.key).measure(**HARNESS)
-        print(json.dumps({"key": item.key, "kind": item.kind, "median_ms": stats["median_ms"],
-                          "ci_rel": stats["ci_rel"], "seconds": time.perf_counter() - t0}), flush=True)
+        seconds = time.perf_counter() - t0
+        # The reference right after: the item's time relative to it cancels the machine's slow and
+        # fast spells (both are timed within a second or two of each other).
+        ref = reference.measure(**HARNESS)["median_ms"]
+        print(json.dumps({"key": item.key, "kind": item.kind, "median_ms": stats["median_ms"], "reference_ms": ref,
+                          "ci_rel": stats["ci_rel"], "seconds": seconds}), flush=True)
 
 
 def _run_child(backend: str, args, cache: str) -> list[dict]:
@@ -78,25 +86,28 @@ def main() -> int:
     full = len(plan_.items)
     print(f"{args.ops} segments of the MnasNet space at 224, {args.threads} thread(s), each backend measured in two "
           f"processes; plan for the whole space (pynas profile defaults): {full} items")
-    header = ["backend", "ops >=50us", "|diff| median / max", "ops <50us", "|diff| median / max",
-              "s per item (cold)", "whole plan, est."]
+    header = ["backend", "ops >=50us", "|diff| median/max", "vs reference", "ops <50us", "|diff| median/max",
+              "vs reference", "s per item (cold)", "whole plan, est."]
     rows = []
     for backend in args.backends.split(","):
         reason = unavailable(backend)
         if reason:
-            rows.append([backend, f"unavailable: {reason}", "", "", "", "", ""])
+            rows.append([backend, f"unavailable: {reason}"] + [""] * 7)
             continue
         with tempfile.TemporaryDirectory() as cache:  # first process converts from scratch
             first = _run_child(backend, args, cache)
             second = _run_child(backend, args, cache)
         b = {r["key"]: r for r in second}
-        big, small = [], []
+        big, small, big_ref, small_ref = [], [], [], []
         for r in first:
-            diff = abs(b[r["key"]]["median_ms"] - r["median_ms"]) / r["median_ms"]
+            other = b[r["key"]]
+            diff = abs(other["median_ms"] - r["median_ms"]) / r["median_ms"]
+            ratio_a, ratio_b = r["median_ms"] / r["reference_ms"], other["median_ms"] / other["reference_ms"]
             (big if r["median_ms"] >= 0.05 else small).append(diff)
+            (big_ref if r["median_ms"] >= 0.05 else small_ref).append(abs(ratio_b - ratio_a) / ratio_a)
         per_item = statistics.mean(r["seconds"] for r in first)
-        rows.append([backend, str(len(big)), _fmt(big), str(len(small)), _fmt(small), f"{per_item:.2f}",
-                     f"{per_item * full / 60:.0f} min"])
+        rows.append([backend, str(len(big)), _fmt(big), _fmt(big_ref), str(len(small)), _fmt(small), _fmt(small_ref),
+                     f"{per_item:.2f}", f"{per_item * full / 60:.0f} min"])
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
     for row in [header, ["-" * w for w in widths]] + rows:
         print("  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip())

@@ -71,8 +71,8 @@ def _profile_cmd(db, *extra):
 
 def test_kill_9_then_rerun_has_every_measurement_once(tmp_path):
     db = tmp_path / "m.sqlite"
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root] + sys.path))
+    # This process's path: the installed pynas (CI) or the dev tree (PYTHONPATH=$PWD), whichever it uses.
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
     for attempt in range(3):
         proc = subprocess.Popen(_profile_cmd(db), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 60
