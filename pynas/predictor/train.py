@@ -1,0 +1,155 @@
+"""Train a latency predictor for one (device, backend, threads) series from the measurement store.
+
+Model: an XGBoost regressor on log(latency) of segments (a relative-error objective: a 10% miss
+costs the same on a 20 us head as on a 2 ms block), features from `pynas.predictor.features`.
+A network's latency is the sum of its segments' predictions plus a per-network overhead, fitted
+from whole-network measurements as the median of (measured - summed prediction): what running a
+network costs beyond its segments (dispatch between steps, cold caches at segment boundaries).
+
+Evaluation, both held out: segments the model never saw (a random `holdout` share of the measured
+segments), and whole networks measured end to end that the overhead fit never saw.
+"""
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pynas.predictor.features import FEATURE_NAMES, feature_matrix
+from pynas.predictor.metrics import accuracy
+from pynas.store import NETWORK_KIND, Store
+
+# xgboost.train's parameters (its native API: no scikit-learn needed); ROUNDS boosting rounds.
+XGB_PARAMS = {"max_depth": 7, "eta": 0.05, "subsample": 0.8, "colsample_bytree": 0.8, "min_child_weight": 1.0,
+              "tree_method": "hist", "nthread": 1, "objective": "reg:squarederror"}
+ROUNDS = 800
+
+
+@dataclass
+class Dataset:
+    device_id: str
+    backend: str
+    backend_version: str
+    threads: int
+    caches: dict  # {'l1d', 'l2', 'l3'}: bytes or None
+    segments: dict[str, tuple[str, dict, float]] = field(default_factory=dict)  # key -> (kind, features, ms)
+    networks: dict[str, tuple[list[str], float]] = field(default_factory=dict)  # arch -> (segment keys, ms)
+
+
+def load_dataset(store: Store, *, backend: str, threads: int = 1, device_id: str | None = None,
+                 backend_version: str | None = None) -> Dataset:
+    """Measurements of one series; a key measured more than once counts with its median. Without
+    device_id / backend_version: the series with the most measurements for backend and threads."""
+    series: dict[tuple[str, str], int] = {}
+    for m in store.measurements(backend=backend, threads=threads):
+        if device_id in (None, m.context.device.device_id) and backend_version in (None, m.context.backend_version):
+            s = (m.context.device.device_id, m.context.backend_version)
+            series[s] = series.get(s, 0) + 1
+    if not series:
+        raise ValueError(f"store {store.path}: no measurements for backend={backend!r} threads={threads}"
+                         + (f" device_id={device_id!r}" if device_id else "")
+                         + (f" backend_version={backend_version!r}" if backend_version else ""))
+    device_id, backend_version = max(series, key=series.get)
+    device = store.devices()[device_id]
+    data = Dataset(device_id, backend, backend_version, threads,
+                   {"l1d": device.l1d_bytes, "l2": device.l2_bytes, "l3": device.l3_bytes})
+    times: dict[str, list[float]] = {}
+    meta: dict[str, tuple[str, dict]] = {}
+    for m in store.measurements(device_id=device_id, backend=backend, backend_version=backend_version,
+                                threads=threads):
+        times.setdefault(m.op.key, []).append(m.stats.median_ms)
+        meta[m.op.key] = (m.op.kind, m.op.features)
+    for key, ms in times.items():
+        kind, features = meta[key]
+        if kind == NETWORK_KIND:
+            data.networks[key] = (list(features["segments"]), statistics.median(ms))
+        else:
+            data.segments[key] = (kind, features, statistics.median(ms))
+    return data
+
+
+class SegmentModel:
+    """XGBoost on log(ms) of segments; predict() returns ms."""
+
+    def __init__(self, caches: dict, params: dict | None = None, booster=None):
+        self.caches = dict(caches)
+        self.params = dict(XGB_PARAMS, **(params or {}))
+        self.booster = booster
+
+    def fit(self, features: list[dict], ms: np.ndarray, seed: int = 0) -> "SegmentModel":
+        import xgboost as xgb
+
+        x = feature_matrix(features, self.caches)
+        train = xgb.DMatrix(x, label=np.log(np.asarray(ms, dtype=np.float64)), feature_names=list(FEATURE_NAMES))
+        self.booster = xgb.train(dict(self.params, seed=seed), train, num_boost_round=ROUNDS)
+        return self
+
+    def predict(self, features: list[dict]) -> np.ndarray:
+        import xgboost as xgb
+
+        if self.booster is None:
+            raise ValueError("model: not trained (fit() or a loaded bundle first)")
+        x = feature_matrix(features, self.caches)
+        return np.exp(self.booster.predict(xgb.DMatrix(x, feature_names=list(FEATURE_NAMES))))
+
+
+@dataclass
+class Trained:
+    model: SegmentModel
+    overhead_ms: float
+    report: dict
+
+
+def network_segments(arch: str) -> list[tuple[str, dict]]:
+    """(key, features) of each segment of a network given by its architecture string."""
+    from pynas.arch import parse
+    from pynas.ir import lower
+    from pynas.ir.segments import segments
+
+    return [(seg.key, seg.features()) for seg in segments(lower(parse(arch)))]
+
+
+def network_sums(model: SegmentModel, archs: list[str], measured: dict[str, float] | None = None) -> np.ndarray:
+    """Summed segment predictions of networks; a segment with a latency in `measured` uses that."""
+    per_arch = [network_segments(a) for a in archs]
+    distinct = {key: feats for segs in per_arch for key, feats in segs}
+    keys = sorted(distinct)
+    predicted = dict(zip(keys, model.predict([distinct[k] for k in keys]))) if keys else {}
+    if measured:
+        predicted.update({k: v for k, v in measured.items() if k in predicted})
+    return np.array([sum(predicted[k] for k, _ in segs) for segs in per_arch])
+
+
+def train(data: Dataset, *, holdout: float = 0.2, seed: int = 0, params: dict | None = None) -> Trained:
+    """Fit on all but `holdout` of the segments and report on the rest; fit the overhead on half of
+    the networks and report on the other half; then refit on every segment (the shipped model)."""
+    if len(data.segments) < 20:
+        raise ValueError(f"dataset: expected at least 20 measured segments, got {len(data.segments)}")
+    rng = np.random.default_rng(seed)
+    keys = sorted(data.segments)
+    order = rng.permutation(len(keys))
+    n_test = int(round(holdout * len(keys)))
+    test_keys = [keys[i] for i in order[:n_test]]
+    train_keys = [keys[i] for i in order[n_test:]]
+    feats = lambda ks: [data.segments[k][1] for k in ks]  # noqa: E731
+    ms = lambda ks: np.array([data.segments[k][2] for k in ks])  # noqa: E731
+    report: dict = {"segments_measured": len(keys), "networks_measured": len(data.networks)}
+    if test_keys:
+        held = SegmentModel(data.caches, params).fit(feats(train_keys), ms(train_keys), seed)
+        report["heldout_segments"] = accuracy(held.predict(feats(test_keys)), ms(test_keys))
+    model = SegmentModel(data.caches, params).fit(feats(keys), ms(keys), seed)
+    archs = sorted(data.networks)
+    overhead = 0.0
+    if archs:
+        order = rng.permutation(len(archs))
+        fit_archs = [archs[i] for i in order[: max(1, len(archs) // 2)]]
+        test_archs = [archs[i] for i in order[max(1, len(archs) // 2):]]
+        residual = np.array([data.networks[a][1] for a in fit_archs]) - network_sums(model, fit_archs)
+        overhead = float(np.median(residual))
+        report["overhead_ms"] = overhead
+        report["overhead_fit_networks"] = len(fit_archs)
+        if test_archs:
+            predicted = network_sums(model, test_archs) + overhead
+            report["heldout_networks"] = accuracy(predicted, [data.networks[a][1] for a in test_archs])
+    return Trained(model, overhead, report)
