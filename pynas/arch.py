@@ -12,9 +12,10 @@ part        required tokens; optional tokens
 ==========  ========================================================================
 ``net``     ``res<int>`` input resolution, ``cls<int>`` classes; flag ``sev3``
 ``stem``    ``k s c``; ``n<act>``
-``ir``      ``r k s e c``; ``se<ratio> n<act>``; one skip flag
+``ir``      ``r k s e c``; ``g<groups> se<ratio> n<act>``; one skip flag
 ``ds``      ``r k s c``; ``se<ratio> n<act>``; one skip flag
 ``cn``      ``r k s c``; ``se<ratio> n<act>``; one skip flag
+``id``      ``r s c``; ``n<act>``
 ``head``    ``c``; ``n<act>``; flag ``poolfirst``
 ==========  ========================================================================
 
@@ -23,6 +24,16 @@ MnasNet space's "-1 layer" choice on a one-layer block is represented), ``k`` ke
 of the first repeat (later repeats use 1), ``e`` expansion (mid channels = round(in * e)), ``c``
 output channels, ``se`` squeeze-and-excitation ratio (0 = none), ``n`` activation: ``re`` ReLU
 (the default), ``r6`` ReLU6, ``hs`` h-swish, ``sw`` swish.
+
+``g`` (``ir`` only, default 1) groups of the block's two 1x1 convs: with ``g2`` the expand and the
+projection are grouped 1x1 convs and a channel shuffle (ShuffleNet) follows the expand's
+activation, as in FBNet's ``e1_g2`` blocks. The groups must divide the output channels (and, when
+lowered, the input and expanded channels).
+
+``id`` is FBNet's ``skip`` layer, a block with no body of its own: each repeat is the identity
+where it keeps the shape (stride 1, same channels), else a 1x1 conv with the repeat's stride + BN +
+activation to the new shape (HW-NAS-Bench's ``Skip``). It takes no kernel (1), expansion, SE,
+groups or skip flag.
 
 Skip flags: ``skip`` identity residual on every repeat whose input and output shapes match (the
 default for ``ir`` and ``ds``); ``noskip`` no shortcut (the default for ``cn``); ``poolskip`` a
@@ -47,15 +58,17 @@ import re
 from dataclasses import dataclass
 
 ACTIVATIONS = ("re", "r6", "hs", "sw")
-BLOCK_TYPES = ("ir", "ds", "cn")
+BLOCK_TYPES = ("ir", "ds", "cn", "id")
 SKIPS = ("identity", "pool", "none")
 SE_STYLES = ("mnas", "v3")
 STAGE_SEPARATOR = ":"
 
 _SKIP_FLAGS = {"skip": "identity", "noskip": "none", "poolskip": "pool"}
-_DEFAULT_SKIP = {"ir": "identity", "ds": "identity", "cn": "none"}
+# An id layer is itself a shortcut: it takes no other.
+_DEFAULT_SKIP = {"ir": "identity", "ds": "identity", "cn": "none", "id": "none"}
 _DEPTHWISE_KERNELS = (3, 5, 7)
 _CONV_KERNELS = (1, 3, 5, 7)
+_ID_KERNELS = (1,)  # an id layer's shape-changing projection is a 1x1 conv
 _STRIDES = (1, 2)
 
 
@@ -137,11 +150,12 @@ class Stage:
     se_ratio: float = 0.0
     act: str = "re"
     skip: str | None = None  # None means the block type's default
+    groups: int = 1  # ir: groups of the 1x1 convs, with a channel shuffle after the expand if > 1
 
     def __post_init__(self):
         _check(self.block in BLOCK_TYPES, "stage.block", f"one of {BLOCK_TYPES}", self.block)
         _check_int(self.repeats, "stage.repeats", 0)
-        kernels = _CONV_KERNELS if self.block == "cn" else _DEPTHWISE_KERNELS
+        kernels = {"cn": _CONV_KERNELS, "id": _ID_KERNELS}.get(self.block, _DEPTHWISE_KERNELS)
         _check(_is_int(self.kernel) and self.kernel in kernels, "stage.kernel", f"one of {kernels} for {self.block}",
                self.kernel)
         _check(_is_int(self.stride) and self.stride in _STRIDES, "stage.stride", f"one of {_STRIDES}", self.stride)
@@ -152,18 +166,34 @@ class Stage:
                f"1 for block type {self.block} (only ir expands)", self.expansion)
         _check(_is_number(self.se_ratio) and 0 <= self.se_ratio <= 1, "stage.se_ratio",
                "a number in [0, 1]", self.se_ratio)
+        _check(self.block != "id" or self.se_ratio == 0, "stage.se_ratio", "0 for block type id (no SE)",
+               self.se_ratio)
         _check(self.act in ACTIVATIONS, "stage.act", f"one of {ACTIVATIONS}", self.act)
         skip = _DEFAULT_SKIP.get(self.block) if self.skip is None else self.skip
         _check(skip in SKIPS, "stage.skip", f"one of {SKIPS}", self.skip)
+        _check(self.block != "id" or skip == "none", "stage.skip",
+               "none for block type id (the layer is itself a shortcut)", self.skip)
+        _check_int(self.groups, "stage.groups", 1)
+        _check(self.block == "ir" or self.groups == 1, "stage.groups",
+               f"1 for block type {self.block} (only ir has grouped 1x1 convs)", self.groups)
+        # The projection's output channels split into the groups; the input and expanded channels
+        # are only known when lowering (pynas.ir.lower checks them).
+        _check(self.channels % self.groups == 0, "stage.groups",
+               f"a divisor of the stage's {self.channels} output channels", self.groups)
         object.__setattr__(self, "skip", skip)
         object.__setattr__(self, "expansion", float(self.expansion))
         object.__setattr__(self, "se_ratio", float(self.se_ratio))
 
     def __str__(self) -> str:
-        tokens = [self.block, f"r{self.repeats}", f"k{self.kernel}", f"s{self.stride}"]
+        tokens = [self.block, f"r{self.repeats}"]
+        if self.block != "id":  # an id layer's kernel is always 1 and not written
+            tokens.append(f"k{self.kernel}")
+        tokens.append(f"s{self.stride}")
         if self.block == "ir":
             tokens.append(f"e{_format_number(self.expansion)}")
         tokens.append(f"c{self.channels}")
+        if self.groups != 1:
+            tokens.append(f"g{self.groups}")
         if self.se_ratio:
             tokens.append(f"se{_format_number(self.se_ratio)}")
         if self.act != "re":
@@ -259,17 +289,18 @@ _INT = re.compile(r"0|[1-9][0-9]*")
 _NUMBER = re.compile(r"(0|[1-9][0-9]*)(\.[0-9]+)?")
 
 # Per part: required keys, optional keys, allowed flags.
-_INT_KEYS = {"r", "k", "s", "c", "res", "cls"}  # the others are decimals, except n (a name)
+_INT_KEYS = {"r", "k", "s", "c", "g", "res", "cls"}  # the others are decimals, except n (a name)
 _PART_GRAMMAR = {
     "net": (("res", "cls"), (), ("sev3",)),
     "stem": (("k", "s", "c"), ("n",), ()),
-    "ir": (("r", "k", "s", "e", "c"), ("se", "n"), tuple(_SKIP_FLAGS)),
+    "ir": (("r", "k", "s", "e", "c"), ("g", "se", "n"), tuple(_SKIP_FLAGS)),
     "ds": (("r", "k", "s", "c"), ("se", "n"), tuple(_SKIP_FLAGS)),
     "cn": (("r", "k", "s", "c"), ("se", "n"), tuple(_SKIP_FLAGS)),
+    "id": (("r", "s", "c"), ("n",), ()),
     "head": (("c",), ("n",), ("poolfirst",)),
 }
 _KEY_MEANING = {"r": "repeats", "k": "kernel", "s": "stride", "e": "expansion", "c": "channels",
-                "se": "SE ratio", "n": "activation", "res": "resolution", "cls": "classes"}
+                "g": "groups", "se": "SE ratio", "n": "activation", "res": "resolution", "cls": "classes"}
 
 
 def _split(text: str, separator: str, offset: int):
@@ -381,11 +412,12 @@ def parse(text: str) -> Arch:
 
     stages = []
     stage_fields = {"r": "repeats", "k": "kernel", "s": "stride", "e": "expansion", "c": "channels",
-                    "se": "se_ratio", "n": "act"}
+                    "g": "groups", "se": "se_ratio", "n": "act"}
     for part, part_pos in stage_parts:
         kind, values, flags = _parse_part(part, part_pos, None)
         skip = _SKIP_FLAGS[flags[0]] if flags else None
-        stages.append(_build(Stage, values, stage_fields, part, part_pos, block=kind, skip=skip))
+        fixed = {"kernel": _ID_KERNELS[0]} if kind == "id" else {}  # not written for id
+        stages.append(_build(Stage, values, stage_fields, part, part_pos, block=kind, skip=skip, **fixed))
 
     _, values, flags = _parse_part(head, head_pos, "head")
     head_obj = _build(Head, values, {"c": "channels", "n": "act"}, head, head_pos, pool_first="poolfirst" in flags)

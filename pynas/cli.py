@@ -54,10 +54,16 @@ def cmd_describe(args) -> None:
     print("counting: MACs of convs and FCs (SE included); params include BatchNorm's gamma and beta")
 
 
-def cmd_sample(args) -> None:
+def _space(args):
+    """The space of --space with the options given (the space's own defaults for the others)."""
     from pynas.space import get_space
 
-    space = get_space(args.space, resolution=args.resolution or 224)
+    options = {name: getattr(args, name) for name in ("setting", "resolution") if getattr(args, name) is not None}
+    return get_space(args.space, **options)
+
+
+def cmd_sample(args) -> None:
+    space = _space(args)
     if args.describe:
         print(space.describe())
         return
@@ -169,16 +175,15 @@ def cmd_profile(args) -> None:
 
     from pynas.profiling.backends import Backend, BackendUnavailable, unavailable
     from pynas.profiling.session import Progress, plan, run
-    from pynas.space import get_space
     from pynas.store import Store
 
     reason = unavailable(args.backend)  # checked before the (slow) planning
     if reason:
         raise BackendUnavailable(f"backend {args.backend} is unavailable here: {reason}")
-    space = get_space(args.space, resolution=args.resolution)
+    space = _space(args)
     work = plan(space, neighbours=args.neighbours, networks=args.networks, seed=args.seed, limit=args.limit)
     counts = ", ".join(f"{n} {kind}" for kind, n in work.counts.items())
-    print(f"space {work.space} at {args.resolution}: {len(work.items)} items to measure ({counts})")
+    print(f"space {work.space} at {work.resolution}: {len(work.items)} items to measure ({counts})")
     harness = {"budget_seconds": args.item_budget_seconds, "target_rel_ci": args.target_ci}
     if args.pin is not None:
         harness["pin_cpu"] = args.pin
@@ -212,10 +217,11 @@ def build_parser() -> argparse.ArgumentParser:
     describe.set_defaults(run=cmd_describe)
 
     sample = commands.add_parser("sample", help="sample architectures uniformly from a search space")
-    sample.add_argument("--space", default="mnasnet")
+    sample.add_argument("--space", default="mnasnet", help="mnasnet or fbnet (default mnasnet)")
+    sample.add_argument("--setting", help="fbnet: imagenet (default) or cifar100")
     sample.add_argument("-n", type=int, default=5, help="how many (default 5)")
     sample.add_argument("--seed", type=int, default=None)
-    sample.add_argument("--resolution", type=int, help="input resolution (default 224)")
+    sample.add_argument("--resolution", type=int, help="input resolution (default: the space's, 224 for mnasnet)")
     sample.add_argument("--tokens", action="store_true", help="also print each architecture's tokens")
     sample.add_argument("--describe", action="store_true", help="print the space's decisions and size instead")
     sample.set_defaults(run=cmd_sample)
@@ -234,8 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(run=cmd_info)
 
     profile = commands.add_parser("profile", help="measure a search space's segments and networks on this device")
-    profile.add_argument("--space", default="mnasnet", help="search space (default mnasnet)")
-    profile.add_argument("--resolution", type=int, default=224)
+    profile.add_argument("--space", default="mnasnet", help="search space: mnasnet or fbnet (default mnasnet)")
+    profile.add_argument("--setting", help="fbnet: imagenet (default) or cifar100")
+    profile.add_argument("--resolution", type=int, help="input resolution (default: the space's, 224 for mnasnet)")
     profile.add_argument("--backend", default="native", help="native, torch, torch_cl, onnxruntime or litert")
     profile.add_argument("--threads", type=int, default=1)
     profile.add_argument("--budget-minutes", type=float, default=0,

@@ -2,8 +2,11 @@
 
 The module mirrors `pynas.ir.lower` op for op (see its docstring for how each block lowers):
 BatchNorm after every conv except the SE's and the pool-first head's (those have biases), the
-activation after BN, linear projections, and residuals as the architecture's skip says. Blocks
-are flat in ``Network.blocks`` and ``forward`` is a straight line.
+activation after BN, linear projections, and residuals as the architecture's skip says; grouped
+``ir`` blocks (``g2``) with grouped 1x1 convs and a `ChannelShuffle` after the expand, and ``id``
+layers (FBNet's skip) as an identity or a 1x1 conv + BN + act. Blocks are flat in
+``Network.blocks`` (one per repeat, an identity ``id`` repeat included) and ``forward`` is a
+straight line.
 """
 from __future__ import annotations
 
@@ -47,6 +50,22 @@ class SqueezeExcite(nn.Module):
         return x * self.gate(self.expand(self.act(self.reduce(scale))))
 
 
+class ChannelShuffle(nn.Module):
+    """ShuffleNet's channel shuffle (as HW-NAS-Bench's FBNet ConvBlock does it): channels viewed as
+    groups x (C / groups), transposed; output channel j * groups + g is input channel g * C/g + j."""
+
+    def __init__(self, groups: int):
+        super().__init__()
+        self.groups = groups
+
+    def forward(self, x):
+        n, c, h, w = x.shape
+        return x.view(n, self.groups, c // self.groups, h, w).transpose(1, 2).reshape(n, c, h, w)
+
+    def extra_repr(self) -> str:
+        return f"groups={self.groups}"
+
+
 class PoolShortcut(nn.Sequential):
     """3x3 average pool with the block's stride, then a 1x1 conv + BN if channels change."""
 
@@ -62,11 +81,19 @@ class Block(nn.Module):
 
     def __init__(self, arch: Arch, stage: Stage, cin: int, stride: int):
         super().__init__()
-        cout, act, k = stage.channels, stage.act, stage.kernel
+        cout, act, k, g = stage.channels, stage.act, stage.kernel, stage.groups
         layers: list[nn.Module] = []
+        self.shortcut = None
+        if stage.block == "id":
+            keeps_shape = stride == 1 and cin == cout
+            self.body = nn.Identity() if keeps_shape else ConvBnAct(cin, cout, 1, stride, act=act)
+            return
         if stage.block == "ir":
             mid = expanded_channels(cin, stage.expansion)
-            layers += [ConvBnAct(cin, mid, 1, act=act), ConvBnAct(mid, mid, k, stride, groups=mid, act=act)]
+            layers.append(ConvBnAct(cin, mid, 1, groups=g, act=act))
+            if g > 1:
+                layers.append(ChannelShuffle(g))
+            layers.append(ConvBnAct(mid, mid, k, stride, groups=mid, act=act))
         elif stage.block == "ds":
             mid = cin
             layers.append(ConvBnAct(cin, cin, k, stride, groups=cin, act=act))
@@ -78,14 +105,12 @@ class Block(nn.Module):
             layers.append(SqueezeExcite(mid, se_channels(arch, stage, cin, mid), "re" if v3 else act,
                                         "hsigmoid" if v3 else "sigmoid"))
         if stage.block != "cn":
-            layers.append(ConvBnAct(mid, cout, 1))
+            layers.append(ConvBnAct(mid, cout, 1, groups=g))
         self.body = nn.Sequential(*layers)
         if stage.skip == "identity" and stride == 1 and cin == cout:
             self.shortcut = nn.Identity()
         elif stage.skip == "pool":
             self.shortcut = PoolShortcut(cin, cout, stride)
-        else:
-            self.shortcut = None
 
     def forward(self, x):
         y = self.body(x)

@@ -29,7 +29,7 @@ from pynas.presets import PRESETS, preset
 
 NET, STEM, HEAD = "net_res224_cls1000", "stem_k3_s2_c32", "head_c1280"
 DS, IR, CN = "ds_r1_k3_s1_c16", "ir_r2_k3_s2_e6_c24", "cn_r1_k1_s1_c960"
-KERNELS = {"ir": (3, 5, 7), "ds": (3, 5, 7), "cn": (1, 3, 5, 7)}
+KERNELS = {"ir": (3, 5, 7), "ds": (3, 5, 7), "cn": (1, 3, 5, 7), "id": (1,)}
 
 
 def arch_text(*stages: str, net: str = NET, stem: str = STEM, head: str = HEAD) -> str:
@@ -70,8 +70,8 @@ def canonical_tokens(part: str) -> tuple[str, list[str]]:
     """An independent oracle for what a part says: its kind and its tokens minus explicit defaults,
     with numbers normalized (e6.0 -> e6, se0.250 -> se0.25), sorted."""
     kind, *tokens = part.split("_")
-    defaults = {"stem": {"nre"}, "head": {"nre"}, "ir": {"nre", "skip"}, "ds": {"nre", "skip"},
-                "cn": {"nre", "noskip"}}.get(kind, set())
+    defaults = {"stem": {"nre"}, "head": {"nre"}, "ir": {"nre", "skip", "g1"}, "ds": {"nre", "skip"},
+                "cn": {"nre", "noskip"}, "id": {"nre"}}.get(kind, set())
     out = []
     for token in tokens:
         number = re.fullmatch(r"(se|e)([0-9]+(?:\.[0-9]+)?)", token)
@@ -130,6 +130,13 @@ def test_presets_round_trip(name):
     (Stage("cn", 1, 1, 1, 960, act="sw"), "cn_r1_k1_s1_c960_nsw"),
     (Stage("cn", 6, 7, 2, 2000, skip="identity"), "cn_r6_k7_s2_c2000_skip"),
     (Stage("cn", 1, 3, 1, 64, se_ratio=0.5, skip="pool"), "cn_r1_k3_s1_c64_se0.5_poolskip"),
+    # FBNet: grouped 1x1 convs (g after c) and the skip layer (no kernel written)
+    (Stage("ir", 1, 3, 2, 24, expansion=1, groups=2), "ir_r1_k3_s2_e1_c24_g2"),
+    (Stage("ir", 2, 5, 1, 48, expansion=6, se_ratio=0.25, act="hs", skip="none", groups=3),
+     "ir_r2_k5_s1_e6_c48_g3_se0.25_nhs_noskip"),
+    (Stage("ir", 1, 3, 1, 16, expansion=1, groups=1), "ir_r1_k3_s1_e1_c16"),
+    (Stage("id", 1, 1, 2, 24), "id_r1_s2_c24"),
+    (Stage("id", 0, 1, 1, 16, act="r6"), "id_r0_s1_c16_nr6"),
 ])
 def test_stage_canonical_form(stage, text):
     """str leaves out defaults, writes integral numbers without '.0' and others as their shortest
@@ -159,10 +166,15 @@ EXPANSIONS = st.one_of(st.sampled_from([1, 2, 3, 4, 6, 2.3, 2.5, 1 / 3, 0.5, 1e-
 @st.composite
 def stages(draw, ratios=RATIOS, expansions=EXPANSIONS):
     block = draw(st.sampled_from(BLOCK_TYPES))
+    if block == "id":  # FBNet's skip layer: no kernel choice, expansion, SE, groups or skip flag
+        return Stage(block=block, repeats=draw(st.integers(0, 6)), kernel=1, stride=draw(st.sampled_from([1, 2])),
+                     channels=draw(st.integers(1, 2000)), act=draw(st.sampled_from(ACTIVATIONS)),
+                     skip=draw(st.sampled_from(["none", None])))
+    groups = draw(st.sampled_from([1, 1, 2, 3])) if block == "ir" else 1
     return Stage(block=block, repeats=draw(st.integers(0, 6)), kernel=draw(st.sampled_from(KERNELS[block])),
-                 stride=draw(st.sampled_from([1, 2])), channels=draw(st.integers(1, 2000)),
+                 stride=draw(st.sampled_from([1, 2])), channels=groups * draw(st.integers(1, 2000 // groups)),
                  expansion=draw(expansions) if block == "ir" else 1.0, se_ratio=draw(ratios),
-                 act=draw(st.sampled_from(ACTIVATIONS)), skip=draw(st.sampled_from([*SKIPS, None])))
+                 act=draw(st.sampled_from(ACTIVATIONS)), skip=draw(st.sampled_from([*SKIPS, None])), groups=groups)
 
 
 @st.composite
@@ -262,6 +274,9 @@ def test_parser_rejects_integers_beyond_max_naming_the_token(field, key):
     ("ir_c24_e6_s2_k3_r2", IR),
     ("ir_noskip_nhs_se0.25_c24_e6_s2_k3_r2", "ir_r2_k3_s2_e6_c24_se0.25_nhs_noskip"),
     ("cn_skip_c960_s1_k1_r1", "cn_r1_k1_s1_c960_skip"),
+    ("ir_g2_c24_e1_s2_k3_r1", "ir_r1_k3_s2_e1_c24_g2"),
+    ("ir_r2_k3_s2_e6_c24_g1", IR),
+    ("id_c24_s2_r1_nre", "id_r1_s2_c24"),
 ])
 def test_noncanonical_stage_spellings(variant, canonical):
     """Valid non-canonical stage spellings parse to the same arch as the canonical one."""
@@ -309,6 +324,25 @@ STRICT_CASES = {
     "e1 on ds": arch_text("ds_r1_k3_s1_[e1]_c16"),
     "e on cn": arch_text("cn_r1_k1_s1_[e2]_c960"),
     "e on stem": arch_text(stem="stem_k3_s2_[e2]_c32"),
+    # groups (ir only) and the id (skip) layer
+    "g on ds": arch_text("ds_r1_k3_s1_c16_[g2]"),
+    "g on cn": arch_text("cn_r1_k1_s1_c960_[g2]"),
+    "g on stem": arch_text(stem="stem_k3_s2_c32_[g2]"),
+    "g on id": arch_text("id_r1_s2_c24_[g2]"),
+    "g0": arch_text("ir_r2_k3_s2_e6_c24_[g0]"),
+    "g not dividing channels": arch_text("ir_r2_k3_s2_e6_c25_[g2]"),
+    "fractional g": arch_text("ir_r2_k3_s2_e6_c24_[g2.0]"),
+    "duplicate g": arch_text("ir_r2_k3_s2_e6_c24_g2_[g2]"),
+    "bare g": arch_text("ir_r2_k3_s2_e6_c24_[g]"),
+    "k on id": arch_text("id_r1_[k1]_s2_c24"),
+    "e on id": arch_text("id_r1_s2_[e1]_c24"),
+    "se on id": arch_text("id_r1_s2_c24_[se0.25]"),
+    "skip flag on id": arch_text("id_r1_s2_c24_[skip]"),
+    "noskip on id": arch_text("id_r1_s2_c24_[noskip]"),
+    "id without s": arch_text("[id_r1_c24]"),
+    "id without r": arch_text("[id_s1_c24]"),
+    "id stride 3": arch_text("id_r1_[s3]_c24"),
+    "id as stem": arch_text(stem="[id]_r1_s2_c32"),
     # duplicates and conflicts
     "duplicate kernel": arch_text("ir_r2_k3_[k5]_s2_e6_c24"),
     "duplicate act": arch_text("ir_r2_k3_s2_e6_c24_nhs_[nre]"),
@@ -436,8 +470,8 @@ def test_non_str_argument_raises_type_error(value):
 # 3. Fuzzing: the contract holds for any input
 
 GRAMMAR_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789_.:"
-GRAMMAR_WORDS = ["net", "stem", "ir", "ds", "cn", "head", "res224", "cls1000", "sev3", "r0", "r1", "r2", "k1",
-                 "k3", "k5", "k7", "s1", "s2", "e6", "e2.3", "c16", "c24", "c1280", "se0.25", "se1", "nre",
+GRAMMAR_WORDS = ["net", "stem", "ir", "ds", "cn", "id", "g2", "head", "res224", "cls1000", "sev3", "r0", "r1", "r2",
+                 "k1", "k3", "k5", "k7", "s1", "s2", "e6", "e2.3", "c16", "c24", "c1280", "se0.25", "se1", "nre",
                  "nhs", "nr6", "nsw", "skip", "noskip", "poolskip", "poolfirst"]
 PADDING = st.sampled_from(["", "", " ", "\t", "  \n"])
 RICH_EXTRA = ["-", " ", "\t", "A", "K", "\u00e9", "\u00df", "\u0661", "\u2003", "\u212a", "\u00b2", "\U0001f600"]
@@ -456,7 +490,8 @@ PART_WORDS = {
     "net": ["res224", "res1", "res0", "cls1000", "cls10", "cls0", "sev3"],
     "stem": ["k3", "k1", "k4", "s2", "s1", "s3", "c32", "c0", "c016", "nhs", "nre", "nfoo"],
     "stage": ["r0", "r1", "r6", "k1", "k3", "k5", "k7", "k4", "s1", "s2", "e6", "e2.3", "e0", "e1", "c16", "c24",
-              "c0", "se0", "se0.25", "se1", "se1.5", "nre", "nhs", "nr6", "nsw", "skip", "noskip", "poolskip"],
+              "c0", "se0", "se0.25", "se1", "se1.5", "nre", "nhs", "nr6", "nsw", "skip", "noskip", "poolskip",
+              "g1", "g2", "g3", "g0"],
     "head": ["c1280", "c0", "nhs", "poolfirst"],
 }
 
@@ -464,7 +499,8 @@ PART_WORDS = {
 VALID_PARTS = {
     "net": [NET, "net_res32_cls10_sev3"],
     "stem": [STEM, "stem_k1_s1_c8_nhs"],
-    "stage": [DS, IR, CN, "ir_r3_k5_s2_e3_c40_se0.25_nhs", "cn_r1_k7_s2_c64_poolskip", "ds_r0_k7_s2_c8_noskip"],
+    "stage": [DS, IR, CN, "ir_r3_k5_s2_e3_c40_se0.25_nhs", "cn_r1_k7_s2_c64_poolskip", "ds_r0_k7_s2_c8_noskip",
+              "ir_r1_k3_s2_e1_c24_g2", "id_r1_s2_c24", "id_r1_s1_c16_nhs"],
     "head": [HEAD, "head_c1024_nhs_poolfirst"],
 }
 
@@ -483,7 +519,7 @@ WORD_SOUP = st.one_of(
     # net, stem, stages, head in order, each valid or random: reaches every part's checks
     st.builds(lambda net, stem, stages, head: ":".join([net, stem, *stages, head]),
               soup_part(["net"], "net"), soup_part(["stem"], "stem"),
-              st.lists(soup_part(["ir", "ds", "cn", "ir", "ds", "cn", "head", "mb"], "stage"), max_size=4),
+              st.lists(soup_part(["ir", "ds", "cn", "id", "ir", "ds", "cn", "head", "mb"], "stage"), max_size=4),
               soup_part(["head", "head", "head", "ir"], "head")),
     # grammar words and separators in any order
     st.lists(st.one_of(st.sampled_from(GRAMMAR_WORDS), st.sampled_from(["_", ":", "_", ":", "", "0"])),
@@ -624,6 +660,17 @@ INVALID_FIELDS = [
     (Stage, {"se_ratio": 1.5}, "stage.se_ratio"),
     (Stage, {"se_ratio": math.nan}, "stage.se_ratio"),
     (Stage, {"se_ratio": True}, "stage.se_ratio"),
+    (Stage, {"groups": 0}, "stage.groups"),
+    (Stage, {"groups": 2.0}, "stage.groups"),
+    (Stage, {"groups": True}, "stage.groups"),
+    (Stage, {"groups": 5}, "stage.groups"),  # does not divide 24 channels
+    (Stage, {"block": "ds", "expansion": 1, "groups": 2}, "stage.groups"),
+    (Stage, {"block": "cn", "expansion": 1, "groups": 2}, "stage.groups"),
+    (Stage, {"block": "id", "expansion": 1, "kernel": 3}, "stage.kernel"),
+    (Stage, {"block": "id", "kernel": 1}, "stage.expansion"),
+    (Stage, {"block": "id", "expansion": 1, "kernel": 1, "se_ratio": 0.25}, "stage.se_ratio"),
+    (Stage, {"block": "id", "expansion": 1, "kernel": 1, "skip": "identity"}, "stage.skip"),
+    (Stage, {"block": "id", "expansion": 1, "kernel": 1, "groups": 2}, "stage.groups"),
     (Stage, {"act": "hswish"}, "stage.act"),
     (Stage, {"skip": "noskip"}, "stage.skip"),
     (Stage, {"skip": "identity "}, "stage.skip"),
@@ -657,6 +704,12 @@ def test_stage_skip_none_resolves_to_block_default(block, skip):
     assert stage == Stage(block, 1, 3, 1, 16, skip=skip)
     other = next(s for s in SKIPS if s != skip)
     assert Stage(block, 1, 3, 1, 16, skip=other).skip == other
+
+
+def test_id_layer_takes_no_shortcut_and_kernel_1():
+    stage = Stage("id", 1, 1, 2, 24)
+    assert stage.skip == "none" and stage.groups == 1 and stage == Stage("id", 1, 1, 2, 24, skip="none")
+    assert parse(arch_text("id_r1_s2_c24")).stages[0] == stage
 
 
 def test_stage_normalizes_numbers_and_arch_normalizes_stages():

@@ -54,7 +54,7 @@ def _check_graph_shapes(graph):
             assert op.hout == math.ceil(op.hin / op.stride) and op.wout == math.ceil(op.win / op.stride)
         if op.kind == "dwconv":
             assert op.groups == op.cin == op.cout
-        if op.kind in ("act", "se", "add"):
+        if op.kind in ("act", "se", "add", "shuffle"):
             assert (op.cout, op.hout, op.wout) == (op.cin, op.hin, op.win)
         shapes[op.id] = (op.cout, op.hout, op.wout)
     assert (graph.output.kind, graph.output.cout, graph.output.hout) == ("fc", graph.arch.num_classes, 1)
@@ -63,6 +63,7 @@ def _check_graph_shapes(graph):
 @pytest.mark.parametrize("resolution", [224, 225, 97, 32])
 def test_shapes_are_consistent(resolution):
     archs = [preset(n).replace(resolution=resolution) for n in PRESETS] + _sampled(60, resolution=resolution)
+    archs += [a.replace(resolution=resolution) for a in _fbnet_sampled(10, seed=resolution)]
     for arch in archs:
         _check_graph_shapes(lower(arch))
 
@@ -84,6 +85,57 @@ def test_counts_of_a_small_network_by_hand():
     assert (ops["classifier"].macs, ops["classifier"].params) == (160, 170)
     assert ops["stem"].weight_bytes == 4 * (8 * 3 * 9 + 8)  # BN folded into one bias per channel
     assert ops["s0.0.add"].bytes_in == 2 * 4 * 8 * 4 * 4 and ops["s0.0.add"].bytes_out == 4 * 8 * 4 * 4
+
+
+def test_grouped_block_counts_by_hand():
+    """ir g2 (FBNet's e1_g2): grouped expand (with its act) then a channel shuffle, depthwise,
+    grouped projection; an e1 block keeps its 1x1 expand (HW-NAS-Bench's ConvBlock has it)."""
+    arch = parse("net_res8_cls10:stem_k3_s1_c8:ir_r1_k3_s2_e1_c12_g2:ir_r1_k5_s1_e3_c12_g2:ir_r1_k3_s1_e1_c12:head_c16")
+    graph = lower(arch)
+    ops = {op.name: op for op in graph.ops}
+    assert [op.role for op in graph.ops if op.block == "s0.0"] == [
+        "expand", "expand_act", "shuffle", "dw", "dw_act", "project"]
+    expand, shuffle, project = ops["s0.0.expand"], ops["s0.0.shuffle"], ops["s0.0.project"]
+    assert (expand.kind, expand.groups, expand.cout) == ("pwconv", 2, 8)
+    assert (expand.macs, expand.params) == (8 * 8 * 8 * (8 // 2), 8 * 4 + 2 * 8)
+    assert (shuffle.kind, shuffle.groups, shuffle.inputs, shuffle.cin, shuffle.cout) == (
+        "shuffle", 2, (ops["s0.0.expand.act"].id,), 8, 8)
+    assert (shuffle.macs, shuffle.params, shuffle.weight_bytes) == (0, 0, 0)
+    assert shuffle.bytes_in == shuffle.bytes_out == 4 * 8 * 8 * 8
+    assert shuffle.key == "shuffle_n1_i8x8x8_o8x8x8_g2"
+    assert ops["s0.0.dw"].inputs == (shuffle.id,)
+    assert (project.groups, project.macs, project.params, project.weight_bytes) == (
+        2, 12 * 4 * 4 * 4, 12 * 4 + 2 * 12, 4 * (12 * 4 + 12))
+    assert ops["s1.0.expand"].cout == 36 and ops["s1.0.add"].inputs == (ops["s1.0.project"].id, project.id)
+    assert [op.role for op in graph.ops if op.block == "s2.0"][:2] == ["expand", "expand_act"]
+    assert (ops["s2.0.expand"].cin, ops["s2.0.expand"].cout, ops["s2.0.expand"].groups) == (12, 12, 1)
+    assert not any(op.kind == "shuffle" for op in graph.ops if op.block == "s2.0")
+
+
+def test_groups_must_divide_input_and_expanded_channels():
+    with pytest.raises(ValueError, match=r"block s0.0 \(ir_r1_k3_s1_e1_c12_g2\): groups 2 must divide the input "
+                                         r"channels 9 and the expanded channels 9"):
+        lower(parse("net_res8_cls10:stem_k3_s1_c9:ir_r1_k3_s1_e1_c12_g2:head_c16"))
+    with pytest.raises(ValueError, match="expanded channels 15"):
+        lower(parse("net_res8_cls10:stem_k3_s1_c10:ir_r1_k3_s1_e1.5_c12_g2:head_c16"))
+
+
+def test_id_layers():
+    """id (FBNet's skip): nothing where the shape is kept, else a 1x1 conv with the stride + act."""
+    arch = parse("net_res16_cls10:stem_k3_s1_c8:id_r2_s1_c8:id_r2_s2_c12:id_r1_s1_c16_nhs:head_c16")
+    graph = lower(arch)
+    assert [op.name for op in graph.ops if op.block] == ["s1.0.conv", "s1.0.conv.act", "s2.0.conv", "s2.0.conv.act"]
+    ops = {op.name: op for op in graph.ops}
+    proj = ops["s1.0.conv"]
+    assert (proj.kind, proj.kernel, proj.stride, proj.padding, proj.cin, proj.cout, proj.hout) == (
+        "pwconv", 1, 2, 0, 8, 12, 8)
+    assert (proj.macs, proj.params, proj.bn) == (12 * 8 * 8 * 8, 12 * 8 + 2 * 12, True)
+    assert ops["s1.0.conv.act"].act == "re" and ops["s2.0.conv.act"].act == "hs"
+    assert (ops["s2.0.conv"].stride, ops["s2.0.conv"].cout) == (1, 16)
+    # The same work as a 1x1 cn block: the same kernel key.
+    cn = parse("net_res16_cls10:stem_k3_s1_c8:cn_r1_k1_s2_c12:head_c16")
+    assert [k.key for k in fuse(lower(cn)) if k.first.block] == [
+        k.key for k in fuse(graph) if k.first.block == "s1.0"]
 
 
 def test_se_styles():
@@ -119,8 +171,13 @@ def test_batch():
         lower(preset("mnasnet-a1"), batch=0)
 
 
+def _fbnet_sampled(n=20, seed=5):
+    """FBNet-space networks (grouped blocks, shuffles, id layers), both settings."""
+    return [a for setting in ("imagenet", "cifar100") for a in get_space("fbnet", setting=setting).sample(n, seed=seed)]
+
+
 def _archs():
-    return [preset(n) for n in PRESETS] + _sampled(120)
+    return [preset(n) for n in PRESETS] + _sampled(120) + _fbnet_sampled()
 
 
 @pytest.mark.parametrize("blocks", [False, True])
@@ -152,6 +209,19 @@ def test_conv_fusion_details():
     assert len(kernels["s1.1.project"].inputs) == 2
     # Fusing hides the intermediate: bytes out = one tensor, not project's + add's.
     assert kernels["s1.1.project"].bytes_out == graph.ops[kernels["s1.1.project"].last.id].bytes_out
+
+
+def test_shuffle_fuses_into_the_grouped_expand():
+    graph = lower(parse("net_res8_cls10:stem_k3_s1_c8:ir_r2_k3_s1_e1_c8_g2:head_c16"))
+    kernels = {k.name: k for k in fuse(graph)}
+    assert [op.role for op in kernels["s0.0.expand"].ops] == ["expand", "expand_act", "shuffle"]
+    assert kernels["s0.0.expand"].key == "pwconv_n1_i8x8x8_o8x8x8_k1_s1_p0_g2_re_shuffle"
+    assert [op.role for op in kernels["s0.1.project"].ops] == ["project", "residual"]
+    assert kernels["s0.1.project"].key == "pwconv_n1_i8x8x8_o8x8x8_k1_s1_p0_g2_linear_res"
+    blocks = {k.name: k.key for k in fuse(graph, blocks=True)}
+    assert blocks["s0.0"] == "mbconv_n1_i8x8x8_o8x8x8_m8_g2_k3_s1_re_se0_skipidentity"
+    ungrouped = lower(parse("net_res8_cls10:stem_k3_s1_c8:ir_r2_k3_s1_e1_c8:head_c16"))
+    assert {k.name: k.key for k in fuse(ungrouped, blocks=True)}["s0.0"] == blocks["s0.0"].replace("_g2", "")
 
 
 def test_block_fusion():

@@ -121,3 +121,137 @@ def test_a_single_block_matches_pytorch():
     assert got.shape == (14, 14, 112) and relative_error(got, want) < 1e-4
     with pytest.raises(ValueError, match="segment: expected one of"):
         NativeNetwork(arch, segment="s9.0")
+
+
+# ---------------------------------------------------------------------------------------------
+# FBNet: grouped 1x1 convs with the channel shuffle (op-level steps), id (skip) layers
+
+
+@pytest.mark.parametrize("setting", ["cifar100", "imagenet"])
+def test_fbnet_architectures_match_pytorch(setting):
+    """Sampled FBNet networks, all-g2 and all-skip ones: block steps for ungrouped blocks, op-level
+    steps (grouped pointwise writing shuffled, depthwise, grouped pointwise + residual) for grouped
+    ones; 1 and 2 threads; and everything per op."""
+    space = get_space("fbnet", setting=setting)
+    archs = space.sample(6 if setting == "cifar100" else 2, seed=31) + [space.decode([1] * 22), space.decode([8] * 22)]
+    for i, arch in enumerate(archs):
+        check(arch, seed=i, threads=1 + i % 2, fused=i % 3 != 2)
+
+
+def test_fbnet_at_other_resolutions():
+    for i, arch in enumerate(get_space("fbnet", resolution=45).sample(2, seed=3)):
+        check(arch, seed=i, threads=2)
+
+
+def test_grouped_blocks_are_op_steps_and_the_rest_block_steps():
+    from pynas.arch import parse
+
+    arch = parse("net_res16_cls10:stem_k3_s1_c16:ir_r1_k3_s1_e1_c16_g2:ir_r1_k5_s2_e6_c24:ir_r1_k3_s1_e1_c24_g2:"
+                 "id_r1_s2_c32:id_r1_s1_c32:head_c64")
+    steps = NativeNetwork(arch).describe()
+    assert len(steps) == 1 + 3 + 1 + 3 + 1 + 3  # stem; g2 block; fused block; g2 block; skip conv; head
+    assert "[g2+shuffle]" in steps[1] and steps[2].startswith("dwconv_") and steps[3].split()[0].endswith("[g2]")
+    assert steps[4].startswith("mbconv[")
+    assert steps[8].startswith("conv_") and steps[8].endswith(" 4x4x32")  # the id layer's strided 1x1 conv
+    assert sum(s.startswith("mbconv[") for s in steps) == 1
+    check(arch, seed=5)
+    check(arch, seed=6, fused=False)
+
+
+def test_grouped_block_is_never_given_to_the_block_step():
+    """The block step has no groups: handed a grouped block kernel it refuses, never runs it wrong."""
+    from pynas.arch import parse
+    from pynas.ir import fuse
+
+    net = NativeNetwork(parse("net_res8_cls10:stem_k3_s1_c8:ir_r1_k3_s1_e1_c8_g2:head_c16"))
+    kernel = next(k for k in fuse(net.graph, blocks=True) if k.kind == "mbconv")
+    fresh = _core_network_with_input(kernel.first)
+    net.network = fresh
+    with pytest.raises(ValueError, match="block s0.0: the fused block step has no grouped 1x1 convs"):
+        net._block(kernel, 0, {}, {})
+
+
+def _core_network_with_input(op):
+    from pynas import _core
+
+    n = _core.Network(1)
+    n.input(op.hin, op.win, op.cin)
+    return n
+
+
+def test_grouped_segment_runs_alone():
+    from pynas.arch import parse
+    from pynas.torch_builder import fold_batchnorm
+
+    arch = parse("net_res14_cls10:stem_k3_s1_c24:ir_r1_k5_s1_e1_c24_g2:head_c8")
+    model = _trained_looking(build_torch(arch), 0)
+    x = np.random.default_rng(0).standard_normal((1, 24, 14, 14)).astype(np.float32)
+    with torch.no_grad():
+        want = fold_batchnorm(model).blocks[0](torch.from_numpy(x))[0].permute(1, 2, 0).numpy()
+    got = NativeNetwork(arch, model, segment="s0.0").run(x)
+    assert got.shape == (14, 14, 24) and relative_error(got, want) < 1e-4
+
+
+@pytest.mark.parametrize("groups, shuffle, residual, threads, hw", [
+    (2, True, False, 1, (7, 9)), (2, True, True, 2, (13, 11)), (2, False, True, 2, (5, 5)),
+    (3, True, True, 1, (3, 17)), (4, False, False, 2, (1, 1)), (2, True, False, 2, (40, 40)),
+])
+def test_network_grouped_pointwise_and_shuffle_steps(groups, shuffle, residual, threads, hw):
+    """Network.pointwise(groups, shuffle) and Network.shuffle against the float64 reference: M around
+    tiles and the shuffle's row blocks, residual after the shuffle, split over threads."""
+    from pynas import _core
+    from pynas.native import reference
+
+    rng = np.random.default_rng(groups * 10 + threads)
+    h, w = hw
+    cin, cout = 12 * groups, 8 * groups
+    x = rng.standard_normal((h, w, cin)).astype(np.float32)
+    wt = rng.standard_normal((cout, cin // groups)).astype(np.float32)
+    b = rng.standard_normal(cout).astype(np.float32)
+    n = _core.Network(threads)
+    t = n.input(h, w, cin)
+    res = n.pointwise(t, np.ones((cout, cin), np.float32), np.zeros(cout, np.float32)) if residual else -1
+    y = n.pointwise(t, wt, b, "re", res, groups=groups, shuffle=shuffle)
+    z = n.shuffle(y, groups)
+    n.finalize(z)
+    want = reference.pointwise(x, wt, b, "re", groups=groups)
+    if shuffle:
+        want = reference.channel_shuffle(want, groups)
+    if residual:
+        want = want + reference.pointwise(x, np.ones((cout, cin)), np.zeros(cout))
+    want = reference.channel_shuffle(want, groups)
+    np.testing.assert_allclose(n.run(x), want, rtol=1e-5, atol=1e-4)
+
+
+def test_network_grouped_pointwise_errors():
+    from pynas import _core
+
+    n = _core.Network(1)
+    t = n.input(4, 4, 6)
+    with pytest.raises(ValueError, match=r"weights: expected Cout x 3 \(Cin / groups\)"):
+        n.pointwise(t, np.zeros((4, 6), np.float32), np.zeros(4, np.float32), groups=2)
+    with pytest.raises(ValueError, match="groups: expected a divisor of Cin = 6, got 4"):
+        n.pointwise(t, np.zeros((4, 1), np.float32), np.zeros(4, np.float32), groups=4)
+    with pytest.raises(ValueError, match="pointwise groups: expected a divisor of Cin = 6 and Cout = 5, got 2"):
+        n.pointwise(t, np.zeros((5, 3), np.float32), np.zeros(5, np.float32), groups=2)
+    with pytest.raises(ValueError, match="a channel shuffle needs groups > 1"):
+        n.pointwise(t, np.zeros((4, 6), np.float32), np.zeros(4, np.float32), shuffle=True)
+    with pytest.raises(ValueError, match="shuffle groups: expected a divisor > 1 of C = 6, got 4"):
+        n.shuffle(t, 4)
+    with pytest.raises(ValueError, match="shuffle groups"):
+        n.shuffle(t, 1)
+
+
+@pytest.mark.parametrize("isa", ["scalar", "avx2"])
+def test_fbnet_on_lower_isas(isa, tmp_path):
+    from pynas import _core
+
+    if isa not in _core.supported_isas():
+        pytest.skip(f"this CPU cannot run {isa}")
+    code = ("import sys; sys.path.insert(0, %r); from test_native_runner import check; "
+            "from pynas.space import FBNetSpace; s = FBNetSpace('cifar100'); "
+            "[check(a, seed=i) for i, a in enumerate([s.decode([1] * 22), s.sample(1, seed=4)[0]])]; print('OK')"
+            % os.path.dirname(__file__))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                         env=dict(os.environ, PYNAS_ISA=isa))
+    assert out.returncode == 0 and out.stdout.strip().endswith("OK"), out.stderr[-2000:]

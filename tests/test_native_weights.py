@@ -45,6 +45,16 @@ def test_sampled_architectures():
         _check(arch, seed=i)
 
 
+def test_fbnet_architectures():
+    """Grouped 1x1 weights (Cout x Cin/groups), the shuffle and id layers, through the interpreter."""
+    space = get_space("fbnet", setting="cifar100", resolution=16)
+    for i, arch in enumerate(space.sample(3, seed=2) + [space.decode([1] * 22), space.decode([8] * 22)]):
+        _check(arch, seed=i)
+    graph = lower(space.decode([1] * 22))
+    shapes = {graph.ops[i].name: w.weights.shape for i, w in random_weights(graph).items()}
+    assert shapes["s1.0.expand"] == (16, 8) and shapes["s1.0.project"] == (24, 8)
+
+
 def test_layouts():
     arch = parse("net_res16_cls5:stem_k3_s2_c8:ir_r1_k5_s1_e2_c8_se0.5:head_c16")
     graph = lower(arch)

@@ -1,6 +1,7 @@
 """Measurement backends (pynas.profiling.backends): one interface, availability said clearly."""
 import pytest
 
+from pynas.ir.segments import segments
 from pynas.presets import preset
 from pynas.profiling.backends import BACKENDS, Backend, BackendUnavailable, backend_version, unavailable
 from pynas.profiling.configs import neighbour_segments, space_segments
@@ -40,12 +41,43 @@ def test_each_backend_times_a_segment_and_a_network_or_says_why_not(name):
         assert stats["median_ms"] > 0 and stats["runs"] >= 3
     arch = get_space("mnasnet", resolution=32).sample(1, seed=0)[0]
     assert backend.network(arch).measure(**QUICK)["median_ms"] > 0
+    # FBNet: a grouped block (op-level steps natively), an id layer's projection, a whole network
+    fbnet = get_space("fbnet", setting="cifar100")
+    configs = space_segments(fbnet)
+    grouped = next(c for c in configs.values() if c.features["pw_groups"] == 2)
+    skip = next(c for c in configs.values() if c.kind == "convblock")
+    for config in (grouped, skip):
+        assert backend.segment(config.arch, config.segment, config.key).measure(**QUICK)["median_ms"] > 0
+    assert backend.network(fbnet.decode([1] * 22)).measure(**QUICK)["median_ms"] > 0
 
 
 def test_bad_segment_id_names_the_choices():
     arch = preset("mnasnet-a1")
     with pytest.raises(ValueError, match="segment: expected one of"):
         Backend("native").segment(arch, "s42.0", "k")
+
+
+def test_fbnet_neighbours_skip_identity_draws(monkeypatch):
+    """Neighbours of an id (skip) layer whose drawn shapes match are identities with no segment:
+    they are drawn again, not an error."""
+    import pynas.profiling.configs as configs_module
+
+    configs = space_segments(get_space("fbnet", setting="cifar100"))
+    near = neighbour_segments(configs, 40, seed=1)
+    assert len(near) == 40 and not set(near) & set(configs)
+    assert any(c.features["pw_groups"] == 2 for c in near.values())
+    skips = {k: c for k, c in configs.items() if c.kind == "convblock"}  # the id layers' projections
+    identities = []
+
+    def counting(graph):
+        found = segments(graph)
+        if not any(s.id == "s0.0" for s in found):
+            identities.append(str(graph.arch))
+        return found
+
+    monkeypatch.setattr(configs_module, "segments", counting)
+    near = neighbour_segments(skips, 20, seed=0)
+    assert len(near) == 20 and identities  # at least one identity draw (seed 0), drawn again
 
 
 def test_neighbours_are_off_the_space_and_extra_items_join_the_plan():

@@ -23,7 +23,8 @@ def test_segments_partition_the_graph_into_a_chain(name):
 
 
 def test_every_op_reads_only_its_segment_or_the_segment_input():
-    for arch in get_space("mnasnet").sample(30, seed=3):
+    fbnet = [a for setting in ("imagenet", "cifar100") for a in get_space("fbnet", setting=setting).sample(10, seed=3)]
+    for arch in get_space("mnasnet").sample(30, seed=3) + fbnet:
         for seg in segments(lower(arch)):
             inside = {op.id for op in seg.ops}
             outside = {src for op in seg.ops for src in op.inputs if src not in inside}
@@ -60,6 +61,24 @@ def test_features():
     g = segs["s1.0"].features()
     assert g["kind"] == "convblock" and g["skip"] == "identity" and g["kernel"] == 3
     assert segs["stem"].features()["kind"] == "stem" and segs["head"].key.startswith("head_n1_i40x56x56_c1280")
+
+
+def test_fbnet_segments():
+    """Grouped blocks are mbconv segments whose key says g2; a shape-changing id (skip) layer is a
+    convblock with a 1x1 cn block's key; an identity id layer is no segment; the chain holds."""
+    arch = parse("net_res32_cls10:stem_k3_s1_c16:id_r1_s1_c16:ir_r1_k3_s1_e1_c24_g2:id_r1_s2_c32:"
+                 "ir_r1_k5_s1_e6_c32:head_c64")
+    segs = {s.id: s for s in segments(lower(arch))}
+    assert list(segs) == ["stem", "s1.0", "s2.0", "s3.0", "head"]
+    g = segs["s1.0"].features()
+    assert g["kind"] == "mbconv" and g["pw_groups"] == 2 and g["mid"] == 16 and g["expansion"] == 1
+    assert "_m16_g2_k3_" in segs["s1.0"].key
+    skip = segs["s2.0"]
+    assert skip.kind == "convblock" and skip.features()["pw_groups"] == 1
+    cn = parse("net_res32_cls10:stem_k3_s1_c24:cn_r1_k1_s2_c32:head_c64")
+    assert skip.key == {s.id: s for s in segments(lower(cn))}["s0.0"].key
+    assert segs["s3.0"].features()["pw_groups"] == 1
+    assert [s.output_shape for s in segs.values()][:-1] == [s.input_shape for s in segs.values()][1:]
 
 
 def test_native_segment_runs_alone():

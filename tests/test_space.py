@@ -124,6 +124,10 @@ def test_encode_rejects_architectures_outside_the_space(space):
     arch = space.sample(1, seed=0)[0]
     with pytest.raises(ValueError, match="resolution"):
         space.encode(arch.replace(resolution=192))
+    v2 = space.decode([1, 0, 0, 1, 1, 1] + [3, 0, 0, 1, 1, 1] * 6)  # ir e6 blocks from the second on
+    grouped = v2.replace(stages=(v2.stages[0], dataclasses.replace(v2.stages[1], groups=2), *v2.stages[2:]))
+    with pytest.raises(ValueError, match=r"stage 1 .*groups: expected one of \(1,\), got 2"):
+        space.encode(grouped)
 
 
 def test_bad_tokens_and_options(space):

@@ -78,6 +78,58 @@ def test_two_hundred_sampled_architectures_match_ir():
         check_against_ir(arch)
 
 
+@pytest.mark.parametrize("setting", ["imagenet", "cifar100"])
+def test_fbnet_architectures_match_ir(setting):
+    """Grouped 1x1 convs (groups 2 in the hooks and the IR), shuffles (no MACs, no params) and id
+    layers (identity: no layer at all; else a 1x1 conv with the stride)."""
+    torch.manual_seed(0)
+    space = get_space("fbnet", setting=setting)
+    archs = space.sample(8 if setting == "cifar100" else 2, seed=8) + [space.decode([1] * 22), space.decode([8] * 22)]
+    for arch in archs:
+        check_against_ir(arch)
+    grouped = build_torch(space.decode([1] * 22))
+    from pynas.torch_builder import ChannelShuffle
+
+    assert sum(isinstance(m, ChannelShuffle) for m in grouped.modules()) == 22
+    assert {m.groups for m in grouped.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1)} >= {2}
+    skips = build_torch(space.decode([8] * 22))
+    assert len(skips.blocks) == 22 and sum(isinstance(b.body, nn.Identity) for b in skips.blocks) == 16
+
+
+def test_channel_shuffle_is_shufflenets():
+    from pynas.torch_builder import ChannelShuffle
+
+    x = torch.arange(6.0).view(1, 6, 1, 1)
+    assert ChannelShuffle(2)(x).flatten().tolist() == [0, 3, 1, 4, 2, 5]
+    assert ChannelShuffle(3)(x).flatten().tolist() == [0, 2, 4, 1, 3, 5]
+
+
+def test_grouped_block_is_hwnasbench_convblock():
+    """ir g2 computes HW-NAS-Bench's ConvBlock: conv1 (groups 2) + BN + ReLU, shuffle, depthwise +
+    BN + ReLU, conv3 (groups 2) + BN, residual when in == out and stride 1; written out here."""
+    import torch.nn.functional as F
+
+    arch = parse("net_res16_cls10:stem_k3_s1_c8:ir_r1_k5_s1_e1_c8_g2:head_c16")
+    block = build_torch(arch).blocks[0].eval()
+    for m in block.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 1.5)
+    conv1, bn1 = block.body[0][0], block.body[0][1]
+    dw, bn2, conv3, bn3 = block.body[2][0], block.body[2][1], block.body[3][0], block.body[3][1]
+    x = torch.randn(1, 8, 16, 16)
+
+    def bn(m, y):
+        return F.batch_norm(y, m.running_mean, m.running_var, m.weight, m.bias, False, 0.0, m.eps)
+
+    y = F.relu(bn(bn1, F.conv2d(x, conv1.weight, groups=2)))
+    y = y.view(1, 2, 4, 16, 16).transpose(1, 2).reshape(1, 8, 16, 16)
+    y = F.relu(bn(bn2, F.conv2d(y, dw.weight, stride=1, padding=2, groups=8)))
+    y = bn(bn3, F.conv2d(y, conv3.weight, groups=2)) + x
+    with torch.no_grad():
+        torch.testing.assert_close(block(x), y)
+
+
 @pytest.mark.parametrize("resolution", [97, 33])
 def test_odd_resolutions(resolution):
     for arch in get_space("mnasnet", resolution=resolution).sample(5, seed=resolution):

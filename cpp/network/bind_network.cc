@@ -55,13 +55,23 @@ void bind_network(py::module_& m) {
              return n.dwconv(x, w.data(), b.data(), k, stride, parse_act(act));
            }, py::arg("x"), py::arg("weights"), py::arg("bias"), py::arg("stride"), py::arg("act") = "none")
       .def("pointwise", [](Network& n, int x, const FloatArray& w, const FloatArray& b, const std::string& act,
-                           int residual) {
-             check_ndim(w, "weights", 2, "Cout x Cin");
-             if (static_cast<size_t>(w.shape(1)) != n.shape(x).c)
-               throw std::invalid_argument("weights: expected Cout x " + std::to_string(n.shape(x).c));
+                           int residual, int groups, bool shuffle) {
+             check_ndim(w, "weights", 2, "Cout x (Cin / groups)");
+             const size_t cin = n.shape(x).c;
+             if (groups < 1 || cin % groups != 0)
+               throw std::invalid_argument("groups: expected a divisor of Cin = " + std::to_string(cin) + ", got " +
+                                           std::to_string(groups));
+             if (static_cast<size_t>(w.shape(1)) != cin / groups)
+               throw std::invalid_argument("weights: expected Cout x " + std::to_string(cin / groups) +
+                                           " (Cin / groups)");
              expect_size(b, w.shape(0), "bias");
-             return n.pointwise(x, w.data(), b.data(), w.shape(0), parse_act(act), residual);
-           }, py::arg("x"), py::arg("weights"), py::arg("bias"), py::arg("act") = "none", py::arg("residual") = -1)
+             return n.pointwise(x, w.data(), b.data(), w.shape(0), parse_act(act), residual, groups, shuffle);
+           }, py::arg("x"), py::arg("weights"), py::arg("bias"), py::arg("act") = "none", py::arg("residual") = -1,
+           py::arg("groups") = 1, py::arg("shuffle") = false,
+           "1x1 conv, weights Cout x (Cin / groups): act(x W^T + bias) per group, then the channel shuffle "
+           "if shuffle (groups > 1), then + residual.")
+      .def("shuffle", &Network::shuffle, py::arg("x"), py::arg("groups"),
+           "ShuffleNet's channel shuffle: output channel j * groups + g is input channel g * (C / groups) + j.")
       .def("se", [](Network& n, int x, const FloatArray& wr, const FloatArray& br, const FloatArray& we,
                     const FloatArray& be, const std::string& act, const std::string& gate) {
              const size_t c = n.shape(x).c;

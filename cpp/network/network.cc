@@ -122,10 +122,16 @@ int Network::dwconv(int x, const float* w_kkc, const float* bias, int kernel, in
   });
 }
 
-int Network::pointwise(int x, const float* w_oi, const float* bias, size_t cout, Act act, int residual) {
+int Network::pointwise(int x, const float* w_oi, const float* bias, size_t cout, Act act, int residual,
+                       size_t groups, bool shuffle) {
   check_tensor(x, "pointwise input");
   const Shape in = shapes_[x];
   const Shape out{in.h, in.w, cout};
+  if (groups < 1 || in.c % groups != 0 || cout % groups != 0)
+    throw std::invalid_argument("pointwise groups: expected a divisor of Cin = " + std::to_string(in.c) +
+                                " and Cout = " + std::to_string(cout) + ", got " + std::to_string(groups));
+  if (shuffle && groups == 1)
+    throw std::invalid_argument("pointwise shuffle: a channel shuffle needs groups > 1 (one group: the identity)");
   if (residual >= 0) {
     check_tensor(residual, "pointwise residual");
     if (shapes_[residual].size() != out.size())
@@ -133,17 +139,63 @@ int Network::pointwise(int x, const float* w_oi, const float* bias, size_t cout,
   }
   const KernelVariant& v = select_kernel("gemm");
   const GemmTile tile = gemm_tile(v.name);
-  weights_.push_back(aligned_floats(gemm_packed_size(cout, in.c, tile.nr, tile.nr_min)));
-  gemm_pack(w_oi, in.c, bias, cout, in.c, tile.nr, tile.nr_min, weights_.back().get());
+  const size_t cin_g = in.c / groups, cout_g = cout / groups;
+  // One packed panel set per group, each starting 64-byte aligned.
+  const size_t group_stride = (gemm_packed_size(cout_g, cin_g, tile.nr, tile.nr_min) + 15) / 16 * 16;
+  weights_.push_back(aligned_floats(group_stride * groups));
+  for (size_t g = 0; g < groups; ++g)
+    gemm_pack(w_oi + g * cout_g * cin_g, cin_g, bias + g * cout_g, cout_g, cin_g, tile.nr, tile.nr_min,
+              weights_.back().get() + g * group_stride);
   const float* packed = weights_.back().get();
   const GemmFn fn = reinterpret_cast<GemmFn>(v.fn);
   const size_t m = in.h * in.w;
   std::vector<int> reads{x};
   if (residual >= 0) reads.push_back(residual);
   const int y = static_cast<int>(shapes_.size());
-  return add_step(v.name, reads, out, [=, this](float* const* t) {
-    const GemmArgs a{t[x], in.c, packed, t[y], cout, residual >= 0 ? t[residual] : nullptr, cout, m, cout, in.c, act};
-    pool_.parallel_for(m, std::max<size_t>(64, grain_rows(cout)), [&](size_t r0, size_t r1) { fn(a, r0, r1); });
+  std::string name = v.name;
+  if (groups > 1) name += "[g" + std::to_string(groups) + (shuffle ? "+shuffle]" : "]");
+  // A shuffled output goes through the shared scratch: the GEMMs write a cache-sized block of rows
+  // there (each thread its own rows: the block at the same row offset), which is then shuffled
+  // into the output with the residual added on the way.
+  const size_t block_rows = std::max<size_t>(16, (32 * 1024) / (sizeof(float) * cout));
+  if (shuffle) scratch_floats_ = std::max(scratch_floats_, m * cout);
+  return add_step(name, reads, out, [=, this](float* const* t) {
+    const float* res = residual >= 0 ? t[residual] : nullptr;
+    float* tmp = scratch_.get();
+    pool_.parallel_for(m, std::max<size_t>(64, grain_rows(cout)), [&](size_t r0, size_t r1) {
+      if (!shuffle) {
+        for (size_t g = 0; g < groups; ++g) {
+          const GemmArgs a{t[x] + g * cin_g, in.c, packed + g * group_stride, t[y] + g * cout_g, cout,
+                           res ? res + g * cout_g : nullptr, cout, m, cout_g, cin_g, act};
+          fn(a, r0, r1);
+        }
+        return;
+      }
+      for (size_t m0 = r0; m0 < r1; m0 += block_rows) {
+        const size_t m1 = std::min(r1, m0 + block_rows);
+        for (size_t g = 0; g < groups; ++g) {
+          const GemmArgs a{t[x] + g * cin_g, in.c, packed + g * group_stride, tmp + g * cout_g, cout, nullptr, 0, m,
+                           cout_g, cin_g, act};
+          fn(a, m0, m1);
+        }
+        channel_shuffle(tmp, cout, t[y], cout, res, cout, cout, groups, m0, m1);
+      }
+    });
+  });
+}
+
+int Network::shuffle(int x, size_t groups) {
+  check_tensor(x, "shuffle input");
+  const Shape in = shapes_[x];
+  if (groups < 2 || in.c % groups != 0)
+    throw std::invalid_argument("shuffle groups: expected a divisor > 1 of C = " + std::to_string(in.c) + ", got " +
+                                std::to_string(groups));
+  const int y = static_cast<int>(shapes_.size());
+  const size_t m = in.h * in.w;
+  return add_step("channel_shuffle[g" + std::to_string(groups) + "]", {x}, in, [=, this](float* const* t) {
+    pool_.parallel_for(m, grain_rows(in.c), [&](size_t r0, size_t r1) {
+      channel_shuffle(t[x], in.c, t[y], in.c, nullptr, 0, in.c, groups, r0, r1);
+    });
   });
 }
 

@@ -37,7 +37,14 @@ class Network {
   int conv(int x, const float* w_ohwi, const float* bias, size_t cout, int kernel, int stride, Act act,
            int residual);
   int dwconv(int x, const float* w_kkc, const float* bias, int kernel, int stride, Act act);
-  int pointwise(int x, const float* w_oi, const float* bias, size_t cout, Act act, int residual);
+  // w_oi: Cout x (Cin / groups). A grouped 1x1 conv runs one GEMM per group on column slices
+  // (gemm.h's strides); with `shuffle` (groups > 1) the output is written channel-shuffled
+  // (ShuffleNet, after the activation, before the residual add): the conv + shuffle of an FBNet
+  // g2 block's expand as one step.
+  int pointwise(int x, const float* w_oi, const float* bias, size_t cout, Act act, int residual,
+                size_t groups = 1, bool shuffle = false);
+  // ShuffleNet's channel shuffle on its own (gemm.h's channel_shuffle).
+  int shuffle(int x, size_t groups);
   int se(int x, const float* w_reduce, const float* b_reduce, size_t reduced, const float* w_expand,
          const float* b_expand, Act act, int gate);
   // A fused inverted-residual or depthwise-separable block (kernels/mbconv.h), in row bands.

@@ -1,11 +1,14 @@
 """Fusion passes: group ops of a lowered graph into the kernels a runtime would execute.
 
 * ``fuse(graph)``: every conv (BN already folded into its bias) absorbs the activation that alone
-  consumes it, then a residual add that alone consumes that (the add's other input becomes a
-  kernel input); every other op is a kernel of its own.
+  consumes it, then a channel shuffle that alone consumes that (a grouped expand conv's: the
+  kernel writes its output shuffled, as ``pynas._core.pointwise(..., shuffle=True)`` does), then a
+  residual add that alone consumes that (the add's other input becomes a kernel input); every
+  other op is a kernel of its own.
 * ``fuse(graph, blocks=True)``: additionally every ``ir`` (MBConv) and ``ds`` (depthwise-
   separable) block repeat, shortcut included, is one kernel, as a row-tiled fused block kernel
-  would run it. Later passes can split a block kernel back into its ops (``Kernel.ops``).
+  would run it. Later passes can split a block kernel back into its ops (``Kernel.ops``); the
+  native runner does so for grouped blocks (``g2``), which its fused block step does not run.
 
 Kernel bytes count only tensors crossing the kernel boundary: intermediates stay on chip, which is
 the point of fusing. A tensor read from outside by two ops of a kernel (a block input feeding both
@@ -62,9 +65,10 @@ def _make_kernel(graph: Graph, kind: str, key: str, ops: list[Op], consumers: di
 
 
 def _conv_chain(graph: Graph, op: Op, consumers: dict[int, list[int]]) -> list[Op]:
-    """op, then its activation, then its residual add, while each is the sole consumer."""
+    """op, then its activation, its channel shuffle and its residual add, while each is the sole
+    consumer of the one before (each is optional)."""
     chain = [op]
-    for kind in ("act", "add"):
+    for kind in ("act", "shuffle", "add"):
         users = consumers[chain[-1].id]
         if len(users) == 1 and graph.ops[users[0]].kind == kind and graph.ops[users[0]].inputs[0] == chain[-1].id:
             chain.append(graph.ops[users[0]])
@@ -73,13 +77,16 @@ def _conv_chain(graph: Graph, op: Op, consumers: dict[int, list[int]]) -> list[O
 
 def conv_kernel_key(chain: list[Op]) -> str:
     act = next((op.act for op in chain if op.kind == "act"), "linear")
+    shuffle = "_shuffle" if any(op.kind == "shuffle" for op in chain) else ""
     residual = "_res" if chain[-1].kind == "add" else ""
-    return f"{chain[0].key}_{act}{residual}"
+    return f"{chain[0].key}_{act}{shuffle}{residual}"
 
 
 def block_kernel_key(kind: str, ops: list[Op]) -> str:
-    """Readable key of a whole block from the ops it holds: shapes, mid width, kernel, stride,
-    activation, SE and the shortcut actually applied."""
+    """Readable key of a whole block from the ops it holds: shapes, mid width, groups of the 1x1
+    convs (``g<groups>`` after the mid width, only when grouped: a grouped block always shuffles
+    after its expand, and ungrouped keys stay as they were), kernel, stride, activation, SE and the
+    shortcut actually applied."""
     first, last = ops[0], ops[-1]
     by_role = {op.role: op for op in ops}
     dw = by_role["dw"]
@@ -90,9 +97,10 @@ def block_kernel_key(kind: str, ops: list[Op]) -> str:
     else:
         skip = "identity" if "residual" in by_role else "none"
     se_token = f"se{se.se_channels}.{se.act}.{se.gate}" if se else "se0"
+    groups = [f"g{main_out.groups}"] if main_out.groups > 1 else []
     return "_".join([kind, f"n{first.n}", f"i{first.cin}x{first.hin}x{first.win}",
-                     f"o{main_out.cout}x{last.hout}x{last.wout}", f"m{dw.cin}", f"k{dw.kernel}", f"s{dw.stride}",
-                     by_role["dw_act"].act, se_token, f"skip{skip}"])
+                     f"o{main_out.cout}x{last.hout}x{last.wout}", f"m{dw.cin}", *groups, f"k{dw.kernel}",
+                     f"s{dw.stride}", by_role["dw_act"].act, se_token, f"skip{skip}"])
 
 
 def fuse(graph: Graph, blocks: bool = False) -> list[Kernel]:

@@ -4,9 +4,17 @@ How each block lowers (every conv has BatchNorm unless said otherwise; convs pad
 
 * stem: conv k x k stride s, act.
 * ``ir`` repeat: 1x1 expand to mid = round(in * e), act; k x k depthwise (stride s on the first
-  repeat), act; SE on mid channels; 1x1 linear projection (no act); shortcut.
+  repeat), act; SE on mid channels; 1x1 linear projection (no act); shortcut. The expand conv is
+  there for every e, e = 1 included (then in -> in channels): HW-NAS-Bench's FBNet ConvBlock has it
+  too (its ``exp1`` keys), and the no-expand block is ``ds``. With groups g > 1 (``g2``) both 1x1
+  convs are grouped and a channel shuffle (op kind ``shuffle``) follows the expand's act, as in
+  FBNet / HW-NAS-Bench's ConvBlock; g must divide in, mid and out channels.
 * ``ds`` repeat: k x k depthwise, act; SE on in channels; 1x1 linear projection; shortcut.
 * ``cn`` repeat: k x k conv, act; SE on out channels; shortcut.
+* ``id`` repeat (FBNet's skip layer): nothing when it keeps the shape (stride 1, in == out
+  channels); else a 1x1 conv with the repeat's stride (padding 0), act: HW-NAS-Bench's ``Skip``.
+  Its ops have roles ``conv`` / ``conv_act``, so its segment key is a 1x1 ``cn`` block's: the same
+  work, the same key.
 * shortcut: ``identity`` adds the block input when stride is 1 and channels match (else nothing);
   ``pool`` adds avgpool 3x3 (stride s, padding 1, padding not counted) of the block input, through
   a 1x1 conv + BN when channels change; ``none`` adds nothing.
@@ -91,9 +99,19 @@ class _Builder:
 def _lower_block(b: _Builder, arch: Arch, stage: Stage, stride: int, block: str) -> None:
     block_input = b.snapshot()
     block_in = b.channels
+    if stage.block == "id":
+        if stride != 1 or block_in != stage.channels:
+            b.conv(f"{block}.conv", stage.channels, 1, stride, act=stage.act, block=block, role="conv")
+        return
+    groups = stage.groups
     if stage.block == "ir":
         mid = expanded_channels(block_in, stage.expansion)
-        b.conv(f"{block}.expand", mid, 1, act=stage.act, block=block, role="expand")
+        if block_in % groups or mid % groups:
+            raise ValueError(f"block {block} ({stage}): groups {groups} must divide the input channels "
+                             f"{block_in} and the expanded channels {mid}")
+        b.conv(f"{block}.expand", mid, 1, groups=groups, act=stage.act, block=block, role="expand")
+        if groups > 1:
+            b.add("shuffle", f"{block}.shuffle", groups=groups, block=block, role="shuffle")
         b.conv(f"{block}.dw", mid, stage.kernel, stride, groups=mid, act=stage.act, block=block, role="dw")
     elif stage.block == "ds":
         b.conv(f"{block}.dw", block_in, stage.kernel, stride, groups=block_in, act=stage.act, block=block, role="dw")
@@ -105,7 +123,7 @@ def _lower_block(b: _Builder, arch: Arch, stage: Stage, stride: int, block: str)
         b.add("se", f"{block}.se", se_channels=se_channels(arch, stage, block_in, b.channels), act=inner,
               gate=gate, block=block, role="se")
     if stage.block != "cn":
-        b.conv(f"{block}.project", stage.channels, 1, block=block, role="project")
+        b.conv(f"{block}.project", stage.channels, 1, groups=groups, block=block, role="project")
     main = b.snapshot()
 
     if stage.skip == "identity" and stride == 1 and block_in == stage.channels:

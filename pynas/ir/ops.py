@@ -3,7 +3,7 @@
 Counting conventions (the ones the MnasNet / MobileNet papers use):
 
 * ``macs``: multiply-accumulates of convolutions and fully connected layers (the SE's two FCs
-  included). Pooling, activations, residual adds and the SE channel scale count 0.
+  included). Pooling, activations, residual adds, channel shuffles and the SE channel scale count 0.
 * ``params``: trainable parameters of the PyTorch model: conv/FC weights and biases, plus 2 per
   channel (gamma, beta) for each BatchNorm. BN running statistics are buffers, not counted.
 * ``weight_bytes``: what an inference kernel reads after BN is folded: weights plus one bias per
@@ -16,7 +16,9 @@ from dataclasses import dataclass
 
 FLOAT_BYTES = 4
 CONV_KINDS = ("conv", "dwconv", "pwconv")
-KINDS = CONV_KINDS + ("fc", "se", "add", "avgpool", "gap", "act")
+# shuffle: ShuffleNet's channel shuffle after a grouped 1x1 conv (`groups` groups): output channel
+# j * groups + g is input channel g * (C / groups) + j. A pure permutation: no MACs, no weights.
+KINDS = CONV_KINDS + ("fc", "se", "add", "avgpool", "gap", "act", "shuffle")
 GATES = ("sigmoid", "hsigmoid")
 NETWORK_INPUT = -1
 
@@ -40,7 +42,7 @@ class Op:
     kernel: int = 1
     stride: int = 1
     padding: int = 0
-    groups: int = 1
+    groups: int = 1  # conv groups; a shuffle's groups
     act: str | None = None  # the function of an 'act' op; the inner activation of an 'se' op
     bias: bool = False  # conv/FC with its own bias
     bn: bool = False  # conv followed by BatchNorm (folded into a bias at inference)
@@ -103,7 +105,7 @@ class Op:
         parts = [self.kind, f"n{self.n}", f"i{self.cin}x{self.hin}x{self.win}", f"o{self.cout}x{self.hout}x{self.wout}"]
         if self.kind in CONV_KINDS or self.kind == "avgpool":
             parts += [f"k{self.kernel}", f"s{self.stride}", f"p{self.padding}"]
-        if self.kind in CONV_KINDS:
+        if self.kind in CONV_KINDS or self.kind == "shuffle":
             parts.append(f"g{self.groups}")
         if self.kind == "se":
             parts += [f"r{self.se_channels}", self.act, self.gate]

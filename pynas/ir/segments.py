@@ -9,7 +9,10 @@ shortcut), so identical segments of different networks are measured once: the pe
 tables of MnasNet, FBNet and HW-NAS-Bench work the same way.
 
 The key of an inverted-residual or depthwise-separable repeat is the fused block kernel's key
-(`pynas.ir.fusion.block_kernel_key`), the one the native runner executes as one step.
+(`pynas.ir.fusion.block_kernel_key`), the one the native runner executes as one step (grouped
+repeats, ``g2``, as op-level steps). A repeat of an ``id`` layer (FBNet's skip) that changes the
+shape is a 1x1 conv + act, kind ``convblock`` with a 1x1 ``cn`` block's key (the same work); one
+that keeps the shape lowers to nothing and is no segment.
 """
 from __future__ import annotations
 
@@ -69,10 +72,12 @@ class Segment(OpTotals):
         h, w, cin = self.input_shape
         ho, wo, cout = self.output_shape
         mid = by_role["expand"].cout if "expand" in by_role else cin
+        pointwise = by_role.get("project") or by_role.get("expand")
         return {
             "kind": self.kind, "cin": cin, "h": h, "w": w, "cout": cout, "hout": ho, "wout": wo,
             "mid": mid, "expansion": mid / cin, "kernel": main.kernel if main else 1,
             "stride": main.stride if main else 1, "groups": main.groups if main else 1,
+            "pw_groups": pointwise.groups if pointwise else 1,
             "se": se.se_channels if se else 0, "act": act_op.act if act_op else "none",
             "skip": skip, "macs": self.macs, "params": self.params, "weight_bytes": self.weight_bytes,
             "bytes_in": self.bytes_in, "bytes_out": self.bytes_out, "ops": len(self.ops),

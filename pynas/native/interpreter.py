@@ -32,6 +32,8 @@ def run_reference(graph: Graph, weights: dict[int, OpWeights], image: np.ndarray
             y = reference.activation(x, op.act)
         elif op.kind == "se":
             y = reference.squeeze_excite(x, w.weights, w.bias, w.weights2, w.bias2, op.act, op.gate)
+        elif op.kind == "shuffle":
+            y = reference.channel_shuffle(x, op.groups)
         elif op.kind == "add":
             y = x + values[op.inputs[1]]
         elif op.kind == "avgpool":

@@ -3,9 +3,12 @@ kernels, run it on numpy images.
 
 Fusion is by block by default (`fused=True`): every inverted-residual and depthwise-separable block
 repeat is one row-banded block step (kernels/mbconv.h: the expanded tensor is never written whole),
-its pooling shortcut (if any) a pool and a 1x1 step before it; everything else (stem, `cn` blocks,
-head) is one step per conv with its bias, activation and residual add. With `fused=False` every op is
-its own step, as in `pynas.ir.fuse(graph)`: per-op timing and a cross-check of the block steps.
+its pooling shortcut (if any) a pool and a 1x1 step before it; everything else (stem, `cn` and `id`
+blocks, head) is one step per conv with its bias, activation and residual add. Grouped blocks (`g2`:
+grouped 1x1 convs and a channel shuffle) are the exception: the block step has no groups, so they
+run as op-level steps (a grouped pointwise step writing its output shuffled, the depthwise step, a
+grouped pointwise step with the residual add). With `fused=False` every op is its own step, as in
+`pynas.ir.fuse(graph)`: per-op timing and a cross-check of the block steps.
 
 Weights come from the PyTorch module (BN folded; outputs then equal the module's) or are random
 (for timing). Every op kind the IR produces has a native step; anything else is an error naming the
@@ -26,6 +29,28 @@ from pynas.native.weights import OpWeights, from_torch, random_weights
 _ACT_NONE = "none"
 # The ops a block kernel may hold (pynas.ir.lower's roles); anything else is an error, not skipped.
 _BLOCK_ROLES = {"expand", "expand_act", "dw", "dw_act", "se", "project", "skip_pool", "skip_proj", "residual"}
+
+
+def _grouped(kernel) -> bool:
+    """A block kernel with grouped 1x1 convs or a channel shuffle (an FBNet g2 block)."""
+    return any(op.kind == "shuffle" or (op.kind == "pwconv" and op.groups > 1) for op in kernel.ops)
+
+
+def _native_kernels(graph, fused: bool):
+    """The kernels to build: `fuse(graph, blocks=fused)`, with every grouped block kernel replaced by
+    its op-level kernels (`fuse(graph)`'s), since the fused block step runs no groups."""
+    if not fused:
+        return fuse(graph)
+    kernels = fuse(graph, blocks=True)
+    split = {op.id for k in kernels if k.kind in BLOCK_KERNELS.values() and _grouped(k) for op in k.ops}
+    if not split:
+        return kernels
+    kept = [k for k in kernels if not any(op.id in split for op in k.ops)]
+    parts = [k for k in fuse(graph) if any(op.id in split for op in k.ops)]
+    if any(not all(op.id in split for op in k.ops) for k in parts):
+        raise AssertionError("op-level kernels of grouped blocks reach outside their blocks")
+    # Ordering by last op id is topological, as in fuse().
+    return sorted(kept + parts, key=lambda k: k.last.id)
 
 
 class NativeNetwork:
@@ -51,7 +76,7 @@ class NativeNetwork:
             weights = from_torch(self.graph, weights)
         self.network = _core.Network(threads)
         self.band_rows = band_rows
-        kernels = fuse(self.graph, blocks=fused)
+        kernels = _native_kernels(self.graph, fused)
         if segment is not None:
             kernels = [k for k in kernels if all(segment_of(op) == segment for op in k.ops)]
             if not kernels:
@@ -76,10 +101,16 @@ class NativeNetwork:
             act = next((o.act for o in kernel.ops if o.kind == "act"), _ACT_NONE)
             add = next((o for o in kernel.ops if o.kind == "add" and o is not op), None)
             residual = tensor[add.inputs[1]] if add is not None else -1
-            if op.kind in ("conv", "dwconv", "pwconv") and op.groups not in (1, op.cin):
-                raise ValueError(f"op {op.name}: grouped convs (groups={op.groups}) have no native step yet")
+            shuffle = next((o for o in kernel.ops if o.kind == "shuffle" and o is not op), None)
+            grouped_pw = op.kind == "pwconv" and op.stride == 1 and op.groups > 1
+            if op.kind in ("conv", "dwconv", "pwconv") and op.groups not in (1, op.cin) and not grouped_pw:
+                raise ValueError(f"op {op.name}: grouped {op.kind} ops (groups={op.groups}, stride {op.stride}) "
+                                 "have no native step")
+            if shuffle is not None and (op.kind != "pwconv" or shuffle.groups != op.groups):
+                raise ValueError(f"op {op.name}: a channel shuffle fused into a {op.kind} op with other groups has "
+                                 "no native step")
             if op.kind == "pwconv" and op.stride == 1:
-                y = net.pointwise(x, w.weights, w.bias, act, residual)
+                y = net.pointwise(x, w.weights, w.bias, act, residual, groups=op.groups, shuffle=shuffle is not None)
             elif op.kind in ("conv", "pwconv"):
                 conv_w = w.weights if w.weights.ndim == 4 else w.weights[:, None, None, :]
                 y = net.conv(x, conv_w, w.bias, op.kernel, op.stride, act, residual)
@@ -93,6 +124,8 @@ class NativeNetwork:
                 y = net.avgpool(x, op.stride)
             elif op.kind == "add":
                 y = net.add(x, tensor[op.inputs[1]])
+            elif op.kind == "shuffle":
+                y = net.shuffle(x, op.groups)
             elif op.kind == "gap":
                 y = net.gap(x)
             elif op.kind == "fc":
@@ -109,6 +142,8 @@ class NativeNetwork:
         """One fused block step (plus its pooling shortcut, as steps of their own)."""
         net = self.network
         ops = {op.role: op for op in kernel.ops}
+        if _grouped(kernel):  # _native_kernels splits these; never pass grouped weights to the block step
+            raise ValueError(f"block {kernel.name}: the fused block step has no grouped 1x1 convs")
         unknown = set(ops) - _BLOCK_ROLES
         if unknown:
             raise ValueError(f"block {kernel.name}: no native block step for ops {sorted(unknown)}")

@@ -69,7 +69,9 @@ def neighbour_segments(configs: dict[str, SegmentConfig], n: int, seed: int = 0,
         cout = max(8, int(round(f["cout"] * rng.choice(channel_scales) / 8)) * 8)
         size = max(4, int(round(f["h"] * rng.choice(size_scales))))
         arch = parse(f"net_res{size}_cls10:stem_k1_s1_c{cin}:{_stage_string(stage, cout)}:head_c8")
-        seg = next(s for s in segments(lower(arch)) if s.id == "s0.0")
+        seg = next((s for s in segments(lower(arch)) if s.id == "s0.0"), None)
+        if seg is None:  # an id (skip) layer whose drawn shapes match is the identity: no work
+            continue
         if seg.key not in configs and seg.key not in out:
             out[seg.key] = SegmentConfig.of(arch, seg)
     return out

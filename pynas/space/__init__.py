@@ -1,14 +1,24 @@
 """Search spaces by name."""
+import inspect
+
 from pynas.space.base import Decision, SearchSpace
+from pynas.space.fbnet import FBNetSpace
 from pynas.space.mnasnet import MnasNetSpace
 
-SPACES = {"mnasnet": MnasNetSpace}
+SPACES = {"mnasnet": MnasNetSpace, "fbnet": FBNetSpace}
 
 
 def get_space(name: str, **options) -> SearchSpace:
+    """The space `name` with its options (MnasNet: resolution, num_classes; FBNet: setting,
+    resolution, num_classes)."""
     if name not in SPACES:
         raise ValueError(f"unknown search space {name!r}: expected one of {', '.join(SPACES)}")
+    # A misspelt or foreign option is a ValueError naming it, not a TypeError from the constructor.
+    known = [p for p in inspect.signature(SPACES[name]).parameters]
+    for option in options:
+        if option not in known:
+            raise ValueError(f"search space {name!r}: unknown option {option!r}, expected one of {', '.join(known)}")
     return SPACES[name](**options)
 
 
-__all__ = ["Decision", "MnasNetSpace", "SPACES", "SearchSpace", "get_space"]
+__all__ = ["Decision", "FBNetSpace", "MnasNetSpace", "SPACES", "SearchSpace", "get_space"]

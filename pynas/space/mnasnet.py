@@ -104,6 +104,7 @@ class MnasNetSpace(SearchSpace):
             tokens.append(expect(f"{name} repeats", stage.repeats - BASE_LAYERS[block], LAYER_DELTAS))
             expect(f"{name} stride", stage.stride, (STRIDES[block],))
             expect(f"{name} act", stage.act, ("re",))
+            expect(f"{name} groups", stage.groups, (1,))
         return tuple(tokens)
 
     def _input_contexts(self, block: int) -> Iterator[dict[int, int]]:
