@@ -47,14 +47,14 @@ def unavailable(name: str) -> str | None:
 
 
 def backend_version(name: str) -> str:
-    """The versions that decide its speed, e.g. 'ai-edge-litert 2.3.0, litert-torch 0.10.0, torch 2.13.0'."""
+    """The versions that decide its speed, e.g. 'pynas==0.1.0+gemm_8x32__avx512f+...' (native: the
+    kernel variants it runs here) or 'ai-edge-litert 2.3.0, litert-torch 0.10.0, torch 2.13.0'."""
     check_backend(name)
     if name == "native":
-        import pynas
         from pynas import _core
 
-        kernels = _core.selected_kernels()
-        return f"pynas {pynas.__version__} ({kernels['gemm']}, {kernels['dwconv']})"
+        # In C++, shared with pynas-profile: its measurements join this backend's store series.
+        return _core.native_backend_version()
     return ", ".join(f"{dist} {importlib.metadata.version(dist)}" for dist in _VERSIONED[name])
 
 
