@@ -26,6 +26,9 @@ void bind_registry(py::module_& m) {
       if (!out.contains(v.op)) out[v.op] = select_kernel(v.op).name;
     return out;
   }, "The variant each op runs with on this CPU (honours PYNAS_ISA).");
+  m.def("native_backend_version", &native_backend_version,
+        "The native backend's version string: pynas==VERSION+<gemm>+<dwconv>+<conv>+<se> selected variants "
+        "(the one pynas-profile records too).");
 }
 
 }  // namespace

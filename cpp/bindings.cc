@@ -9,15 +9,6 @@ std::vector<Binder>& binders() {
   return all;
 }
 
-Act parse_act(const std::string& name) {
-  if (name == "none") return Act::kNone;
-  if (name == "re") return Act::kReLU;
-  if (name == "r6") return Act::kReLU6;
-  if (name == "hs") return Act::kHSwish;
-  if (name == "sw") return Act::kSwish;
-  throw std::invalid_argument("act: expected one of none, re, r6, hs, sw, got '" + name + "'");
-}
-
 void check_ndim(const FloatArray& arr, const char* field, int ndim, const char* layout) {
   if (arr.ndim() == ndim) return;
   std::string shape;

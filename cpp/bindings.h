@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/act_name.h"  // parse_act: ValueError (std::invalid_argument) on an unknown name
 #include "kernels/common.h"
 
 namespace pynas {
@@ -19,9 +20,6 @@ inline int register_binder(Binder binder) {
   return 0;
 }
 #define PYNAS_REGISTER_BINDINGS(fn) static const int pynas_binder_##fn = ::pynas::register_binder(&fn);
-
-// "none" | "re" | "r6" | "hs" | "sw" (the architecture strings' names); ValueError otherwise.
-Act parse_act(const std::string& name);
 
 using FloatArray = pybind11::array_t<float, pybind11::array::c_style | pybind11::array::forcecast>;
 

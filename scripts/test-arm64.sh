@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # ARM in CI: cross-build the aarch64 wheel on this x86_64 Debian 12 machine, install it into a
 # folder and run it under qemu user-mode emulation with Debian's arm64 Python 3.11 and NumPy:
-# pynas must select its best NEON-level kernel for every op, and the kernel tests must pass.
+# pynas must select its best NEON-level kernel for every op, and the kernel tests must pass. The
+# static aarch64 pynas-profile is built from the wheel's build dir (build/profiler-aarch64) and
+# must measure a small op list under qemu into records the wheel's Python imports as its own.
 #   bash scripts/test-arm64.sh [pytest args]    # default: the _core and kernel tests
 # Needs root on first use (apt-get installs g++-aarch64-linux-gnu and qemu-user-static); reruns
 # reuse the sysroot (build/arm64-sysroot), the CMake build dir (build/cross-aarch64) and pytest
@@ -62,6 +64,10 @@ PYMINOR=$(cd "$SYSROOT/usr/include" && ls -d python3.* | grep -E '^python3\.[0-9
 # What pip would install on an aarch64 Linux with that Python.
 TARGET=(--platform linux_aarch64 --python-version "3.$PYMINOR" --implementation cp --abi "cp3$PYMINOR")
 
+step "build pynas-profile (static aarch64, in the wheel's build dir)"
+# The kernels are compiled already: only the tool's sources and the static link are new.
+bash scripts/build-profiler.sh aarch64 build/cross-aarch64
+
 step "install the wheel into a folder"
 rm -rf "$WORK/site"
 python3 -m pip install -q --no-deps --no-index --only-binary=:all: "${TARGET[@]}" --target "$WORK/site" "$WHEEL"
@@ -121,6 +127,22 @@ total, failed, errors, skipped = (int(s.get(k, 0)) for k in ("tests", "failures"
 print(total - failed - errors - skipped, failed + errors, skipped)' "$junit")
   passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + s))
 done
+
+# The on-device profiler: the static binary under qemu (no sysroot: it needs no libraries) on a
+# few segments of mnasnet-a1, its records imported with the wheel's Python, which must see the
+# same device and backend_version (scripts/check-profiler-arm64.py).
+export PYNAS_QEMU_CPU=${CPUS[0]}
+step "pynas-profile under qemu (-cpu $PYNAS_QEMU_CPU), import with Python"
+PROFILE_WORK=$WORK/profiler
+rm -rf "$PROFILE_WORK"
+mkdir -p "$PROFILE_WORK"
+(cd "$WORK" && "$PY" -P "$ROOT/scripts/check-profiler-arm64.py" write "$PROFILE_WORK/a1.oplist") ||
+  die "writing the op list"
+"$QEMU" -cpu "$PYNAS_QEMU_CPU" "$ROOT/build/profiler-aarch64/pynas-profile" "$PROFILE_WORK/a1.oplist" \
+  -o "$PROFILE_WORK/a1.jsonl" --warmup-runs 1 --min-runs 3 --budget-seconds 0.1 --session "ci qemu" ||
+  die "pynas-profile under qemu"
+(cd "$WORK" && "$PY" -P "$ROOT/scripts/check-profiler-arm64.py" import "$PROFILE_WORK/a1.oplist" \
+  "$PROFILE_WORK/a1.jsonl") || die "importing pynas-profile's records"
 end_step
 
 echo "=== arm64: timings"

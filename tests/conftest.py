@@ -1,4 +1,8 @@
 """Fixtures shared by the test modules."""
+import os
+import platform
+from pathlib import Path
+
 import pytest
 
 
@@ -18,3 +22,30 @@ def make_context():
         return Context(**values)
 
     return make
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def find_profiler():
+    """The pynas-profile binary to test: $PYNAS_PROFILE_BIN, else build/dev/pynas-profile (made by
+    scripts/dev-build.sh), else build/profiler-<machine>/pynas-profile (scripts/build-profiler.sh
+    host, which scripts/test.sh runs); None if none is built."""
+    if os.environ.get("PYNAS_PROFILE_BIN"):
+        return Path(os.environ["PYNAS_PROFILE_BIN"])
+    for path in (REPO / "build" / "dev" / "pynas-profile", REPO / "build" / f"profiler-{platform.machine()}" / "pynas-profile"):
+        if path.is_file():
+            return path
+    return None
+
+
+@pytest.fixture(scope="session")
+def pynas_profile():
+    """Path of the pynas-profile binary; skips the test if it is not built."""
+    path = find_profiler()
+    if path is None:
+        pytest.skip("pynas-profile is not built: run `bash scripts/dev-build.sh` or `bash scripts/build-profiler.sh "
+                    "host` (or set PYNAS_PROFILE_BIN)")
+    if not path.is_file():
+        pytest.fail(f"PYNAS_PROFILE_BIN={path}: no such file")
+    return path

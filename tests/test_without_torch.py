@@ -20,6 +20,9 @@ SCRIPT = textwrap.dedent("""
     assert len(pynas.hwnasbench.block_keys(fbnet[0])) == 26
     assert pynas.cli.main(["describe", "mobilenetv2-1.0"]) == 0
     assert pynas.cli.main(["info"]) == 0
+    import pynas.profiling.adb  # the desktop side of on-device profiling needs no torch either
+    from pynas.profiling.oplist import network_entry, segment_entries, write_oplist
+    assert write_oplist("a1.oplist", segment_entries("mnasnet-a1") + [network_entry("mnasnet-a1")]) == 15
     try:
         import pynas.torch_builder
     except ImportError:

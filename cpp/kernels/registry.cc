@@ -61,4 +61,10 @@ const KernelVariant& select_kernel(const std::string& op, const std::string& nam
   throw std::invalid_argument("kernel variant: expected one of " + known + " for op " + op + ", got '" + name + "'");
 }
 
+std::string native_backend_version() {
+  std::string v = std::string("pynas==") + PYNAS_VERSION;
+  for (const char* op : {"gemm", "dwconv", "conv", "se"}) v += std::string("+") + select_kernel(op).name;
+  return v;
+}
+
 }  // namespace pynas

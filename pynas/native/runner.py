@@ -24,7 +24,7 @@ from pynas.ir import fuse, lower
 from pynas.ir.fusion import BLOCK_KERNELS
 from pynas.ir.segments import segment_of
 from pynas.ir.ops import NETWORK_INPUT
-from pynas.native.weights import OpWeights, from_torch, random_weights
+from pynas.native.weights import OpWeights, from_torch, random_weights, shape_only_weights
 
 _ACT_NONE = "none"
 # The ops a block kernel may hold (pynas.ir.lower's roles); anything else is an error, not skipped.
@@ -55,26 +55,33 @@ def _native_kernels(graph, fused: bool):
 
 class NativeNetwork:
     """`arch` (Arch, preset name or string) as a native network; `weights` is "random", a PyTorch
-    module built by pynas.torch_builder.build_torch(arch), or a dict from pynas.native.weights.
+    module built by pynas.torch_builder.build_torch(arch), a dict from pynas.native.weights, or
+    "shapes" (placeholders without values: only with a `network` that records the build).
     With `segment` (a `pynas.ir.segments` id: 'stem', a block repeat such as 's1.0', 'head') only
     that segment is built: its input is the segment's input tensor, its output the segment's output
     (for per-segment timing). `band_rows` fixes
-    the output rows per band of the fused block steps (0: sized to the L2 budget)."""
+    the output rows per band of the fused block steps (0: sized to the L2 budget).
+    `network` is what the steps are built into, by default a new `_core.Network(threads)`; any
+    object with its builder methods works, such as pynas.profiling.oplist.NetworkRecorder, which
+    writes the steps down for pynas-profile (so this class alone decides how an architecture maps
+    to native steps)."""
 
     def __init__(self, arch: Arch | str, weights="random", threads: int = 1, seed: int = 0,
-                 segment: str | None = None, fused: bool = True, band_rows: int = 0):
+                 segment: str | None = None, fused: bool = True, band_rows: int = 0, network=None):
         if isinstance(arch, str):
             from pynas.presets import resolve
             arch = resolve(arch)
         self.arch = arch
         self.graph = lower(arch)
         if isinstance(weights, str):
-            if weights != "random":
-                raise ValueError(f"weights: expected 'random', a PyTorch module or a dict, got {weights!r}")
-            weights = random_weights(self.graph, seed)
+            if weights == "shapes" and network is None:
+                raise ValueError("weights: 'shapes' has no values to run; expected it only with a recording `network`")
+            if weights not in ("random", "shapes"):
+                raise ValueError(f"weights: expected 'random', 'shapes', a PyTorch module or a dict, got {weights!r}")
+            weights = random_weights(self.graph, seed) if weights == "random" else shape_only_weights(self.graph)
         elif not isinstance(weights, dict):
             weights = from_torch(self.graph, weights)
-        self.network = _core.Network(threads)
+        self.network = _core.Network(threads) if network is None else network
         self.band_rows = band_rows
         kernels = _native_kernels(self.graph, fused)
         if segment is not None:

@@ -10,7 +10,8 @@ Layouts (float32, C-contiguous):
 
 Weights come from the PyTorch module `pynas.torch_builder.build_torch(arch)` (so a native network
 computes what the module computes), or are random with He scaling (for timing, where values do
-not matter). Reading the module needs torch; random weights do not.
+not matter), or are shape-only placeholders (for recording a network's build, pynas.profiling.oplist).
+Reading the module needs torch; the others do not.
 """
 from __future__ import annotations
 
@@ -103,6 +104,17 @@ def from_torch(graph: Graph, model, dtype=np.float32) -> dict[int, OpWeights]:
     return {i: _cast(w, dtype) for i, w in weights.items()}
 
 
+def weight_shapes(op: Op) -> tuple[tuple[int, ...], ...]:
+    """Shapes of a weighted op's arrays in the native layouts: (weights, bias), or for SE (reduce
+    weights, reduce bias, expand weights, expand bias)."""
+    if op.kind == "se":
+        r, c = op.se_channels, op.cin
+        return (r, c), (r,), (c, r), (c,)
+    shape = {"dwconv": (op.kernel, op.kernel, op.cout), "pwconv": (op.cout, op.cin // op.groups),
+             "fc": (op.cout, op.cin)}.get(op.kind, (op.cout, op.kernel, op.kernel, op.cin // op.groups))
+    return shape, (op.cout,)
+
+
 def random_weights(graph: Graph, seed: int = 0) -> dict[int, OpWeights]:
     """He-scaled random weights and small biases: activations keep a sane range through the net."""
     rng = np.random.default_rng(seed)
@@ -110,16 +122,27 @@ def random_weights(graph: Graph, seed: int = 0) -> dict[int, OpWeights]:
     for op in graph.ops:
         if op.kind not in WEIGHTED_KINDS:
             continue
+        shapes = weight_shapes(op)
         if op.kind == "se":
-            r, c = op.se_channels, op.cin
-            weights[op.id] = OpWeights(rng.standard_normal((r, c)) * np.sqrt(2 / c), rng.standard_normal(r) * 0.1,
-                                       rng.standard_normal((c, r)) * np.sqrt(1 / r), rng.standard_normal(c) * 0.1)
+            r, c = shapes[0]
+            weights[op.id] = OpWeights(rng.standard_normal(shapes[0]) * np.sqrt(2 / c), rng.standard_normal(r) * 0.1,
+                                       rng.standard_normal(shapes[2]) * np.sqrt(1 / r), rng.standard_normal(c) * 0.1)
             continue
         fan_in = op.cin // op.groups * op.kernel * op.kernel
-        shape = {"dwconv": (op.kernel, op.kernel, op.cout), "pwconv": (op.cout, op.cin // op.groups),
-                 "fc": (op.cout, op.cin)}.get(op.kind, (op.cout, op.kernel, op.kernel, op.cin // op.groups))
-        weights[op.id] = OpWeights(rng.standard_normal(shape) * np.sqrt(2 / fan_in), rng.standard_normal(op.cout) * 0.1)
+        weights[op.id] = OpWeights(rng.standard_normal(shapes[0]) * np.sqrt(2 / fan_in), rng.standard_normal(op.cout) * 0.1)
     return {i: _cast(w, np.float32) for i, w in weights.items()}
+
+
+def shape_only_weights(graph: Graph) -> dict[int, OpWeights]:
+    """Read-only all-zero arrays of the right shapes that take no memory (zero strides): for
+    building into something that only looks at shapes, such as pynas.profiling.oplist's recorder.
+    Not for a real network (it would run on zeros)."""
+    zero = np.zeros((), dtype=np.float32)
+    weights = {}
+    for op in graph.ops:
+        if op.kind in WEIGHTED_KINDS:
+            weights[op.id] = OpWeights(*(np.broadcast_to(zero, shape) for shape in weight_shapes(op)))
+    return weights
 
 
 def _cast(w: OpWeights, dtype) -> OpWeights:

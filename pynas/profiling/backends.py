@@ -52,11 +52,10 @@ def backend_version(name: str) -> str:
     the kernel variants chosen on this CPU ('pynas==0.1.0+gemm_8x32__avx512f+dwconv_c16__avx512f+...')."""
     check_backend(name)
     if name == "native":
-        import pynas
         from pynas import _core
 
-        kernels = _core.selected_kernels()
-        return "+".join([f"pynas=={pynas.__version__}"] + [kernels[op] for op in ("gemm", "dwconv", "conv", "se")])
+        # In C++, shared with pynas-profile: its measurements join this backend's store series.
+        return _core.native_backend_version()
     return ",".join(f"{dist}=={importlib.metadata.version(dist)}" for dist in _VERSIONED[name])
 
 

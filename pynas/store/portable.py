@@ -2,7 +2,8 @@
 
 Measurements taken on a phone or a board travel to a desktop store this way; importing a file
 twice, or two files holding the same measurement, stores it once (the measurement_id decides).
-The format is plain enough for a small C++ program to write (the planned static `pynas-profile`).
+The format is plain enough for a small C++ program to write: the static on-device profiler
+`pynas-profile` writes it (cpp/profiling/record.cc).
 
 Format version 1: JSON Lines, UTF-8, one JSON object per line, lines ending in '\\n'; gzip-compressed
 when the file name ends in '.gz'. No blank lines. JSON numbers only (no NaN or Infinity); integers

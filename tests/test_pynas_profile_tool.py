@@ -1,0 +1,228 @@
+"""The pynas-profile tool (cpp/tools/pynas_profile.cc): its records import into a store as this
+device's native series, its timings agree with the Python native backend's, bad input is exit 2
+naming the file, line and field with the output file unchanged, and a killed run resumes with every
+key measured exactly once. Skipped where the tool is not built (see conftest.find_profiler)."""
+import json
+import signal
+import subprocess
+import time
+
+import pytest
+
+from pynas.presets import preset
+from pynas.profiling.backends import Backend, backend_version
+from pynas.profiling.oplist import network_entry, segment_entries, write_oplist
+from pynas.store import Store, import_jsonl, this_device
+
+A1 = preset("mnasnet-a1")
+FAST = ["--budget-seconds", "0.05", "--min-runs", "5", "--target-ci", "0.05"]
+
+
+def run(tool, *args, timeout=300):
+    return subprocess.run([str(tool), *map(str, args)], capture_output=True, text=True, timeout=timeout)
+
+
+def records(path):
+    lines = path.read_text().splitlines()
+    assert json.loads(lines[0])["format"] == "pynas-measurements"
+    return [json.loads(line) for line in lines[1:]]
+
+
+@pytest.fixture(scope="module")
+def a1_oplist(tmp_path_factory):
+    path = tmp_path_factory.mktemp("oplist") / "a1.oplist"
+    write_oplist(path, segment_entries(A1) + [network_entry(A1)])
+    return path
+
+
+def test_help_and_version(pynas_profile):
+    done = run(pynas_profile, "--help")
+    assert done.returncode == 0 and "usage: pynas-profile OPLIST -o OUT.jsonl" in done.stdout
+    done = run(pynas_profile, "--version")
+    assert done.returncode == 0
+    assert done.stdout.split() == ["pynas-profile", __import__("pynas").__version__, f"({backend_version('native')})"]
+
+
+def test_records_import_as_this_devices_native_series(pynas_profile, a1_oplist, tmp_path):
+    out = tmp_path / "a1.jsonl"
+    done = run(pynas_profile, a1_oplist, "-o", out, "--session", "tool test", *FAST)
+    assert done.returncode == 0, done.stderr
+    entries = segment_entries(A1) + [network_entry(A1)]
+    with Store(tmp_path / "store.sqlite") as store:
+        result = import_jsonl(store, out)
+        assert result.added == len(entries)
+        stored = list(store.measurements())
+    assert sorted(m.op.key for m in stored) == sorted(e.key for e in entries)
+    by_key = {e.key: e for e in entries}
+    for m in stored:
+        c = m.context
+        assert c.device == this_device()  # the same device id as Python's measurements here
+        assert (c.backend, c.backend_version, c.threads, c.session) == ("native", backend_version("native"), 1,
+                                                                        "tool test")
+        assert m.op.kind == by_key[m.op.key].kind and m.op.features == by_key[m.op.key].features
+        assert m.harness["tool"] == "pynas-profile" and m.harness["runs"] == m.stats.runs >= 5
+        assert m.stats.p10_ms <= m.stats.median_ms <= m.stats.p90_ms
+
+
+def test_medians_agree_with_the_python_native_backend(pynas_profile, tmp_path):
+    """A sanity check, not a timing test: the same network, harness and kernels from Python and from
+    the tool give medians within a factor of 1.5 (best of a Python run before and after)."""
+    entries = segment_entries(A1, ["s1.1", "s3.1", "s5.0"])
+    path = tmp_path / "three.oplist"
+    write_oplist(path, entries)
+    backend = Backend("native")
+    options = dict(budget_seconds=0.5, target_rel_ci=0.02)
+
+    def python_medians():
+        return {e.key: backend.segment(A1, e.segment, e.key).measure(**options)["median_ms"] for e in entries}
+
+    before = python_medians()
+    out = tmp_path / "three.jsonl"
+    done = run(pynas_profile, path, "-o", out, "--budget-seconds", "0.5", "--target-ci", "0.02")
+    assert done.returncode == 0, done.stderr
+    after = python_medians()
+    for record in records(out):
+        tool = record["stats"]["median_ms"]
+        ratio = min((abs(tool / p - 1), tool / p) for p in (before[record["key"]], after[record["key"]]))[1]
+        assert 1 / 1.5 < ratio < 1.5, (record["key"], tool, before[record["key"]], after[record["key"]])
+
+
+GOOD_HEAD = "pynas-oplist 1\nentry key=k kind=mbconv arch=a segment=s1.0\nfeatures {\"cin\":8}\n"
+
+
+@pytest.mark.parametrize("text, where, message", [
+    ("", 0, "expected the header line 'pynas-oplist 1', got an empty file"),
+    ("pynas-ops 1\n", 1, "not an op list: expected the header line 'pynas-oplist 1'"),
+    ("pynas-oplist 2\n", 1, "header: expected version 1 of pynas-oplist, got '2'"),
+    (GOOD_HEAD + "input h=8 w=8 c=8\nconvolve x=0\n", 5, "unknown step 'convolve'"),
+    (GOOD_HEAD + "input h=8 w=8 c=8\ngap x=0 extra\n", 5, "gap: expected fields as name=value, got 'extra'"),
+    (GOOD_HEAD + "input h=8 w=8\n", 4, "input: field 'c' missing (expected h w c)"),
+    (GOOD_HEAD + "input h=8 w=8 c=8\ndwconv x=0 kernel=4 stride=1 act=re\n", 5,
+     "dwconv: field 'kernel': expected 3, 5 or 7, got 4"),
+    (GOOD_HEAD + "input h=8 w=8 c=8\npointwise x=0 cout=8 act=relu residual=-1\n", 5,
+     "pointwise: field 'act': expected one of none, re, r6, hs, sw, got 'relu'"),
+    (GOOD_HEAD + "input h=8 w=8 c=8\ngap x=3\n", 5, "gap: field 'x': expected a tensor id made by an earlier step (0..0)"),
+    (GOOD_HEAD + "input h=8 w=8 c=8\npointwise x=0 cout=16 act=re residual=0\noutput x=1\n", 5,
+     "pointwise: pointwise residual: shape differs from output"),
+    (GOOD_HEAD + "input h=8 w=8 c=8\nblock x=0 cout=8 mid=0 kernel=3 stride=1 dw_act=re project_act=none se_reduced=0 "
+     "residual=-1 band_rows=0 expand_act=re\n", 5, "block: field 'expand_act': expected none when mid=0"),
+    (GOOD_HEAD + "input h=8 w=8 c=8\ngap x=0\n", 5, "expected the entry at line 2 to end with an 'output' line"),
+    ("pynas-oplist 1\nentry key=k kind=mbconv arch=a segment=s1.0\nfeatures {\"cin\":8,\"cin\":9}\n", 3,
+     "field 'features': expected a JSON object, invalid JSON at byte"),
+    ("pynas-oplist 1\nentry key=k kind=mbconv arch=a\n", 2, "entry: field 'segment' missing"),
+    (GOOD_HEAD + "input h=8 w=8 c=8\ngap x=0\noutput x=1\n" + GOOD_HEAD[15:] + "input h=8 w=8 c=8\n", 7,
+     "field 'key': expected each key once per file, 'k' is also the key of the entry at line 2"),
+    (GOOD_HEAD + "input h=8 w=8 c=8\r\n", 4, "expected '\\n' line endings"),
+    (GOOD_HEAD + "input h=8 w=8 c=8", 4, "expected the line to end with '\\n' (is the file cut off?)"),
+])
+def test_bad_op_lists_exit_2_naming_line_and_field(pynas_profile, tmp_path, text, where, message):
+    oplist = tmp_path / "bad.oplist"
+    oplist.write_text(text)
+    out = tmp_path / "out.jsonl"
+    done = run(pynas_profile, oplist, "-o", out)
+    assert done.returncode == 2, done.stderr
+    location = f"{oplist}:{where}: " if where else f"{oplist}: "
+    assert f"pynas-profile: {location}{message}" in done.stderr, done.stderr
+    assert not out.exists()
+
+
+def test_bad_input_leaves_the_output_file_as_it_was(pynas_profile, a1_oplist, tmp_path):
+    out = tmp_path / "out.jsonl"
+    assert run(pynas_profile, a1_oplist, "-o", out, "--limit", "2", *FAST).returncode == 0
+    before = out.read_bytes()
+    missing = run(pynas_profile, tmp_path / "nothing.oplist", "-o", out)
+    assert missing.returncode == 2 and f"{tmp_path / 'nothing.oplist'}: cannot read" in missing.stderr
+    bad = tmp_path / "bad.oplist"
+    bad.write_text(a1_oplist.read_text().replace("stride=2", "stride=3", 1))
+    done = run(pynas_profile, bad, "-o", out)
+    assert done.returncode == 2 and "field 'stride': expected 1 or 2, got 3" in done.stderr
+    usage = run(pynas_profile, a1_oplist, "-o", out, "--threads", "0")
+    assert usage.returncode == 2 and "--threads: expected an integer >= 1, got '0'" in usage.stderr
+    assert out.read_bytes() == before
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"format":"something else","version":1}\n', ":1: not a pynas measurements file"),
+    ('{"format":"pynas-measurements","version":2}\n', ":1: header field 'version': expected 1"),
+    ('{"format":"pynas-measurements","version":1}\n{"key":"k"\n', ":2: invalid JSON at byte"),
+    ('{"format":"pynas-measurements","version":1}\n{"key":"k","backend":"native"}\n', ":2: field 'backend_version'"),
+    ("PNG binary", ":1: not a pynas measurements file"),
+])
+def test_an_output_file_it_cannot_resume_is_exit_2_and_unchanged(pynas_profile, a1_oplist, tmp_path, content, message):
+    out = tmp_path / "out.jsonl"
+    out.write_text(content)
+    done = run(pynas_profile, a1_oplist, "-o", out, *FAST)
+    assert done.returncode == 2 and f"{out}{message}" in done.stderr, done.stderr
+    assert out.read_text() == content
+
+
+def test_resume_after_kill_measures_every_key_once(pynas_profile, tmp_path):
+    """SIGKILL mid-run, then a torn last line (what a kill during a write leaves), then resume."""
+    entries = segment_entries(A1) + [network_entry(A1)]
+    oplist = tmp_path / "a1.oplist"
+    write_oplist(oplist, entries)
+    out = tmp_path / "a1.jsonl"
+    slow = ["--budget-seconds", "0.3", "--target-ci", "0.0001"]  # each entry takes its whole budget
+    process = subprocess.Popen([str(pynas_profile), str(oplist), "-o", str(out), *slow], stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not out.exists() or out.read_text().count("\n") < 3):
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    process.stderr.close()
+    first = records(out)
+    assert 2 <= len(first) < len(entries)
+    with open(out, "a") as f:
+        f.write('{"measurement_id":"0a1b')  # a record cut off by the kill
+    done = run(pynas_profile, oplist, "-o", out, *FAST)
+    assert done.returncode == 0, done.stderr
+    assert f"resuming, {len(first)} of {len(entries)} entries measured already" in done.stderr
+    assert "cutting off a 23-byte last line" in done.stderr
+    final = records(out)
+    assert final[:len(first)] == first
+    assert sorted(r["key"] for r in final) == sorted(e.key for e in entries)  # each exactly once
+    with Store(tmp_path / "store.sqlite") as store:
+        assert import_jsonl(store, out).added == len(entries)
+    again = run(pynas_profile, oplist, "-o", out, *FAST)  # nothing left: nothing appended
+    assert again.returncode == 0 and records(out) == final
+
+
+def test_other_thread_counts_are_measured_again(pynas_profile, a1_oplist, tmp_path):
+    out = tmp_path / "out.jsonl"
+    assert run(pynas_profile, a1_oplist, "-o", out, "--limit", "2", *FAST).returncode == 0
+    assert run(pynas_profile, a1_oplist, "-o", out, "--limit", "2", "--threads", "2", *FAST).returncode == 0
+    got = [(r["key"], r["threads"]) for r in records(out)]
+    assert len(got) == 4 and len(set(got)) == 4 and {t for _, t in got} == {1, 2}
+
+
+def test_check_builds_every_network_and_writes_nothing(pynas_profile, a1_oplist):
+    done = run(pynas_profile, a1_oplist, "--check")
+    assert done.returncode == 0 and f"{a1_oplist}: {len(segment_entries(A1)) + 1} entries, every network builds" in done.stdout
+
+
+def test_strings_are_escaped_so_python_reads_them_back(pynas_profile, tmp_path):
+    """Quotes, backslashes, control characters and non-ASCII text (\\u escapes in the op list,
+    surrogate pairs included) in the session tag and the features survive the tool's JSON writer."""
+    text = 'quote " backslash \\ tab \t newline \n bell \x07 é ☃ 𝄞'
+    entry = segment_entries(A1, ["head"])[0]
+    entry = type(entry)(entry.key, entry.kind, dict(entry.features, note=text, nested={"list": [text, 1.5, None]}),
+                        entry.arch, entry.segment)
+    oplist = tmp_path / "one.oplist"
+    write_oplist(oplist, [entry])
+    out = tmp_path / "one.jsonl"
+    done = run(pynas_profile, oplist, "-o", out, "--session", text, *FAST)
+    assert done.returncode == 0, done.stderr
+    with Store(tmp_path / "store.sqlite") as store:
+        import_jsonl(store, out)
+        (m,) = store.measurements()
+    assert m.context.session == text
+    assert m.op.features == json.loads(json.dumps(entry.features))
+
+
+@pytest.mark.parametrize("content", ["", '{"format":"pynas-meas'], ids=["empty", "torn-header"])
+def test_an_empty_file_or_a_cut_off_header_is_started_afresh(pynas_profile, a1_oplist, tmp_path, content):
+    out = tmp_path / "out.jsonl"
+    out.write_text(content)
+    done = run(pynas_profile, a1_oplist, "-o", out, "--limit", "1", *FAST)
+    assert done.returncode == 0, done.stderr
+    assert len(records(out)) == 1
