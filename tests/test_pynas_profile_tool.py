@@ -99,10 +99,10 @@ GOOD_HEAD = "pynas-oplist 1\nentry key=k kind=mbconv arch=a segment=s1.0\nfeatur
     (GOOD_HEAD + "input h=8 w=8\n", 4, "input: field 'c' missing (expected h w c)"),
     (GOOD_HEAD + "input h=8 w=8 c=8\ndwconv x=0 kernel=4 stride=1 act=re\n", 5,
      "dwconv: field 'kernel': expected 3, 5 or 7, got 4"),
-    (GOOD_HEAD + "input h=8 w=8 c=8\npointwise x=0 cout=8 act=relu residual=-1\n", 5,
+    (GOOD_HEAD + "input h=8 w=8 c=8\npointwise x=0 cout=8 act=relu residual=-1 groups=1 shuffle=0\n", 5,
      "pointwise: field 'act': expected one of none, re, r6, hs, sw, got 'relu'"),
     (GOOD_HEAD + "input h=8 w=8 c=8\ngap x=3\n", 5, "gap: field 'x': expected a tensor id made by an earlier step (0..0)"),
-    (GOOD_HEAD + "input h=8 w=8 c=8\npointwise x=0 cout=16 act=re residual=0\noutput x=1\n", 5,
+    (GOOD_HEAD + "input h=8 w=8 c=8\npointwise x=0 cout=16 act=re residual=0 groups=1 shuffle=0\noutput x=1\n", 5,
      "pointwise: pointwise residual: shape differs from output"),
     (GOOD_HEAD + "input h=8 w=8 c=8\nblock x=0 cout=8 mid=0 kernel=3 stride=1 dw_act=re project_act=none se_reduced=0 "
      "residual=-1 band_rows=0 expand_act=re\n", 5, "block: field 'expand_act': expected none when mid=0"),
@@ -226,3 +226,25 @@ def test_an_empty_file_or_a_cut_off_header_is_started_afresh(pynas_profile, a1_o
     done = run(pynas_profile, a1_oplist, "-o", out, "--limit", "1", *FAST)
     assert done.returncode == 0, done.stderr
     assert len(records(out)) == 1
+
+
+def test_grouped_fbnet_segments_and_networks(pynas_profile, tmp_path):
+    """FBNet's grouped 1x1 convs with channel shuffle (pointwise groups/shuffle fields) build and
+    time in the tool as NativeNetwork builds them."""
+    from pynas.space import get_space
+
+    space = get_space("fbnet", setting="cifar100")
+    tokens = [1] * 22  # k3_e1_g2 everywhere: grouped expand + shuffle, grouped project
+    arch = space.decode(tokens)
+    entries = segment_entries(arch) + [network_entry(arch)]
+    oplist = tmp_path / "fbnet.oplist"
+    write_oplist(oplist, entries)
+    assert "groups=2 shuffle=1" in oplist.read_text()
+    out = tmp_path / "fbnet.jsonl"
+    done = run(pynas_profile, oplist, "-o", out, *FAST)
+    assert done.returncode == 0, done.stderr
+    assert sorted(r["key"] for r in records(out)) == sorted(e.key for e in entries)
+    bad = tmp_path / "bad.oplist"
+    bad.write_text(oplist.read_text().replace("groups=2 shuffle=1", "groups=3 shuffle=1", 1))
+    done = run(pynas_profile, bad, "-o", tmp_path / "bad.jsonl")
+    assert done.returncode == 2 and "groups" in done.stderr

@@ -16,7 +16,7 @@ namespace {
 
 // Field value types, each with its check and its "expected ..." text.
 enum class FieldType { kTensor, kResidual, kSpatial, kChannels, kChannelsOrZero, kConvKernel, kDwKernel, kStride,
-                       kAct, kGate, kCount };
+                       kAct, kGate, kCount, kGroups, kFlag };
 
 struct FieldSpec {
   const char* name;
@@ -43,7 +43,9 @@ const std::vector<StepSpec>& step_specs() {
       {"dwconv", StepKind::kDwconv,
        {{"x", F::kTensor}, {"kernel", F::kDwKernel}, {"stride", F::kStride}, {"act", F::kAct}}, {}},
       {"pointwise", StepKind::kPointwise,
-       {{"x", F::kTensor}, {"cout", F::kChannels}, {"act", F::kAct}, {"residual", F::kResidual}}, {}},
+       {{"x", F::kTensor}, {"cout", F::kChannels}, {"act", F::kAct}, {"residual", F::kResidual},
+        {"groups", F::kGroups}, {"shuffle", F::kFlag}}, {}},
+      {"shuffle", StepKind::kShuffle, {{"x", F::kTensor}, {"groups", F::kGroups}}, {}},
       {"block", StepKind::kBlock,
        {{"x", F::kTensor}, {"cout", F::kChannels}, {"mid", F::kChannelsOrZero}, {"kernel", F::kDwKernel},
         {"stride", F::kStride}, {"dw_act", F::kAct}, {"project_act", F::kAct},
@@ -246,6 +248,8 @@ class Reader {
         break;
       case FieldType::kStride: v = in_range(1, 2, "1 or 2"); break;
       case FieldType::kCount: v = in_range(0, kMaxSpatial, "an integer 0.." + std::to_string(kMaxSpatial)); break;
+      case FieldType::kGroups: v = in_range(1, 64, "an integer 1..64"); break;
+      case FieldType::kFlag: v = in_range(0, 1, "0 or 1"); break;
       case FieldType::kAct: {
         Act a;
         try {
@@ -276,6 +280,8 @@ class Reader {
     else if (n == "band_rows") s.band_rows = v;
     else if (n == "kernel") s.kernel = static_cast<int>(v);
     else if (n == "stride") s.stride = static_cast<int>(v);
+    else if (n == "groups") s.groups = v;
+    else if (n == "shuffle") s.shuffle = static_cast<int>(v);
   }
 
   OpListStep parse_step(const std::vector<std::string>& t, const OpListEntry& entry) {

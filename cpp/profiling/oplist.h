@@ -35,7 +35,11 @@
 //     input      h w c                                    the network input, H x W x C, first step
 //     conv       x cout kernel stride act residual        regular conv (kernel 1/3/5/7), + residual
 //     dwconv     x kernel stride act                      depthwise (kernel 3/5/7)
-//     pointwise  x cout act residual                      1x1 conv as a GEMM, + residual
+//     pointwise  x cout act residual groups shuffle       1x1 conv as a GEMM, + residual; groups >= 1
+//                                                         must divide the input and output channels;
+//                                                         shuffle=1 (groups > 1) writes the output
+//                                                         channel-shuffled (FBNet's grouped expand)
+//     shuffle    x groups                                 ShuffleNet channel shuffle on its own
 //     block      x cout mid kernel stride dw_act project_act se_reduced residual band_rows
 //                [expand_act] [se_act se_gate]            fused inverted-residual / depthwise-
 //                                                         separable block: mid=0 means no expand
@@ -53,7 +57,7 @@
 //
 // Values: x, a, b: tensor ids; residual: a tensor id or -1 (none); cout, mid, reduced, se_reduced,
 // h, w, c: integers (h, w <= 16384; c, cout, mid, reduced <= 65536); stride 1 or 2; act names none,
-// re, r6, hs, sw; gate sigmoid or hsigmoid; band_rows 0..16384.
+// re, r6, hs, sw; gate sigmoid or hsigmoid; band_rows 0..16384; groups 1..64; shuffle 0 or 1.
 //
 // Errors name the file, the line, the field and what was expected (OpListError); a file with any
 // error is rejected whole, before anything is measured.
@@ -74,7 +78,7 @@ struct OpListError : std::runtime_error {
 constexpr const char* kOpListFormat = "pynas-oplist";
 constexpr int kOpListVersion = 1;
 
-enum class StepKind { kInput, kConv, kDwconv, kPointwise, kBlock, kSe, kAvgpool, kAdd, kGap, kFc, kOutput };
+enum class StepKind { kInput, kConv, kDwconv, kPointwise, kShuffle, kBlock, kSe, kAvgpool, kAdd, kGap, kFc, kOutput };
 
 struct OpListStep {
   StepKind kind = StepKind::kInput;
@@ -84,6 +88,8 @@ struct OpListStep {
   long h = 0, w = 0, c = 0;
   long cout = 0, mid = 0, reduced = 0, band_rows = 0;
   int kernel = 0, stride = 0;
+  long groups = 1;
+  int shuffle = 0;
   Act act = Act::kNone, expand_act = Act::kNone, dw_act = Act::kNone, project_act = Act::kNone;
   Act se_act = Act::kReLU;
   int gate = 0;  // 0 sigmoid, 1 hsigmoid (Network's codes)

@@ -23,6 +23,7 @@ const char* step_name(StepKind kind) {
     case StepKind::kConv: return "conv";
     case StepKind::kDwconv: return "dwconv";
     case StepKind::kPointwise: return "pointwise";
+    case StepKind::kShuffle: return "shuffle";
     case StepKind::kBlock: return "block";
     case StepKind::kSe: return "se";
     case StepKind::kAvgpool: return "avgpool";
@@ -53,11 +54,17 @@ int add_step(const OpListStep& s, Network& net, WeightRng& rng) {
       return net.dwconv(s.x, w.data(), b.data(), s.kernel, s.stride, s.act);
     }
     case StepKind::kPointwise: {
-      const size_t cin = net.shape(s.x).c;
-      const auto w = rng.fill(s.cout * cin, he_limit(cin));
+      const size_t cin = net.shape(s.x).c, groups = static_cast<size_t>(s.groups);
+      if (cin % groups || static_cast<size_t>(s.cout) % groups)
+        throw std::invalid_argument("pointwise: field 'groups': expected a divisor of the input (" +
+                                    std::to_string(cin) + ") and output (" + std::to_string(s.cout) +
+                                    ") channels, got " + std::to_string(groups));
+      const auto w = rng.fill(s.cout * (cin / groups), he_limit(cin / groups));
       const auto b = rng.fill(s.cout, kBias);
-      return net.pointwise(s.x, w.data(), b.data(), s.cout, s.act, s.residual);
+      return net.pointwise(s.x, w.data(), b.data(), s.cout, s.act, s.residual, groups, s.shuffle != 0);
     }
+    case StepKind::kShuffle:
+      return net.shuffle(s.x, static_cast<size_t>(s.groups));
     case StepKind::kBlock: {
       const size_t cin = net.shape(s.x).c, k = s.kernel;
       Network::BlockWeights bw;

@@ -44,7 +44,8 @@ STEP_FIELDS = {
     "input": ("h", "w", "c"),
     "conv": ("x", "cout", "kernel", "stride", "act", "residual"),
     "dwconv": ("x", "kernel", "stride", "act"),
-    "pointwise": ("x", "cout", "act", "residual"),
+    "pointwise": ("x", "cout", "act", "residual", "groups", "shuffle"),
+    "shuffle": ("x", "groups"),
     "block": ("x", "cout", "mid", "kernel", "stride", "expand_act", "dw_act", "project_act", "se_reduced", "se_act",
               "se_gate", "residual", "band_rows"),
     "se": ("x", "reduced", "act", "gate"),
@@ -170,13 +171,21 @@ class NetworkRecorder:
         out = (_out_size(h, k, stride), _out_size(w, k, stride), c)
         return self._add("dwconv", out, x=x, kernel=k, stride=stride, act=_act("act", act))
 
-    def pointwise(self, x, weights, bias, act="none", residual=-1) -> int:
+    def pointwise(self, x, weights, bias, act="none", residual=-1, groups=1, shuffle=False) -> int:
         h, w, c = self.shape(x)
-        if weights.ndim != 2 or weights.shape[1] != c:
-            raise ValueError(f"weights: expected Cout x {c}, got {tuple(weights.shape)}")
+        if not isinstance(groups, int) or groups < 1 or c % groups:
+            raise ValueError(f"groups: expected a positive divisor of {c}, got {groups!r}")
+        if weights.ndim != 2 or weights.shape[1] != c // groups:
+            raise ValueError(f"weights: expected Cout x {c // groups}, got {tuple(weights.shape)}")
         out = (h, w, weights.shape[0])
         return self._add("pointwise", out, x=x, cout=weights.shape[0], act=_act("act", act),
-                         residual=self._residual(residual, out))
+                         residual=self._residual(residual, out), groups=groups, shuffle=int(bool(shuffle)))
+
+    def shuffle(self, x, groups) -> int:
+        h, w, c = self.shape(x)
+        if not isinstance(groups, int) or groups < 1 or c % groups:
+            raise ValueError(f"groups: expected a positive divisor of {c}, got {groups!r}")
+        return self._add("shuffle", (h, w, c), x=x, groups=groups)
 
     def block(self, x, cout, *, expand_w=None, expand_b=None, expand_act="none", dw_w, dw_b, stride, dw_act="none",
               se_w_reduce=None, se_b_reduce=None, se_w_expand=None, se_b_expand=None, se_act="re",
