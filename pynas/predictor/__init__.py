@@ -1,0 +1,1 @@
+"""Latency predictors: the compiled lookup table (`pynas.predictor.table`)."""
