@@ -7,7 +7,7 @@ import textwrap
 SCRIPT = textwrap.dedent("""
     import sys
     sys.modules["torch"] = None  # any `import torch` now raises ImportError
-    import pynas, pynas.arch, pynas.presets, pynas.ir, pynas.space, pynas.cli, pynas.store
+    import pynas, pynas.arch, pynas.presets, pynas.ir, pynas.space, pynas.cli, pynas.store, pynas.predictor.table
     assert pynas.store.this_device().logical_cores >= 1  # phones fingerprint themselves without torch
     from pynas.ir import fuse, lower
     from pynas.presets import preset

@@ -1,2 +1,3 @@
 """Latency predictors: segment features, XGBoost models trained from the measurement store,
-accuracy metrics, compiled lookup tables for the search, and versioned bundles."""
+accuracy metrics, the compiled lookup table for the search (`pynas.predictor.table`), and
+versioned bundles."""

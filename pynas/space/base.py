@@ -8,6 +8,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from pynas.arch import Arch
+from pynas.space.layout import TableSpec
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,38 @@ class SearchSpace:
         (`pynas.ir.segments`) any architecture of the space has; repeats are allowed (the
         segments' keys dedupe them). What profiling measures to price the whole space."""
         raise NotImplementedError
+
+    def table_layout(self) -> TableSpec:
+        """The space's latency table: its layout (`pynas.space.layout.TableLayout`) and, for every
+        reachable cell, an (architecture, segment id) whose segment key prices it
+        (`pynas.space.layout.TableCell`). `pynas.predictor.table.compile_table` turns it into a
+        dense table predicting millions of token vectors per second.
+
+        How to write one:
+
+        * One `BlockSlot` per group of tokens that lowers to one stage: `chunk_tokens` are the
+          tokens that change the stage's segments (op, kernel, width, ...), `repeats_token` the
+          one giving its repeats (None with a fixed count), `stage` the stage index in the lowered
+          architecture (segments ``s<stage>.0`` and ``s<stage>.<r>``).
+        * States name what the next block's input can be (width, and resolution where that varies):
+          `next_state` maps the `state_token`'s value to the state a non-empty block leaves. A
+          block with 0 repeats passes the state on, so a state must determine the next block's
+          input completely whichever blocks before it are empty.
+        * Cells: ``first`` for every (slot, state it can see, chunk) with a repeat; ``rest`` for
+          every chunk with 2+ repeats; ``head`` for every state the head can see; ``constant`` for
+          segments every network has (the stem). `TableLayout.reachable()` lists exactly the cells
+          needed, and the compiler refuses a spec missing any, listing a cell that cannot be reached,
+          or giving a cell an architecture whose tokens (`encode`, `TableLayout.trace`) do not read it.
+
+        MnasNet (`MnasNetSpace`): 7 slots of 5 chunk tokens (144 chunks) with the layers token
+        for repeats; states are the stem width and each block's 3 widths (22), the filters token
+        picks the next. A space of 22 layers x 9 fixed-width choices, 1 repeat each (FBNet): 22
+        slots with ``chunk_tokens=(i,)``, ``repeats_token=None, repeats=(1,)``,
+        ``state_token=None, next_state=(0,)`` and one state. A "skip" choice that lowers to no
+        layer is ``repeats_token=i`` with ``repeats`` 0 at that value (its cells stay NaN); if
+        skipping a layer changes what the next one sees (its input width), those inputs need
+        states of their own, as MnasNet's empty blocks do."""
+        raise NotImplementedError(f"space {self.name!r} has no latency table layout")
 
     def check_tokens(self, tokens: Sequence[int]) -> tuple[int, ...]:
         tokens = tuple(int(t) for t in tokens)

@@ -32,6 +32,7 @@ from typing import Iterator, Sequence
 
 from pynas.arch import Arch, Head, Stage, Stem, round_half_up
 from pynas.space.base import Decision, SearchSpace
+from pynas.space.layout import BlockSlot, TableCell, TableLayout, TableSpec
 
 BASE_CHANNELS = (16, 24, 32, 64, 96, 160, 320)
 BASE_LAYERS = (1, 2, 3, 4, 3, 3, 1)
@@ -123,13 +124,14 @@ class MnasNetSpace(SearchSpace):
             for context in self._input_contexts(prev):
                 yield {**context, prev * width + 5: 0}
 
-    def segment_archs(self) -> Iterator[tuple[Arch, str]]:
-        """Every block choice at its most layers (so a first and a later repeat exist) after every
-        input width; the stem; the head after every width the last blocks can give it."""
+    def _segment_tokens(self) -> Iterator[tuple[str, list[int], str]]:
+        """(table, tokens, segment id): every block choice at its most layers (so a first and a
+        later repeat exist) after every input width; the stem; the head after every width the
+        last blocks can give it. What both `segment_archs` and `table_layout` enumerate."""
         width = len(_FIELDS)
         most_layers = len(LAYER_DELTAS) - 1
         base = [0] * len(self.decisions)
-        yield self.decode(base), "stem"
+        yield "constant", base, "stem"
         for block in range(len(BASE_CHANNELS)):
             for context in self._input_contexts(block):
                 for chunk in itertools.product(*(range(d.cardinality) for d in self.decisions[:width - 1])):
@@ -137,14 +139,65 @@ class MnasNetSpace(SearchSpace):
                     for index, token in context.items():
                         tokens[index] = token
                     tokens[block * width:(block + 1) * width] = [*chunk, most_layers]
-                    arch = self.decode(tokens)
-                    yield arch, f"s{block}.0"
-                    yield arch, f"s{block}.1"
+                    yield "first", tokens, f"s{block}.0"
+                    yield "rest", tokens, f"s{block}.1"
         for context in self._input_contexts(len(BASE_CHANNELS)):
             tokens = list(base)
             for index, token in context.items():
                 tokens[index] = token
-            yield self.decode(tokens), "head"
+            yield "head", tokens, "head"
+
+    def segment_archs(self) -> Iterator[tuple[Arch, str]]:
+        """Every block choice at its most layers (so a first and a later repeat exist) after every
+        input width; the stem; the head after every width the last blocks can give it."""
+        arch, last = None, None
+        for _, tokens, sid in self._segment_tokens():
+            if tokens != last:  # a block's first and later repeat share one architecture
+                arch, last = self.decode(tokens), tokens
+            yield arch, sid
+
+    def table_layout(self) -> TableSpec:
+        """Seven slots b1..b7: chunk = (op, kernel, se, skip, filters) of the block (144 chunks),
+        repeats from its layers token, next state from its filters token. States: the stem width
+        and each block's three widths (22); block b sees the previous block's widths, and also
+        those before it where that block can be empty (b2 after an empty b1 sees the stem; the head
+        after an empty b7 sees b6's widths)."""
+        width = len(_FIELDS)
+        # A state is a width only: that holds because an empty block changes no resolution (the
+        # blocks that can have 0 layers have stride 1), so every block's input resolution is fixed.
+        for block, layers in enumerate(BASE_LAYERS):
+            if layers + LAYER_DELTAS[0] == 0:
+                assert STRIDES[block] == 1, f"block {block + 1} can be empty: a state would need its resolution"
+        states = [f"stem:c{self.stem.channels}"]
+        for block, channels in enumerate(self.channel_choices):
+            states += [f"b{block + 1}:c{c}" for c in channels]
+        slots = tuple(BlockSlot(
+            name=f"b{block + 1}", stage=block, chunk_tokens=tuple(range(block * width, block * width + width - 1)),
+            repeats_token=block * width + 5, repeats=tuple(BASE_LAYERS[block] + d for d in LAYER_DELTAS),
+            state_token=block * width + 4,
+            next_state=tuple(1 + len(FILTER_MULTIPLIERS) * block + f for f in range(len(FILTER_MULTIPLIERS))))
+            for block in range(len(BASE_CHANNELS)))
+        layout = TableLayout(space=f"{self.name}_res{self.resolution}_cls{self.num_classes}",
+                             decision_names=tuple(d.name for d in self.decisions), cardinalities=self.cardinalities,
+                             states=tuple(states), initial_state=0, blocks=slots)
+        return TableSpec(layout, lambda: self._table_cells(layout))
+
+    def _table_cells(self, layout: TableLayout) -> Iterator[TableCell]:
+        """The cells `_segment_tokens` prices, each placed by the layout's own trace of its tokens
+        (the state and chunk block b reads), so cells and layout cannot disagree."""
+        arch, last = None, None
+        for table, tokens, sid in self._segment_tokens():
+            if tokens != last:
+                arch, last = self.decode(tokens), tokens
+                trace, head_state = layout.trace(tokens)
+            if table in ("first", "rest"):
+                block = int(sid[1:].split(".")[0])
+                yield TableCell(table, arch, sid, block=block, state=trace[block].state if table == "first" else None,
+                                chunk=trace[block].chunk)
+            elif table == "head":
+                yield TableCell(table, arch, sid, state=head_state)
+            else:
+                yield TableCell(table, arch, sid)
 
     def network_tokens(self, tokens: Sequence[int]) -> tuple[int, ...]:
         """Tokens with choices that do not change the lowered network set to a fixed value, so
