@@ -8,10 +8,10 @@ kinds by the shuffled plan) are measured in one process, then again in a
 second, fresh process (its own imports, allocations, converted-model cache already warm), both
 with pynas's harness as `pynas profile` runs it. The table gives the relative difference of the two
 medians per op (|b - a| / a), split at 50 us, and how long one item took in the first process
-(build + conversion with a cold cache + timing), extrapolated to the whole space's plan. The
-"vs reference" columns compare each op's time relative to a reference op (the stem) timed right
-after it in the same process, which cancels the machine's slow and fast spells between the two
-processes (what `pynas profile` stores with each measurement as reference_ratio).
+(build + conversion with a cold cache + timing), extrapolated to the whole space's plan. Both
+processes measure as `pynas profile` does (`session.DriftGuard`: a reference re-timed after each
+item, items re-measured when it says the machine is in a slow spell); "vs reference" compares the
+ops' times divided by the reference's. "s per item" includes those checks and retries.
 """
 from __future__ import annotations
 
@@ -39,18 +39,19 @@ def child(backend: str, ops: int, seed: int, threads: int) -> None:
     """Measure the items, print one JSON line per item (key, median_ms, seconds)."""
     from pynas.profiling.backends import Backend
 
+    from pynas.profiling.session import DriftGuard
+
     b = Backend(backend, threads=threads)
     _, items = _items(ops, seed)
-    reference = b.segment(items[0].arch, items[0].segment, items[0].key)  # the plan's first: the stem
+    # As `pynas profile` measures: a reference (the plan's first item, the stem) re-timed after each
+    # item; an item measured in a slow spell is measured again once the machine is back.
+    guard = DriftGuard(b.segment(items[0].arch, items[0].segment, items[0].key))
     for item in items:
         t0 = time.perf_counter()
-        stats = b.segment(item.arch, item.segment, item.key).measure(**HARNESS)
-        seconds = time.perf_counter() - t0
-        # The reference right after: the item's time relative to it cancels the machine's slow and
-        # fast spells (both are timed within a second or two of each other).
-        ref = reference.measure(**HARNESS)["median_ms"]
-        print(json.dumps({"key": item.key, "kind": item.kind, "median_ms": stats["median_ms"], "reference_ms": ref,
-                          "ci_rel": stats["ci_rel"], "seconds": seconds}), flush=True)
+        stats, drift = guard.measure(b.segment(item.arch, item.segment, item.key), HARNESS)
+        print(json.dumps({"key": item.key, "kind": item.kind, "median_ms": stats["median_ms"],
+                          "reference_ms": drift["reference_ms"], "retries": drift["retries"],
+                          "ci_rel": stats["ci_rel"], "seconds": time.perf_counter() - t0}), flush=True)
 
 
 def _run_child(backend: str, args, cache: str) -> list[dict]:
@@ -85,9 +86,9 @@ def main() -> int:
     plan_, _ = _items(args.ops, args.seed)
     full = len(plan_.items)
     print(f"{args.ops} segments of the MnasNet space at 224, {args.threads} thread(s), each backend measured in two "
-          f"processes; plan for the whole space (pynas profile defaults): {full} items")
+          f"processes; the space has {full} distinct segments")
     header = ["backend", "ops >=50us", "|diff| median/max", "vs reference", "ops <50us", "|diff| median/max",
-              "vs reference", "s per item (cold)", "whole plan, est."]
+              "vs reference", "s per item (cold)", "all segments, est."]
     rows = []
     for backend in args.backends.split(","):
         reason = unavailable(backend)

@@ -196,6 +196,7 @@ def cmd_profile(args) -> None:
             bar = Progress(len(work.items))
             report = run(work, backend, store, budget_seconds=60 * args.budget_minutes if args.budget_minutes else math.inf,
                          harness=harness, session=args.session, progress=bar.update,
+                         drift_tolerance=args.drift_tolerance,
                          should_stop=lambda: bool(interrupted))
             bar.close()
     finally:
@@ -257,6 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
     profile.add_argument("--target-ci", type=float, default=0.01,
                          help="stop timing an item once its median's 95%% CI is within this (default 1%%)")
     profile.add_argument("--item-budget-seconds", type=float, default=2.0, help="timing budget per item")
+    profile.add_argument("--drift-tolerance", type=float, default=0.03,
+                         help="re-measure an item when the reference re-timed after it is this much slower than "
+                              "its fastest (a slow spell of the machine; default 3%%)")
     profile.add_argument("--session", help="tag stored with every measurement (default: host and time)")
     profile.set_defaults(run=cmd_profile)
 

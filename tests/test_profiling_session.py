@@ -44,9 +44,9 @@ def test_run_records_and_resumes(tmp_path):
     p = type(p)(p.space, p.resolution, p.counts, p.items[:12] + [i for i in p.items if i.kind == "network"])
     backend = Backend("native")
     with Store(tmp_path / "m.sqlite") as store:
-        first = run(p, backend, store, harness=FAST, budget_seconds=1e9, session="t")
+        first = run(p, backend, store, harness=FAST, budget_seconds=1e9, session="t", drift_tolerance=1.0)
         assert first.measured == len(p.items) and first.already == 0 and not first.failed
-        second = run(p, backend, store, harness=FAST, session="t")
+        second = run(p, backend, store, harness=FAST, session="t", drift_tolerance=1.0)
         assert second.measured == 0 and second.already == len(p.items)
         rows = list(store.measurements(backend="native"))
         assert Counter(m.op.key for m in rows) == {i.key: 1 for i in p.items}
@@ -58,7 +58,7 @@ def test_run_records_and_resumes(tmp_path):
 def test_budget_stops_between_items(tmp_path):
     p = plan(get_space("mnasnet", resolution=32), seed=0, limit=200)
     with Store(tmp_path / "m.sqlite") as store:
-        report = run(p, Backend("native"), store, harness=FAST, budget_seconds=0.5)
+        report = run(p, Backend("native"), store, harness=FAST, budget_seconds=0.5, drift_tolerance=1.0)
     assert report.stopped_by == "budget" and 0 < report.measured < len(p.items)
     assert report.remaining == len(p.items) - report.measured
 
@@ -66,7 +66,7 @@ def test_budget_stops_between_items(tmp_path):
 def _profile_cmd(db, *extra):
     return [sys.executable, "-P", "-m", "pynas.cli", "profile", "--backend", "native", "--resolution", "32",
             "--db", str(db), "--neighbours", "0", "--networks", "3", "--item-budget-seconds", "0.02",
-            "--target-ci", "0.5", "--session", "kill-test", "--limit", "150", *extra]
+            "--target-ci", "0.5", "--session", "kill-test", "--limit", "150", "--drift-tolerance", "1", *extra]
 
 
 def test_kill_9_then_rerun_has_every_measurement_once(tmp_path):
@@ -109,3 +109,32 @@ def test_bad_input_is_a_clear_error(tmp_path, capsys):
     assert junk.read_bytes() == b"definitely not a database" * 100  # untouched
     assert main(["profile", "--space", "nasnet", "--db", str(tmp_path / "y.sqlite")]) == 2
     assert "space" in capsys.readouterr().err
+
+
+class _Fake:
+    """A Timed whose medians come from a list (the last one repeats)."""
+
+    def __init__(self, medians):
+        self.medians, self.calls = list(medians), 0
+
+    def measure(self, **options):
+        ms = self.medians[min(self.calls, len(self.medians) - 1)]
+        self.calls += 1
+        return {"median_ms": ms}
+
+
+def test_drift_guard_remeasures_items_timed_in_a_slow_spell():
+    from pynas.profiling.session import DriftGuard
+
+    # Reference: fast (1.0), then a slow spell (1.2) after the first item, back to fast later.
+    reference = _Fake([1.0, 1.0, 1.2, 1.2, 1.2, 1.0, 1.0])
+    guard = DriftGuard(reference, tolerance=0.03, retries=4, pause_seconds=0.0)
+    item = _Fake([5.0, 6.0, 5.0])
+    first, drift = guard.measure(item, {})
+    assert first["median_ms"] == 5.0 and drift["retries"] == 0 and drift["reference_ratio"] == 1.0
+    second, drift = guard.measure(item, {})  # measured as 6.0 in the spell: measured again once back
+    assert second["median_ms"] == 5.0 and drift["retries"] >= 1 and guard.retried >= 1
+    assert not drift.get("slow_spell")
+    stuck = DriftGuard(_Fake([1.0, 1.5]), tolerance=0.03, retries=2, pause_seconds=0.0)
+    result, drift = stuck.measure(_Fake([7.0]), {})
+    assert drift["slow_spell"] and drift["retries"] == 2 and stuck.slow_spells == 1

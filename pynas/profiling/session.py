@@ -7,10 +7,14 @@ next, so a run killed at any point (even kill -9) loses at most the measurement 
 rerun picks up where it stopped. Two runs on one store (two backends, or two processes) lose
 nothing either: the store serializes writers.
 
-Drift: these machines have slow and fast spells of 5-8% lasting about a minute. Every
-`reference_every` seconds the run re-times a reference item (the first of the plan) and records, with
-each measurement, the ratio of the reference's latest time to its first. A report flags a run
-whose ratio strayed beyond 5%; the predictor issue can use or filter by it.
+Drift: shared machines have slow spells (here up to 25% for a minute or more, when neighbours
+load the memory system) and fast ones. A `DriftGuard` re-times a reference (the plan's first item,
+the stem) right after every item, briefly; its fastest time so far is the machine's fast state.
+When the reference is more than `tolerance` slower than that, the item's time is suspect: the
+guard waits, re-times the reference until it is back (or gives up after `retries`), and measures
+the item again. Each measurement stores the reference's time and its ratio to the fast state
+(`reference_ratio`), and whether a slow spell outlasted the retries (`slow_spell`); the report
+counts retries and flags a run whose accepted measurements strayed beyond 5%.
 """
 from __future__ import annotations
 
@@ -104,7 +108,9 @@ class Report:
     failed: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
     stopped_by: str = "done"  # "done", "budget", "interrupt"
-    reference_ratios: list[float] = field(default_factory=list)
+    reference_ratios: list[float] = field(default_factory=list)  # of accepted measurements
+    retries: int = 0  # items measured again because the reference said the machine was slow
+    slow_spells: int = 0  # items recorded while still slow after every retry
     per_kind_seconds: dict[str, float] = field(default_factory=dict)
     per_kind_count: dict[str, int] = field(default_factory=dict)
 
@@ -124,8 +130,9 @@ class Report:
             lines.append(f"  {kind:<10} {n:5d} measured, {s / n:6.2f} s each (build + convert + time)")
         if self.reference_ratios:
             flag = "  DRIFT beyond 5%: compare with care" if self.drift > DRIFT_LIMIT else ""
-            lines.append(f"reference re-timed {len(self.reference_ratios)}x: ratio "
-                         f"{min(self.reference_ratios):.3f}..{max(self.reference_ratios):.3f}{flag}")
+            lines.append(f"reference after each item: ratio to its fastest {min(self.reference_ratios):.3f}.."
+                         f"{max(self.reference_ratios):.3f}; {self.retries} items re-measured in slow spells, "
+                         f"{self.slow_spells} recorded still slow{flag}")
         for key, error in self.failed[:10]:
             lines.append(f"FAILED {key}: {error}")
         return "\n".join(lines)
@@ -161,17 +168,55 @@ def _stats(result: dict) -> Stats:
     return Stats(result["median_ms"], result["mad_ms"], result["p10_ms"], result["p90_ms"], result["runs"])
 
 
-def _harness_record(result: dict, options: dict, ratio: float | None) -> dict:
+def _harness_record(result: dict, options: dict, drift: dict) -> dict:
     keep = ("ci_rel", "converged", "inner", "cpu", "freq_mhz_before", "freq_mhz_after", "seconds", "min_ms", "mean_ms")
     record = {k: result[k] for k in keep}
     record["options"] = dict(options)
-    if ratio is not None:
-        record["reference_ratio"] = ratio
+    record.update(drift)
     return record
 
 
+REFERENCE_HARNESS = {"budget_seconds": 0.05, "min_runs": 10, "target_rel_ci": 0.01, "warmup_runs": 2}
+
+
+class DriftGuard:
+    """Measures items at the machine's fast state: see the module docstring."""
+
+    def __init__(self, reference, *, tolerance: float = 0.03, retries: int = 4, pause_seconds: float = 2.0,
+                 reference_harness: dict | None = None):
+        self.reference = reference  # a backend Timed
+        self.tolerance, self.retries, self.pause = tolerance, retries, pause_seconds
+        self.reference_harness = dict(REFERENCE_HARNESS, **(reference_harness or {}))
+        self.fastest = math.inf
+        self.retried = 0
+        self.slow_spells = 0
+
+    def _reference_ms(self) -> float:
+        ms = self.reference.measure(**self.reference_harness)["median_ms"]
+        self.fastest = min(self.fastest, ms)
+        return ms
+
+    def measure(self, timed, harness: dict) -> tuple[dict, dict]:
+        """(stats of `timed`, drift facts to store with them)."""
+        if self.fastest == math.inf:
+            self._reference_ms()
+        for attempt in range(self.retries + 1):
+            result = timed.measure(**harness)
+            ref = self._reference_ms()
+            if ref <= self.fastest * (1 + self.tolerance):
+                return result, {"reference_ms": ref, "reference_ratio": ref / self.fastest, "retries": attempt}
+            if attempt < self.retries:
+                self.retried += 1
+                deadline = time.monotonic() + self.pause
+                while time.monotonic() < deadline and self._reference_ms() > self.fastest * (1 + self.tolerance):
+                    pass
+        self.slow_spells += 1
+        return result, {"reference_ms": ref, "reference_ratio": ref / self.fastest, "retries": self.retries,
+                        "slow_spell": True}
+
+
 def run(plan_: Plan, backend: Backend, store: Store, *, budget_seconds: float = math.inf,
-        harness: dict | None = None, session: str | None = None, reference_every: float = 60.0,
+        harness: dict | None = None, session: str | None = None, drift_tolerance: float = 0.03,
         progress: Callable[[int, str], None] | None = None,
         should_stop: Callable[[], bool] = lambda: False) -> Report:
     """Measures the plan's items the store lacks for this device, backend and thread count, until
@@ -182,14 +227,11 @@ def run(plan_: Plan, backend: Backend, store: Store, *, budget_seconds: float = 
     todo = [item for item in plan_.items if item.key in todo_keys]
     report = Report(planned=len(plan_.items), already=len(plan_.items) - len(todo))
     start = time.monotonic()
-    reference = plan_.items[0]
-    reference_first: float | None = None
-    reference_at = -math.inf
 
     def timed(item: WorkItem):
         return backend.network(item.arch) if item.segment is None else backend.segment(item.arch, item.segment, item.key)
 
-    reference_timed = None
+    guard = None
     for n, item in enumerate(todo):
         if time.monotonic() - start >= budget_seconds:
             report.stopped_by = "budget"
@@ -199,25 +241,22 @@ def run(plan_: Plan, backend: Backend, store: Store, *, budget_seconds: float = 
             break
         if progress:
             progress(n, item.key)
-        if time.monotonic() - reference_at >= reference_every:
-            reference_timed = reference_timed or timed(reference)
-            ms = reference_timed.measure(**harness)["median_ms"]
-            reference_first = reference_first or ms
-            report.reference_ratios.append(ms / reference_first)
-            reference_at = time.monotonic()
         t0 = time.monotonic()
         try:
-            result = timed(item).measure(**harness)
+            guard = guard or DriftGuard(timed(plan_.items[0]), tolerance=drift_tolerance)
+            result, drift = guard.measure(timed(item), harness)
         except (RuntimeError, ValueError) as error:  # one bad conversion must not end a long run
             report.failed.append((item.key, f"{type(error).__name__}: {str(error).splitlines()[0]}"))
             continue
-        ratio = report.reference_ratios[-1] if report.reference_ratios else None
+        report.reference_ratios.append(drift["reference_ratio"])
         store.record(context, OpKey(item.key, item.kind, item.features), _stats(result),
-                     harness=_harness_record(result, harness, ratio))
+                     harness=_harness_record(result, harness, drift))
         report.measured += 1
         report.per_kind_count[item.kind] = report.per_kind_count.get(item.kind, 0) + 1
         report.per_kind_seconds[item.kind] = report.per_kind_seconds.get(item.kind, 0.0) + time.monotonic() - t0
     if progress:
         progress(report.measured + len(report.failed), "")
+    if guard:
+        report.retries, report.slow_spells = guard.retried, guard.slow_spells
     report.seconds = time.monotonic() - start
     return report
