@@ -204,6 +204,51 @@ def cmd_profile(args) -> None:
     print(report.summary())
 
 
+def cmd_calibrate(args) -> None:
+    from pynas.predictor import bundle
+    from pynas.predictor.train import load_dataset, train
+    from pynas.space import get_space
+
+    with _existing_store(args) as store:
+        data = load_dataset(store, backend=args.backend, threads=args.threads, device_id=args.device_id)
+    print(f"series: device {data.device_id}, {data.backend} ({data.backend_version}), {data.threads} thread(s): "
+          f"{len(data.segments)} segments, {len(data.networks)} networks")
+    trained = train(data, seed=args.seed)
+    space = get_space(args.space, resolution=args.resolution) if args.space else None
+    folder = bundle.save(args.output, trained, data, space=space, source=f"{args.db} {data.device_id}")
+    for name in ("heldout_segments", "heldout_networks"):
+        if name in trained.report:
+            r = trained.report[name]
+            print(f"{name:<18} n={r['n']:<5} RMSPE {r['rmspe']:.2f}%  within 5% {r['within5']:.1f}%  "
+                  f"within 10% {r['within10']:.1f}%  Spearman {r['spearman']:.4f}")
+    print(f"network = {trained.scale:.4f} x sum(segments) + {trained.overhead_ms:.4f} ms; bundle {folder}")
+
+
+def cmd_predict(args) -> None:
+    from pynas.predictor import bundle
+
+    p = bundle.load(args.predictor)
+    arch = _arch_from_args(args)
+    if args.breakdown:
+        rows = [[r["segment"], r["kind"], f"{r['ms']:.4f}", r["key"]] for r in p.explain(arch)]
+        print(_table(["segment", "kind", "ms", "key"], rows, {2}))
+    print(f"{p.predict(arch):.4f} ms  ({p.name}: {p.manifest.backend}, {p.manifest.threads} thread(s))")
+
+
+def cmd_predictors(args) -> None:
+    from pynas.predictor import bundle
+
+    rows = []
+    for name, folder, manifest in bundle.list_bundles():
+        if isinstance(manifest, Exception):
+            rows.append([name, "unreadable", "", "", str(manifest)[:60]])
+        else:
+            space = f"{manifest.space['name']}@{manifest.space['resolution']}" if manifest.space else "-"
+            rows.append([name, manifest.kind, manifest.backend, space, str(folder)])
+    print(_table(["name", "kind", "backend", "space", "folder"], rows, set()) if rows else
+          "no bundles on the search path: " + ", ".join(str(p) for p in bundle.search_path()))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pynas", description="Hardware-aware neural architecture search.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -263,6 +308,27 @@ def build_parser() -> argparse.ArgumentParser:
                               "its fastest (a slow spell of the machine; default 3%%)")
     profile.add_argument("--session", help="tag stored with every measurement (default: host and time)")
     profile.set_defaults(run=cmd_profile)
+
+    calibrate = commands.add_parser("calibrate", help="train a latency predictor bundle from a measurement store")
+    calibrate.add_argument("db", metavar="DB", help="the measurement store")
+    calibrate.add_argument("-o", "--output", required=True, metavar="DIR", help="bundle folder, e.g. predictors/NAME")
+    calibrate.add_argument("--backend", default="native")
+    calibrate.add_argument("--threads", type=int, default=1)
+    calibrate.add_argument("--device-id", help="the device (default: the one with most measurements)")
+    calibrate.add_argument("--space", help="compile the table of this space into the bundle (e.g. mnasnet)")
+    calibrate.add_argument("--resolution", type=int, help="the space's resolution")
+    calibrate.add_argument("--seed", type=int, default=0)
+    calibrate.set_defaults(run=cmd_calibrate)
+
+    predict = commands.add_parser("predict", help="predicted latency of an architecture")
+    predict.add_argument("arch", metavar="ARCH")
+    predict.add_argument("--predictor", required=True, help="bundle name or folder (see `pynas predictors`)")
+    predict.add_argument("--breakdown", action="store_true", help="per segment")
+    predict.add_argument("--resolution", type=int, help="override the input resolution")
+    predict.set_defaults(run=cmd_predict)
+
+    predictors = commands.add_parser("predictors", help="list the predictor bundles on the search path")
+    predictors.set_defaults(run=cmd_predictors)
 
     db = commands.add_parser("db", help="the measurement store: summary, export, import",
                              description="The SQLite store of latency measurements: $PYNAS_DB if set, else "

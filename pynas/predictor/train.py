@@ -26,7 +26,7 @@ from pynas.store import NETWORK_KIND, Store
 # xgboost.train's parameters (its native API: no scikit-learn needed); ROUNDS boosting rounds.
 XGB_PARAMS = {"max_depth": 7, "eta": 0.05, "subsample": 0.8, "colsample_bytree": 0.8, "min_child_weight": 1.0,
               "tree_method": "hist", "nthread": 1, "objective": "reg:squarederror"}
-ROUNDS = 800
+ROUNDS = 800  # override per call with params={"rounds": N}
 
 
 @dataclass
@@ -36,6 +36,7 @@ class Dataset:
     backend_version: str
     threads: int
     caches: dict  # {'l1d', 'l2', 'l3'}: bytes or None
+    device: dict  # the store's device fingerprint (DeviceFingerprint.to_dict())
     segments: dict[str, tuple[str, dict, float]] = field(default_factory=dict)  # key -> (kind, features, ms)
     networks: dict[str, tuple[list[str], float]] = field(default_factory=dict)  # arch -> (segment keys, ms)
 
@@ -56,7 +57,7 @@ def load_dataset(store: Store, *, backend: str, threads: int = 1, device_id: str
     device_id, backend_version = max(series, key=series.get)
     device = store.devices()[device_id]
     data = Dataset(device_id, backend, backend_version, threads,
-                   {"l1d": device.l1d_bytes, "l2": device.l2_bytes, "l3": device.l3_bytes})
+                   {"l1d": device.l1d_bytes, "l2": device.l2_bytes, "l3": device.l3_bytes}, device.to_dict())
     times: dict[str, list[float]] = {}
     meta: dict[str, tuple[str, dict]] = {}
     for m in store.measurements(device_id=device_id, backend=backend, backend_version=backend_version,
@@ -85,7 +86,8 @@ class SegmentModel:
 
         x = feature_matrix(features, self.caches)
         train = xgb.DMatrix(x, label=np.log(np.asarray(ms, dtype=np.float64)), feature_names=list(FEATURE_NAMES))
-        self.booster = xgb.train(dict(self.params, seed=seed), train, num_boost_round=ROUNDS)
+        params = {k: v for k, v in self.params.items() if k != "rounds"}
+        self.booster = xgb.train(dict(params, seed=seed), train, num_boost_round=self.params.get("rounds", ROUNDS))
         return self
 
     def predict(self, features: list[dict]) -> np.ndarray:
