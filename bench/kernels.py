@@ -22,7 +22,7 @@ import numpy as np
 
 from pynas import _core
 from pynas.runtimes import RUNTIMES, make_runner, unavailable
-from pynas.timing import interleaved
+from pynas.timing import format_table, interleaved
 
 
 @dataclass
@@ -164,9 +164,7 @@ def main() -> int:
           f"({_core.supported_isas()[0]}); kernels: {_core.selected_kernels()}")
     header = ["case", "runtime", "median ms", "GFLOP/s", "of peak", "vs fastest other"]
     rows = [row for name in args.cases.split(",") for row in run_case(CASES[name](), args.passes, args.threads, peak)]
-    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
-    for row in [header, ["-" * w for w in widths]] + rows:
-        print("  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip())
+    print(format_table(header, rows))
     return 0
 
 

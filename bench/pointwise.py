@@ -28,6 +28,7 @@ import time
 import numpy as np
 
 from pynas import _core
+from pynas.timing import format_table
 
 PEAK_GFLOPS = 117.0  # one core's fp32 FMA peak quoted for this machine: ymm width (see the docstring)
 TARGET_MS = {("144-24", 56): 0.249}  # LiteRT/XNNPACK on this machine
@@ -139,9 +140,7 @@ def main() -> int:
     rows = []
     for cin, cout, hw in shapes:
         rows += bench_shape(cin, cout, hw, args.passes, args.sample_ms / 1e3, args.samples)
-    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
-    for row in [header, ["-" * w for w in widths]] + rows:
-        print("  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip())
+    print(format_table(header, rows))
     return 0
 
 

@@ -24,6 +24,8 @@ import sys
 import tempfile
 import time
 
+from pynas.timing import format_table
+
 HARNESS = {"budget_seconds": 2.0, "target_rel_ci": 0.01}
 
 
@@ -109,9 +111,7 @@ def main() -> int:
         per_item = statistics.mean(r["seconds"] for r in first)
         rows.append([backend, str(len(big)), _fmt(big), _fmt(big_ref), str(len(small)), _fmt(small), _fmt(small_ref),
                      f"{per_item:.2f}", f"{per_item * full / 60:.0f} min"])
-    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
-    for row in [header, ["-" * w for w in widths]] + rows:
-        print("  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip())
+    print(format_table(header, rows))
     return 0
 
 

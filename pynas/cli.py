@@ -9,6 +9,7 @@ import sys
 
 from pynas.arch import Arch
 from pynas.presets import PRESETS, resolve
+from pynas.timing import format_table
 
 
 def _human(value: float) -> str:
@@ -16,13 +17,6 @@ def _human(value: float) -> str:
         if abs(value) >= scale:
             return f"{value / scale:.2f}{unit}"
     return str(int(value))
-
-
-def _table(header: list[str], rows: list[list], right: set[int]) -> str:
-    widths = [max(len(str(x)) for x in column) for column in zip(header, *rows)]
-    fmt = lambda row: "  ".join(str(x).rjust(w) if i in right else str(x).ljust(w)  # noqa: E731
-                                for i, (x, w) in enumerate(zip(row, widths))).rstrip()
-    return "\n".join([fmt(header), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows])
 
 
 def _arch_from_args(args) -> Arch:
@@ -41,13 +35,13 @@ def cmd_describe(args) -> None:
         rows = [[op.id, op.name, op.kind, f"{op.cin}x{op.hin}x{op.win}", f"{op.cout}x{op.hout}x{op.wout}",
                  op.kernel, op.stride, op.groups, op.act or "", f"{op.macs:,}", f"{op.params:,}"]
                 for op in graph.ops]
-        print(_table(["#", "op", "kind", "in CxHxW", "out CxHxW", "k", "s", "g", "act", "MACs", "params"],
+        print(format_table(["#", "op", "kind", "in CxHxW", "out CxHxW", "k", "s", "g", "act", "MACs", "params"],
                      rows, right={0, 5, 6, 7, 9, 10}))
     else:
         kernels = fuse(graph, blocks=args.kernels == "blocks")
         rows = [[i, k.name, k.kind, f"{k.macs:,}", f"{k.params:,}", _human(k.bytes_in + k.bytes_out + k.weight_bytes),
                  k.key] for i, k in enumerate(kernels)]
-        print(_table(["#", "kernel", "kind", "MACs", "params", "bytes", "key"], rows, right={0, 3, 4, 5}))
+        print(format_table(["#", "kernel", "kind", "MACs", "params", "bytes", "key"], rows, right={0, 3, 4, 5}))
         print(f"\n{len(kernels)} kernels from {len(graph.ops)} ops")
     print(f"\ntotal: params {graph.params:,} ({_human(graph.params)})  MACs {graph.macs:,} ({_human(graph.macs)})"
           f"  at {arch.resolution}x{arch.resolution}, batch 1")
@@ -144,7 +138,7 @@ def cmd_db_summary(args) -> None:
         rows = [[r.device_id, r.cpu_model, r.backend, r.backend_version, r.threads, r.kind, r.count, r.first, r.last]
                 for r in summary.rows]
         print()
-        print(_table(["device", "cpu", "backend", "version", "threads", "kind", "count", "first", "last"], rows,
+        print(format_table(["device", "cpu", "backend", "version", "threads", "kind", "count", "first", "last"], rows,
                      right={4, 6}))
 
 
@@ -231,7 +225,7 @@ def cmd_predict(args) -> None:
     arch = _arch_from_args(args)
     if args.breakdown:
         rows = [[r["segment"], r["kind"], f"{r['ms']:.4f}", r["key"]] for r in p.explain(arch)]
-        print(_table(["segment", "kind", "ms", "key"], rows, {2}))
+        print(format_table(["segment", "kind", "ms", "key"], rows, {2}))
     print(f"{p.predict(arch):.4f} ms  ({p.name}: {p.manifest.backend}, {p.manifest.threads} thread(s))")
 
 
@@ -245,7 +239,7 @@ def cmd_predictors(args) -> None:
         else:
             space = f"{manifest.space['name']}@{manifest.space['resolution']}" if manifest.space else "-"
             rows.append([name, manifest.kind, manifest.backend, space, str(folder)])
-    print(_table(["name", "kind", "backend", "space", "folder"], rows, set()) if rows else
+    print(format_table(["name", "kind", "backend", "space", "folder"], rows, set()) if rows else
           "no bundles on the search path: " + ", ".join(str(p) for p in bundle.search_path()))
 
 

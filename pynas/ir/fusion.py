@@ -39,14 +39,6 @@ class Kernel(OpTotals):
     def name(self) -> str:
         return self.ops[0].block if self.kind in BLOCK_KERNELS.values() else self.ops[0].name
 
-    @property
-    def first(self) -> Op:
-        return self.ops[0]
-
-    @property
-    def last(self) -> Op:
-        return self.ops[-1]
-
 
 def _tensor_bytes(graph: Graph, op_id: int) -> int:
     if op_id == NETWORK_INPUT:

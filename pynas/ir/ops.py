@@ -115,9 +115,17 @@ class Op:
 
 
 class OpTotals:
-    """Totals over `self.ops`, shared by graphs and kernels."""
+    """Totals over `self.ops`, and its first and last op, shared by graphs, kernels and segments."""
 
     ops: tuple[Op, ...]
+
+    @property
+    def first(self) -> Op:
+        return self.ops[0]
+
+    @property
+    def last(self) -> Op:
+        return self.ops[-1]
 
     @property
     def macs(self) -> int:

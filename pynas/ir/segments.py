@@ -33,14 +33,6 @@ class Segment(OpTotals):
     ops: tuple[Op, ...]
 
     @property
-    def first(self) -> Op:
-        return self.ops[0]
-
-    @property
-    def last(self) -> Op:
-        return self.ops[-1]
-
-    @property
     def input_shape(self) -> tuple[int, int, int]:
         """H, W, C of the segment's input."""
         return self.first.hin, self.first.win, self.first.cin

@@ -45,23 +45,22 @@ def load_dataset(store: Store, *, backend: str, threads: int = 1, device_id: str
                  backend_version: str | None = None) -> Dataset:
     """Measurements of one series; a key measured more than once counts with its median. Without
     device_id / backend_version: the series with the most measurements for backend and threads."""
-    series: dict[tuple[str, str], int] = {}
+    # One read of the store: every measurement of this backend and thread count, grouped by series.
+    by_series: dict[tuple[str, str], list] = {}
     for m in store.measurements(backend=backend, threads=threads):
         if device_id in (None, m.context.device.device_id) and backend_version in (None, m.context.backend_version):
-            s = (m.context.device.device_id, m.context.backend_version)
-            series[s] = series.get(s, 0) + 1
-    if not series:
+            by_series.setdefault((m.context.device.device_id, m.context.backend_version), []).append(m)
+    if not by_series:
         raise ValueError(f"store {store.path}: no measurements for backend={backend!r} threads={threads}"
                          + (f" device_id={device_id!r}" if device_id else "")
                          + (f" backend_version={backend_version!r}" if backend_version else ""))
-    device_id, backend_version = max(series, key=series.get)
-    device = store.devices()[device_id]
+    (device_id, backend_version), chosen = max(by_series.items(), key=lambda item: len(item[1]))
+    device = chosen[0].context.device
     data = Dataset(device_id, backend, backend_version, threads,
                    {"l1d": device.l1d_bytes, "l2": device.l2_bytes, "l3": device.l3_bytes}, device.to_dict())
     times: dict[str, list[float]] = {}
     meta: dict[str, tuple[str, dict]] = {}
-    for m in store.measurements(device_id=device_id, backend=backend, backend_version=backend_version,
-                                threads=threads):
+    for m in chosen:
         times.setdefault(m.op.key, []).append(m.stats.median_ms)
         meta[m.op.key] = (m.op.kind, m.op.features)
     for key, ms in times.items():
