@@ -203,13 +203,15 @@ def cmd_calibrate(args) -> None:
     from pynas.predictor.train import load_dataset, train
     from pynas.space import get_space
 
+    bundle.check_writable(args.output, args.force)  # before minutes of training, not after
     with _existing_store(args) as store:
         data = load_dataset(store, backend=args.backend, threads=args.threads, device_id=args.device_id)
     print(f"series: device {data.device_id}, {data.backend} ({data.backend_version}), {data.threads} thread(s): "
           f"{len(data.segments)} segments, {len(data.networks)} networks")
     trained = train(data, seed=args.seed)
     space = get_space(args.space, resolution=args.resolution) if args.space else None
-    folder = bundle.save(args.output, trained, data, space=space, source=f"{args.db} {data.device_id}")
+    folder = bundle.save(args.output, trained, data, space=space, source=f"{args.db} {data.device_id}",
+                         overwrite=args.force)
     for name in ("heldout_segments", "heldout_networks"):
         if name in trained.report:
             r = trained.report[name]
@@ -312,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--space", help="compile the table of this space into the bundle (e.g. mnasnet)")
     calibrate.add_argument("--resolution", type=int, help="the space's resolution")
     calibrate.add_argument("--seed", type=int, default=0)
+    calibrate.add_argument("--force", action="store_true", help="replace a bundle already in the output folder")
     calibrate.set_defaults(run=cmd_calibrate)
 
     predict = commands.add_parser("predict", help="predicted latency of an architecture")

@@ -129,3 +129,6 @@ def test_cli_calibrate_predict_predictors(small_store, tmp_path, capsys, monkeyp
     assert main(["predict", arch, "--predictor", "tiny"]) == 0
     assert main(["calibrate", str(tmp_path / "missing.sqlite"), "-o", str(tmp_path / "x")]) == 2
     assert "no measurement store there" in capsys.readouterr().err
+    before = (out / "manifest.json").read_bytes()
+    assert main(["calibrate", str(small_store), "-o", str(out)]) == 2  # an existing bundle is kept
+    assert "a bundle is already there" in capsys.readouterr().err and (out / "manifest.json").read_bytes() == before

@@ -25,7 +25,7 @@ import numpy as np
 
 from pynas.arch import Arch
 from pynas.predictor.features import FEATURE_NAMES
-from pynas.predictor.manifest import Manifest, BundleError, write_manifest
+from pynas.predictor.manifest import BundleError, Manifest, write_manifest
 from pynas.predictor.train import Dataset, SegmentModel, Trained
 
 MODEL = "model.ubj"
@@ -143,10 +143,19 @@ def load(name_or_path: str | os.PathLike, space=None) -> Predictor:
     return Predictor(folder, manifest, model, table)
 
 
-def save(folder: str | os.PathLike, trained: Trained, data: Dataset, *, name: str | None = None, space=None,
-         source: str = "") -> Path:
-    """Write a bundle: model, report, the compiled table of `space` if given, manifest last."""
+def check_writable(folder: str | os.PathLike, overwrite: bool = False) -> Path:
+    """`folder` as a Path, if a bundle may be written there (BundleError if one exists and not `overwrite`)."""
     folder = Path(folder)
+    if (folder / "manifest.json").exists() and not overwrite:
+        raise BundleError(f"{folder}: a bundle is already there (overwrite it with --force / overwrite=True)")
+    return folder
+
+
+def save(folder: str | os.PathLike, trained: Trained, data: Dataset, *, name: str | None = None, space=None,
+         source: str = "", overwrite: bool = False) -> Path:
+    """Write a bundle: model, report, the compiled table of `space` if given, manifest last. An
+    existing bundle in `folder` is kept unless `overwrite`."""
+    folder = check_writable(folder, overwrite)
     folder.mkdir(parents=True, exist_ok=True)
     name = name or folder.name
     trained.model.booster.save_model(str(folder / MODEL))
