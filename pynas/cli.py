@@ -6,6 +6,7 @@ import importlib.metadata
 import os
 import platform
 import sys
+import time
 
 from pynas.arch import Arch
 from pynas.presets import PRESETS, resolve
@@ -168,20 +169,30 @@ def cmd_profile(args) -> None:
     import signal
 
     from pynas.profiling.backends import Backend, BackendUnavailable, unavailable
-    from pynas.profiling.session import Progress, plan, run
+    from pynas.profiling.session import Progress, plan, prepare, run
     from pynas.store import Store
 
     reason = unavailable(args.backend)  # checked before the (slow) planning
     if reason:
         raise BackendUnavailable(f"backend {args.backend} is unavailable here: {reason}")
     space = _space(args)
-    work = plan(space, neighbours=args.neighbours, networks=args.networks, seed=args.seed, limit=args.limit)
+    work = plan(space, neighbours=args.neighbours, networks=args.networks, seed=args.seed, limit=args.limit,
+                segments_sample=args.segments)
     counts = ", ".join(f"{n} {kind}" for kind, n in work.counts.items())
     print(f"space {work.space} at {work.resolution}: {len(work.items)} items to measure ({counts})")
     harness = {"budget_seconds": args.item_budget_seconds, "target_rel_ci": args.target_ci}
     if args.pin is not None:
         harness["pin_cpu"] = args.pin
     backend = Backend(args.backend, threads=args.threads)
+    if args.prepare_only:
+        with Store(args.db) as store:
+            bar = Progress(len(work.items))
+            t0 = time.monotonic()
+            done, failed = prepare(work, backend, store, jobs=args.jobs, progress=bar.update)
+            bar.close()
+        print(f"converted {done} items for {backend.name} in {time.monotonic() - t0:.0f} s with {args.jobs} job(s); "
+              f"{len(failed)} failed" + "".join(f"\nFAILED {key}: {error}" for key, error in failed[:10]))
+        return
     interrupted = []
     previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))  # finish the item, then stop
     try:
@@ -218,6 +229,26 @@ def cmd_calibrate(args) -> None:
             print(f"{name:<18} n={r['n']:<5} RMSPE {r['rmspe']:.2f}%  within 5% {r['within5']:.1f}%  "
                   f"within 10% {r['within10']:.1f}%  Spearman {r['spearman']:.4f}")
     print(f"network = {trained.scale:.4f} x sum(segments) + {trained.overhead_ms:.4f} ms; bundle {folder}")
+
+
+def cmd_fewshot(args) -> None:
+    from pynas.predictor import bundle, fewshot
+
+    bundle.check_writable(args.output, args.force)
+    base = bundle.load(args.base)
+    names, ms = fewshot.read_measured(args.measured)
+    archs = [resolve(a) for a in names]
+    folder = fewshot.calibrated_bundle(base, archs, ms, args.output, method=args.method, name=args.name,
+                                       device={"name": args.name or os.path.basename(os.path.normpath(args.output))},
+                                       overwrite=args.force)
+    report = bundle.load(folder).manifest.extra["report"]
+    cal, fit = report["calibration"], report["fit"]
+    print(f"calibrated {base.name} on {len(archs)} networks ({cal['method']}): global scale {cal['scale']:.4f}, "
+          f"overhead {cal['overhead_ms']:.4f} ms, per segment {cal['segment_ms']:.4f} ms")
+    if cal["method"] == "groups":
+        print("group scales: " + ", ".join(f"{g} {v:.3f}" for g, v in sorted(cal["scales"].items())))
+    print(f"on the {fit['n']} calibration networks: RMSPE {fit['rmspe']:.2f}%, within 10% {fit['within10']:.1f}%; "
+          f"bundle {folder}")
 
 
 def cmd_predict(args) -> None:
@@ -303,6 +334,13 @@ def build_parser() -> argparse.ArgumentParser:
                          help="re-measure an item when the reference re-timed after it is this much slower than "
                               "its fastest (a slow spell of the machine; default 3%%)")
     profile.add_argument("--session", help="tag stored with every measurement (default: host and time)")
+    profile.add_argument("--segments", type=int, metavar="N",
+                         help="measure a seeded random N of the space's segments (the stem always), not all: "
+                              "a learned predictor prices the rest (for slow backends such as litert)")
+    profile.add_argument("--prepare-only", action="store_true",
+                         help="only convert (onnxruntime, litert) what the plan will time, into the cache; "
+                              "needs no quiet machine and runs --jobs processes; then profile as usual")
+    profile.add_argument("--jobs", type=int, default=1, help="processes for --prepare-only (default 1)")
     profile.set_defaults(run=cmd_profile)
 
     calibrate = commands.add_parser("calibrate", help="train a latency predictor bundle from a measurement store")
@@ -323,6 +361,18 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--breakdown", action="store_true", help="per segment")
     predict.add_argument("--resolution", type=int, help="override the input resolution")
     predict.set_defaults(run=cmd_predict)
+
+    fewshot = commands.add_parser("fewshot", help="adapt a predictor bundle to a new device from k measured networks",
+                                  description="MEASURED is a CSV with header 'arch,ms': architectures (strings or "
+                                              "presets) timed end to end on the new device, k <= 20 is enough.")
+    fewshot.add_argument("base", metavar="BASE", help="bundle to start from (name or folder)")
+    fewshot.add_argument("measured", metavar="MEASURED")
+    fewshot.add_argument("-o", "--output", required=True, metavar="DIR", help="new bundle folder")
+    fewshot.add_argument("--method", default="groups", choices=("scale", "groups"),
+                         help="scale: one factor; groups: a factor per op type pulled towards it (default)")
+    fewshot.add_argument("--name", help="bundle name (default: the folder's)")
+    fewshot.add_argument("--force", action="store_true", help="replace a bundle already in the output folder")
+    fewshot.set_defaults(run=cmd_fewshot)
 
     predictors = commands.add_parser("predictors", help="list the predictor bundles on the search path")
     predictors.set_defaults(run=cmd_predictors)

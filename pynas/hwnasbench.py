@@ -239,3 +239,85 @@ def table_latency(arch: Arch | str, device: str, table: LatencyTable | Path | st
     """HW-NAS-Bench's latency of `arch` on `device` in ms: the sum of its blocks' table entries.
     `table`: a LatencyTable or a path (default DEFAULT_PATH)."""
     return sum(ms for _, ms in latency_breakdown(arch, device, table))
+
+
+BACKENDS = {"pixel3": ("tflite", "Google Pixel 3, TFLite"), "raspi4": ("tflite", "Raspberry Pi 4, TFLite"),
+            "edgegpu": ("tensorrt", "NVIDIA Jetson TX2, TensorRT")}
+
+
+def segment_prices(device: str, setting: str = "imagenet", table: LatencyTable | Path | str | None = None
+                   ) -> dict[str, float]:
+    """pynas segment key -> ms on `device` for every segment of the FBNet space in `setting`: the
+    stem and each layer choice are one table entry each; pynas's head segment (1x1 conv, average
+    pool, classifier) is the sum of those three entries. Two entries for one segment key that
+    disagree raise TableError (the key would not determine the latency)."""
+    from pynas.ir import lower
+    from pynas.ir.segments import segments
+    from pynas.space.fbnet import FBNetSpace
+
+    check_device(device)
+    lut = _table(table)
+    space = FBNetSpace(setting)
+    prices: dict[str, float] = {}
+    last, by_id, keys = None, {}, []
+    for arch, sid in space.segment_archs():
+        if arch is not last:
+            last, by_id, keys = arch, {s.id: s for s in segments(lower(arch))}, block_keys(arch)
+        if sid == "stem":
+            ms = lut.latency(keys[0], device)
+        elif sid == "head":
+            ms = sum(lut.latency(k, device) for k in keys[-3:])
+        else:
+            ms = lut.latency(keys[1 + int(sid[1:].split(".")[0])], device)
+        key = by_id[sid].key
+        if prices.setdefault(key, ms) != ms:
+            raise TableError(f"{lut.path}: segment {key} has two latencies on {device}: {prices[key]} and {ms}")
+    return prices
+
+
+def compile_device_table(device: str, setting: str = "imagenet", table: LatencyTable | Path | str | None = None):
+    """The FBNet space's compiled latency table (`pynas.predictor.table`) priced from HW-NAS-Bench's
+    entries for `device`: `predict_batch` of token rows equals `table_latency` of their
+    architectures (float32 rounding aside). Identity skips, which run nothing in pynas, are priced
+    with HW-NAS-Bench's own entries for them, as its sum counts them."""
+    from pynas.predictor.table import compile_table
+    from pynas.space.fbnet import FBNetSpace
+
+    lut = _table(table)
+    space = FBNetSpace(setting)
+
+    def identity(cell) -> float:  # the layer's Skip entry (cell.arch has the skip at cell.block)
+        return lut.latency(block_keys(cell.arch)[1 + cell.block], device)
+
+    return compile_table(space, segment_prices(device, setting, lut), empty=identity)
+
+
+def save_bundle(folder: Path | str, device: str, setting: str = "imagenet",
+                table: LatencyTable | Path | str | None = None, *, samples: int = 2000, overwrite: bool = False):
+    """A table bundle (`pynas.predictor.bundle`, kind "table") for `device` in the FBNet space:
+    the compiled table and a report checking it against `table_latency` on `samples` random
+    architectures."""
+    import numpy as np
+
+    from pynas.predictor import bundle
+    from pynas.space.fbnet import FBNetSpace
+
+    bundle.check_writable(folder, overwrite)
+    lut = _table(table)
+    compiled = compile_device_table(device, setting, lut)
+    space = FBNetSpace(setting)
+    tokens = space.sample_tokens(samples, seed=0)
+    got = compiled.predict_batch(tokens).astype(np.float64)
+    want = np.array([table_latency(space.decode(t), device, lut) for t in tokens])
+    rel = np.abs(got - want) / want
+    if rel.max() > 1e-5:
+        raise AssertionError(f"compiled table vs HW-NAS-Bench sum: max relative difference {rel.max():.3g}")
+    backend, description = BACKENDS[device]
+    report = {"source": "HW-NAS-Bench v1.0, FBNet space lookup table (per-block latencies; the network sum is "
+                        "HW-NAS-Bench's own, exact by construction)",
+              "check_vs_table_latency": {"archs": samples, "max_rel_diff": float(rel.max()),
+                                         "mean_ms": float(want.mean()), "min_ms": float(want.min()),
+                                         "max_ms": float(want.max())}}
+    return bundle.save_table(folder, compiled, space, device={"name": device, "description": description},
+                             backend=backend, backend_version="hw-nas-bench-1.0", threads=0, report=report,
+                             source=f"{lut.path.name} column {device}_latency ({setting})", overwrite=overwrite)

@@ -51,9 +51,8 @@ def make_runner(name: str, module, example: np.ndarray, threads: int = 1, key: s
     module = module.eval()
     if name in ("torch", "torch_cl"):
         return _torch_runner(module, threads, channels_last=name == "torch_cl")
-    if name == "onnxruntime":
-        return _onnx_runner(module, example, threads, key)
-    return _litert_runner(module, example, threads, key)
+    path = converted_path(name, module, example, key)
+    return (_onnx_runner if name == "onnxruntime" else _litert_runner)(path, threads)
 
 
 def _torch_runner(module, threads: int, channels_last: bool) -> Callable:
@@ -111,16 +110,41 @@ def _converter_output_to(log: Path):
                 os.close(fd)
 
 
-def _onnx_runner(module, example: np.ndarray, threads: int, key: str | None) -> Callable:
-    import onnxruntime as ort
+def converted_path(name: str, module, example: np.ndarray, key: str | None) -> Path | None:
+    """Convert `module` for runtime `name` into the on-disk cache unless it is there already, and
+    return the file (None for runtimes that run the module itself: torch, torch_cl). Conversion is
+    CPU work that needs no quiet machine: `pynas profile --prepare-only` runs it ahead, in parallel,
+    so the timing run that follows only loads files."""
+    reason = unavailable(name)
+    if reason:
+        raise RuntimeError(f"runtime {name} is unavailable: {reason}")
+    module = module.eval()
+    if name == "onnxruntime":
+        return _cached("onnx", key, module, example, ".onnx", lambda path: _convert_onnx(module, example, path))
+    if name == "litert":
+        return _cached("litert", key, module, example, ".tflite", lambda path: _convert_litert(module, example, path))
+    return None
+
+
+def _convert_onnx(module, example: np.ndarray, path: Path) -> None:
     import torch
 
-    def convert(path: Path) -> None:
-        buffer = io.BytesIO()
-        # The TorchScript exporter: the dynamo one needs onnxscript and is slower to export.
-        torch.onnx.export(module, (torch.from_numpy(example),), buffer, dynamo=False, opset_version=17,
-                          input_names=["x"])
-        path.write_bytes(buffer.getvalue())
+    buffer = io.BytesIO()
+    # The TorchScript exporter: the dynamo one needs onnxscript and is slower to export.
+    torch.onnx.export(module, (torch.from_numpy(example),), buffer, dynamo=False, opset_version=17,
+                      input_names=["x"])
+    path.write_bytes(buffer.getvalue())
+
+
+def _convert_litert(module, example: np.ndarray, path: Path) -> None:
+    import litert_torch
+    import torch
+
+    litert_torch.convert(module, (torch.from_numpy(example),)).export(str(path))
+
+
+def _onnx_runner(path: Path, threads: int) -> Callable:
+    import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
@@ -128,23 +152,15 @@ def _onnx_runner(module, example: np.ndarray, threads: int, key: str | None) -> 
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     # Spinning threads would burn the other cores and distort single-thread timings.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(str(_cached("onnx", key, module, example, ".onnx", convert)), options,
-                                   providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     return lambda x: session.run(None, {name: x})[0]
 
 
-def _litert_runner(module, example: np.ndarray, threads: int, key: str | None) -> Callable:
-    import torch
+def _litert_runner(path: Path, threads: int) -> Callable:
     from ai_edge_litert.interpreter import Interpreter
 
-    def convert(path: Path) -> None:
-        import litert_torch
-
-        litert_torch.convert(module, (torch.from_numpy(example),)).export(str(path))
-
-    interpreter = Interpreter(model_path=str(_cached("litert", key, module, example, ".tflite", convert)),
-                              num_threads=threads)
+    interpreter = Interpreter(model_path=str(path), num_threads=threads)
     interpreter.allocate_tensors()
     inp, out = interpreter.get_input_details()[0]["index"], interpreter.get_output_details()[0]["index"]
 

@@ -6,6 +6,7 @@ missing-key tests write their own small tables.
 import csv
 import math
 
+import numpy as np
 import pytest
 
 from pynas import hwnasbench
@@ -14,6 +15,7 @@ from pynas.hwnasbench import (COLUMNS, DEFAULT_PATH, DEVICES, LatencyTable, Miss
                               latency_breakdown, load_table, table_latency)
 from pynas.ir import lower
 from pynas.ir.segments import segments
+from pynas.predictor.manifest import BundleError
 from pynas.presets import preset
 from pynas.space import FBNetSpace
 from pynas.space.fbnet import CHOICES
@@ -257,3 +259,35 @@ def test_string_architectures():
     text = str(FBNetSpace("cifar100").decode([1] * 22))
     assert parse(text) == FBNetSpace("cifar100").decode([1] * 22)
     assert all(k.endswith("_group2") for k in block_keys(text)[1:23] if k.startswith("ConvBlock"))
+
+
+@needs_table
+@pytest.mark.parametrize("setting", SETTINGS)
+def test_compiled_device_tables_equal_the_table_sums(setting):
+    from pynas.hwnasbench import compile_device_table
+
+    space = FBNetSpace(setting)
+    tokens = space.sample_tokens(400, seed=2)
+    tokens[0] = 8  # all skips, identity ones included (priced with their own entries)
+    for device in DEVICES:
+        table = compile_device_table(device, setting)
+        want = np.array([table_latency(space.decode(t), device) for t in tokens])
+        np.testing.assert_allclose(table.predict_batch(tokens), want, rtol=1e-5)
+
+
+@needs_table
+def test_device_bundle_round_trip(tmp_path):
+    from pynas.hwnasbench import save_bundle
+    from pynas.predictor import bundle
+
+    folder = save_bundle(tmp_path / "raspi4", "raspi4", samples=50)
+    p = bundle.load(folder)
+    assert p.manifest.kind == "table" and p.manifest.backend == "tflite" and p.manifest.features == []
+    arch = FBNetSpace("imagenet").sample(1, seed=3)[0]
+    assert p.predict(arch) == pytest.approx(table_latency(arch, "raspi4"), rel=1e-5)
+    assert p.predict(str(arch)) == pytest.approx(p.predict(arch))
+    assert sum(r["ms"] for r in p.explain(arch)) == pytest.approx(p.predict(arch), rel=1e-5)
+    with pytest.raises(BundleError, match="space: expected"):
+        bundle.load(folder, space=FBNetSpace("cifar100"))
+    with pytest.raises(BundleError, match="a bundle is already there"):
+        save_bundle(folder, "raspi4")

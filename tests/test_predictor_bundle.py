@@ -67,13 +67,16 @@ def test_train_save_load_predict(small_store, tmp_path):
     trained = train(data, params={"rounds": 150})
     report = trained.report
     assert report["heldout_segments"]["spearman"] > 0.9  # tiny, noisy data: ranks still right
-    assert report["heldout_networks"]["n"] == 8
+    assert report["heldout_networks"]["n"] == 16  # cross-validated: every network held out once
+    assert report["heldout_networks_segment_holdout_model"]["n"] == 16
     space = get_space("mnasnet", resolution=32)
     folder = bundle.save(tmp_path / "tiny", trained, data, space=space, source=str(small_store))
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["features"] == list(FEATURE_NAMES) and set(manifest["files"]) == {"model.ubj", "report.json",
                                                                                       "table.npz"}
-    assert manifest["backend"] == "native" and manifest["space"] == {"name": "mnasnet", "resolution": 32}
+    assert manifest["backend"] == "native" and manifest["space"] == {
+        "name": "mnasnet", "resolution": 32, "options": {"resolution": 32, "num_classes": 1000},
+        "layout": "mnasnet_res32_cls1000"}
     p = bundle.load(folder)
     archs = space.sample(50, seed=4)
     by_arch = p.predict_batch(archs)
@@ -99,8 +102,9 @@ def test_bad_bundles_say_expected_vs_got(small_store, tmp_path):
         bundle.load(folder)
     for field, value, message in [("schema_version", 99, "schema_version: expected 1, got 99"),
                                   ("features", ["cin"], "features: expected this pynas's"),
-                                  ("kind", "table", "kind: expected 'xgboost'")]:
-        broken = tmp_path / f"broken-{field}"
+                                  ("kind", "lstm", "kind: expected one of xgboost, table, got 'lstm'"),
+                                  ("kind", "table", "kind 'table': expected a table.npz")]:
+        broken = tmp_path / f"broken-{field}-{len(str(value))}"
         broken.mkdir()
         (broken / "manifest.json").write_text(json.dumps(dict(manifest, **{field: value}, files={})))
         with pytest.raises(BundleError, match=message):
@@ -132,3 +136,31 @@ def test_cli_calibrate_predict_predictors(small_store, tmp_path, capsys, monkeyp
     before = (out / "manifest.json").read_bytes()
     assert main(["calibrate", str(small_store), "-o", str(out)]) == 2  # an existing bundle is kept
     assert "a bundle is already there" in capsys.readouterr().err and (out / "manifest.json").read_bytes() == before
+
+
+def test_fewshot_calibration_of_an_xgboost_bundle(small_store, tmp_path):
+    """A device 1.4x slower on MBConv blocks and 1.1x elsewhere: the calibrated bundle's XGBoost
+    path and its recompiled table agree, and both follow the new device."""
+    from pynas.ir import lower
+    from pynas.ir.segments import segments
+    from pynas.predictor import fewshot
+
+    with Store(small_store) as store:
+        data = load_dataset(store, backend="native")
+    space = get_space("mnasnet", resolution=32)
+    base = bundle.load(bundle.save(tmp_path / "base", train(data, params={"rounds": 60}, holdout=0), data, space=space))
+
+    def new_device(archs):
+        out = []
+        for arch in archs:
+            rows = {r["segment"]: r["ms"] for r in base.explain(arch)}
+            out.append(sum(rows[s.id] * (1.4 if s.kind == "mbconv" else 1.1) for s in segments(lower(arch))) + 0.05)
+        return np.array(out)
+
+    train_archs, test = space.sample(15, seed=8), space.sample(60, seed=9)
+    folder = fewshot.calibrated_bundle(base, train_archs, new_device(train_archs), tmp_path / "new", name="new")
+    p = bundle.load(folder)
+    assert p.manifest.source.startswith("few-shot calibration of base on 15 networks")
+    by_arch = p.predict_batch(test)
+    np.testing.assert_allclose(p.predict_batch(space.sample_tokens(60, seed=9)), by_arch, rtol=1e-4)
+    assert accuracy(by_arch, new_device(test))["rmspe"] < 3 < accuracy(base.predict_batch(test), new_device(test))["rmspe"]

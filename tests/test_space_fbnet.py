@@ -173,3 +173,48 @@ def test_cli_samples_the_fbnet_space(capsys):
     assert [space.encode(parse(line)) for line in lines] == [tuple(r) for r in space.sample_tokens(3, seed=0)]
     assert main(["sample", "--space", "mnasnet", "--setting", "cifar100"]) == 2
     assert "unknown option 'setting'" in capsys.readouterr().err
+
+
+def test_table_layout_equals_the_python_dict_path(space):
+    """The compiled table of the FBNet layout (22 one-token slots, identity skips as cells with no
+    segment) sums exactly what lowering and summing segments does; identity skips cost 0 unless
+    `empty` prices them."""
+    import hashlib
+
+    from pynas.predictor.table import compile_table, python_predict
+
+    def ms(key):
+        return 0.05 + int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) / 2 ** 32
+
+    spec = space.table_layout()
+    assert len(spec.layout.blocks) == 22 and spec.layout.states == ("fixed",)
+    assert spec.layout.space == f"fbnet_{space.setting}_res{space.resolution}_cls{space.num_classes}"
+    identity_cells = [c for c in spec.cells if c.segment is None]
+    assert len(identity_cells) == sum(layer.keeps_shape for layer in space.layers)
+    keys = space_segments(space)
+    table = compile_table(space, {k: ms(k) for k in keys}, overhead_ms=0.25)
+    tokens = space.sample_tokens(300, seed=4)
+    tokens[0] = 8  # all skips: every identity cell read
+    want = python_predict(space, {k: ms(k) for k in keys}, tokens, overhead_ms=0.25)
+    np.testing.assert_allclose(table.predict_batch(tokens), want, rtol=2e-6)
+
+    priced = compile_table(space, {k: ms(k) for k in keys}, empty=lambda cell: 0.5 + cell.block)
+    identity_cost = [sum(0.5 + layer.index for layer in space.layers if layer.keeps_shape and row[layer.index] == 8)
+                     for row in tokens]
+    np.testing.assert_allclose(priced.predict_batch(tokens), want - 0.25 + np.array(identity_cost), rtol=2e-6)
+    rows = priced.explain(tokens[0])
+    assert [r["part"] for r in rows] == ["stem"] + [f"l{i}" for i in range(22)] + ["head", "overhead"]
+    assert sum(r["ms"] for r in rows) == pytest.approx(float(priced.predict(tokens[0])), rel=1e-5)
+
+
+def test_table_layout_refuses_a_bad_empty_price(space):
+    from pynas.predictor.table import PricingError, compile_table
+
+    keys = space_segments(space)
+    with pytest.raises(PricingError, match="expected a finite latency in ms >= 0"):
+        compile_table(space, {k: 1.0 for k in keys}, empty=lambda cell: -1.0)
+
+
+def test_options_rebuild_the_space(space):
+    again = get_space(space.name, **space.options())
+    assert again.table_layout().layout == space.table_layout().layout

@@ -40,8 +40,8 @@ LatencyTable::LatencyTable(TableSpec spec) : spec_(std::move(spec)) {
   if (s.blocks.empty()) fail("blocks", "at least one block", "none");
   if (s.head.size() != n_states) fail("head", str(n_states) + " values (one per state)", str(s.head.size()));
   check_cells(s.head, "head");
-  if (!std::isfinite(s.constant_ms) || s.constant_ms < 0)
-    fail("constant_ms", "a latency in ms >= 0", std::to_string(s.constant_ms));
+  // The stem plus a fitted per-network intercept, which may be negative: finite is all we ask.
+  if (!std::isfinite(s.constant_ms)) fail("constant_ms", "a finite number of ms", std::to_string(s.constant_ms));
   for (int32_t c : s.cardinalities) {
     limit32_.push_back(c - 1);
     limit64_.push_back(c - 1);

@@ -25,12 +25,13 @@ import numpy as np
 
 from pynas.arch import Arch
 from pynas.predictor.features import FEATURE_NAMES
-from pynas.predictor.manifest import BundleError, Manifest, write_manifest
+from pynas.predictor.manifest import BundleError, Manifest, space_info, space_of, write_manifest
 from pynas.predictor.train import Dataset, SegmentModel, Trained
 
 MODEL = "model.ubj"
 TABLE = "table.npz"
 REPORT = "report.json"
+KINDS = ("xgboost", "table")  # a trained model (+ compiled table), or a table measured elsewhere
 
 
 def search_path() -> list[Path]:
@@ -74,6 +75,8 @@ def _resolve_arch(arch: Arch | str) -> Arch:
 
 
 class Predictor:
+    """An XGBoost bundle: segments priced by the model, network = scale x sum + overhead."""
+
     def __init__(self, folder: Path, manifest: Manifest, model: SegmentModel, table=None):
         self.folder, self.manifest, self.model, self.table = folder, manifest, model, table
         self.scale = float(manifest.network_term["scale"])
@@ -89,11 +92,31 @@ class Predictor:
 
         return segments(lower(arch))
 
+    def segment_ms(self, kinds: Sequence[str], features: Sequence[dict]) -> np.ndarray:
+        """Predicted ms of segments (their kinds and features) as they count in a network: the
+        model's, times the network term's scale, plus its per-segment cost (both per op-type
+        group after a few-shot calibration: `group_scales`, `group_offsets`)."""
+        from pynas.predictor.fewshot import segment_group
+
+        if not features:
+            return np.zeros(0)
+        names = [segment_group(k, f) for k, f in zip(kinds, features)]
+        scales = np.array([self.group_scale(g) for g in names])
+        offsets = np.array([self.group_offset(g) for g in names])
+        return self.model.predict(list(features)) * scales + offsets
+
+    def group_scale(self, group: str) -> float:
+        return float(self.manifest.network_term.get("group_scales", {}).get(group, self.scale))
+
+    def group_offset(self, group: str) -> float:
+        term = self.manifest.network_term
+        return float(term.get("group_offsets", {}).get(group, term.get("segment_ms", 0.0)))
+
     def explain(self, arch: Arch | str) -> list[dict]:
-        """Per segment: id, key, kind, predicted ms (scaled as in the network sum); then the overhead."""
+        """Per segment: id, key, kind, predicted ms (as counted in the network sum); then the overhead."""
         arch = _resolve_arch(arch)
         segs = self._segments(arch)
-        ms = self.model.predict([s.features() for s in segs]) * self.scale
+        ms = self.segment_ms([s.kind for s in segs], [s.features() for s in segs])
         rows = [{"segment": s.id, "kind": s.kind, "key": s.key, "ms": float(m)} for s, m in zip(segs, ms)]
         return rows + [{"segment": "overhead", "kind": "network", "key": "", "ms": self.overhead_ms}]
 
@@ -102,8 +125,7 @@ class Predictor:
 
     def predict_batch(self, archs_or_tokens: Sequence[Arch | str] | np.ndarray) -> np.ndarray:
         """ms per architecture. Token arrays (N x D) need the bundle's compiled table; a list of
-        architectures uses it when they are in its space, else XGBoost on all their distinct
-        segments at once."""
+        architectures is priced by XGBoost on all their distinct segments at once (any space)."""
         if isinstance(archs_or_tokens, np.ndarray):
             if self.table is None:
                 raise BundleError(f"bundle {self.name}: token arrays need a compiled table; this bundle has none "
@@ -111,36 +133,67 @@ class Predictor:
             return self.table.predict_batch(archs_or_tokens)
         archs = [_resolve_arch(a) for a in archs_or_tokens]
         per_arch = [self._segments(a) for a in archs]
-        distinct = {s.key: s.features() for segs in per_arch for s in segs}
-        keys = list(distinct)
-        ms = dict(zip(keys, self.model.predict([distinct[k] for k in keys]))) if keys else {}
-        return np.array([self.scale * sum(ms[s.key] for s in segs) + self.overhead_ms for segs in per_arch])
+        distinct = {s.key: s for segs in per_arch for s in segs}
+        ms = dict(zip(distinct, self.segment_ms([s.kind for s in distinct.values()],
+                                                [s.features() for s in distinct.values()])))
+        return np.array([sum(ms[s.key] for s in segs) + self.overhead_ms for segs in per_arch])
 
 
-def load(name_or_path: str | os.PathLike, space=None) -> Predictor:
-    """Load and check a bundle (schema, features, files' sha256; the table against `space` if given)."""
+class TablePredictor:
+    """A table bundle: latencies measured per block elsewhere (e.g. HW-NAS-Bench's phones), only
+    for the one space its compiled table covers."""
+
+    def __init__(self, folder: Path, manifest: Manifest, table):
+        self.folder, self.manifest, self.table = folder, manifest, table
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    def _rows(self, archs_or_tokens):
+        if isinstance(archs_or_tokens, np.ndarray):
+            return archs_or_tokens
+        return [a if not isinstance(a, (Arch, str)) else _resolve_arch(a) for a in archs_or_tokens]
+
+    def explain(self, arch: Arch | str | Sequence[int]) -> list[dict]:
+        """The table cells the architecture reads (stem, each layer, head, overhead)."""
+        row = _resolve_arch(arch) if isinstance(arch, (Arch, str)) else arch
+        return [{"segment": r["part"], "kind": r["cell"], "key": "", "ms": r["ms"]} for r in self.table.explain(row)]
+
+    def predict(self, arch: Arch | str | Sequence[int]) -> float:
+        return float(self.predict_batch([arch])[0])
+
+    def predict_batch(self, archs_or_tokens) -> np.ndarray:
+        return self.table.predict_batch(self._rows(archs_or_tokens))
+
+
+def load(name_or_path: str | os.PathLike, space=None) -> Predictor | TablePredictor:
+    """Load and check a bundle (schema, features, files' sha256; its space against `space` if given)."""
     folder = _resolve(name_or_path)
     manifest = Manifest.read(folder)
     manifest.check_files(folder)
-    if manifest.kind != "xgboost":
-        raise BundleError(f"{folder}: kind: expected 'xgboost' for pynas.predictor.load, got {manifest.kind!r} "
-                          "(a measured table bundle: see pynas.hwnasbench)")
+    if manifest.kind not in KINDS:
+        raise BundleError(f"{folder}: kind: expected one of {', '.join(KINDS)}, got {manifest.kind!r}")
+    table = None
+    if TABLE in manifest.files:
+        from pynas.predictor.table import CompiledTable
+
+        if space is not None:
+            manifest.check_space(space)
+        else:
+            space = space_of(manifest.space)
+        table = CompiledTable.load(folder / TABLE, space)
+    if manifest.kind == "table":
+        if table is None:
+            raise BundleError(f"{folder}: kind 'table': expected a {TABLE} listed in the manifest, got none")
+        return TablePredictor(folder, manifest, table)
     manifest.check_features(FEATURE_NAMES)
     import xgboost as xgb
 
     booster = xgb.Booster()
     booster.load_model(str(folder / MODEL))
     caches = manifest.extra.get("caches", {})
-    model = SegmentModel(caches, booster=booster)
-    table = None
-    if TABLE in manifest.files:
-        from pynas.predictor.table import CompiledTable
-        from pynas.space import get_space
-
-        if space is None:
-            space = get_space(manifest.space["name"], resolution=manifest.space["resolution"])
-        table = CompiledTable.load(folder / TABLE, space)
-    return Predictor(folder, manifest, model, table)
+    return Predictor(folder, manifest, SegmentModel(caches, booster=booster), table)
 
 
 def check_writable(folder: str | os.PathLike, overwrite: bool = False) -> Path:
@@ -151,39 +204,112 @@ def check_writable(folder: str | os.PathLike, overwrite: bool = False) -> Path:
     return folder
 
 
+def _libraries(xgboost: bool) -> dict:
+    import pynas
+
+    libraries = {"pynas": pynas.__version__, "numpy": np.__version__}
+    if xgboost:
+        libraries["xgboost"] = importlib.metadata.version(_xgboost_dist())
+    return libraries
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def save(folder: str | os.PathLike, trained: Trained, data: Dataset, *, name: str | None = None, space=None,
-         source: str = "", overwrite: bool = False) -> Path:
-    """Write a bundle: model, report, the compiled table of `space` if given, manifest last. An
-    existing bundle in `folder` is kept unless `overwrite`."""
+         source: str = "", overwrite: bool = False, extra_files: dict[str, bytes] | None = None) -> Path:
+    """Write a bundle: model, report, the compiled table of `space` if given, `extra_files`
+    (name -> bytes, e.g. the measurements it was trained on), manifest last. An existing bundle in
+    `folder` is kept unless `overwrite`."""
     folder = check_writable(folder, overwrite)
     folder.mkdir(parents=True, exist_ok=True)
     name = name or folder.name
     trained.model.booster.save_model(str(folder / MODEL))
     (folder / REPORT).write_text(json.dumps(trained.report, indent=1, sort_keys=True) + "\n")
     files = {MODEL: "", REPORT: ""}
-    space_info = None
+    for file_name, content in (extra_files or {}).items():
+        (folder / file_name).write_bytes(content)
+        files[file_name] = ""
+    info = None
+    network_term = {"scale": trained.scale, "overhead_ms": trained.overhead_ms}
     if space is not None:
-        from pynas.predictor.table import compile_table
-        from pynas.profiling.configs import space_segments
-
-        configs = space_segments(space)
-        keys = list(configs)
-        ms = trained.model.predict([configs[k].features for k in keys]) * trained.scale
-        table = compile_table(space, dict(zip(keys, map(float, ms))), overhead_ms=trained.overhead_ms)
-        table.save(folder / TABLE)
+        _compile_into(folder, space, _pricing(trained.model, network_term))
         files[TABLE] = ""
-        space_info = {"name": space.name, "resolution": space.resolution}
-    import pynas
-
+        info = space_info(space)
     manifest = Manifest(
         name=name, kind="xgboost", units="ms", features=list(FEATURE_NAMES),
         device={"device_id": data.device_id, **data.device}, backend=data.backend,
-        backend_version=data.backend_version, threads=data.threads, space=space_info,
-        network_term={"scale": trained.scale, "overhead_ms": trained.overhead_ms},
-        libraries={"pynas": pynas.__version__, "xgboost": importlib.metadata.version(_xgboost_dist()),
-                   "numpy": np.__version__},
-        files=files, created_at=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), source=source,
-        extra={"caches": data.caches, "report": trained.report})
+        backend_version=data.backend_version, threads=data.threads, space=info,
+        network_term=network_term, libraries=_libraries(xgboost=True), files=files, created_at=_now(),
+        source=source, extra={"caches": data.caches, "report": trained.report})
+    write_manifest(folder, manifest)
+    return folder
+
+
+def _pricing(model: SegmentModel, network_term: dict) -> Predictor:
+    """A Predictor over `model` with `network_term`, to price segments exactly as loading will."""
+    stub = Manifest(name="", kind="xgboost", units="ms", features=[], device={}, backend="", backend_version="",
+                    threads=0, space=None, network_term=network_term, libraries={}, files={}, created_at="")
+    return Predictor(Path("."), stub, model)
+
+
+def _compile_into(folder: Path, space, predictor: Predictor) -> None:
+    """The compiled table of `space` priced by `predictor`'s segment pricing, saved in `folder`."""
+    from pynas.predictor.table import compile_table
+    from pynas.profiling.configs import space_segments
+
+    configs = space_segments(space)
+    ms = predictor.segment_ms([c.kind for c in configs.values()], [c.features for c in configs.values()])
+    prices = dict(zip(configs, map(float, ms)))
+    compile_table(space, prices, overhead_ms=predictor.overhead_ms).save(folder / TABLE)
+
+
+def save_calibrated(folder: str | os.PathLike, base: Predictor, calibration, report: dict, *, name: str | None = None,
+                    device: dict | None = None, overwrite: bool = False) -> Path:
+    """An XGBoost bundle adapted by few-shot calibration (`pynas.predictor.fewshot`): `base`'s model,
+    a network term with the calibration's group scales and per-segment cost, its table recompiled."""
+    folder = check_writable(folder, overwrite)
+    folder.mkdir(parents=True, exist_ok=True)
+    base.model.booster.save_model(str(folder / MODEL))
+    (folder / REPORT).write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
+    files = {MODEL: "", REPORT: ""}
+    # The calibration rescales the base's segment prices (model x b_g + e_g): composed, a segment
+    # of group g costs model x (s_g b_g) + (s_g e_g + d).
+    groups = set(calibration.scales) | set(base.manifest.network_term.get("group_scales", {}))
+    scale_of = lambda g: calibration.scales.get(g, calibration.scale)  # noqa: E731
+    network_term = {"scale": calibration.scale * base.scale, "overhead_ms": calibration.overhead_ms,
+                    "segment_ms": calibration.scale * base.group_offset("") + calibration.segment_ms,
+                    "group_scales": {g: scale_of(g) * base.group_scale(g) for g in sorted(groups)},
+                    "group_offsets": {g: scale_of(g) * base.group_offset(g) + calibration.segment_ms
+                                      for g in sorted(groups)}}
+    if base.table is not None:
+        _compile_into(folder, base.table.space, _pricing(base.model, network_term))
+        files[TABLE] = ""
+    m = base.manifest
+    manifest = Manifest(
+        name=name or folder.name, kind="xgboost", units="ms", features=list(m.features),
+        device=device or {"name": name or folder.name}, backend=m.backend, backend_version=m.backend_version,
+        threads=m.threads, space=m.space, network_term=network_term, libraries=_libraries(xgboost=True),
+        files=files, created_at=_now(), source=f"few-shot calibration of {base.name} on {calibration.k} networks",
+        extra={"caches": m.extra.get("caches", {}), "report": report, "base": base.name})
+    write_manifest(folder, manifest)
+    return folder
+
+
+def save_table(folder: str | os.PathLike, table, space, *, device: dict, backend: str, backend_version: str,
+               threads: int, report: dict, source: str, name: str | None = None, overwrite: bool = False) -> Path:
+    """Write a table bundle (kind "table"): a compiled table of `space` priced from measurements
+    made elsewhere (no model), its report, manifest last."""
+    folder = check_writable(folder, overwrite)
+    folder.mkdir(parents=True, exist_ok=True)
+    table.save(folder / TABLE)
+    (folder / REPORT).write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
+    manifest = Manifest(
+        name=name or folder.name, kind="table", units="ms", features=[], device=device, backend=backend,
+        backend_version=backend_version, threads=threads, space=space_info(space),
+        network_term={"scale": 1.0, "overhead_ms": table.overhead_ms}, libraries=_libraries(xgboost=False),
+        files={TABLE: "", REPORT: ""}, created_at=_now(), source=source, extra={"report": report})
     write_manifest(folder, manifest)
     return folder
 

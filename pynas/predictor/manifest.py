@@ -40,7 +40,7 @@ class Manifest:
     backend: str
     backend_version: str
     threads: int
-    space: dict | None  # {"name", "resolution"} of the compiled table, None if none
+    space: dict | None  # space_info(): {"name", "resolution", "options", "layout"} of the compiled table, or None
     network_term: dict  # {"scale", "overhead_ms"}: network = scale * sum(segments) + overhead
     libraries: dict  # {"pynas", "xgboost", "numpy"}: versions that made the files
     files: dict  # file name -> sha256
@@ -91,11 +91,27 @@ class Manifest:
                               f"{len(self.features)}; first difference at #{first}: expected "
                               f"{list(expected)[first:first + 1]}, got {list(self.features)[first:first + 1]}")
 
-    def check_space(self, space: str, resolution: int) -> None:
-        want = {"name": space, "resolution": resolution}
+    def check_space(self, space) -> None:
+        """`space` (a SearchSpace) must be the one the bundle's table was compiled for."""
+        want = space_info(space)
         if self.space != want:
-            raise BundleError(f"bundle {self.name}: space: expected {want} (the architecture's), got {self.space} "
+            raise BundleError(f"bundle {self.name}: space: expected {want} (the one asked for), got {self.space} "
                               "(the bundle's compiled table)")
+
+
+def space_info(space) -> dict:
+    """How a manifest names a search space: enough to rebuild it (`space_of`) and to tell two apart."""
+    return {"name": space.name, "resolution": space.resolution, "options": space.options(),
+            "layout": space.table_layout().layout.space}
+
+
+def space_of(info: dict):
+    from pynas.space import get_space
+
+    try:
+        return get_space(info["name"], **info["options"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise BundleError(f"space: expected a space this pynas knows ({{name, options}}), got {info} ({error})") from error
 
 
 def write_manifest(folder: Path, manifest: Manifest) -> None:

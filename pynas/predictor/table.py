@@ -92,9 +92,14 @@ def _check_source(spec: TableSpec, cell: TableCell, tokens: tuple[int, ...]) -> 
     layout = spec.layout
     trace, head_state = layout.trace(tokens)
     where = cell.where(layout)
-    if cell.table in ("first", "rest"):
+    if cell.table == "first" and cell.segment is None:  # a choice that lowers to no op
         slot, t = layout.blocks[cell.block], trace[cell.block]
-        match = _BLOCK_SEGMENT.fullmatch(cell.segment)
+        if not (t.chunk == cell.chunk and t.state == cell.state and t.repeats >= 1):
+            raise TableSpecError(f"{where}: source {cell.arch} does not read it (its tokens give block {slot.name} "
+                                 f"state {t.state}, chunk {t.chunk}, {t.repeats} repeats)")
+    elif cell.table in ("first", "rest"):
+        slot, t = layout.blocks[cell.block], trace[cell.block]
+        match = _BLOCK_SEGMENT.fullmatch(cell.segment or "")
         repeat = int(match[2]) if match else -1
         ok = (match is not None and int(match[1]) == slot.stage and t.chunk == cell.chunk and repeat < t.repeats
               and (repeat == 0 and t.state == cell.state if cell.table == "first" else repeat >= 1))
@@ -133,7 +138,8 @@ class CompiledTable:
     """Dense latency tables of a space (`layout`) and their C++ evaluator.
 
     first[b]: states x chunks ms of slot b's first repeat; rest[b]: chunks ms of each later one;
-    head: per state; stem_ms: segments every network has; overhead_ms: per network. Unreachable
+    head: per state; stem_ms: segments every network has; overhead_ms: per network (a fitted
+    intercept, may be negative). Unreachable
     cells are NaN and reachable ones finite (checked here), so a prediction never reads a NaN.
     `space` (optional, must match the layout) encodes Arch inputs; `prices` (optional) is the
     segment key -> ms the table was compiled from, kept for inspection and saved with it."""
@@ -148,7 +154,10 @@ class CompiledTable:
         self.rest = tuple(np.ascontiguousarray(a, dtype=np.float32) for a in rest)
         self.head = np.ascontiguousarray(head, dtype=np.float32)
         self.stem_ms = _check_ms("stem_ms", stem_ms)
-        self.overhead_ms = _check_ms("overhead_ms", overhead_ms)
+        # A fitted intercept (network = scale x sum + overhead): either sign, but finite.
+        if isinstance(overhead_ms, bool) or not isinstance(overhead_ms, numbers.Real) or not math.isfinite(overhead_ms):
+            raise ValueError(f"overhead_ms: expected a finite number of ms, got {overhead_ms!r}")
+        self.overhead_ms = float(overhead_ms)
         self.prices = dict(prices) if prices is not None else None
         if space is not None and space.table_layout().layout != layout:
             raise ValueError(f"space: expected the space of layout {layout.space!r}, got "
@@ -206,6 +215,26 @@ class CompiledTable:
         row = [arch_or_tokens] if isinstance(arch_or_tokens, Arch) else np.asarray(arch_or_tokens)[None, :]
         return float(self.predict_batch(row)[0])
 
+    def explain(self, arch_or_tokens) -> list[dict]:
+        """The cells one Arch or token row reads, in network order: {"part", "cell", "ms"} for the
+        constant segments, each block slot (first repeat, later repeats) and the head, then the
+        per-network overhead. Their sum is `predict`'s (up to float32 rounding)."""
+        row = self.tokens([arch_or_tokens] if isinstance(arch_or_tokens, Arch) else
+                          np.asarray(arch_or_tokens)[None, :])[0]
+        trace, head_state = self.layout.trace(row)
+        rows = [{"part": "stem", "cell": "constant", "ms": self.stem_ms}]
+        for b, (slot, t) in enumerate(zip(self.layout.blocks, trace)):
+            if t.repeats == 0:
+                continue
+            rows.append({"part": slot.name, "cell": f"first[state {t.state}][chunk {t.chunk}]",
+                         "ms": float(self.first[b][t.state, t.chunk])})
+            if t.repeats > 1:
+                rows.append({"part": f"{slot.name} x{t.repeats - 1}", "cell": f"rest[chunk {t.chunk}]",
+                             "ms": float(self.rest[b][t.chunk]) * (t.repeats - 1)})
+        rows.append({"part": "head", "cell": f"head[state {head_state}]", "ms": float(self.head[head_state])})
+        rows.append({"part": "overhead", "cell": "constant", "ms": self.overhead_ms})
+        return rows
+
     def save(self, path: str | Path) -> None:
         """A portable .npz (no pickle): the tables as float32 arrays, the layout, scalars and prices
         as JSON (UTF-8 bytes in a uint8 array)."""
@@ -244,12 +273,17 @@ class CompiledTable:
 
 
 def compile_table(space: SearchSpace, price: Callable[[str], float] | Mapping[str, float],
-                  overhead_ms: float = 0.0) -> CompiledTable:
+                  overhead_ms: float = 0.0, empty: Callable[[TableCell], float] | None = None) -> CompiledTable:
     """Price every segment of `space` once and compile its latency table.
 
     price: segment key -> ms (a callable, or a mapping such as a measured key -> ms dict). It is
     called once per distinct key; a key it cannot price (it raises, or returns something other
-    than a finite ms >= 0) raises PricingError naming the key and a cell needing it."""
+    than a finite ms >= 0) raises PricingError naming the key and a cell needing it.
+
+    empty: ms of a cell whose choice lowers to no op at all (its TableCell has segment None, e.g.
+    FBNet's skip where it is the identity). By default 0: in pynas's lowering nothing runs there,
+    so a predictor of pynas's own segments is exact with 0. Tables measured by others may time
+    such a choice (HW-NAS-Bench times its identity Skip blocks); they pass their price here."""
     if isinstance(price, Mapping):
         price = price.__getitem__
     spec = space.table_layout()
@@ -271,6 +305,17 @@ def compile_table(space: SearchSpace, price: Callable[[str], float] | Mapping[st
             tokens = space.encode(cell.arch)
         _check_source(spec, cell, tokens)
         keys = keys_of[cell.arch]
+        if cell.segment is None:
+            stage = layout.blocks[cell.block].stage
+            if any(_BLOCK_SEGMENT.fullmatch(sid) and int(sid[1:].split(".")[0]) == stage for sid in keys):
+                raise TableSpecError(f"{cell.where(layout)}: source {cell.arch} says its choice lowers to no op, "
+                                     f"but stage {stage} has segments")
+            index = _cell_index(cell)
+            if index not in cell_key:
+                cell_key[index] = ("", cell)
+                value = 0.0 if empty is None else empty(cell)
+                first[cell.block][cell.state, cell.chunk] = _check_latency(value, f"empty {cell.where(layout)}")
+            continue
         if cell.segment not in keys:
             raise TableSpecError(f"{cell.where(layout)}: expected segment {cell.segment} in {cell.arch}, it has "
                                  f"{', '.join(keys)}")

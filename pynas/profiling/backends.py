@@ -89,6 +89,16 @@ class Backend:
     def network(self, arch: Arch) -> Timed:
         return self._timed(arch, None, f"network:{arch}")
 
+    def prepare(self, arch: Arch, segment: str | None, key: str) -> None:
+        """Convert what `segment(...)` (or, with segment None, `network(arch)`) will run into the
+        on-disk cache, without timing anything; nothing to do for native and torch."""
+        if self.name in ("onnxruntime", "litert"):
+            from pynas import runtimes
+
+            module, shape = _torch_module(arch, segment)
+            example = _inputs(shape, count=1)[0].transpose(2, 0, 1)[None].copy()
+            runtimes.converted_path(self.name, module, example, key if segment is not None else f"network:{arch}")
+
     def _timed(self, arch: Arch, segment: str | None, key: str) -> Timed:
         if self.name == "native":
             from pynas.native.runner import NativeNetwork

@@ -66,20 +66,33 @@ class Plan:
 
 
 def plan(space: SearchSpace, *, neighbours: int = 0, networks: int = 0, seed: int = 0,
-         limit: int | None = None, extra: Iterable[SegmentConfig | Arch] = ()) -> Plan:
-    """Every distinct segment of `space`, `neighbours` segments just outside it and `networks`
-    sampled whole networks, in a seeded random order (so a run cut short by its budget covers the
-    space evenly) with the stem first (the drift reference); only the first `limit` if given.
+         limit: int | None = None, segments_sample: int | None = None,
+         extra: Iterable[SegmentConfig | Arch] = ()) -> Plan:
+    """Every distinct segment of `space` (or a seeded random `segments_sample` of them, the stem
+    always among them: where measuring is slow, a learned predictor prices the rest), `neighbours`
+    segments just outside it and `networks` sampled whole networks, in a seeded random order (so a
+    run cut short by its budget covers the space evenly) with the stem first (the drift
+    reference); only the first `limit` if given.
 
     `extra`: more segments (SegmentConfig, e.g. from `configs.neighbour_segments` around where a
     predictor errs) or whole networks (Arch) to measure: the hook for adaptive sampling rounds."""
     if limit is not None and limit < 1:
         raise ValueError(f"limit: expected an integer >= 1, got {limit}")
+    if segments_sample is not None and segments_sample < 1:
+        raise ValueError(f"segments_sample: expected an integer >= 1, got {segments_sample}")
     configs = space_segments(space)
+    measured = list(configs.values())
+    if segments_sample is not None and segments_sample < len(measured):
+        stem = [c for c in measured if c.kind == "stem"]
+        others = [c for c in measured if c.kind != "stem"]
+        chosen = np.random.default_rng(seed + 1).choice(len(others), segments_sample - len(stem), replace=False)
+        measured = stem + [others[i] for i in sorted(chosen)]
     counts: dict[str, int] = {}
-    for c in configs.values():
+    for c in measured:
         counts[c.kind] = counts.get(c.kind, 0) + 1
-    items = [WorkItem.of_segment(c) for c in configs.values()]
+    if len(measured) < len(configs):
+        counts["of_space_segments"] = len(configs)
+    items = [WorkItem.of_segment(c) for c in measured]
     if neighbours:
         near = neighbour_segments(configs, neighbours, seed=seed)
         counts["neighbours"] = len(near)
@@ -98,6 +111,55 @@ def plan(space: SearchSpace, *, neighbours: int = 0, networks: int = 0, seed: in
     order = np.random.default_rng(seed).permutation(len(rest))
     items = [reference] + [rest[i] for i in order]
     return Plan(space.name, getattr(space, "resolution", 0), counts, items[:limit])
+
+
+_PREPARE_BACKEND: Backend | None = None  # one per prepare() worker process
+
+
+def _prepare_worker_init(backend: str, threads: int) -> None:
+    global _PREPARE_BACKEND
+    _PREPARE_BACKEND = Backend(backend, threads=threads)
+
+
+def _prepare_one(arch: str, segment: str | None, key: str) -> tuple[str, str | None, float]:
+    from pynas.arch import parse
+
+    t0 = time.monotonic()
+    try:
+        _PREPARE_BACKEND.prepare(parse(arch), segment, key)
+    except (RuntimeError, ValueError) as error:
+        return key, f"{type(error).__name__}: {str(error).splitlines()[0]}", time.monotonic() - t0
+    return key, None, time.monotonic() - t0
+
+
+def prepare(plan_: Plan, backend: Backend, store: Store, *, jobs: int = 1,
+            progress: Callable[[int, str], None] | None = None) -> tuple[int, list[tuple[str, str]]]:
+    """Convert (onnxruntime, litert: into the on-disk cache) what the plan's unmeasured items will
+    run, in `jobs` processes, timing nothing: conversion is most of a LiteRT profile's time and
+    needs no quiet machine, so it can run ahead and in parallel. Returns (items prepared, failures)."""
+    if not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs: expected an integer >= 1, got {jobs!r}")
+    context = Context.here(backend.name, backend.version, backend.threads)
+    todo_keys = set(store.missing(context, [item.key for item in plan_.items]))
+    todo = [item for item in plan_.items if item.key in todo_keys]
+    failed: list[tuple[str, str]] = []
+    if backend.name not in ("onnxruntime", "litert") or not todo:
+        return 0, failed
+    import concurrent.futures
+    import multiprocessing
+
+    # spawn: a forked child would inherit torch's thread pools mid-state.
+    with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                                                initializer=_prepare_worker_init,
+                                                initargs=(backend.name, backend.threads)) as pool:
+        futures = [pool.submit(_prepare_one, str(item.arch), item.segment, item.key) for item in todo]
+        for n, future in enumerate(concurrent.futures.as_completed(futures)):
+            key, error, _ = future.result()
+            if error:
+                failed.append((key, error))
+            if progress:
+                progress(n + 1, key)
+    return len(todo) - len(failed), failed
 
 
 @dataclass

@@ -36,6 +36,10 @@ class SearchSpace:
         """Number of token vectors (= architectures, the map being a bijection)."""
         return math.prod(self.cardinalities)
 
+    def options(self) -> dict:
+        """The options that rebuild this space: ``get_space(space.name, **space.options())``."""
+        raise NotImplementedError
+
     def decode(self, tokens: Sequence[int]) -> Arch:
         raise NotImplementedError
 
@@ -73,12 +77,12 @@ class SearchSpace:
 
         MnasNet (`MnasNetSpace`): 7 slots of 5 chunk tokens (144 chunks) with the layers token
         for repeats; states are the stem width and each block's 3 widths (22), the filters token
-        picks the next. A space of 22 layers x 9 fixed-width choices, 1 repeat each (FBNet): 22
-        slots with ``chunk_tokens=(i,)``, ``repeats_token=None, repeats=(1,)``,
-        ``state_token=None, next_state=(0,)`` and one state. A "skip" choice that lowers to no
-        layer is ``repeats_token=i`` with ``repeats`` 0 at that value (its cells stay NaN); if
-        skipping a layer changes what the next one sees (its input width), those inputs need
-        states of their own, as MnasNet's empty blocks do."""
+        picks the next. A space of 22 layers x 9 fixed-width choices, 1 repeat each (FBNet,
+        `FBNetSpace`): 22 slots with ``chunk_tokens=(i,)``, ``repeats_token=None, repeats=(1,)``,
+        ``state_token=None, next_state=(0,)`` and one state. A choice that lowers to no op there
+        (a skip that is the identity) keeps its repeat and gets a ``first`` cell with segment None:
+        `compile_table` prices it with its `empty` function (0 ms by default: nothing runs). A
+        choice that changes what the next layer sees (its width) needs states, as MnasNet's do."""
         raise NotImplementedError(f"space {self.name!r} has no latency table layout")
 
     def check_tokens(self, tokens: Sequence[int]) -> tuple[int, ...]:

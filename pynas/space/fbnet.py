@@ -32,6 +32,7 @@ from typing import Iterator, Sequence
 
 from pynas.arch import Arch, Head, Stage, Stem
 from pynas.space.base import Decision, SearchSpace
+from pynas.space.layout import BlockSlot, TableCell, TableLayout, TableSpec
 
 STAGE_LAYERS = (1, 4, 4, 4, 4, 4, 1)
 STAGE_CHANNELS = (16, 24, 32, 64, 112, 184, 352)
@@ -109,6 +110,9 @@ class FBNetSpace(SearchSpace):
         self.head_size = size  # the head conv's input H = W
         self.decode((0,) * len(self.decisions))  # a bad class count fails here, not later
 
+    def options(self) -> dict:
+        return {"setting": self.setting, "resolution": self.resolution, "num_classes": self.num_classes}
+
     def layer_stage(self, layer: int, choice: str) -> Stage:
         """The stage of layer `layer` (0..21) with choice `choice` (one of CHOICES)."""
         if choice not in _OPS:
@@ -171,6 +175,31 @@ class FBNetSpace(SearchSpace):
                 tokens[layer.index] = token
                 yield self.decode(tokens), f"s{layer.index}.0"
         yield self.decode(base), "head"
+
+    def table_layout(self) -> TableSpec:
+        """22 slots l0..l21, one per layer: chunk = the layer's token (9 chunks), one repeat, one
+        state (every layer's input shape is fixed). The stem is the constant, the head the head
+        cell; a skip that is the identity is a cell with no segment (see `SearchSpace.table_layout`)."""
+        n = len(self.decisions)
+        slots = tuple(BlockSlot(name=f"l{i}", stage=i, chunk_tokens=(i,), repeats_token=None, repeats=(1,),
+                                state_token=None, next_state=(0,)) for i in range(n))
+        layout = TableLayout(space=f"{self.name}_{self.setting}_res{self.resolution}_cls{self.num_classes}",
+                             decision_names=tuple(d.name for d in self.decisions), cardinalities=self.cardinalities,
+                             states=("fixed",), initial_state=0, blocks=slots)
+        return TableSpec(layout, self._table_cells)
+
+    def _table_cells(self) -> Iterator[TableCell]:
+        base = [0] * len(self.decisions)
+        arch = self.decode(base)
+        yield TableCell("constant", arch, "stem")
+        yield TableCell("head", arch, "head", state=0)
+        for layer in self.layers:
+            for token, choice in enumerate(CHOICES):
+                tokens = list(base)
+                tokens[layer.index] = token
+                identity = choice == SKIP and layer.keeps_shape
+                yield TableCell("first", self.decode(tokens), None if identity else f"s{layer.index}.0",
+                                block=layer.index, state=0, chunk=token)
 
     def describe(self) -> str:
         config = SETTINGS[self.setting]

@@ -248,11 +248,13 @@ class TableCell:
     """Where one table cell's latency comes from: segment `segment` of `arch` (its key is priced).
 
     table ``first``: `block`, `state`, `chunk` set; ``rest``: `block`, `chunk`; ``head``: `state`;
-    ``constant``: none (a segment every network has, e.g. the stem; summed into the constant)."""
+    ``constant``: none (a segment every network has, e.g. the stem; summed into the constant).
+    A ``first`` cell whose choice lowers to no op (an identity skip) has `segment` None: it has no
+    segment to price (`compile_table`'s `empty` prices it, 0 ms by default)."""
 
     table: str
     arch: Arch
-    segment: str
+    segment: str | None
     block: int | None = None
     state: int | None = None
     chunk: int | None = None

@@ -65,6 +65,9 @@ class MnasNetSpace(SearchSpace):
         assert all(len(set(c)) == len(c) for c in self.channel_choices)
         self.decode((0,) * len(self.decisions))  # a bad resolution or class count fails here, not later
 
+    def options(self) -> dict:
+        return {"resolution": self.resolution, "num_classes": self.num_classes}
+
     def _block_stage(self, block: int, choice: dict) -> Stage:
         kind, expansion = _OP_BLOCK[choice["op"]]
         return Stage(block=kind, repeats=BASE_LAYERS[block] + choice["layers"], kernel=choice["kernel"],
