@@ -83,6 +83,11 @@ def test_train_save_load_predict(small_store, tmp_path):
     by_tokens = p.predict_batch(space.sample_tokens(50, seed=4))
     np.testing.assert_allclose(by_tokens, by_arch, rtol=1e-4)  # compiled table == XGBoost path
     assert p.predict(archs[0]) == pytest.approx(by_arch[0], rel=1e-6)
+    # The vectorised XGBoost path (no table, no Python per row) agrees too, on every layer count.
+    tokens = space.sample_tokens(2000, seed=5)
+    np.testing.assert_allclose(p.batched(space).predict_batch(tokens), p.predict_batch(tokens), rtol=1e-4)
+    with pytest.raises(ValueError, match=r"tokens: row 1 decision 3 \(b1.skip\): expected a value in 0..2, got 5"):
+        p.batched(space).predict_batch(np.array([[0] * 42, [0, 0, 0, 5] + [0] * 38]))
     rows = p.explain(archs[0])
     assert rows[-1]["segment"] == "overhead" and sum(r["ms"] for r in rows) == pytest.approx(by_arch[0], rel=1e-6)
     measured = [data.networks[a][1] for a in data.networks]

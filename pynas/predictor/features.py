@@ -4,8 +4,8 @@ From a segment's descriptors (`pynas.ir.segments.Segment.features()`, stored wit
 measurement) and the device's cache sizes (the store's device record). What a cost model of a
 fused-kernel runtime needs:
 
-* the work: kind (one-hot), channels, sizes, kernel, stride, expansion, SE width, activation and
-  shortcut (one-hot), MACs, parameters, bytes in / out / of weights, arithmetic intensity;
+* the work: kind (one-hot), channels, sizes, kernel, stride, expansion, depthwise and 1x1 conv
+  groups, SE width, activation and shortcut (one-hot), MACs, parameters, bytes in / out / of weights, arithmetic intensity;
 * SIMD fit: channel counts modulo 4, 8 and 16 (tails of NEON / AVX2 / AVX-512 vectors cost whole
   vectors);
 * memory hierarchy: the working set (weights + the largest activations) relative to L1d, L2 and L3.
@@ -24,8 +24,8 @@ from pynas.ir.ops import FLOAT_BYTES
 KINDS = ("stem", "mbconv", "dsconv", "convblock", "head")
 ACTS = ("none", "re", "r6", "hs", "sw")
 SKIPS = ("none", "identity", "pool", "poolproj")
-_NUMERIC = ("cin", "cout", "h", "w", "hout", "wout", "mid", "expansion", "kernel", "stride", "groups", "se",
-            "macs", "params", "weight_bytes", "bytes_in", "bytes_out")
+_NUMERIC = ("cin", "cout", "h", "w", "hout", "wout", "mid", "expansion", "kernel", "stride", "groups", "pw_groups",
+            "se", "macs", "params", "weight_bytes", "bytes_in", "bytes_out")
 _MODS = (4, 8, 16)
 
 FEATURE_NAMES: tuple[str, ...] = (
