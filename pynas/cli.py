@@ -204,9 +204,42 @@ def cmd_profile(args) -> None:
                          drift_tolerance=args.drift_tolerance,
                          should_stop=lambda: bool(interrupted))
             bar.close()
+            print(report.summary())
+            if args.adaptive and report.stopped_by == "done":
+                _adaptive_rounds(args, space, backend, store, harness, lambda: bool(interrupted))
     finally:
         signal.signal(signal.SIGINT, previous)
-    print(report.summary())
+
+
+def _adaptive_rounds(args, space, backend, store, harness, should_stop) -> None:
+    """Train, report held-out network accuracy, measure where the committee is least sure, repeat."""
+    from pynas.predictor.adaptive import next_segments, targets_met
+    from pynas.predictor.train import load_dataset, train
+    from pynas.profiling.session import Progress, plan, run
+    from pynas.store import this_device
+
+    for round_ in range(1, args.adaptive + 1):
+        data = load_dataset(store, backend=backend.name, threads=backend.threads,
+                            device_id=this_device().device_id, backend_version=backend.version)
+        report = train(data, params={"rounds": 300}).report
+        r = report.get("heldout_networks")
+        state = (f"held-out networks n={r['n']}: RMSPE {r['rmspe']:.2f}%, within 10% {r['within10']:.1f}%"
+                 if r else "no networks measured yet")
+        print(f"adaptive round {round_}: {len(data.segments)} segments measured; {state}")
+        if targets_met(report):
+            print("targets met (>= 99% within 10%, RMSPE < 4%): stopping")
+            return
+        pick = next_segments(data, space, args.round_size, seed=args.seed + round_)
+        print(f"  measuring {len(pick.configs)} more: {pick.uncertain} where the committee disagrees most (median "
+              f"log-ms spread {pick.spread:.3f}), {pick.near_errors} near the worst-predicted segments")
+        work = plan(space, segments_sample=1, seed=args.seed, extra=pick.configs)  # the stem (reference) + picks
+        bar = Progress(len(work.items))
+        result = run(work, backend, store, harness=harness, session=args.session, progress=bar.update,
+                     drift_tolerance=args.drift_tolerance, should_stop=should_stop)
+        bar.close()
+        print(result.summary())
+        if result.stopped_by != "done":
+            return
 
 
 def cmd_calibrate(args) -> None:
@@ -341,6 +374,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="only convert (onnxruntime, litert) what the plan will time, into the cache; "
                               "needs no quiet machine and runs --jobs processes; then profile as usual")
     profile.add_argument("--jobs", type=int, default=1, help="processes for --prepare-only (default 1)")
+    profile.add_argument("--adaptive", type=int, default=0, metavar="ROUNDS",
+                         help="then up to ROUNDS rounds of: train, measure --round-size segments where the "
+                              "predictor is least sure; stop once held-out networks meet the targets")
+    profile.add_argument("--round-size", type=int, default=100, help="segments per adaptive round (default 100)")
     profile.set_defaults(run=cmd_profile)
 
     calibrate = commands.add_parser("calibrate", help="train a latency predictor bundle from a measurement store")
