@@ -1,6 +1,6 @@
 """Latency predictor benchmark: accuracy on held-out networks, few-shot calibration vs k, throughput.
 
-    python bench/predictor.py [--cpu 1] [--measure 100] [--sections accuracy,fewshot,throughput]
+    python bench/predictor.py [--cpu 1] [--measure 100] [--sections accuracy,fewshot,throughput,newdevice]
 
 Sections (each prints a table):
 
@@ -21,6 +21,8 @@ Sections (each prints a table):
   query time) at several batch sizes, the XGBoost path on Arch lists, and the plain-Python dict
   path (decode, lower, sum from a dict, as Once-for-All's table does) that the targets compare to.
   Best of several runs, thread CPU time (a shared machine does not inflate it) and wall time.
+* newdevice (only when asked: it profiles for ~10 minutes): a new device from nothing with the
+  native backend on one core, profile (every segment of the space + networks) and calibrate, timed.
 """
 from __future__ import annotations
 
@@ -220,12 +222,59 @@ def section_throughput(args) -> None:
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
 
 
-SECTIONS = {"accuracy": section_accuracy, "fewshot": section_fewshot, "throughput": section_throughput}
+def section_newdevice(args) -> None:
+    """Profiling + calibration of a new device from nothing, native backend, one core: what
+    `pynas profile --backend native` and `pynas calibrate --space mnasnet` do, timed."""
+    import tempfile
+
+    from pynas.predictor import bundle as bundles
+    from pynas.predictor.train import load_dataset, train
+    from pynas.profiling.backends import Backend
+    from pynas.profiling.session import plan, run
+    from pynas.space import get_space
+    from pynas.store import Store
+
+    print(f"\n## A new device: profile the MnasNet space with native on one core, then calibrate "
+          f"({args.networks} networks)\n")
+    space = get_space("mnasnet")
+    harness = {"budget_seconds": 2.0, "target_rel_ci": 0.01}
+    if args.cpu is not None:
+        harness["pin_cpu"] = args.cpu
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.monotonic()
+        work = plan(space, networks=args.networks, seed=7)
+        t_plan = time.monotonic() - t0
+        with Store(Path(tmp) / "new.sqlite") as store:
+            report = run(work, Backend("native"), store, harness=harness)
+            t_profile = time.monotonic() - t0 - t_plan
+            data = load_dataset(store, backend="native")
+        t1 = time.monotonic()
+        trained = train(data)
+        bundles.save(Path(tmp) / "bundle", trained, data, space=space)
+        t_calibrate = time.monotonic() - t1
+    total = time.monotonic() - t0
+    r = trained.report["heldout_networks"]
+    rows = [["plan", f"{t_plan / 60:.1f}", f"{len(work.items)} items"],
+            ["profile", f"{t_profile / 60:.1f}", f"{report.measured} measured, {report.retries} re-measured in slow "
+                                                 f"spells"],
+            ["calibrate (train + compile table + save)", f"{t_calibrate / 60:.1f}",
+             f"{len(data.segments)} segments, {len(data.networks)} networks"],
+            ["total", f"{total / 60:.1f}", f"held-out networks: RMSPE {r['rmspe']:.2f}%, within 10% "
+                                           f"{r['within10']:.1f}% (n={r['n']})"]]
+    print(format_table(["phase", "minutes", ""], rows, {1}))
+    print("\ntarget: profiling + calibration of a new device with native on one core <= 15 min")
+
+
+SECTIONS = {"accuracy": section_accuracy, "fewshot": section_fewshot, "throughput": section_throughput,
+            "newdevice": section_newdevice}
+DEFAULT_SECTIONS = ("accuracy", "fewshot", "throughput")  # newdevice profiles for ~10 min: ask for it
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated, of {', '.join(SECTIONS)}")
+    parser.add_argument("--sections", default=",".join(DEFAULT_SECTIONS),
+                        help=f"comma-separated, of {', '.join(SECTIONS)} (default {','.join(DEFAULT_SECTIONS)})")
+    parser.add_argument("--networks", type=int, default=120, help="newdevice: networks to measure")
     parser.add_argument("--cpu", type=int, help="pin to this core")
     parser.add_argument("--measure", type=int, default=0, help="also time N fresh networks per bundle (its device only)")
     parser.add_argument("--draws", type=int, default=30)

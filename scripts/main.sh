@@ -13,3 +13,9 @@ PYNAS="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/py
 "$PYNAS" info
 "$PYNAS" describe mnasnet-a1
 "$PYNAS" sample --space mnasnet -n 5 --seed 0
+"$PYNAS" run mnasnet-a1 --threads 1 --runs 100
+# Predicted latency from the shipped bundles: this machine class (native, LiteRT) and a Pixel 3.
+"$PYNAS" predictors
+"$PYNAS" predict mnasnet-a1 --predictor x86-avx512-native
+"$PYNAS" predict mnasnet-a1 --predictor x86-avx512-litert --breakdown
+"$PYNAS" predict "$("$PYNAS" sample --space fbnet -n 1 --seed 0)" --predictor pixel3

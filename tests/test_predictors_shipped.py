@@ -1,0 +1,84 @@
+"""The predictor bundles pynas ships (predictors/, installed as pynas/predictors): the index, that
+each loads and agrees with its source, and the accuracy their reports claim."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import pynas
+from pynas import hwnasbench
+from pynas.predictor import bundle
+from pynas.space import FBNetSpace, get_space
+
+HWNASBENCH = ("pixel3", "raspi4", "edgegpu")
+THIS_MACHINE = ("x86-avx512-native", "x86-avx512-litert")
+
+
+def shipped_root() -> Path:
+    """The installed bundles (a wheel or an editable install), else the source tree's."""
+    for root in bundle.search_path()[-2:]:
+        if (root / bundle.INDEX).is_file():
+            return root
+    pytest.fail(f"no {bundle.INDEX} in {bundle.search_path()[-2:]}: the wheel must ship predictors/")
+
+
+def test_index_lists_every_shipped_bundle():
+    root = shipped_root()
+    names = {e["name"] for e in bundle.read_index(root)}
+    assert set(HWNASBENCH) | {f"{d}-cifar100" for d in HWNASBENCH} | set(THIS_MACHINE) <= names
+    installed = Path(pynas.__file__).resolve().parent / "predictors"
+    if installed.is_dir():  # a wheel install: the index and bundles came with it
+        assert (installed / bundle.INDEX).is_file()
+
+
+def test_index_catches_a_changed_bundle(tmp_path):
+    import shutil
+
+    root = tmp_path / "p"
+    shutil.copytree(shipped_root() / "pixel3", root / "pixel3")
+    bundle.write_index(root)
+    assert [e["name"] for e in bundle.read_index(root)] == ["pixel3"]
+    manifest = root / "pixel3" / "manifest.json"
+    manifest.write_text(manifest.read_text().replace('"name": "pixel3"', '"name": "pixel3x"'))
+    with pytest.raises(bundle.BundleError, match="manifest_sha256: expected .* got .*rewrite the index"):
+        bundle.read_index(root)
+    shutil.copytree(shipped_root() / "raspi4", root / "raspi4")
+    bundle.write_index(root)
+    (root / "index.json").write_text((root / "index.json").read_text().replace('"raspi4"', '"gone"', 1))
+    with pytest.raises(bundle.BundleError):
+        bundle.read_index(root)
+
+
+@pytest.mark.parametrize("setting", ("imagenet", "cifar100"))
+@pytest.mark.parametrize("device", HWNASBENCH)
+def test_hwnasbench_bundles(device, setting):
+    name = device if setting == "imagenet" else f"{device}-{setting}"
+    p = bundle.load(name)
+    assert p.manifest.kind == "table" and p.manifest.space["options"]["setting"] == setting
+    space = FBNetSpace(setting)
+    tokens = space.sample_tokens(300, seed=11)
+    ms = p.predict_batch(tokens)
+    assert np.all(ms > 0)
+    if hwnasbench.DEFAULT_PATH.is_file():  # the source table: the bundle sums it exactly
+        want = [hwnasbench.table_latency(space.decode(t), device) for t in tokens]
+        np.testing.assert_allclose(ms, want, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", THIS_MACHINE)
+def test_this_machine_bundles(name):
+    p = bundle.load(name)
+    m = p.manifest
+    assert m.kind == "xgboost" and m.threads == 1 and m.space["layout"] == "mnasnet_res224_cls1000"
+    assert m.backend == name.rsplit("-", 1)[1]
+    space = get_space("mnasnet")
+    tokens = space.sample_tokens(300, seed=12)
+    by_table = p.predict_batch(tokens)
+    np.testing.assert_allclose(p.batched(space).predict_batch(tokens), by_table, rtol=1e-4)
+    archs = [space.decode(t) for t in tokens[:20]]
+    np.testing.assert_allclose(p.predict_batch(archs), by_table[:20], rtol=1e-4)
+    a1 = p.predict("mnasnet-a1")
+    assert 2.0 < a1 < 15.0  # ms on one x86 core (LiteRT measured 7.4 ms on the reference machine, native 4.5)
+    report = m.extra["report"]
+    held = report["heldout_networks"]
+    assert held["n"] >= 100 and held["within10"] >= 99.0 and held["rmspe"] < 4.0, held
+    assert (p.folder / "measurements.jsonl.gz").is_file()
