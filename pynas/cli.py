@@ -261,7 +261,8 @@ def cmd_calibrate(args) -> None:
             r = trained.report[name]
             print(f"{name:<18} n={r['n']:<5} RMSPE {r['rmspe']:.2f}%  within 5% {r['within5']:.1f}%  "
                   f"within 10% {r['within10']:.1f}%  Spearman {r['spearman']:.4f}")
-    print(f"network = {trained.scale:.4f} x sum(segments) + {trained.overhead_ms:.4f} ms; bundle {folder}")
+    print(f"network = {trained.scale:.4f} x sum(segments) + {trained.weight_ms_per_mb:.4f} ms/MB x weights + "
+          f"{trained.overhead_ms:.4f} ms; bundle {folder}")
 
 
 def cmd_fewshot(args) -> None:

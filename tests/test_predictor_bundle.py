@@ -56,8 +56,13 @@ def test_feature_vector_names_and_errors():
 
 def test_network_term_fit():
     sums = np.linspace(1, 10, 30)
-    assert fit_network_term(sums, 1.1 * sums + 0.3) == pytest.approx((1.1, 0.3))
-    assert fit_network_term(sums[:5], sums[:5] + 0.2) == pytest.approx((1.0, 0.2))
+    assert fit_network_term(sums, 1.1 * sums + 0.3) == pytest.approx((1.1, 0.3, 0.0))
+    assert fit_network_term(sums[:5], sums[:5] + 0.2) == pytest.approx((1.0, 0.2, 0.0))
+    weight_mb = np.linspace(3, 0.5, 30) ** 2
+    assert fit_network_term(sums, 1.05 * sums + 0.02 * weight_mb + 0.1, weight_mb) == pytest.approx((1.05, 0.1, 0.02))
+    # A negative weight cost is not physical: refitted without it.
+    scale, overhead, per_mb = fit_network_term(sums, 1.05 * sums - 0.02 * weight_mb + 0.1, weight_mb)
+    assert per_mb == 0.0 and scale > 0
 
 
 def test_train_save_load_predict(small_store, tmp_path):

@@ -23,6 +23,12 @@ SCRIPT = textwrap.dedent("""
     import pynas.profiling.adb  # the desktop side of on-device profiling needs no torch either
     from pynas.profiling.oplist import network_entry, segment_entries, write_oplist
     assert write_oplist("a1.oplist", segment_entries("mnasnet-a1") + [network_entry("mnasnet-a1")]) == 15
+    from pynas import predictor  # predictors load and predict on a board: no torch either
+    assert predictor.load("pixel3").predict(pynas.space.get_space("fbnet").sample(1)[0]) > 0
+    native = predictor.load("x86-avx512-native")
+    assert native.predict("mnasnet-a1") > 0 and len(native.explain("mnasnet-a1")) == 19
+    tokens = pynas.space.get_space("mnasnet").sample_tokens(100, seed=0)
+    assert (native.predict_batch(tokens) > 0).all() and (native.batched(native.table.space).predict_batch(tokens) > 0).all()
     try:
         import pynas.torch_builder
     except ImportError:

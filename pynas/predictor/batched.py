@@ -77,11 +77,9 @@ class BatchedModel:
         self.cell_rows[priced] = np.arange(len(priced))
         caches = predictor.model.caches
         self.x = feature_matrix([feats[i] for i in priced], caches).astype(np.float32)
-        from pynas.predictor.fewshot import segment_group
-
-        groups = [segment_group(kinds[i], feats[i]) for i in priced]
-        self.scale = np.array([predictor.group_scale(g) for g in groups])
-        self.offset = np.array([predictor.group_offset(g) for g in groups])
+        kinds_priced, feats_priced = [kinds[i] for i in priced], [feats[i] for i in priced]
+        self.scale = predictor.scales(kinds_priced, feats_priced)
+        self.offset = predictor.offsets(kinds_priced, feats_priced)
         self.constant_ms = float(sum(predictor.segment_ms([k for k, _ in constants], [f for _, f in constants]))
                                  ) + predictor.overhead_ms
 

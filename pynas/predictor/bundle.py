@@ -95,15 +95,30 @@ class Predictor:
     def segment_ms(self, kinds: Sequence[str], features: Sequence[dict]) -> np.ndarray:
         """Predicted ms of segments (their kinds and features) as they count in a network: the
         model's, times the network term's scale, plus its per-segment cost (both per op-type
-        group after a few-shot calibration: `group_scales`, `group_offsets`)."""
-        from pynas.predictor.fewshot import segment_group
-
+        group after a few-shot calibration: `group_scales`, `group_offsets`), plus the cold
+        fetch of the segment's weights (`weight_ms_per_mb`)."""
         if not features:
             return np.zeros(0)
-        names = [segment_group(k, f) for k, f in zip(kinds, features)]
-        scales = np.array([self.group_scale(g) for g in names])
-        offsets = np.array([self.group_offset(g) for g in names])
-        return self.model.predict(list(features)) * scales + offsets
+        return self.model.predict(list(features)) * self.scales(kinds, features) + self.offsets(kinds, features)
+
+    def scales(self, kinds: Sequence[str], features: Sequence[dict]) -> np.ndarray:
+        """What multiplies each segment's model prediction."""
+        from pynas.predictor.fewshot import segment_group
+
+        return np.array([self.group_scale(segment_group(k, f)) for k, f in zip(kinds, features)])
+
+    def offsets(self, kinds: Sequence[str], features: Sequence[dict]) -> np.ndarray:
+        """What adds to each segment's scaled prediction: its group's per-segment cost and the cold
+        fetch of its weights (ms per MB of them)."""
+        from pynas.predictor.fewshot import segment_group
+
+        groups = [segment_group(k, f) for k, f in zip(kinds, features)]
+        return np.array([self.group_offset(g) + self.group_weight_ms_per_mb(g) * f["weight_bytes"] / 1e6
+                         for g, f in zip(groups, features)])
+
+    def group_weight_ms_per_mb(self, group: str) -> float:
+        term = self.manifest.network_term
+        return float(term.get("group_weight_ms_per_mb", {}).get(group, term.get("weight_ms_per_mb", 0.0)))
 
     def batched(self, space):
         """The XGBoost path over token rows of `space`, vectorised (`pynas.predictor.batched`)."""
@@ -238,7 +253,7 @@ def save(folder: str | os.PathLike, trained: Trained, data: Dataset, *, name: st
         (folder / file_name).write_bytes(content)
         files[file_name] = ""
     info = None
-    network_term = {"scale": trained.scale, "overhead_ms": trained.overhead_ms}
+    network_term = trained.network_term
     if space is not None:
         _compile_into(folder, space, _pricing(trained.model, network_term))
         files[TABLE] = ""
@@ -280,11 +295,13 @@ def save_calibrated(folder: str | os.PathLike, base: Predictor, calibration, rep
     base.model.booster.save_model(str(folder / MODEL))
     (folder / REPORT).write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
     files = {MODEL: "", REPORT: ""}
-    # The calibration rescales the base's segment prices (model x b_g + e_g): composed, a segment
-    # of group g costs model x (s_g b_g) + (s_g e_g + d).
+    # The calibration rescales the base's segment prices (model x b_g + e_g + w_g x MB): composed,
+    # a segment of group g costs model x (s_g b_g) + (s_g e_g + d) + (s_g w_g) x MB.
     groups = set(calibration.scales) | set(base.manifest.network_term.get("group_scales", {}))
     scale_of = lambda g: calibration.scales.get(g, calibration.scale)  # noqa: E731
     network_term = {"scale": calibration.scale * base.scale, "overhead_ms": calibration.overhead_ms,
+                    "weight_ms_per_mb": calibration.scale * base.group_weight_ms_per_mb(""),
+                    "group_weight_ms_per_mb": {g: scale_of(g) * base.group_weight_ms_per_mb(g) for g in sorted(groups)},
                     "segment_ms": calibration.scale * base.group_offset("") + calibration.segment_ms,
                     "group_scales": {g: scale_of(g) * base.group_scale(g) for g in sorted(groups)},
                     "group_offsets": {g: scale_of(g) * base.group_offset(g) + calibration.segment_ms

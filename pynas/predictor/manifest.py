@@ -41,7 +41,7 @@ class Manifest:
     backend_version: str
     threads: int
     space: dict | None  # space_info(): {"name", "resolution", "options", "layout"} of the compiled table, or None
-    network_term: dict  # {"scale", "overhead_ms"}: network = scale * sum(segments) + overhead
+    network_term: dict  # {"scale", "overhead_ms", "weight_ms_per_mb", few-shot: "group_scales", ...}: see Predictor.segment_ms
     libraries: dict  # {"pynas", "xgboost", "numpy"}: versions that made the files
     files: dict  # file name -> sha256
     created_at: str
