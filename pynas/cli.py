@@ -201,7 +201,7 @@ def cmd_profile(args) -> None:
             bar = Progress(len(work.items))
             report = run(work, backend, store, budget_seconds=60 * args.budget_minutes if args.budget_minutes else math.inf,
                          harness=harness, session=args.session, progress=bar.update,
-                         drift_tolerance=args.drift_tolerance,
+                         drift_tolerance=args.drift_tolerance, again=args.again,
                          should_stop=lambda: bool(interrupted))
             bar.close()
             print(report.summary())
@@ -375,6 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="only convert (onnxruntime, litert) what the plan will time, into the cache; "
                               "needs no quiet machine and runs --jobs processes; then profile as usual")
     profile.add_argument("--jobs", type=int, default=1, help="processes for --prepare-only (default 1)")
+    profile.add_argument("--again", action="store_true",
+                         help="measure the plan's items even if the store has them: another pass at another time "
+                              "(each key counts with its median; e.g. --segments 1 --networks N --again)")
     profile.add_argument("--adaptive", type=int, default=0, metavar="ROUNDS",
                          help="then up to ROUNDS rounds of: train, measure --round-size segments where the "
                               "predictor is least sure; stop once held-out networks meet the targets")

@@ -44,8 +44,8 @@ def test_index_catches_a_changed_bundle(tmp_path):
         bundle.read_index(root)
     shutil.copytree(shipped_root() / "raspi4", root / "raspi4")
     bundle.write_index(root)
-    (root / "index.json").write_text((root / "index.json").read_text().replace('"raspi4"', '"gone"', 1))
-    with pytest.raises(bundle.BundleError):
+    (root / "index.json").write_text((root / "index.json").read_text().replace('"name": "raspi4"', '"name": "gone"'))
+    with pytest.raises(bundle.BundleError, match="bundle 'gone': expected a bundle folder"):
         bundle.read_index(root)
 
 

@@ -53,6 +53,9 @@ def test_run_records_and_resumes(tmp_path):
         network = next(m for m in rows if m.op.kind == "network")
         assert network.op.features["segments"] and network.stats.median_ms > 0
         assert "reference_ratio" in rows[-1].harness and rows[-1].harness["options"]["min_runs"] == 3
+        third = run(p, backend, store, harness=FAST, session="t", drift_tolerance=1.0, again=True)  # another pass
+        assert third.measured == len(p.items) and third.already == 0
+        assert Counter(m.op.key for m in store.measurements(backend="native")) == {i.key: 2 for i in p.items}
 
 
 def test_budget_stops_between_items(tmp_path):

@@ -280,12 +280,14 @@ class DriftGuard:
 def run(plan_: Plan, backend: Backend, store: Store, *, budget_seconds: float = math.inf,
         harness: dict | None = None, session: str | None = None, drift_tolerance: float = 0.03,
         progress: Callable[[int, str], None] | None = None,
-        should_stop: Callable[[], bool] = lambda: False) -> Report:
-    """Measures the plan's items the store lacks for this device, backend and thread count, until
-    done or `budget_seconds` has passed (checked between items)."""
+        should_stop: Callable[[], bool] = lambda: False, again: bool = False) -> Report:
+    """Measures the plan's items the store lacks for this device, backend and thread count (all of
+    them with `again`: another pass, at another time; a key measured several times counts with
+    its median), until done or `budget_seconds` has passed (checked between items)."""
     harness = dict(harness or {})
     context = Context.here(backend.name, backend.version, backend.threads, session=session)
-    todo_keys = set(store.missing(context, [item.key for item in plan_.items]))
+    keys = [item.key for item in plan_.items]
+    todo_keys = set(keys) if again else set(store.missing(context, keys))
     todo = [item for item in plan_.items if item.key in todo_keys]
     report = Report(planned=len(plan_.items), already=len(plan_.items) - len(todo))
     start = time.monotonic()
