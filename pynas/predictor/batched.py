@@ -13,16 +13,24 @@ cell, as compiling a table does) and cached per space layout.
 """
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 
 from pynas.predictor.features import feature_matrix
 
 
-@functools.lru_cache(maxsize=4)
-def _catalogue(space_key: str, space):
-    """(cell id per (table, block, state, chunk), kinds, features per cell id, offsets) of a space."""
+_CATALOGUES: dict[str, tuple] = {}  # layout name (space + everything that changes its segments) -> catalogue
+
+
+def _catalogue(space):
+    """The space's layout, the cell-id offsets of its first/rest/head tables, and per cell id the
+    segment kind ('' for a choice that lowers to no op) and features; then the constant segments."""
+    key = space.table_layout().layout.space
+    if key not in _CATALOGUES:
+        _CATALOGUES[key] = _build_catalogue(space)
+    return _CATALOGUES[key]
+
+
+def _build_catalogue(space):
     from pynas.ir import lower
     from pynas.ir.segments import segments
 
@@ -69,9 +77,7 @@ class BatchedModel:
         if getattr(predictor, "model", None) is None:
             raise ValueError(f"predictor: expected an XGBoost bundle, got {type(predictor).__name__}")
         self.predictor, self.space = predictor, space
-        key = space.table_layout().layout.space
-        (self.layout, self.first_off, self.rest_off, self.head_off, kinds, feats,
-         constants) = _catalogue(key, space)
+        (self.layout, self.first_off, self.rest_off, self.head_off, kinds, feats, constants) = _catalogue(space)
         priced = [i for i, k in enumerate(kinds) if k]
         self.cell_rows = np.full(len(kinds), -1, dtype=np.int64)  # cell id -> row of self.x (-1: no op)
         self.cell_rows[priced] = np.arange(len(priced))
