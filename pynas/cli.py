@@ -169,7 +169,7 @@ def cmd_profile(args) -> None:
     import signal
 
     from pynas.profiling.backends import Backend, BackendUnavailable, unavailable
-    from pynas.profiling.session import Progress, plan, prepare, run
+    from pynas.profiling.session import Progress, plan, prepare, run, unmeasured
     from pynas.store import Store
 
     reason = unavailable(args.backend)  # checked before the (slow) planning
@@ -186,10 +186,11 @@ def cmd_profile(args) -> None:
     backend = Backend(args.backend, threads=args.threads)
     if args.prepare_only:
         with Store(args.db) as store:
-            bar = Progress(len(work.items))
-            t0 = time.monotonic()
-            done, failed = prepare(work, backend, store, jobs=args.jobs, progress=bar.update)
-            bar.close()
+            todo = unmeasured(work, backend, store, args.again)
+        bar = Progress(len(todo))
+        t0 = time.monotonic()
+        done, failed = prepare(todo, backend, jobs=args.jobs, progress=bar.update)
+        bar.close()
         print(f"converted {done} items for {backend.name} in {time.monotonic() - t0:.0f} s with {args.jobs} job(s); "
               f"{len(failed)} failed" + "".join(f"\nFAILED {key}: {error}" for key, error in failed[:10]))
         return

@@ -10,9 +10,9 @@ from collections import Counter
 import pytest
 
 from pynas.cli import main
-from pynas.profiling.backends import Backend
+from pynas.profiling.backends import Backend, unavailable
 from pynas.profiling.configs import space_segments
-from pynas.profiling.session import plan, run
+from pynas.profiling.session import plan, prepare, run, unmeasured
 from pynas.space import get_space
 from pynas.store import Store
 
@@ -141,3 +141,35 @@ def test_drift_guard_remeasures_items_timed_in_a_slow_spell():
     stuck = DriftGuard(_Fake([1.0, 1.5]), tolerance=0.03, retries=2, pause_seconds=0.0)
     result, drift = stuck.measure(_Fake([7.0]), {})
     assert drift["slow_spell"] and drift["retries"] == 2 and stuck.slow_spells == 1
+
+
+def test_prepare_is_a_no_op_for_native_and_checks_jobs(tmp_path, capsys):
+    p = plan(get_space("mnasnet", resolution=32), seed=0, limit=5)
+    with Store(tmp_path / "m.sqlite") as store:
+        items = unmeasured(p, Backend("native"), store)
+    assert len(items) == 5
+    assert prepare(items, Backend("native"), jobs=2) == (0, [])
+    with pytest.raises(ValueError, match="jobs: expected an integer >= 1, got 0"):
+        prepare(items, Backend("native"), jobs=0)
+    assert main(["profile", "--resolution", "32", "--limit", "5", "--db", str(tmp_path / "m.sqlite"),
+                 "--prepare-only"]) == 0
+    assert "converted 0 items for native" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(unavailable("onnxruntime") is not None, reason="needs onnxruntime (pip install 'pynas[onnx]')")
+def test_prepare_converts_ahead_in_processes_then_run_only_loads(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYNAS_CACHE", str(tmp_path / "cache"))
+    p = plan(get_space("mnasnet", resolution=32), networks=1, seed=0, limit=4)
+    p = type(p)(p.space, p.resolution, p.counts, p.items + [i for i in plan(
+        get_space("mnasnet", resolution=32), networks=1, seed=0).items if i.kind == "network"])
+    backend = Backend("onnxruntime")
+    with Store(tmp_path / "m.sqlite") as store:
+        items = unmeasured(p, backend, store)
+        assert prepare(items, backend, jobs=2) == (len(items), [])
+        converted = sorted((tmp_path / "cache" / "converted").glob("onnx-*.onnx"))
+        assert len(converted) == len(items)  # one file per segment key and per network
+        stamps = [f.stat().st_mtime_ns for f in converted]
+        report = run(p, backend, store, harness=FAST, drift_tolerance=1.0)
+        assert report.measured == len(items) and not report.failed
+        assert [f.stat().st_mtime_ns for f in converted] == stamps  # loaded, not converted again
+        assert unmeasured(p, backend, store) == [] and len(unmeasured(p, backend, store, again=True)) == len(items)

@@ -7,18 +7,19 @@ an architecture is split into groups of segments of one op type (`segment_group`
 groups; the stem, the head, identity layers each their own), and the target device's latency is
 modelled as
 
-    t(arch) = sum_g s_g * base_g(arch) + c
+    t(arch) = sum_g s_g * base_g(arch) + c + d * kernels(arch)
 
-with one scale per group and a per-network overhead c, fitted to the k measured networks on
-relative error (weighted least squares). With 5 networks and ~10 groups that is underdetermined,
-so the group scales are pulled towards one global scale (ridge, strength chosen by leave-one-out
-cross-validation over the k networks) and c towards 0: with few networks the fit falls back to
+with one scale per group, a per-network overhead c and a per-kernel launch cost d >= 0 (a GPU
+runtime pays ~0.4 ms per layer whatever it does), fitted to the k measured networks on relative
+error (weighted least squares). With 5 networks and ~10 groups that is underdetermined, so the
+group scales are pulled towards one global scale (ridge, strength chosen by leave-one-out
+cross-validation over the k networks) and c, d towards 0: with few networks the fit falls back to
 "one scale", with more it learns per-op-type corrections.
 
-`calibrate(base, archs, measured)` returns a `Calibration`; `Calibration.predict_batch(archs)` and
-`calibrated_table(...)` (the base's compiled table with its cells rescaled, for the search's fast
-path). `evaluate(...)` draws k calibration networks many times and reports held-out accuracy per
-k: `pynas calibrate-fewshot` and bench/predictor.py print it.
+`calibrate(base, archs, measured)` returns a `Calibration` (`.predict_batch(base, archs)`);
+`calibrated_bundle(...)` writes the calibrated bundle (`pynas fewshot BASE MEASURED.csv -o DIR`);
+`rescaled_table(...)` is a table base's compiled table with its cells rescaled. `evaluate(...)`
+draws k calibration networks many times and reports held-out accuracy per k (bench/predictor.py).
 """
 from __future__ import annotations
 

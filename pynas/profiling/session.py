@@ -132,18 +132,25 @@ def _prepare_one(arch: str, segment: str | None, key: str) -> tuple[str, str | N
     return key, None, time.monotonic() - t0
 
 
-def prepare(plan_: Plan, backend: Backend, store: Store, *, jobs: int = 1,
+def unmeasured(plan_: Plan, backend: Backend, store: Store, again: bool = False) -> list[WorkItem]:
+    """The plan's items the store has no measurement of for this device, backend, backend version
+    and thread count (all of them with `again`), in plan order."""
+    context = Context.here(backend.name, backend.version, backend.threads)
+    keys = [item.key for item in plan_.items]
+    todo_keys = set(keys) if again else set(store.missing(context, keys))
+    return [item for item in plan_.items if item.key in todo_keys]
+
+
+def prepare(items: list[WorkItem], backend: Backend, *, jobs: int = 1,
             progress: Callable[[int, str], None] | None = None) -> tuple[int, list[tuple[str, str]]]:
-    """Convert (onnxruntime, litert: into the on-disk cache) what the plan's unmeasured items will
-    run, in `jobs` processes, timing nothing: conversion is most of a LiteRT profile's time and
-    needs no quiet machine, so it can run ahead and in parallel. Returns (items prepared, failures)."""
+    """Convert (onnxruntime, litert: into the on-disk cache) what `items` (e.g. `unmeasured(...)`)
+    will run, in `jobs` processes, timing nothing: conversion is most of a LiteRT profile's time
+    and needs no quiet machine, so it can run ahead and in parallel. Returns (items prepared,
+    failures)."""
     if not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs: expected an integer >= 1, got {jobs!r}")
-    context = Context.here(backend.name, backend.version, backend.threads)
-    todo_keys = set(store.missing(context, [item.key for item in plan_.items]))
-    todo = [item for item in plan_.items if item.key in todo_keys]
     failed: list[tuple[str, str]] = []
-    if backend.name not in ("onnxruntime", "litert") or not todo:
+    if backend.name not in ("onnxruntime", "litert") or not items:
         return 0, failed
     import concurrent.futures
     import multiprocessing
@@ -152,14 +159,14 @@ def prepare(plan_: Plan, backend: Backend, store: Store, *, jobs: int = 1,
     with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
                                                 initializer=_prepare_worker_init,
                                                 initargs=(backend.name, backend.threads)) as pool:
-        futures = [pool.submit(_prepare_one, str(item.arch), item.segment, item.key) for item in todo]
+        futures = [pool.submit(_prepare_one, str(item.arch), item.segment, item.key) for item in items]
         for n, future in enumerate(concurrent.futures.as_completed(futures)):
             key, error, _ = future.result()
             if error:
                 failed.append((key, error))
             if progress:
                 progress(n + 1, key)
-    return len(todo) - len(failed), failed
+    return len(items) - len(failed), failed
 
 
 @dataclass
@@ -286,9 +293,7 @@ def run(plan_: Plan, backend: Backend, store: Store, *, budget_seconds: float = 
     its median), until done or `budget_seconds` has passed (checked between items)."""
     harness = dict(harness or {})
     context = Context.here(backend.name, backend.version, backend.threads, session=session)
-    keys = [item.key for item in plan_.items]
-    todo_keys = set(keys) if again else set(store.missing(context, keys))
-    todo = [item for item in plan_.items if item.key in todo_keys]
+    todo = unmeasured(plan_, backend, store, again)
     report = Report(planned=len(plan_.items), already=len(plan_.items) - len(todo))
     start = time.monotonic()
 
