@@ -294,7 +294,8 @@ def cmd_predict(args) -> None:
     if args.breakdown:
         rows = [[r["segment"], r["kind"], f"{r['ms']:.4f}", r["key"]] for r in p.explain(arch)]
         print(format_table(["segment", "kind", "ms", "key"], rows, {2}))
-    print(f"{p.predict(arch):.4f} ms  ({p.name}: {p.manifest.backend}, {p.manifest.threads} thread(s))")
+    threads = f"{p.manifest.threads} thread(s)" if p.manifest.threads else "threads not stated by its source"
+    print(f"{p.predict(arch):.4f} ms  ({p.name}: {p.manifest.backend}, {threads})")
 
 
 def cmd_predictors(args) -> None:
