@@ -98,7 +98,7 @@ def section_accuracy(args) -> None:
         networks = f"{report['heldout_networks']['n']} networks"
         rows += [row(f"{name} ({len(data.segments)} segments measured)", f"{report['heldout_segments']['n']} segments",
                      report["heldout_segments"]),
-                 row("  scale x sum + weights + overhead", networks, report["heldout_networks"]),
+                 row("  scale,weights,overhead", networks, report["heldout_networks"]),
                  row("  same, segment model w/o 20%", networks, report["heldout_networks_segment_holdout_model"]),
                  row("  bare segment sum", networks, report["heldout_networks_bare_sum"])]
         if args.measure:
