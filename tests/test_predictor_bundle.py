@@ -174,3 +174,28 @@ def test_fewshot_calibration_of_an_xgboost_bundle(small_store, tmp_path):
     by_arch = p.predict_batch(test)
     np.testing.assert_allclose(p.predict_batch(space.sample_tokens(60, seed=9)), by_arch, rtol=1e-4)
     assert accuracy(by_arch, new_device(test))["rmspe"] < 3 < accuracy(base.predict_batch(test), new_device(test))["rmspe"]
+
+
+def test_a_failed_overwrite_keeps_the_old_bundle(small_store, tmp_path, monkeypatch):
+    with Store(small_store) as store:
+        data = load_dataset(store, backend="native")
+    trained = train(data, params={"rounds": 10}, holdout=0)
+    folder = bundle.save(tmp_path / "b", trained, data)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+
+    def fail(*args):
+        raise PricingError("price('x'): no latency", "x")
+
+    from pynas.predictor.table import PricingError
+
+    monkeypatch.setattr(bundle, "_compile_into", fail)
+    with pytest.raises(PricingError):
+        bundle.save(folder, trained, data, space=get_space("mnasnet", resolution=32), overwrite=True)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before and bundle.load(folder)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]  # no staging folder left behind
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "mine.txt").write_text("keep")
+    with pytest.raises(BundleError, match="expected an empty folder or a bundle to replace, got other files"):
+        bundle.save(other, trained, data)
+    assert (other / "mine.txt").read_text() == "keep"

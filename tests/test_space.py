@@ -25,7 +25,10 @@ def test_decisions_and_size(space):
     assert space.distinct_networks() == 241 * 384 * 432 ** 4 * 241  # see test_network_tokens
 
 
-def test_ten_thousand_samples_round_trip_through_strings_and_tokens(space):
+@pytest.mark.parametrize("name, options", [("mnasnet", {}), ("fbnet", {"setting": "imagenet"}),
+                                           ("fbnet", {"setting": "cifar100"})])
+def test_ten_thousand_samples_round_trip_through_strings_and_tokens(name, options):
+    space = get_space(name, **options)
     tokens = space.sample_tokens(10_000, seed=1234)
     for row in tokens:
         arch = space.decode(row)

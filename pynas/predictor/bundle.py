@@ -14,9 +14,11 @@ source tree's `predictors/`. A name found nowhere is an error listing where it l
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import json
 import os
+import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
@@ -242,29 +244,26 @@ def save(folder: str | os.PathLike, trained: Trained, data: Dataset, *, name: st
          source: str = "", overwrite: bool = False, extra_files: dict[str, bytes] | None = None) -> Path:
     """Write a bundle: model, report, the compiled table of `space` if given, `extra_files`
     (name -> bytes, e.g. the measurements it was trained on), manifest last. An existing bundle in
-    `folder` is kept unless `overwrite`."""
-    folder = check_writable(folder, overwrite)
-    folder.mkdir(parents=True, exist_ok=True)
-    name = name or folder.name
-    trained.model.booster.save_model(str(folder / MODEL))
-    (folder / REPORT).write_text(json.dumps(trained.report, indent=1, sort_keys=True) + "\n")
-    files = {MODEL: "", REPORT: ""}
-    for file_name, content in (extra_files or {}).items():
-        (folder / file_name).write_bytes(content)
-        files[file_name] = ""
-    info = None
-    network_term = trained.network_term
-    if space is not None:
-        _compile_into(folder, space, _pricing(trained.model, network_term))
-        files[TABLE] = ""
-        info = space_info(space)
-    manifest = Manifest(
-        name=name, kind="xgboost", units="ms", features=list(FEATURE_NAMES),
+    `folder` is kept unless `overwrite`; the bundle is staged and moved into place whole."""
+    folder = Path(folder)
+    with _staged(folder, overwrite) as stage:
+        trained.model.booster.save_model(str(stage / MODEL))
+        files = {MODEL: "", REPORT: _write_report(stage, trained.report)}
+        for file_name, content in (extra_files or {}).items():
+            (stage / file_name).write_bytes(content)
+            files[file_name] = ""
+        info = None
+        network_term = trained.network_term
+        if space is not None:
+            _compile_into(stage, space, _pricing(trained.model, network_term))
+            files[TABLE] = ""
+            info = space_info(space)
+        write_manifest(stage, Manifest(
+            name=name or folder.name, kind="xgboost", units="ms", features=list(FEATURE_NAMES),
         device={"device_id": data.device_id, **data.device}, backend=data.backend,
         backend_version=data.backend_version, threads=data.threads, space=info,
         network_term=network_term, libraries=_libraries(xgboost=True), files=files, created_at=_now(),
-        source=source, extra={"caches": data.caches, "report": trained.report})
-    write_manifest(folder, manifest)
+        source=source, extra={"caches": data.caches, "report": trained.report}))
     return folder
 
 
@@ -290,11 +289,7 @@ def save_calibrated(folder: str | os.PathLike, base: Predictor, calibration, rep
                     device: dict | None = None, overwrite: bool = False) -> Path:
     """An XGBoost bundle adapted by few-shot calibration (`pynas.predictor.fewshot`): `base`'s model,
     a network term with the calibration's group scales and per-segment cost, its table recompiled."""
-    folder = check_writable(folder, overwrite)
-    folder.mkdir(parents=True, exist_ok=True)
-    base.model.booster.save_model(str(folder / MODEL))
-    (folder / REPORT).write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
-    files = {MODEL: "", REPORT: ""}
+    folder = Path(folder)
     # The calibration rescales the base's segment prices (model x b_g + e_g + w_g x MB): composed,
     # a segment of group g costs model x (s_g b_g) + (s_g e_g + d) + (s_g w_g) x MB.
     groups = set(calibration.scales) | set(base.manifest.network_term.get("group_scales", {}))
@@ -306,17 +301,19 @@ def save_calibrated(folder: str | os.PathLike, base: Predictor, calibration, rep
                     "group_scales": {g: scale_of(g) * base.group_scale(g) for g in sorted(groups)},
                     "group_offsets": {g: scale_of(g) * base.group_offset(g) + calibration.segment_ms
                                       for g in sorted(groups)}}
-    if base.table is not None:
-        _compile_into(folder, base.table.space, _pricing(base.model, network_term))
-        files[TABLE] = ""
     m = base.manifest
-    manifest = Manifest(
-        name=name or folder.name, kind="xgboost", units="ms", features=list(m.features),
-        device=device or {"name": name or folder.name}, backend=m.backend, backend_version=m.backend_version,
-        threads=m.threads, space=m.space, network_term=network_term, libraries=_libraries(xgboost=True),
-        files=files, created_at=_now(), source=f"few-shot calibration of {base.name} on {calibration.k} networks",
-        extra={"caches": m.extra.get("caches", {}), "report": report, "base": base.name})
-    write_manifest(folder, manifest)
+    with _staged(folder, overwrite) as stage:
+        base.model.booster.save_model(str(stage / MODEL))
+        files = {MODEL: "", REPORT: _write_report(stage, report)}
+        if base.table is not None:
+            _compile_into(stage, base.table.space, _pricing(base.model, network_term))
+            files[TABLE] = ""
+        write_manifest(stage, Manifest(
+            name=name or folder.name, kind="xgboost", units="ms", features=list(m.features),
+            device=device or {"name": name or folder.name}, backend=m.backend, backend_version=m.backend_version,
+            threads=m.threads, space=m.space, network_term=network_term, libraries=_libraries(xgboost=True),
+            files=files, created_at=_now(), source=f"few-shot calibration of {base.name} on {calibration.k} networks",
+            extra={"caches": m.extra.get("caches", {}), "report": report, "base": base.name}))
     return folder
 
 
@@ -324,17 +321,50 @@ def save_table(folder: str | os.PathLike, table, space, *, device: dict, backend
                threads: int, report: dict, source: str, name: str | None = None, overwrite: bool = False) -> Path:
     """Write a table bundle (kind "table"): a compiled table of `space` priced from measurements
     made elsewhere (no model), its report, manifest last."""
-    folder = check_writable(folder, overwrite)
-    folder.mkdir(parents=True, exist_ok=True)
-    table.save(folder / TABLE)
-    (folder / REPORT).write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
-    manifest = Manifest(
-        name=name or folder.name, kind="table", units="ms", features=[], device=device, backend=backend,
-        backend_version=backend_version, threads=threads, space=space_info(space),
-        network_term={"scale": 1.0, "overhead_ms": table.overhead_ms}, libraries=_libraries(xgboost=False),
-        files={TABLE: "", REPORT: ""}, created_at=_now(), source=source, extra={"report": report})
-    write_manifest(folder, manifest)
+    folder = Path(folder)
+    with _staged(folder, overwrite) as stage:
+        table.save(stage / TABLE)
+        write_manifest(stage, Manifest(
+            name=name or folder.name, kind="table", units="ms", features=[], device=device, backend=backend,
+            backend_version=backend_version, threads=threads, space=space_info(space),
+            network_term={"scale": 1.0, "overhead_ms": table.overhead_ms}, libraries=_libraries(xgboost=False),
+            files={TABLE: "", REPORT: _write_report(stage, report)}, created_at=_now(), source=source,
+            extra={"report": report}))
     return folder
+
+
+def _write_report(folder: Path, report: dict) -> str:
+    (folder / REPORT).write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
+    return ""  # the manifest hashes it
+
+
+@contextlib.contextmanager
+def _staged(folder: Path, overwrite: bool):
+    """A staging folder beside `folder` to write a bundle into, moved into place whole when the
+    block succeeds: a failure half-way (a key the table cannot price, a full disk) leaves
+    `folder`, an existing bundle included, as it was. `folder` may be absent, empty or a bundle
+    (replaced only with `overwrite`); anything else is refused, not deleted."""
+    check_writable(folder, overwrite)
+    if folder.exists() and not (folder / "manifest.json").is_file() and any(folder.iterdir()):
+        raise BundleError(f"{folder}: expected an empty folder or a bundle to replace, got other files there")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    stage = folder.with_name(f".{folder.name}.staging-{os.getpid()}")
+    old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir()
+    try:
+        yield stage
+        if folder.exists():
+            folder.rename(old)
+        try:
+            stage.rename(folder)
+        except OSError:
+            if old.exists():
+                old.rename(folder)
+            raise
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _xgboost_dist() -> str:
