@@ -272,7 +272,12 @@ def cmd_fewshot(args) -> None:
     bundle.check_writable(args.output, args.force)
     base = bundle.load(args.base)
     names, ms = fewshot.read_measured(args.measured)
-    archs = [resolve(a) for a in names]
+    archs = []
+    for line, name in enumerate(names, start=2):  # line 1 is the header
+        try:
+            archs.append(resolve(name))
+        except ValueError as error:
+            raise ValueError(f"{args.measured}: line {line}: arch: {error}") from error
     folder = fewshot.calibrated_bundle(base, archs, ms, args.output, method=args.method, name=args.name,
                                        device={"name": args.name or os.path.basename(os.path.normpath(args.output))},
                                        overwrite=args.force)

@@ -136,6 +136,11 @@ def test_cli_fewshot_writes_a_calibrated_table_bundle(space, base, tmp_path, cap
     # The rescaled table agrees with the calibration it was made from.
     cal = fewshot.calibrate(base, train, on_new_device(space, train))
     np.testing.assert_allclose(p.predict_batch(test), cal.predict_batch(base, test), rtol=1e-4)
+    bad = tmp_path / "bad.csv"
+    bad.write_text(f"arch,ms\n{train[0]},1.5\nnot-an-arch,3.0\n")
+    assert main(["fewshot", str(base.folder), str(bad), "-o", str(tmp_path / "x")]) == 2
+    assert f"{bad}: line 3: arch: unknown preset 'not-an-arch'" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
     before = (out / "manifest.json").read_bytes()
     assert main(["fewshot", str(base.folder), str(csv), "-o", str(out)]) == 2
     assert "a bundle is already there" in capsys.readouterr().err and (out / "manifest.json").read_bytes() == before
