@@ -255,8 +255,9 @@ def section_newdevice(args) -> None:
     total = time.monotonic() - t0
     r = trained.report["heldout_networks"]
     rows = [["plan", f"{t_plan / 60:.1f}", f"{len(work.items)} items"],
-            ["profile", f"{t_profile / 60:.1f}", f"{report.measured} measured, {report.retries} re-measured in slow "
-                                                 f"spells"],
+            ["profile", f"{t_profile / 60:.1f}",
+             f"{report.measured} measured; slow spells: {report.retries} re-measured "
+             f"({report.waited_seconds:.0f} s), {report.repaired} repaired, {report.slow_spells} only slow"],
             ["calibrate (train + compile table + save)", f"{t_calibrate / 60:.1f}",
              f"{len(data.segments)} segments, {len(data.networks)} networks"],
             ["total", f"{total / 60:.1f}", f"held-out networks: RMSPE {r['rmspe']:.2f}%, within 10% "

@@ -186,7 +186,7 @@ def cmd_profile(args) -> None:
     backend = Backend(args.backend, threads=args.threads)
     if args.prepare_only:
         with Store(args.db) as store:
-            todo = unmeasured(work, backend, store, args.again)
+            todo = unmeasured(work, backend, store, args.again, args.session)
         bar = Progress(len(todo))
         t0 = time.monotonic()
         done, failed = prepare(todo, backend, jobs=args.jobs, progress=bar.update)
@@ -199,7 +199,7 @@ def cmd_profile(args) -> None:
     try:
         with Store(args.db) as store:
             print(f"backend {backend.name} ({backend.version}), {backend.threads} thread(s); store {store.path}")
-            bar = Progress(len(work.items))
+            bar = Progress(len(unmeasured(work, backend, store, args.again, args.session)))
             report = run(work, backend, store, budget_seconds=60 * args.budget_minutes if args.budget_minutes else math.inf,
                          harness=harness, session=args.session, progress=bar.update,
                          drift_tolerance=args.drift_tolerance, again=args.again,
@@ -372,8 +372,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="stop timing an item once its median's 95%% CI is within this (default 1%%)")
     profile.add_argument("--item-budget-seconds", type=float, default=2.0, help="timing budget per item")
     profile.add_argument("--drift-tolerance", type=float, default=0.03,
-                         help="re-measure an item when the reference re-timed after it is this much slower than "
-                              "its fastest (a slow spell of the machine; default 3%%)")
+                         help="re-measure an item when the reference re-timed after it says the machine is this "
+                              "much slower than its fast state (a slow spell; default 3%%)")
     profile.add_argument("--session", help="tag stored with every measurement (default: host and time)")
     profile.add_argument("--segments", type=int, metavar="N",
                          help="measure a seeded random N of the space's segments (the stem always), not all: "
@@ -384,7 +384,8 @@ def build_parser() -> argparse.ArgumentParser:
     profile.add_argument("--jobs", type=int, default=1, help="processes for --prepare-only (default 1)")
     profile.add_argument("--again", action="store_true",
                          help="measure the plan's items even if the store has them: another pass at another time "
-                              "(each key counts with its median; e.g. --segments 1 --networks N --again)")
+                              "(each key counts with its median; e.g. --segments 1 --networks N --again); with "
+                              "--session NAME, a rerun with the same NAME resumes the pass")
     profile.add_argument("--adaptive", type=int, default=0, metavar="ROUNDS",
                          help="then up to ROUNDS rounds of: train, measure --round-size segments where the "
                               "predictor is least sure; stop once held-out networks meet the targets")

@@ -46,7 +46,8 @@ class Dataset:
 
 def load_dataset(store: Store, *, backend: str, threads: int = 1, device_id: str | None = None,
                  backend_version: str | None = None) -> Dataset:
-    """Measurements of one series; a key measured more than once counts with its median. Without
+    """Measurements of one series; a key measured more than once counts with its median (of the
+    measurements not taken in a slow spell, if it has any). Without
     device_id / backend_version: the series with the most measurements for backend and threads."""
     # One read of the store: every measurement of this backend and thread count, grouped by series.
     by_series: dict[tuple[str, str], list] = {}
@@ -61,13 +62,15 @@ def load_dataset(store: Store, *, backend: str, threads: int = 1, device_id: str
     device = chosen[0].context.device
     data = Dataset(device_id, backend, backend_version, threads,
                    {"l1d": device.l1d_bytes, "l2": device.l2_bytes, "l3": device.l3_bytes}, device.to_dict())
-    times: dict[str, list[float]] = {}
+    # key -> ([clean ms], [ms taken in a slow spell]): the slow ones count only for a key without clean ones.
+    times: dict[str, tuple[list[float], list[float]]] = {}
     meta: dict[str, tuple[str, dict]] = {}
     for m in chosen:
-        times.setdefault(m.op.key, []).append(m.stats.median_ms)
+        times.setdefault(m.op.key, ([], []))[1 if m.harness.get("slow_spell") else 0].append(m.stats.median_ms)
         meta[m.op.key] = (m.op.kind, m.op.features)
-    for key, ms in times.items():
+    for key, (clean, slow) in times.items():
         kind, features = meta[key]
+        ms = clean or slow
         if kind == NETWORK_KIND:
             data.networks[key] = (list(features["segments"]), statistics.median(ms))
         else:

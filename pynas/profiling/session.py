@@ -9,16 +9,22 @@ nothing either: the store serializes writers.
 
 Drift: shared machines have slow spells (here up to 25% for a minute or more, when neighbours
 load the memory system) and fast ones. A `DriftGuard` re-times a reference (the plan's first item,
-the stem) right after every item, briefly; its fastest time so far is the machine's fast state.
-When the reference is more than `tolerance` slower than that, the item's time is suspect: the
-guard waits, re-times the reference until it is back (or gives up after `retries`), and measures
-the item again. Each measurement stores the reference's time and its ratio to the fast state
+the stem) right after every item, briefly; a low quantile of its times so far is the machine's fast
+state, the median of its last few its state now. When the state is more than `tolerance` slower
+than the fast state, the item's time is suspect: the guard waits, re-times the reference until it
+is back (or gives up after `retries`), and measures the item again. Each measurement stores the reference's time and its ratio to the fast state
 (`reference_ratio`), and whether a slow spell outlasted the retries (`slow_spell`); the report
 counts retries and flags a run whose accepted measurements strayed beyond 5%.
+
+Waiting is bounded (`DriftGuard.wait_share`): in a spell that lasts, items are recorded flagged
+`slow_spell` rather than waited for, measured once more at the end of the run, and a key whose
+only measurements are flagged counts as unmeasured for the next run; training uses a key's clean
+measurements when it has any (`pynas.predictor.train.load_dataset`).
 """
 from __future__ import annotations
 
 import math
+import statistics
 import sys
 import time
 from dataclasses import dataclass, field
@@ -35,6 +41,7 @@ from pynas.space.base import SearchSpace
 from pynas.store import NETWORK_KIND, Context, OpKey, Stats, Store
 
 DRIFT_LIMIT = 0.05
+FAST_QUANTILE = 10  # percent: of the drift reference's times, the machine's fast state
 
 
 @dataclass(frozen=True)
@@ -132,12 +139,18 @@ def _prepare_one(arch: str, segment: str | None, key: str) -> tuple[str, str | N
     return key, None, time.monotonic() - t0
 
 
-def unmeasured(plan_: Plan, backend: Backend, store: Store, again: bool = False) -> list[WorkItem]:
+def unmeasured(plan_: Plan, backend: Backend, store: Store, again: bool = False,
+               session: str | None = None) -> list[WorkItem]:
     """The plan's items the store has no measurement of for this device, backend, backend version
-    and thread count (all of them with `again`), in plan order."""
+    and thread count, or only measurements taken in a slow spell, in plan order. With `again`
+    (another pass): all of them, or with a `session` tag the ones that session has not measured
+    yet, so rerunning a pass with its tag resumes it."""
     context = Context.here(backend.name, backend.version, backend.threads)
     keys = [item.key for item in plan_.items]
-    todo_keys = set(keys) if again else set(store.missing(context, keys))
+    if again:
+        todo_keys = set(keys) if session is None else set(store.missing(context, keys, session=session))
+    else:
+        todo_keys = set(store.missing(context, keys)) | store.slow_only(context)
     return [item for item in plan_.items if item.key in todo_keys]
 
 
@@ -177,9 +190,14 @@ class Report:
     failed: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
     stopped_by: str = "done"  # "done", "budget", "interrupt"
-    reference_ratios: list[float] = field(default_factory=list)  # of accepted measurements
+    reference_ratios: list[float] = field(default_factory=list)  # the guard's state_ratio after accepted items
     retries: int = 0  # items measured again because the reference said the machine was slow
-    slow_spells: int = 0  # items recorded while still slow after every retry
+    slow_spells: int = 0  # items whose only measurement was taken in a slow spell (a rerun measures them again)
+    repaired: int = 0  # items recorded in a slow spell, then measured at the fast state in the repair pass
+    waited_seconds: float = 0.0  # spent re-measuring and pausing for slow spells
+    # This run's fast state / the fast state of earlier runs of the series stored: above 1 the
+    # whole run may have been in a slow state, which the guard (relative to this run) cannot see.
+    fast_state_vs_earlier: float | None = None
     per_kind_seconds: dict[str, float] = field(default_factory=dict)
     per_kind_count: dict[str, int] = field(default_factory=dict)
 
@@ -199,9 +217,16 @@ class Report:
             lines.append(f"  {kind:<10} {n:5d} measured, {s / n:6.2f} s each (build + convert + time)")
         if self.reference_ratios:
             flag = "  DRIFT beyond 5%: compare with care" if self.drift > DRIFT_LIMIT else ""
-            lines.append(f"reference after each item: ratio to its fastest {min(self.reference_ratios):.3f}.."
-                         f"{max(self.reference_ratios):.3f}; {self.retries} items re-measured in slow spells, "
-                         f"{self.slow_spells} recorded still slow{flag}")
+            lines.append(f"machine state after each accepted item, relative to its fast state: {min(self.reference_ratios):.3f}.."
+                         f"{max(self.reference_ratios):.3f}{flag}")
+        if self.retries or self.repaired or self.slow_spells:
+            lines.append(f"slow spells: {self.retries} re-measurements ({self.waited_seconds:.0f} s waiting), "
+                         f"{self.repaired} items repaired at the end, {self.slow_spells} measured only while slow"
+                         + (" (a rerun measures them again)" if self.slow_spells else ""))
+        if self.fast_state_vs_earlier is not None and self.fast_state_vs_earlier > 1 + DRIFT_LIMIT:
+            lines.append(f"SLOW RUN: the reference's fast state in this run was {self.fast_state_vs_earlier:.3f}x "
+                         f"its fast state in earlier runs of this series: the whole run may have been in a slow "
+                         f"state; measure again at another time (--again) and compare")
         for key, error in self.failed[:10]:
             lines.append(f"FAILED {key}: {error}")
         return "\n".join(lines)
@@ -249,83 +274,159 @@ REFERENCE_HARNESS = {"budget_seconds": 0.05, "min_runs": 10, "target_rel_ci": 0.
 
 
 class DriftGuard:
-    """Measures items at the machine's fast state: see the module docstring."""
+    """Measures items at the machine's fast state: see the module docstring.
+
+    The reference is a short timing with about 1% noise, so two statistics stand in for single
+    timings: the fast state is the `FAST_QUANTILE` (percent) of every reference time so far (the minimum of
+    thousands of noisy timings keeps falling until a quiet machine looks slow and every item is
+    retried), and the machine's state now is the median of the last `STATE_WINDOW` (one noisy
+    timing is no slow spell; a spell lasts a minute, hundreds of items)."""
+
+    STATE_WINDOW = 3
 
     def __init__(self, reference, *, tolerance: float = 0.03, retries: int = 4, pause_seconds: float = 2.0,
-                 reference_harness: dict | None = None):
+                 reference_harness: dict | None = None, wait_share: float = 0.25, grace_seconds: float = 10.0):
         self.reference = reference  # a backend Timed
         self.tolerance, self.retries, self.pause = tolerance, retries, pause_seconds
+        # Waiting out slow spells is bounded: at most `wait_share` of the time since the first item
+        # (plus `grace_seconds`) goes to re-measuring and pausing. Past that the item is recorded
+        # with `slow_spell` and measured again later (`run`'s repair pass, or a rerun), so a long
+        # slow spell costs a bounded share of the run instead of hours of retries.
+        self.wait_share, self.grace = wait_share, grace_seconds
         self.reference_harness = dict(REFERENCE_HARNESS, **(reference_harness or {}))
-        self.fastest = math.inf
+        self.times: list[float] = []  # every reference timing, in order
         self.retried = 0
         self.slow_spells = 0
+        self.started: float | None = None
+        self.waited = 0.0
+
+    @property
+    def fast_ms(self) -> float:
+        """The machine's fast state: a low quantile of the reference's times so far."""
+        return float(np.percentile(self.times, FAST_QUANTILE)) if self.times else math.inf
+
+    @property
+    def state_ratio(self) -> float:
+        """The machine's state now relative to its fast state (1.0: fast)."""
+        return statistics.median(self.times[-self.STATE_WINDOW:]) / self.fast_ms
 
     def _reference_ms(self) -> float:
         ms = self.reference.measure(**self.reference_harness)["median_ms"]
-        self.fastest = min(self.fastest, ms)
+        self.times.append(ms)
         return ms
+
+    def _slow(self) -> bool:
+        return self.state_ratio > 1 + self.tolerance
+
+    def may_wait(self) -> bool:
+        return self.waited < self.grace + self.wait_share * (time.monotonic() - self.started)
 
     def measure(self, timed, harness: dict) -> tuple[dict, dict]:
         """(stats of `timed`, drift facts to store with them)."""
-        if self.fastest == math.inf:
+        if self.started is None:
+            self.started = time.monotonic()
+        if not self.times:
             self._reference_ms()
-        for attempt in range(self.retries + 1):
+        attempt = 0
+        while True:
+            t0 = time.monotonic()
             result = timed.measure(**harness)
             ref = self._reference_ms()
-            if ref <= self.fastest * (1 + self.tolerance):
-                return result, {"reference_ms": ref, "reference_ratio": ref / self.fastest, "retries": attempt}
-            if attempt < self.retries:
-                self.retried += 1
-                deadline = time.monotonic() + self.pause
-                while time.monotonic() < deadline and self._reference_ms() > self.fastest * (1 + self.tolerance):
-                    pass
+            if attempt:  # a re-measurement is time spent on the slow spell too
+                self.waited += time.monotonic() - t0
+            drift = {"reference_ms": ref, "reference_ratio": ref / self.fast_ms, "state_ratio": self.state_ratio,
+                     "retries": attempt}
+            if not self._slow():
+                return result, drift
+            if attempt >= self.retries or not self.may_wait():
+                break
+            attempt += 1
+            self.retried += 1
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < self.pause and self._slow():
+                self._reference_ms()
+            self.waited += time.monotonic() - t0
         self.slow_spells += 1
-        return result, {"reference_ms": ref, "reference_ratio": ref / self.fastest, "retries": self.retries,
-                        "slow_spell": True}
+        return result, dict(drift, slow_spell=True)
 
 
 def run(plan_: Plan, backend: Backend, store: Store, *, budget_seconds: float = math.inf,
         harness: dict | None = None, session: str | None = None, drift_tolerance: float = 0.03,
         progress: Callable[[int, str], None] | None = None,
         should_stop: Callable[[], bool] = lambda: False, again: bool = False) -> Report:
-    """Measures the plan's items the store lacks for this device, backend and thread count (all of
-    them with `again`: another pass, at another time; a key measured several times counts with
-    its median), until done or `budget_seconds` has passed (checked between items)."""
+    """Measures the plan's items the store lacks for this device, backend and thread count (with
+    `again`: another pass, at another time, resumable by its `session` tag, see `unmeasured`; a
+    key measured several times counts with its median), until done or `budget_seconds` has passed (checked between items). Items the drift
+    guard had to record in a slow spell are measured once more at the end (the repair pass)."""
     harness = dict(harness or {})
     context = Context.here(backend.name, backend.version, backend.threads, session=session)
-    todo = unmeasured(plan_, backend, store, again)
+    todo = unmeasured(plan_, backend, store, again, session)
     report = Report(planned=len(plan_.items), already=len(plan_.items) - len(todo))
+    earlier = store.reference_times(context)
+    earlier_reference_ms = float(np.percentile(earlier, FAST_QUANTILE)) if earlier else None
     start = time.monotonic()
 
     def timed(item: WorkItem):
         return backend.network(item.arch) if item.segment is None else backend.segment(item.arch, item.segment, item.key)
 
     guard = None
-    for n, item in enumerate(todo):
-        if time.monotonic() - start >= budget_seconds:
-            report.stopped_by = "budget"
-            break
-        if should_stop():
-            report.stopped_by = "interrupt"
-            break
-        if progress:
-            progress(n, item.key)
+
+    def measure(item: WorkItem, repair: bool = False) -> dict | None:
+        """Times and records one item: its drift facts, None if it failed (a failed repair
+        is no failure: the item has its measurement)."""
+        nonlocal guard
         t0 = time.monotonic()
         try:
             guard = guard or DriftGuard(timed(plan_.items[0]), tolerance=drift_tolerance)
             result, drift = guard.measure(timed(item), harness)
         except (RuntimeError, ValueError) as error:  # one bad conversion must not end a long run
-            report.failed.append((item.key, f"{type(error).__name__}: {str(error).splitlines()[0]}"))
-            continue
-        report.reference_ratios.append(drift["reference_ratio"])
+            if not repair:
+                report.failed.append((item.key, f"{type(error).__name__}: {str(error).splitlines()[0]}"))
+            return None
         store.record(context, OpKey(item.key, item.kind, item.features), _stats(result),
                      harness=_harness_record(result, harness, drift))
+        report.per_kind_seconds[item.kind] = report.per_kind_seconds.get(item.kind, 0.0) + time.monotonic() - t0
+        return drift
+
+    def out_of_time() -> bool:
+        if time.monotonic() - start >= budget_seconds:
+            report.stopped_by = "budget"
+        elif should_stop():
+            report.stopped_by = "interrupt"
+        else:
+            return False
+        return True
+
+    slow: list[WorkItem] = []
+    for n, item in enumerate(todo):
+        if out_of_time():
+            break
+        if progress:
+            progress(n, item.key)
+        drift = measure(item)
+        if drift is None:
+            continue
         report.measured += 1
         report.per_kind_count[item.kind] = report.per_kind_count.get(item.kind, 0) + 1
-        report.per_kind_seconds[item.kind] = report.per_kind_seconds.get(item.kind, 0.0) + time.monotonic() - t0
+        if drift.get("slow_spell"):
+            slow.append(item)
+        else:
+            report.reference_ratios.append(drift["state_ratio"])
+    for item in slow:  # the repair pass: another chance at the fast state
+        if out_of_time():
+            break
+        if progress:
+            progress(len(todo), f"again (slow spell) {item.key}")
+        drift = measure(item, repair=True)
+        if drift is not None and not drift.get("slow_spell"):
+            report.repaired += 1
+            report.reference_ratios.append(drift["state_ratio"])
     if progress:
         progress(report.measured + len(report.failed), "")
     if guard:
-        report.retries, report.slow_spells = guard.retried, guard.slow_spells
+        report.retries, report.slow_spells = guard.retried, len(slow) - report.repaired
+        report.waited_seconds = guard.waited
+        if earlier_reference_ms and math.isfinite(guard.fast_ms):
+            report.fast_state_vs_earlier = guard.fast_ms / earlier_reference_ms
     report.seconds = time.monotonic() - start
     return report

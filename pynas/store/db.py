@@ -200,15 +200,37 @@ class Store:
         return MergeResult(added, duplicates)
 
     # -- reading ---------------------------------------------------------------------------------
-    def missing(self, context: Context, keys: Iterable[str]) -> list[str]:
+    def missing(self, context: Context, keys: Iterable[str], *, session: str | None = None) -> list[str]:
         """The keys not yet measured in the context's series (device, backend, backend_version,
-        threads), in the given order without repeats: what an interrupted run still has to do."""
+        threads), or in that series by the named `session`, in the given order without repeats:
+        what an interrupted run (or pass) still has to do."""
         wanted = [fields.text(f"keys[{i}]", key, spaces=False) for i, key in enumerate(keys)]
+        query = ("SELECT DISTINCT key FROM measurements WHERE device_id = ? AND backend = ? AND backend_version = ?"
+                 " AND threads = ?")
+        parameters = context.series
+        if session is not None:
+            query += " AND session = ?"
+            parameters = (*parameters, fields.text("session", session))
         with self._sqlite_errors("find measured keys"):
-            done = {row[0] for row in self._conn.execute(
-                "SELECT DISTINCT key FROM measurements WHERE device_id = ? AND backend = ? AND backend_version = ?"
-                " AND threads = ?", context.series)}
+            done = {row[0] for row in self._conn.execute(query, parameters)}
         return list(dict.fromkeys(key for key in wanted if key not in done))
+
+    def slow_only(self, context: Context) -> set[str]:
+        """The keys of the context's series whose every measurement was taken in a slow spell
+        (harness `slow_spell`, see pynas.profiling.session): measured, but worth measuring again."""
+        with self._sqlite_errors("find keys measured only in slow spells"):
+            return {row[0] for row in self._conn.execute(
+                "SELECT key FROM measurements WHERE device_id = ? AND backend = ? AND backend_version = ?"
+                " AND threads = ? GROUP BY key"
+                " HAVING MIN(COALESCE(json_extract(harness, '$.slow_spell'), 0)) = 1", context.series)}
+
+    def reference_times(self, context: Context) -> list[float]:
+        """The drift reference's times (harness `reference_ms`, see pynas.profiling.session)
+        recorded with the context's series' measurements: the machine's states over earlier runs."""
+        with self._sqlite_errors("read the reference times"):
+            return [row[0] for row in self._conn.execute(
+                "SELECT json_extract(harness, '$.reference_ms') AS ms FROM measurements WHERE device_id = ?"
+                " AND backend = ? AND backend_version = ? AND threads = ? AND ms IS NOT NULL", context.series)]
 
     def measurements(self, **filters: Any) -> Iterator[Measurement]:
         """Stored measurements, oldest first, where every given filter matches exactly: device_id,
