@@ -199,7 +199,8 @@ def cmd_profile(args) -> None:
     try:
         with Store(args.db) as store:
             print(f"backend {backend.name} ({backend.version}), {backend.threads} thread(s); store {store.path}")
-            bar = Progress(len(unmeasured(work, backend, store, args.again, args.session)))
+            todo = unmeasured(work, backend, store, args.again, args.session)
+            bar = Progress(len(todo))
             report = run(work, backend, store, budget_seconds=60 * args.budget_minutes if args.budget_minutes else math.inf,
                          harness=harness, session=args.session, progress=bar.update,
                          drift_tolerance=args.drift_tolerance, again=args.again,

@@ -228,9 +228,9 @@ def test_items_recorded_in_a_slow_spell_are_repaired_at_the_end_or_by_a_rerun(tm
         assert run(p, backend, store, harness=FAST).measured == 6
         assert store.slow_only(context) == set() and unmeasured(p, backend, store) == []
         # Training takes a key's clean measurements, not the slow ones.
-        slow = {m.op.key: m.stats.median_ms for m in store.measurements(backend="native") if m.harness.get("slow_spell")}
-        clean = {m.op.key: m.stats.median_ms for m in store.measurements(backend="native")
-                 if not m.harness.get("slow_spell")}
+        rows = list(store.measurements(backend="native"))
+        slow = {m.op.key: m.stats.median_ms for m in rows if m.harness.get("slow_spell")}
+        clean = {m.op.key: m.stats.median_ms for m in rows if not m.harness.get("slow_spell")}
         data = load_dataset(store, backend="native")
         assert {k: v[2] for k, v in data.segments.items()} == clean != slow
         # A run whose fast state is slower than earlier runs' says so.

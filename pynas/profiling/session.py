@@ -12,9 +12,10 @@ load the memory system) and fast ones. A `DriftGuard` re-times a reference (the 
 the stem) right after every item, briefly; a low quantile of its times so far is the machine's fast
 state, the median of its last few its state now. When the state is more than `tolerance` slower
 than the fast state, the item's time is suspect: the guard waits, re-times the reference until it
-is back (or gives up after `retries`), and measures the item again. Each measurement stores the reference's time and its ratio to the fast state
-(`reference_ratio`), and whether a slow spell outlasted the retries (`slow_spell`); the report
-counts retries and flags a run whose accepted measurements strayed beyond 5%.
+is back (or gives up after `retries`), and measures the item again. Each measurement stores the
+reference's time, its ratio to the fast state (`reference_ratio`), the state's (`state_ratio`),
+and whether a slow spell outlasted the retries (`slow_spell`); the report counts retries and flags
+a run whose accepted measurements strayed beyond 5%.
 
 Waiting is bounded (`DriftGuard.wait_share`): in a spell that lasts, items are recorded flagged
 `slow_spell` rather than waited for, measured once more at the end of the run, and a key whose
@@ -217,8 +218,8 @@ class Report:
             lines.append(f"  {kind:<10} {n:5d} measured, {s / n:6.2f} s each (build + convert + time)")
         if self.reference_ratios:
             flag = "  DRIFT beyond 5%: compare with care" if self.drift > DRIFT_LIMIT else ""
-            lines.append(f"machine state after each accepted item, relative to its fast state: {min(self.reference_ratios):.3f}.."
-                         f"{max(self.reference_ratios):.3f}{flag}")
+            lines.append(f"machine state after each accepted item, relative to its fast state: "
+                         f"{min(self.reference_ratios):.3f}..{max(self.reference_ratios):.3f}{flag}")
         if self.retries or self.repaired or self.slow_spells:
             lines.append(f"slow spells: {self.retries} re-measurements ({self.waited_seconds:.0f} s waiting), "
                          f"{self.repaired} items repaired at the end, {self.slow_spells} measured only while slow"
@@ -277,10 +278,10 @@ class DriftGuard:
     """Measures items at the machine's fast state: see the module docstring.
 
     The reference is a short timing with about 1% noise, so two statistics stand in for single
-    timings: the fast state is the `FAST_QUANTILE` (percent) of every reference time so far (the minimum of
-    thousands of noisy timings keeps falling until a quiet machine looks slow and every item is
-    retried), and the machine's state now is the median of the last `STATE_WINDOW` (one noisy
-    timing is no slow spell; a spell lasts a minute, hundreds of items)."""
+    timings: the fast state is the `FAST_QUANTILE` (percent) of every reference time so far (the
+    minimum of thousands of noisy timings keeps falling until a quiet machine looks slow and every
+    item is retried), and the machine's state now is the median of the last `STATE_WINDOW` (one
+    noisy timing is no slow spell; a spell lasts a minute, hundreds of items)."""
 
     STATE_WINDOW = 3
 
@@ -356,8 +357,9 @@ def run(plan_: Plan, backend: Backend, store: Store, *, budget_seconds: float = 
         should_stop: Callable[[], bool] = lambda: False, again: bool = False) -> Report:
     """Measures the plan's items the store lacks for this device, backend and thread count (with
     `again`: another pass, at another time, resumable by its `session` tag, see `unmeasured`; a
-    key measured several times counts with its median), until done or `budget_seconds` has passed (checked between items). Items the drift
-    guard had to record in a slow spell are measured once more at the end (the repair pass)."""
+    key measured several times counts with its median), until done or `budget_seconds` has passed
+    (checked between items). Items the drift guard had to record in a slow spell are measured once
+    more at the end (the repair pass)."""
     harness = dict(harness or {})
     context = Context.here(backend.name, backend.version, backend.threads, session=session)
     todo = unmeasured(plan_, backend, store, again, session)
