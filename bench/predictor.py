@@ -61,22 +61,6 @@ def load_shipped(name: str):
         return None
 
 
-def bundle_dataset(p):
-    """The Dataset a shipped bundle was trained on, from its measurements.jsonl.gz."""
-    from pynas.predictor.train import load_dataset
-    from pynas.store import Store, import_jsonl
-
-    path = p.folder / "measurements.jsonl.gz"
-    if not path.is_file():
-        return None
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        with Store(Path(tmp) / "m.sqlite") as store:
-            import_jsonl(store, path)
-            return load_dataset(store, backend=p.manifest.backend, threads=p.manifest.threads)
-
-
 def row(name, n, r) -> list:
     return [name, n, f"{r['rmspe']:.2f}", f"{r['within5']:.1f}", f"{r['within10']:.1f}", f"{r['spearman']:.4f}"]
 
@@ -90,9 +74,9 @@ def section_accuracy(args) -> None:
         p = load_shipped(name)
         if p is None:
             continue
-        data = bundle_dataset(p)
+        data = p.training_data()
         if data is None:
-            print(f"  {name}: no measurements.jsonl.gz in the bundle")
+            print(f"  {name}: no {bundle.MEASUREMENTS} in the bundle")
             continue
         report = train(data, params={"rounds": args.rounds} if args.rounds else None).report
         networks = f"{report['heldout_networks']['n']} networks"
@@ -152,7 +136,7 @@ def section_fewshot(args) -> None:
                           [hwnasbench.table_latency(a, target) for a in archs]))
     native, litert = load_shipped(THIS_MACHINE[0]), load_shipped(THIS_MACHINE[1])
     if native is not None and litert is not None:
-        data = bundle_dataset(litert)
+        data = litert.training_data()
         if data is not None:
             from pynas.presets import resolve
 

@@ -45,7 +45,7 @@ def store_bundle(out: Path, backend: str, db: str, prefix: str, rounds: int | No
     with Store(db) as store:
         data = load_dataset(store, backend=backend, threads=1)
         with tempfile.TemporaryDirectory() as tmp:
-            export = Path(tmp) / "measurements.jsonl.gz"
+            export = Path(tmp) / bundle.MEASUREMENTS
             export_jsonl(store, export, device_id=data.device_id, backend=backend, threads=1)
             measurements = export.read_bytes()
     trained = train(data, params={"rounds": rounds} if rounds else None)
@@ -53,7 +53,7 @@ def store_bundle(out: Path, backend: str, db: str, prefix: str, rounds: int | No
     folder = bundle.save(out / name, trained, data, space=get_space("mnasnet"), overwrite=True,
                          source=f"{Path(db).name}: device {data.device_id}, {len(data.segments)} segments, "
                                 f"{len(data.networks)} networks",
-                         extra_files={"measurements.jsonl.gz": measurements})
+                         extra_files={bundle.MEASUREMENTS: measurements})
     r = trained.report
     print(f"{folder}: {len(data.segments)} segments, {len(data.networks)} networks, {time.monotonic() - t0:.0f} s")
     for key in ("heldout_segments", "heldout_networks", "heldout_networks_segment_holdout_model"):

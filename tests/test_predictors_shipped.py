@@ -91,16 +91,12 @@ def test_this_machine_bundles(name):
 
 
 @pytest.mark.parametrize("name", THIS_MACHINE)
-def test_this_machine_report_is_reproduced_from_its_measurements(name, tmp_path):
+def test_this_machine_report_is_reproduced_from_its_measurements(name):
     """The accuracy a bundle reports is what training on the measurements it ships gives."""
-    from pynas.predictor.train import load_dataset, train
-    from pynas.store import Store, import_jsonl
+    from pynas.predictor.train import train
 
     p = bundle.load(name)
-    with Store(tmp_path / "m.sqlite") as store:
-        import_jsonl(store, p.folder / "measurements.jsonl.gz")
-        data = load_dataset(store, backend=p.manifest.backend, threads=p.manifest.threads)
-    report = train(data).report
+    report = train(p.training_data()).report
     shipped = p.manifest.extra["report"]
     assert report["segments_measured"] == shipped["segments_measured"]
     for key in ("heldout_networks", "heldout_segments"):

@@ -31,13 +31,17 @@ class Pick:
     spread: float  # median committee spread (log ms std) of the uncertain picks
 
 
+def _measured(data: Dataset) -> tuple[list[str], list[dict], np.ndarray]:
+    """The measured segments' keys (sorted), features and ms."""
+    keys = sorted(data.segments)
+    return keys, [data.segments[k][1] for k in keys], np.array([data.segments[k][2] for k in keys])
+
+
 def committee_spread(data: Dataset, candidates: dict[str, SegmentConfig], *, members: int = COMMITTEE,
                      rounds: int = 200, seed: int = 0) -> dict[str, float]:
     """Std of log-ms predictions of `members` models trained on bootstrap resamples of the
     measured segments, per candidate key."""
-    keys = sorted(data.segments)
-    feats = [data.segments[k][1] for k in keys]
-    ms = np.array([data.segments[k][2] for k in keys])
+    keys, feats, ms = _measured(data)
     cand_keys = list(candidates)
     cand_feats = [candidates[k].features for k in cand_keys]
     rng = np.random.default_rng(seed)
@@ -52,9 +56,7 @@ def committee_spread(data: Dataset, candidates: dict[str, SegmentConfig], *, mem
 
 def worst_predicted(data: Dataset, *, folds: int = 5, rounds: int = 200, seed: int = 0) -> dict[str, float]:
     """Cross-validated relative error of every measured segment (key -> |pred / measured - 1|)."""
-    keys = sorted(data.segments)
-    feats = [data.segments[k][1] for k in keys]
-    ms = np.array([data.segments[k][2] for k in keys])
+    keys, feats, ms = _measured(data)
     fold = np.random.default_rng(seed).permutation(len(keys)) % folds
     errors = np.empty(len(keys))
     for f in range(folds):

@@ -84,8 +84,7 @@ class BatchedModel:
         caches = predictor.model.caches
         self.x = feature_matrix([feats[i] for i in priced], caches).astype(np.float32)
         kinds_priced, feats_priced = [kinds[i] for i in priced], [feats[i] for i in priced]
-        self.scale = predictor.scales(kinds_priced, feats_priced)
-        self.offset = predictor.offsets(kinds_priced, feats_priced)
+        self.scale, self.offset = predictor.segment_terms(kinds_priced, feats_priced)
         self.constant_ms = float(sum(predictor.segment_ms([k for k, _ in constants], [f for _, f in constants]))
                                  ) + predictor.overhead_ms
 

@@ -33,6 +33,7 @@ from pynas.predictor.train import Dataset, SegmentModel, Trained
 MODEL = "model.ubj"
 TABLE = "table.npz"
 REPORT = "report.json"
+MEASUREMENTS = "measurements.jsonl.gz"  # optional: what an XGBoost bundle was trained on
 KINDS = ("xgboost", "table")  # a trained model (+ compiled table), or a table measured elsewhere
 
 
@@ -101,26 +102,38 @@ class Predictor:
         fetch of the segment's weights (`weight_ms_per_mb`)."""
         if not features:
             return np.zeros(0)
-        return self.model.predict(list(features)) * self.scales(kinds, features) + self.offsets(kinds, features)
+        scales, offsets = self.segment_terms(kinds, features)
+        return self.model.predict(list(features)) * scales + offsets
 
-    def scales(self, kinds: Sequence[str], features: Sequence[dict]) -> np.ndarray:
-        """What multiplies each segment's model prediction."""
-        from pynas.predictor.fewshot import segment_group
-
-        return np.array([self.group_scale(segment_group(k, f)) for k, f in zip(kinds, features)])
-
-    def offsets(self, kinds: Sequence[str], features: Sequence[dict]) -> np.ndarray:
-        """What adds to each segment's scaled prediction: its group's per-segment cost and the cold
-        fetch of its weights (ms per MB of them)."""
+    def segment_terms(self, kinds: Sequence[str], features: Sequence[dict]) -> tuple[np.ndarray, np.ndarray]:
+        """(scales, offsets) of segments: what multiplies each one's model prediction, and what adds
+        to it (its op-type group's per-segment cost and the cold fetch of its weights)."""
         from pynas.predictor.fewshot import segment_group
 
         groups = [segment_group(k, f) for k, f in zip(kinds, features)]
-        return np.array([self.group_offset(g) + self.group_weight_ms_per_mb(g) * f["weight_bytes"] / 1e6
-                         for g, f in zip(groups, features)])
+        scales = np.array([self.group_scale(g) for g in groups])
+        offsets = np.array([self.group_offset(g) + self.group_weight_ms_per_mb(g) * f["weight_bytes"] / 1e6
+                            for g, f in zip(groups, features)])
+        return scales, offsets
 
     def group_weight_ms_per_mb(self, group: str) -> float:
         term = self.manifest.network_term
         return float(term.get("group_weight_ms_per_mb", {}).get(group, term.get("weight_ms_per_mb", 0.0)))
+
+    def training_data(self) -> Dataset | None:
+        """The Dataset this bundle was trained on, from the measurements it ships (`MEASUREMENTS`;
+        None without them): to retrain it or re-check its report."""
+        import tempfile
+
+        from pynas.predictor.train import load_dataset
+        from pynas.store import Store, import_jsonl
+
+        path = self.folder / MEASUREMENTS
+        if not path.is_file():
+            return None
+        with tempfile.TemporaryDirectory() as tmp, Store(Path(tmp) / "m.sqlite") as store:
+            import_jsonl(store, path)
+            return load_dataset(store, backend=self.manifest.backend, threads=self.manifest.threads)
 
     def batched(self, space):
         """The XGBoost path over token rows of `space`, vectorised (`pynas.predictor.batched`)."""

@@ -149,20 +149,19 @@ def network_segments(arch: str) -> list[tuple[str, dict]]:
     return [(seg.key, seg.features()) for seg in segments(lower(parse(arch)))]
 
 
-def network_sums(model: SegmentModel, archs: list[str], measured: dict[str, float] | None = None) -> np.ndarray:
-    """Summed segment predictions of networks; a segment with a latency in `measured` uses that."""
-    per_arch = [network_segments(a) for a in archs]
+def network_sums(model: SegmentModel, per_arch: list[list[tuple[str, dict]]]) -> np.ndarray:
+    """Summed segment predictions of networks, given as their `network_segments`; each distinct
+    segment is priced once."""
     distinct = {key: feats for segs in per_arch for key, feats in segs}
     keys = sorted(distinct)
     predicted = dict(zip(keys, model.predict([distinct[k] for k in keys]))) if keys else {}
-    if measured:
-        predicted.update({k: v for k, v in measured.items() if k in predicted})
     return np.array([sum(predicted[k] for k, _ in segs) for segs in per_arch])
 
 
-def network_weight_mb(archs: list[str]) -> np.ndarray:
-    """The weights of each network's segments, in MB (what a network run fetches cold)."""
-    return np.array([sum(f["weight_bytes"] for _, f in network_segments(a)) / 1e6 for a in archs])
+def network_weight_mb(per_arch: list[list[tuple[str, dict]]]) -> np.ndarray:
+    """The weights of each network's segments (given as their `network_segments`), in MB: what a
+    network run fetches cold."""
+    return np.array([sum(f["weight_bytes"] for _, f in segs) / 1e6 for segs in per_arch])
 
 
 def train(data: Dataset, *, holdout: float = 0.2, seed: int = 0, params: dict | None = None, folds: int = 5
@@ -192,7 +191,8 @@ def train(data: Dataset, *, holdout: float = 0.2, seed: int = 0, params: dict | 
     scale, overhead, per_mb = 1.0, 0.0, 0.0
     if archs:
         measured = np.array([data.networks[a][1] for a in archs])
-        sums, weight_mb = network_sums(model, archs), network_weight_mb(archs)
+        per_arch = [network_segments(a) for a in archs]  # lowered once, priced by both models below
+        sums, weight_mb = network_sums(model, per_arch), network_weight_mb(per_arch)
         scale, overhead, per_mb = fit_network_term(sums, measured, weight_mb)
         report.update(scale=scale, overhead_ms=overhead, weight_ms_per_mb=per_mb, network_term_fit_networks=len(archs))
         if len(archs) >= 2:
@@ -204,7 +204,7 @@ def train(data: Dataset, *, holdout: float = 0.2, seed: int = 0, params: dict | 
             if held is not None:
                 # Stricter: segments priced by the model that never saw the held-out 20% of segments.
                 report["heldout_networks_segment_holdout_model"] = accuracy(
-                    cross_validated(network_sums(held, archs), weight_mb, measured, k, rng), measured)
+                    cross_validated(network_sums(held, per_arch), weight_mb, measured, k, rng), measured)
     return Trained(model, scale, overhead, report, per_mb)
 
 

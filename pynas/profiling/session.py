@@ -191,7 +191,7 @@ class Report:
     failed: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
     stopped_by: str = "done"  # "done", "budget", "interrupt"
-    reference_ratios: list[float] = field(default_factory=list)  # the guard's state_ratio after accepted items
+    state_ratios: list[float] = field(default_factory=list)  # the guard's state_ratio after each accepted item
     retries: int = 0  # items measured again because the reference said the machine was slow
     slow_spells: int = 0  # items whose only measurement was taken in a slow spell (a rerun measures them again)
     repaired: int = 0  # items recorded in a slow spell, then measured at the fast state in the repair pass
@@ -208,7 +208,7 @@ class Report:
 
     @property
     def drift(self) -> float:
-        return max((abs(r - 1) for r in self.reference_ratios), default=0.0)
+        return max((abs(r - 1) for r in self.state_ratios), default=0.0)
 
     def summary(self) -> str:
         lines = [f"measured {self.measured} in {self.seconds:.0f} s ({self.stopped_by}); "
@@ -216,10 +216,10 @@ class Report:
         for kind in sorted(self.per_kind_count):
             n, s = self.per_kind_count[kind], self.per_kind_seconds[kind]
             lines.append(f"  {kind:<10} {n:5d} measured, {s / n:6.2f} s each (build + convert + time)")
-        if self.reference_ratios:
+        if self.state_ratios:
             flag = "  DRIFT beyond 5%: compare with care" if self.drift > DRIFT_LIMIT else ""
             lines.append(f"machine state after each accepted item, relative to its fast state: "
-                         f"{min(self.reference_ratios):.3f}..{max(self.reference_ratios):.3f}{flag}")
+                         f"{min(self.state_ratios):.3f}..{max(self.state_ratios):.3f}{flag}")
         if self.retries or self.repaired or self.slow_spells:
             lines.append(f"slow spells: {self.retries} re-measurements ({self.waited_seconds:.0f} s waiting), "
                          f"{self.repaired} items repaired at the end, {self.slow_spells} measured only while slow"
@@ -296,15 +296,11 @@ class DriftGuard:
         self.wait_share, self.grace = wait_share, grace_seconds
         self.reference_harness = dict(REFERENCE_HARNESS, **(reference_harness or {}))
         self.times: list[float] = []  # every reference timing, in order
+        self.fast_ms = math.inf  # the machine's fast state: FAST_QUANTILE of `times`, kept with them
         self.retried = 0
         self.slow_spells = 0
         self.started: float | None = None
         self.waited = 0.0
-
-    @property
-    def fast_ms(self) -> float:
-        """The machine's fast state: a low quantile of the reference's times so far."""
-        return float(np.percentile(self.times, FAST_QUANTILE)) if self.times else math.inf
 
     @property
     def state_ratio(self) -> float:
@@ -314,6 +310,7 @@ class DriftGuard:
     def _reference_ms(self) -> float:
         ms = self.reference.measure(**self.reference_harness)["median_ms"]
         self.times.append(ms)
+        self.fast_ms = float(np.percentile(self.times, FAST_QUANTILE))
         return ms
 
     def _slow(self) -> bool:
@@ -413,7 +410,7 @@ def run(plan_: Plan, backend: Backend, store: Store, *, budget_seconds: float = 
         if drift.get("slow_spell"):
             slow.append(item)
         else:
-            report.reference_ratios.append(drift["state_ratio"])
+            report.state_ratios.append(drift["state_ratio"])
     for item in slow:  # the repair pass: another chance at the fast state
         if out_of_time():
             break
@@ -422,7 +419,7 @@ def run(plan_: Plan, backend: Backend, store: Store, *, budget_seconds: float = 
         drift = measure(item, repair=True)
         if drift is not None and not drift.get("slow_spell"):
             report.repaired += 1
-            report.reference_ratios.append(drift["state_ratio"])
+            report.state_ratios.append(drift["state_ratio"])
     if progress:
         progress(report.measured + len(report.failed), "")
     if guard:
