@@ -172,6 +172,9 @@ def cmd_profile(args) -> None:
     from pynas.profiling.session import Progress, plan, prepare, run, unmeasured
     from pynas.store import Store
 
+    if args.adaptive < 0 or args.round_size < 1:  # checked before anything is measured
+        raise ValueError(f"--adaptive: expected an integer >= 0, got {args.adaptive}" if args.adaptive < 0 else
+                         f"--round-size: expected an integer >= 1, got {args.round_size}")
     reason = unavailable(args.backend)  # checked before the (slow) planning
     if reason:
         raise BackendUnavailable(f"backend {args.backend} is unavailable here: {reason}")

@@ -121,6 +121,15 @@ def test_bad_input_is_a_clear_error(tmp_path, capsys):
     assert junk.read_bytes() == b"definitely not a database" * 100  # untouched
     assert main(["profile", "--space", "nasnet", "--db", str(tmp_path / "y.sqlite")]) == 2
     assert "space" in capsys.readouterr().err
+    fresh = tmp_path / "z.sqlite"
+    for flag, value, message in (("--drift-tolerance", "-0.1", "drift_tolerance: expected a number >= 0, got -0.1"),
+                                 ("--round-size", "0", "--round-size: expected an integer >= 1, got 0"),
+                                 ("--adaptive", "-1", "--adaptive: expected an integer >= 0, got -1")):
+        assert main(["profile", "--resolution", "32", "--limit", "3", "--db", str(fresh), flag, value]) == 2
+        assert message in capsys.readouterr().err
+        if fresh.exists():  # nothing measured before the error
+            with Store(fresh) as store:
+                assert not list(store.measurements())
 
 
 class _Fake:

@@ -357,6 +357,8 @@ def run(plan_: Plan, backend: Backend, store: Store, *, budget_seconds: float = 
     key measured several times counts with its median), until done or `budget_seconds` has passed
     (checked between items). Items the drift guard had to record in a slow spell are measured once
     more at the end (the repair pass)."""
+    if not drift_tolerance >= 0:  # NaN too
+        raise ValueError(f"drift_tolerance: expected a number >= 0, got {drift_tolerance}")
     harness = dict(harness or {})
     context = Context.here(backend.name, backend.version, backend.threads, session=session)
     todo = unmeasured(plan_, backend, store, again, session)
