@@ -20,9 +20,9 @@ from typing import Callable
 
 import numpy as np
 
-from pynas import _core
+from pynas import _core, ui
 from pynas.runtimes import RUNTIMES, make_runner, unavailable
-from pynas.timing import format_table, interleaved
+from pynas.timing import interleaved
 
 
 @dataclass
@@ -164,7 +164,7 @@ def main() -> int:
           f"({_core.supported_isas()[0]}); kernels: {_core.selected_kernels()}")
     header = ["case", "runtime", "median ms", "GFLOP/s", "of peak", "vs fastest other"]
     rows = [row for name in args.cases.split(",") for row in run_case(CASES[name](), args.passes, args.threads, peak)]
-    print(format_table(header, rows))
+    print(ui.table(header, rows))
     return 0
 
 

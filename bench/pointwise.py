@@ -27,8 +27,7 @@ import time
 
 import numpy as np
 
-from pynas import _core
-from pynas.timing import format_table
+from pynas import _core, ui
 
 PEAK_GFLOPS = 117.0  # one core's fp32 FMA peak quoted for this machine: ymm width (see the docstring)
 TARGET_MS = {("144-24", 56): 0.249}  # LiteRT/XNNPACK on this machine
@@ -140,7 +139,7 @@ def main() -> int:
     rows = []
     for cin, cout, hw in shapes:
         rows += bench_shape(cin, cout, hw, args.passes, args.sample_ms / 1e3, args.samples)
-    print(format_table(header, rows))
+    print(ui.table(header, rows))
     return 0
 
 

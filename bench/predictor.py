@@ -34,9 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
+from pynas import ui
 from pynas.predictor import bundle, fewshot
 from pynas.predictor.metrics import accuracy
-from pynas.timing import format_table
 
 THIS_MACHINE = ("x86-avx512-native", "x86-avx512-litert")
 FEWSHOT_KS = (5, 10, 20)
@@ -90,7 +90,7 @@ def section_accuracy(args) -> None:
             if fresh is not None:
                 rows.append(row("  fresh networks, timed now", f"{fresh['n']} networks", fresh))
     if rows:
-        print(format_table(["bundle", "held out", "RMSPE %", "within 5 %", "within 10 %", "Spearman"], rows,
+        print(ui.table(["bundle", "held out", "RMSPE %", "within 5 %", "within 10 %", "Spearman"], rows,
                            {2, 3, 4, 5}))
         print("\ntargets: >= 99% of networks within 10%, RMSPE < 4% (nn-Meter: 99.0% on a mobile CPU)")
 
@@ -122,7 +122,7 @@ def measure_fresh(p, args):
 
 
 def section_fewshot(args) -> None:
-    from pynas import hwnasbench
+    from pynas.predictor import hwnasbench
     from pynas.space import get_space
 
     print(f"\n## Few-shot calibration to another device: held-out accuracy vs k (median of {args.draws} draws)\n")
@@ -131,7 +131,7 @@ def section_fewshot(args) -> None:
     archs = space.sample(300, seed=1)
     for base_name, target in (("pixel3", "raspi4"), ("pixel3", "edgegpu"), ("raspi4", "pixel3")):
         base = load_shipped(base_name)
-        if base is not None and hwnasbench.DEFAULT_PATH.is_file():
+        if base is not None:
             cases.append((f"{base_name} -> {target} (FBNet, HW-NAS-Bench)", base, archs,
                           [hwnasbench.table_latency(a, target) for a in archs]))
     native, litert = load_shipped(THIS_MACHINE[0]), load_shipped(THIS_MACHINE[1])
@@ -142,7 +142,7 @@ def section_fewshot(args) -> None:
 
             names = sorted(data.networks)
             cases.append(("x86 native -> LiteRT (MnasNet, measured)", native, [resolve(a) for a in names],
-                          [data.networks[a][1] for a in names]))
+                          [data.networks[a] for a in names]))
     rows = []
     for label, base, case_archs, measured in cases:
         result = fewshot.evaluate(base, case_archs, measured, ks=FEWSHOT_KS, draws=args.draws)
@@ -153,7 +153,7 @@ def section_fewshot(args) -> None:
                              f"{r['rmspe_p90']:.2f}", f"{r['within10']:.1f}", f"{r['spearman']:.4f}"])
             label = ""
     if rows:
-        print(format_table(["base -> target", "method", "k", "held out", "RMSPE %", "p90 RMSPE %", "within 10 %",
+        print(ui.table(["base -> target", "method", "k", "held out", "RMSPE %", "p90 RMSPE %", "within 10 %",
                             "Spearman"], rows, {2, 3, 4, 5, 6, 7}))
         print("\nbase: the base bundle as is; scale: one factor; groups: a factor per op type (ridge towards the "
               "one factor, strength by leave-one-out) + per-network and per-kernel costs")
@@ -163,7 +163,6 @@ def section_throughput(args) -> None:
     from pynas.ir import lower
     from pynas.ir.segments import segments
     from pynas.predictor.table import python_predict
-    from pynas.space import get_space
 
     print("\n## Throughput: architectures per second, one thread (MnasNet space, 224)\n")
     p = load_shipped(THIS_MACHINE[0])
@@ -201,7 +200,7 @@ def section_throughput(args) -> None:
     reference = args.archs / results[-2][2][1]
     out = [[name, f"{n:,}", f"{n / cpu:,.0f}", f"{n / wall:,.0f}", f"{n / cpu / reference:,.1f}x"]
            for name, n, (wall, cpu) in results]
-    print(format_table(["path", "archs", "archs/s (CPU)", "archs/s (wall)", "vs dict path"], out, {1, 2, 3, 4}))
+    print(ui.table(["path", "archs", "archs/s (CPU)", "archs/s (wall)", "vs dict path"], out, {1, 2, 3, 4}))
     print("\ntargets: compiled table >= 10M archs/s and >= 1000x the dict path; XGBoost batched >= 200k archs/s")
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
 
@@ -246,7 +245,7 @@ def section_newdevice(args) -> None:
              f"{len(data.segments)} segments, {len(data.networks)} networks"],
             ["total", f"{total / 60:.1f}", f"held-out networks: RMSPE {r['rmspe']:.2f}%, within 10% "
                                            f"{r['within10']:.1f}% (n={r['n']})"]]
-    print(format_table(["phase", "minutes", ""], rows, {1}))
+    print(ui.table(["phase", "minutes", ""], rows, {1}))
     print("\ntarget: profiling + calibration of a new device with native on one core <= 15 min")
 
 

@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 
-from pynas.timing import format_table
+from pynas import ui
 
 HARNESS = {"budget_seconds": 2.0, "target_rel_ci": 0.01}
 
@@ -40,7 +40,6 @@ def _items(ops: int, seed: int):
 def child(backend: str, ops: int, seed: int, threads: int) -> None:
     """Measure the items, print one JSON line per item (key, median_ms, seconds)."""
     from pynas.profiling.backends import Backend
-
     from pynas.profiling.session import DriftGuard
 
     b = Backend(backend, threads=threads)
@@ -111,7 +110,7 @@ def main() -> int:
         per_item = statistics.mean(r["seconds"] for r in first)
         rows.append([backend, str(len(big)), _fmt(big), _fmt(big_ref), str(len(small)), _fmt(small), _fmt(small_ref),
                      f"{per_item:.2f}", f"{per_item * full / 60:.0f} min"])
-    print(format_table(header, rows))
+    print(ui.table(header, rows))
     return 0
 
 

@@ -49,12 +49,3 @@ def interleaved(candidates: dict[str, Callable], inputs: Sequence, passes: int =
         result[name] = Timing(1e3 * statistics.median(per_pass[name]), 1e3 * deciles[0], 1e3 * deciles[-1],
                               len(everything[name]))
     return result
-
-
-def format_table(header: list[str], rows: list[list], right=()) -> str:
-    """Plain-text table: columns as wide as their widest cell, two spaces apart, a dashed rule under
-    the header; columns whose index is in `right` right-aligned (numbers), the rest left-aligned."""
-    widths = [max(len(str(x)) for x in column) for column in zip(header, *rows)]
-    fmt = lambda row: "  ".join(str(x).rjust(w) if i in right else str(x).ljust(w)  # noqa: E731
-                                for i, (x, w) in enumerate(zip(row, widths))).rstrip()
-    return "\n".join([fmt(header), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows])

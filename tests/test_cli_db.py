@@ -46,7 +46,7 @@ def test_export_filters_and_refuses_to_overwrite(capsys, phone, tmp_path):
     out_path = tmp_path / "x.jsonl"
     assert run(capsys, "db", "export", str(out_path), "--db", str(phone), "--threads", "2")[1].startswith("wrote 0 ")
     code, _, err = run(capsys, "db", "export", str(out_path), "--db", str(phone))
-    assert code == 2 and f"pynas db: error: {out_path}: already exists" in err and "Traceback" not in err
+    assert code == 2 and f"pynas db export: error: {out_path}: already exists" in err and "Traceback" not in err
     code, out, _ = run(capsys, "db", "export", str(out_path), "--db", str(phone), "--force",
                        "--session", "test session")
     assert code == 0 and out.startswith("wrote 3 ")
@@ -60,7 +60,11 @@ def test_store_from_environment(capsys, phone, monkeypatch):
 def test_errors_are_one_line(capsys, tmp_path):
     missing = tmp_path / "nope.sqlite"
     code, _, err = run(capsys, "db", "summary", "--db", str(missing))
-    assert code == 2 and f"{missing}: no measurement store there" in err and not missing.exists()
+    assert code == 2 and f"{missing}: expected a measurement store, got nothing there" in err and not missing.exists()
+    empty = tmp_path / "empty.sqlite"  # a read-only command never makes a store of an empty file
+    empty.write_bytes(b"")
+    code, _, err = run(capsys, "db", "summary", "--db", str(empty))
+    assert code == 2 and "got an empty file there" in err and empty.stat().st_size == 0
     junk = tmp_path / "junk.sqlite"
     junk.write_bytes(b"not a database at all")
     code, _, err = run(capsys, "db", "summary", "--db", str(junk))

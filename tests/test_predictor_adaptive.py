@@ -5,9 +5,9 @@ import pytest
 from pynas.predictor import adaptive
 from pynas.predictor.train import load_dataset
 from pynas.profiling.backends import Backend
-from pynas.profiling.configs import space_segments
 from pynas.profiling.session import plan, run
 from pynas.space import get_space
+from pynas.space.catalogue import space_items
 from pynas.store import Store
 
 FAST = {"budget_seconds": 0.02, "target_rel_ci": 0.2, "min_runs": 5, "warmup_runs": 1, "warmup_seconds": 0}
@@ -18,7 +18,7 @@ def sampled(tmp_path_factory):
     path = tmp_path_factory.mktemp("store") / "m.sqlite"
     space = get_space("mnasnet", resolution=32)
     work = plan(space, segments_sample=80, networks=6, seed=0)
-    assert work.counts["of_space_segments"] == len(space_segments(space)) and len(work.items) == 86
+    assert work.counts["of_space_segments"] == len(space_items(space)) and len(work.items) == 86
     with Store(path) as store:
         run(work, Backend("native"), store, harness=FAST, drift_tolerance=1.0)
         return space, load_dataset(store, backend="native"), path
@@ -30,7 +30,7 @@ def test_next_segments_are_unmeasured_and_split_as_asked(sampled):
     keys = [c.key for c in pick.configs]
     assert pick.uncertain == 15 and 0 < pick.near_errors <= 5 and len(keys) == len(set(keys))
     assert not set(keys) & set(data.segments)
-    configs = space_segments(space)
+    configs = space_items(space)
     assert all(k in configs for k in keys[:15])  # the uncertain ones come from the space
     assert pick.spread > 0
     with pytest.raises(ValueError, match="n: expected an integer >= 1"):
@@ -39,7 +39,7 @@ def test_next_segments_are_unmeasured_and_split_as_asked(sampled):
 
 def test_committee_disagrees_less_on_what_it_measured(sampled):
     space, data, _ = sampled
-    configs = space_segments(space)
+    configs = space_items(space)
     measured = {k: configs[k] for k in list(data.segments)[:30] if k in configs}
     unmeasured = {k: c for k, c in list(configs.items()) if k not in data.segments}
     spread_in = adaptive.committee_spread(data, measured)

@@ -10,8 +10,8 @@ from pynas.ir import lower
 from pynas.ir.segments import segments
 from pynas.predictor import bundle, fewshot
 from pynas.predictor.table import compile_table
-from pynas.profiling.configs import space_segments
 from pynas.space import FBNetSpace
+from pynas.space.catalogue import space_items
 
 # The "new device": per op-type group factors, a per-network and a per-segment cost.
 TRUE_SCALES = {"stem": 1.3, "head": 1.1, "mbconv_k3": 1.6, "mbconv_k5": 0.9, "mbconv_k3_g": 2.2, "mbconv_k5_g": 1.9,
@@ -30,7 +30,7 @@ def space():
 
 @pytest.fixture(scope="module")
 def base(space, tmp_path_factory):
-    prices = {k: made_up_ms(k) for k in space_segments(space)}
+    prices = {k: made_up_ms(k) for k in space_items(space)}
     table = compile_table(space, prices, overhead_ms=0.1, empty=lambda cell: 0.01)
     folder = bundle.save_table(tmp_path_factory.mktemp("b") / "base", table, space, device={"name": "made-up"},
                                backend="tflite", backend_version="test", threads=1, report={}, source="test")

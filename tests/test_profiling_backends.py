@@ -1,12 +1,12 @@
 """Measurement backends (pynas.profiling.backends): one interface, availability said clearly."""
 import pytest
 
-from pynas.ir.segments import segments
 from pynas.presets import preset
 from pynas.profiling.backends import BACKENDS, Backend, BackendUnavailable, backend_version, unavailable
-from pynas.profiling.configs import neighbour_segments, space_segments
+from pynas.profiling.configs import neighbour_segments
 from pynas.profiling.session import plan
 from pynas.space import get_space
+from pynas.space.catalogue import segment_by_id, space_items
 
 QUICK = {"budget_seconds": 0.05, "target_rel_ci": 0.2, "min_runs": 3, "warmup_runs": 1, "warmup_seconds": 0}
 
@@ -35,7 +35,7 @@ def test_each_backend_times_a_segment_and_a_network_or_says_why_not(name):
             Backend(name)
         pytest.skip(reason)
     backend = Backend(name)
-    configs = space_segments(get_space("mnasnet", resolution=32))
+    configs = space_items(get_space("mnasnet", resolution=32))
     for config in list(configs.values())[:3]:
         stats = backend.segment(config.arch, config.segment, config.key).measure(**QUICK)
         assert stats["median_ms"] > 0 and stats["runs"] >= 3
@@ -43,7 +43,7 @@ def test_each_backend_times_a_segment_and_a_network_or_says_why_not(name):
     assert backend.network(arch).measure(**QUICK)["median_ms"] > 0
     # FBNet: a grouped block (op-level steps natively), an id layer's projection, a whole network
     fbnet = get_space("fbnet", setting="cifar100")
-    configs = space_segments(fbnet)
+    configs = space_items(fbnet)
     grouped = next(c for c in configs.values() if c.features["pw_groups"] == 2)
     skip = next(c for c in configs.values() if c.kind == "convblock")
     for config in (grouped, skip):
@@ -62,27 +62,27 @@ def test_fbnet_neighbours_skip_identity_draws(monkeypatch):
     they are drawn again, not an error."""
     import pynas.profiling.configs as configs_module
 
-    configs = space_segments(get_space("fbnet", setting="cifar100"))
+    configs = space_items(get_space("fbnet", setting="cifar100"))
     near = neighbour_segments(configs, 40, seed=1)
     assert len(near) == 40 and not set(near) & set(configs)
     assert any(c.features["pw_groups"] == 2 for c in near.values())
     skips = {k: c for k, c in configs.items() if c.kind == "convblock"}  # the id layers' projections
     identities = []
 
-    def counting(graph):
-        found = segments(graph)
-        if not any(s.id == "s0.0" for s in found):
-            identities.append(str(graph.arch))
+    def counting(arch):
+        found = segment_by_id(arch)
+        if "s0.0" not in found:
+            identities.append(str(arch))
         return found
 
-    monkeypatch.setattr(configs_module, "segments", counting)
+    monkeypatch.setattr(configs_module, "segment_by_id", counting)
     near = neighbour_segments(skips, 20, seed=0)
     assert len(near) == 20 and identities  # at least one identity draw (seed 0), drawn again
 
 
 def test_neighbours_are_off_the_space_and_extra_items_join_the_plan():
     space = get_space("mnasnet", resolution=64)
-    configs = space_segments(space)
+    configs = space_items(space)
     near = neighbour_segments(configs, 20, seed=3)
     assert len(near) == 20 and not set(near) & set(configs)
     p = plan(space, extra=list(near.values())[:5] + [preset("mnasnet-a1")])

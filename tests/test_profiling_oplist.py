@@ -7,9 +7,10 @@ from pynas.ir import lower
 from pynas.ir.segments import segments
 from pynas.native.runner import NativeNetwork
 from pynas.presets import preset
-from pynas.profiling.oplist import (NetworkRecorder, OpListEntry, OpListError, Step, network_entry, read_oplist,
-                                   record_steps, segment_entries, write_oplist)
+from pynas.profiling.oplist import (NetworkRecorder, OpListError, Step, network_entry, read_oplist, record_steps,
+                                    segment_entries, write_oplist)
 from pynas.space import get_space
+from pynas.space.catalogue import Item
 
 A1 = preset("mnasnet-a1")
 
@@ -104,11 +105,11 @@ def test_write_rejects_bad_entries(tmp_path):
     with pytest.raises(OpListError, match=r"entries\[1\]: field 'key': expected each key once"):
         write_oplist(path, [entry, entry])
     with pytest.raises(OpListError, match=r"entries\[0\]: field 'key': expected a non-empty string without whitespace"):
-        write_oplist(path, [OpListEntry("a key", "stem", {}, A1, "stem")])
+        write_oplist(path, [Item("a key", "stem", {}, A1, "stem")])
     with pytest.raises(OpListError, match=r"entries\[0\]: field 'features': expected a JSON object of JSON values"):
-        write_oplist(path, [OpListEntry("k", "stem", {"x": float("nan")}, A1, "stem")])
+        write_oplist(path, [Item("k", "stem", {"x": float("nan")}, A1, "stem")])
     with pytest.raises(OpListError, match=r"entries\[0\] \(k\): segment: expected one of .*got .s9.9."):
-        write_oplist(path, [OpListEntry("k", "stem", {}, A1, "s9.9")])
+        write_oplist(path, [Item("k", "stem", {}, A1, "s9.9")])
     assert not path.exists()  # nothing half written
 
 

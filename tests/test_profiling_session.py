@@ -11,9 +11,9 @@ import pytest
 
 from pynas.cli import main
 from pynas.profiling.backends import Backend, unavailable
-from pynas.profiling.configs import space_segments
 from pynas.profiling.session import plan, prepare, run, unmeasured
 from pynas.space import get_space
+from pynas.space.catalogue import space_items
 from pynas.store import Store
 
 FAST = {"budget_seconds": 0.02, "target_rel_ci": 0.5, "min_runs": 3, "warmup_runs": 1, "warmup_seconds": 0}
@@ -21,7 +21,7 @@ FAST = {"budget_seconds": 0.02, "target_rel_ci": 0.5, "min_runs": 3, "warmup_run
 
 def test_space_segment_count_and_plan():
     space = get_space("mnasnet")
-    configs = space_segments(space)
+    configs = space_items(space)
     kinds = Counter(c.kind for c in configs.values())
     # 7 blocks x 144 choices (op, kernel, SE, skip, width) x input widths (3, or 6 after a block
     # that can be empty) for first repeats, plus the later repeats; identity = none on first repeats.
@@ -111,8 +111,8 @@ def test_kill_9_then_rerun_has_every_measurement_once(tmp_path):
 
 def test_bad_input_is_a_clear_error(tmp_path, capsys):
     assert main(["profile", "--backend", "tensorrt", "--db", str(tmp_path / "x.sqlite")]) == 2
-    assert "backend: expected one of native, torch, torch_cl, onnxruntime, litert, got 'tensorrt'" in \
-        capsys.readouterr().err
+    assert "argument --backend: invalid choice: 'tensorrt' (choose from 'native', 'torch', 'torch_cl', 'onnxruntime', " \
+        "'litert')" in capsys.readouterr().err
     junk = tmp_path / "junk.sqlite"
     junk.write_bytes(b"definitely not a database" * 100)
     assert main(["profile", "--resolution", "32", "--db", str(junk), "--networks", "0", "--neighbours", "0"]) == 2
@@ -122,9 +122,10 @@ def test_bad_input_is_a_clear_error(tmp_path, capsys):
     assert main(["profile", "--space", "nasnet", "--db", str(tmp_path / "y.sqlite")]) == 2
     assert "space" in capsys.readouterr().err
     fresh = tmp_path / "z.sqlite"
-    for flag, value, message in (("--drift-tolerance", "-0.1", "drift_tolerance: expected a number >= 0, got -0.1"),
-                                 ("--round-size", "0", "--round-size: expected an integer >= 1, got 0"),
-                                 ("--adaptive", "-1", "--adaptive: expected an integer >= 0, got -1")):
+    for flag, value, message in (("--drift-tolerance", "-0.1", "argument --drift-tolerance: expected a finite number in "
+                                                               "[0, 10], got '-0.1'"),
+                                 ("--round-size", "0", "argument --round-size: expected an integer 1..100000, got '0'"),
+                                 ("--adaptive", "-1", "argument --adaptive: expected an integer 0..1000, got '-1'")):
         assert main(["profile", "--resolution", "32", "--limit", "3", "--db", str(fresh), flag, value]) == 2
         assert message in capsys.readouterr().err
         if fresh.exists():  # nothing measured before the error

@@ -6,8 +6,8 @@ import pytest
 from pynas.arch import parse
 from pynas.ir import lower
 from pynas.ir.segments import segments
-from pynas.profiling.configs import space_segments
 from pynas.space import FBNetSpace, get_space
+from pynas.space.catalogue import space_items
 from pynas.space.fbnet import CHOICES
 
 SETTINGS = ("imagenet", "cifar100")
@@ -146,7 +146,7 @@ def test_encode_rejects_architectures_outside_the_space(space):
 def test_segment_archs_cover_every_segment(space):
     """segment_archs gives every distinct segment any architecture has: 8 ConvBlocks x 12 shapes,
     6 shape-changing skips, stem and head = 104; samples find nothing more."""
-    configs = space_segments(space)
+    configs = space_items(space)
     kinds = [c.kind for c in configs.values()]
     assert len(configs) == 104
     assert (kinds.count("mbconv"), kinds.count("convblock"), kinds.count("stem"), kinds.count("head")) == (96, 6, 1, 1)
@@ -182,7 +182,7 @@ def test_table_layout_equals_the_python_dict_path(space):
     assert spec.layout.space == f"fbnet_{space.setting}_res{space.resolution}_cls{space.num_classes}"
     identity_cells = [c for c in spec.cells if c.segment is None]
     assert len(identity_cells) == sum(layer.keeps_shape for layer in space.layers)
-    keys = space_segments(space)
+    keys = space_items(space)
     table = compile_table(space, {k: ms(k) for k in keys}, overhead_ms=0.25)
     tokens = space.sample_tokens(300, seed=4)
     tokens[0] = 8  # all skips: every identity cell read
@@ -201,8 +201,8 @@ def test_table_layout_equals_the_python_dict_path(space):
 def test_table_layout_refuses_a_bad_empty_price(space):
     from pynas.predictor.table import PricingError, compile_table
 
-    keys = space_segments(space)
-    with pytest.raises(PricingError, match="expected a finite latency in ms >= 0"):
+    keys = space_items(space)
+    with pytest.raises(PricingError, match=r"expected a latency in ms in \[0, 1e\+06\]"):
         compile_table(space, {k: 1.0 for k in keys}, empty=lambda cell: -1.0)
 
 

@@ -290,6 +290,7 @@ def test_kill_9_loses_at_most_the_measurement_in_flight(tmp_path):
         os.kill(recorder.pid, signal.SIGKILL)
         recorder.wait(30)
         ids += recorder.stdout.read().split()  # printed before the kill, still in the pipe
+        recorder.stdout.close()
         assert recorder.returncode == -signal.SIGKILL and all(ids)
         committed += ids
         with sqlite3.connect(path) as conn:

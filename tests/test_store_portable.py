@@ -34,7 +34,8 @@ def filled(tmp_path, make_context):
 
 
 def _lines(path):
-    return (gzip.open(path, "rt") if path.suffix == ".gz" else open(path)).read().splitlines()
+    with gzip.open(path, "rt") if path.suffix == ".gz" else open(path) as f:
+        return f.read().splitlines()
 
 
 @pytest.mark.parametrize("name", ["out.jsonl", "out.jsonl.gz"])

@@ -16,8 +16,8 @@ SCRIPT = textwrap.dedent("""
     assert len(pynas.space.get_space("mnasnet").sample(3, seed=0)) == 3
     fbnet = pynas.space.get_space("fbnet", setting="cifar100").sample(2, seed=0)  # grouped blocks, id layers
     assert lower(fbnet[0]).macs > 0 and len(fuse(lower(fbnet[1]), blocks=True)) > 0
-    import pynas.hwnasbench
-    assert len(pynas.hwnasbench.block_keys(fbnet[0])) == 26
+    import pynas.predictor.hwnasbench
+    assert len(pynas.predictor.hwnasbench.block_keys(fbnet[0])) == 26
     assert pynas.cli.main(["describe", "mobilenetv2-1.0"]) == 0
     assert pynas.cli.main(["info"]) == 0
     import pynas.profiling.adb  # the desktop side of on-device profiling needs no torch either

@@ -16,8 +16,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pynas.predictor.train import Dataset, SegmentModel
-from pynas.profiling.configs import SegmentConfig, neighbour_segments, space_segments
+from pynas.predictor.train import Dataset, SegmentModel, load_dataset, train
+from pynas.profiling.campaign import Advice
+from pynas.profiling.configs import neighbour_segments
+from pynas.space.catalogue import Item, space_items
+from pynas.store import this_device
 
 COMMITTEE = 5
 TARGET_WITHIN10, TARGET_RMSPE = 99.0, 4.0  # the issue's accuracy targets on held-out networks
@@ -25,7 +28,7 @@ TARGET_WITHIN10, TARGET_RMSPE = 99.0, 4.0  # the issue's accuracy targets on hel
 
 @dataclass
 class Pick:
-    configs: list[SegmentConfig]  # to measure next
+    configs: list[Item]  # to measure next
     uncertain: int  # of them chosen by committee disagreement
     near_errors: int  # neighbours of badly predicted measured segments
     spread: float  # median committee spread (log ms std) of the uncertain picks
@@ -37,7 +40,7 @@ def _measured(data: Dataset) -> tuple[list[str], list[dict], np.ndarray]:
     return keys, [data.segments[k][1] for k in keys], np.array([data.segments[k][2] for k in keys])
 
 
-def committee_spread(data: Dataset, candidates: dict[str, SegmentConfig], *, members: int = COMMITTEE,
+def committee_spread(data: Dataset, candidates: dict[str, Item], *, members: int = COMMITTEE,
                      rounds: int = 200, seed: int = 0) -> dict[str, float]:
     """Std of log-ms predictions of `members` models trained on bootstrap resamples of the
     measured segments, per candidate key."""
@@ -74,11 +77,11 @@ def next_segments(data: Dataset, space, n: int, *, near_share: float = 0.25, see
     1), the rest neighbours of the measured block segments with the largest cross-validated error."""
     if n < 1:
         raise ValueError(f"n: expected an integer >= 1, got {n}")
-    configs = space_segments(space)
+    configs = space_items(space)
     unmeasured = {k: c for k, c in configs.items() if k not in data.segments}
     n_near = int(round(n * near_share)) if data.segments else 0
     n_uncertain = min(n - n_near, len(unmeasured))
-    picks: list[SegmentConfig] = []
+    picks: list[Item] = []
     spread_median = 0.0
     if n_uncertain:
         spread = committee_spread(data, unmeasured, seed=seed)
@@ -86,7 +89,7 @@ def next_segments(data: Dataset, space, n: int, *, near_share: float = 0.25, see
         ranked = sorted(unmeasured, key=lambda k: -spread[k] * weight.get(k, 1.0))
         picks = [unmeasured[k] for k in ranked[:n_uncertain]]
         spread_median = float(np.median([spread[c.key] for c in picks]))
-    near: list[SegmentConfig] = []
+    near: list[Item] = []
     if n - len(picks) > 0 and data.segments:
         errors = worst_predicted(data, seed=seed)
         blocks = {k: c for k, c in configs.items() if k in data.segments and c.kind in ("mbconv", "dsconv", "convblock")
@@ -95,6 +98,32 @@ def next_segments(data: Dataset, space, n: int, *, near_share: float = 0.25, see
         around = neighbour_segments({k: blocks[k] for k in worst}, n - len(picks), seed=seed)
         near = [c for k, c in around.items() if k not in data.segments]
     return Pick(picks + near, len(picks), len(near), spread_median)
+
+
+class Advisor:
+    """The advice `pynas.profiling.campaign.rounds` asks for: train on what the store holds for the
+    backend's series on this device, report held-out network accuracy, and pick `round_size`
+    segments to measure next (`next_segments`)."""
+
+    def __init__(self, space, backend, store, *, round_size: int = 100, seed: int = 0, rounds: int = 300):
+        if round_size < 1:
+            raise ValueError(f"round_size: expected an integer >= 1, got {round_size}")
+        self.space, self.backend, self.store = space, backend, store
+        self.round_size, self.seed, self.xgb_rounds = round_size, seed, rounds
+
+    def __call__(self, number: int):
+        data = load_dataset(self.store, backend=self.backend.name, threads=self.backend.threads,
+                            device_id=this_device().device_id, backend_version=self.backend.version)
+        report = train(data, params={"rounds": self.xgb_rounds}).report
+        r = report.get("heldout_networks")
+        state = (f"{len(data.segments)} segments measured; held-out networks n={r['n']}: RMSPE {r['rmspe']:.2f}%, "
+                 f"within 10% {r['within10']:.1f}%" if r else f"{len(data.segments)} segments, no networks measured yet")
+        if targets_met(report):
+            return Advice(state + f" (targets: >= {TARGET_WITHIN10:g}% within 10%, RMSPE < {TARGET_RMSPE:g}%)", True)
+        pick = next_segments(data, self.space, self.round_size, seed=self.seed + number)
+        why = (f"{pick.uncertain} where the committee disagrees most (median log-ms spread {pick.spread:.3f}), "
+               f"{pick.near_errors} near the worst-predicted segments")
+        return Advice(state, False, pick.configs, why)
 
 
 def targets_met(report: dict) -> bool:

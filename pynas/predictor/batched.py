@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from pynas.predictor.features import feature_matrix
-
+from pynas.space.catalogue import segment_by_id
 
 _CATALOGUES: dict[str, tuple] = {}  # layout name (space + everything that changes its segments) -> catalogue
 
@@ -31,9 +31,6 @@ def _catalogue(space):
 
 
 def _build_catalogue(space):
-    from pynas.ir import lower
-    from pynas.ir.segments import segments
-
     spec = space.table_layout()
     layout = spec.layout
     n_states = len(layout.states)
@@ -52,7 +49,7 @@ def _build_catalogue(space):
     last, segs = None, {}
     for cell in spec.cells:
         if cell.arch is not last:
-            last, segs = cell.arch, {s.id: s for s in segments(lower(cell.arch))}
+            last, segs = cell.arch, segment_by_id(cell.arch)
         seg = segs[cell.segment] if cell.segment is not None else None
         if cell.table == "constant":
             constants.append((seg.kind, seg.features()))
@@ -68,6 +65,35 @@ def _build_catalogue(space):
         else:
             kinds[cid] = ""  # a choice that lowers to no op: 0 ms
     return layout, first_off, rest_off, head_off, kinds, feats, constants
+
+
+class SpaceCells:
+    """Every cell of a space's table with its segment: per-cell values (a model's prices, weights)
+    in, the table's first/rest/head arrays out (`arrays`), and their cheapest network (`cheapest`)."""
+
+    def __init__(self, space):
+        (self.layout, self.first_off, self.rest_off, self.head_off, kinds, feats, constants) = _catalogue(space)
+        self.priced = [i for i, k in enumerate(kinds) if k]  # cells with a segment
+        self.empty = [i for i, k in enumerate(kinds) if k == ""]  # choices that lower to no op: 0
+        self.features = [feats[i] for i in self.priced]
+        self.constant_features = [f for _, f in constants]
+
+    def arrays(self, values: np.ndarray):
+        """(first, rest, head) of the layout with `values` (one per `self.features`) in their cells."""
+        flat = np.full(self.head_off + len(self.layout.states), np.nan)
+        flat[self.priced] = values
+        flat[self.empty] = 0.0
+        n_states = len(self.layout.states)
+        first = [flat[o:o + n_states * self.layout.chunk_count(b)].reshape(n_states, -1)
+                 for b, o in enumerate(self.first_off)]
+        rest = [flat[o:o + self.layout.chunk_count(b)] for b, o in enumerate(self.rest_off)]
+        return first, rest, flat[self.head_off:]
+
+    def cheapest(self, values: np.ndarray, constant_values: np.ndarray) -> float:
+        """The least network total over the space, cells holding `values`, constants `constant_values`."""
+        from pynas.predictor.table import cheapest_network
+
+        return cheapest_network(self.layout, *self.arrays(values)) + float(np.sum(constant_values))
 
 
 class BatchedModel:

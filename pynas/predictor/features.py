@@ -69,3 +69,15 @@ def feature_matrix(rows: list[Mapping], caches: Mapping[str, int | None]) -> np.
     if not rows:
         return np.zeros((0, len(FEATURE_NAMES)))
     return np.stack([feature_vector(r, caches) for r in rows])
+
+
+def segment_group(kind: str, features: Mapping) -> str:
+    """The op-type group of a segment, e.g. 'mbconv_k5', 'mbconv_k3_g' (grouped 1x1 convs +
+    channel shuffle), 'dsconv_k3', 'stem', 'head': segments whose cost moves alike from one device
+    to another (a network term per group, few-shot calibration per group)."""
+    if kind in ("stem", "head"):
+        return kind
+    group = f"{kind}_k{int(features.get('kernel', 0))}"
+    if int(features.get("pw_groups", 1)) > 1:
+        group += "_g"
+    return group

@@ -29,20 +29,11 @@ from typing import Sequence
 import numpy as np
 
 from pynas.arch import Arch
+from pynas.predictor.features import segment_group
 from pynas.predictor.metrics import accuracy
 
 RIDGE_GRID = (1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0)  # relative to the k networks' squared relative error
 METHODS = ("base", "scale", "groups")  # as is; one global scale; per-group scales (ridge) + overhead
-
-
-def segment_group(kind: str, features: dict) -> str:
-    """The op-type group of a segment: e.g. 'mbconv_k5', 'mbconv_k3_g2', 'dsconv_k3', 'stem', 'head'."""
-    if kind in ("stem", "head"):
-        return kind
-    group = f"{kind}_k{int(features.get('kernel', 0))}"
-    if int(features.get("pw_groups", 1)) > 1:  # grouped 1x1 convs (+ channel shuffle)
-        group += "_g"
-    return group
 
 
 IDENTITY = "identity"  # a layer that lowers to no op but a table bundle prices (HW-NAS-Bench's Skip)
@@ -148,13 +139,15 @@ def _fit_groups(matrix: np.ndarray, counts: np.ndarray, y: np.ndarray, s0: float
     ybar, nbar = float(np.mean(y)), float(np.mean(counts))
     penalty = np.sqrt(ridge) * np.diag(np.r_[np.ones(g), 1.0 / ybar, nbar / ybar])
     target = np.sqrt(ridge) * np.r_[np.full(g, s0), 0.0, 0.0]
-    sol, *_ = np.linalg.lstsq(np.vstack([a, penalty]), np.r_[np.ones(n), target], rcond=None)
-    if sol[g + 1] < 0:  # a kernel launch costs >= 0: refit without the per-segment term
-        keep = np.r_[np.arange(g + 1)]
-        sol, *_ = np.linalg.lstsq(np.vstack([a[:, keep], penalty[np.ix_(keep, keep)]]),
-                                  np.r_[np.ones(n), target[keep]], rcond=None)
-        sol = np.r_[sol, 0.0]
-    return sol[:g], float(sol[g]), float(sol[g + 1])
+    keep = list(range(g + 2))
+    while True:  # an overhead and a kernel launch cost >= 0: refit without a term that went negative
+        sol = np.zeros(g + 2)
+        sol[keep], *_ = np.linalg.lstsq(np.vstack([a[:, keep], penalty[np.ix_(keep, keep)]]),
+                                        np.r_[np.ones(n), target[keep]], rcond=None)
+        negative = [i for i in (g + 1, g) if i in keep and sol[i] < 0]
+        if not negative:
+            return sol[:g], float(sol[g]), float(sol[g + 1])
+        keep.remove(negative[0])
 
 
 def fit(view: Breakdown, measured: np.ndarray, method: str = "groups") -> Calibration:
@@ -233,6 +226,9 @@ def read_measured(path) -> tuple[list[str], np.ndarray]:
 
     path = Path(path)
     archs, ms = [], []
+    if not path.is_file():
+        raise ValueError(f"{path}: expected a CSV file of measured networks (header 'arch,ms'), got "
+                         f"{'a folder' if path.is_dir() else 'nothing'} there")
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.reader(f)
         header = next(reader, None)
@@ -253,6 +249,24 @@ def read_measured(path) -> tuple[list[str], np.ndarray]:
     if not archs:
         raise ValueError(f"{path}: expected at least one measured network, got none")
     return archs, np.array(ms)
+
+
+def check_in_space(base, archs: Sequence[Arch], source: str = "measured") -> None:
+    """A base compiled for a space calibrates from networks of that space only: ValueError naming
+    both spaces and the first network outside it (line numbers as in a CSV with a header)."""
+    space = base.space
+    if space is None:
+        return
+    from pynas.space import spaces_holding
+
+    for line, arch in enumerate(archs, start=2):
+        try:
+            space.encode(arch)
+        except ValueError as error:
+            holders = spaces_holding(arch)
+            theirs = f"an architecture of space {', '.join(holders)}" if holders else "an architecture outside it"
+            raise ValueError(f"{source}: line {line}: base {base.name} is for space {space.name}@{space.resolution}, "
+                             f"got {theirs} ({error})") from None
 
 
 def calibrated_bundle(base, archs: Sequence[Arch], measured: Sequence[float], folder, *, method: str = "groups",

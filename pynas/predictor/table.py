@@ -16,6 +16,7 @@ tests only.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import numbers
@@ -27,9 +28,8 @@ import numpy as np
 
 from pynas import _core
 from pynas.arch import Arch
-from pynas.ir import lower
-from pynas.ir.segments import segments
 from pynas.space.base import SearchSpace
+from pynas.space.catalogue import segments_of
 from pynas.space.layout import TableCell, TableLayout, TableSpec
 
 FORMAT = "pynas.latency_table"
@@ -53,18 +53,26 @@ class TableSpecError(ValueError):
 
 
 def _segment_keys(arch: Arch) -> dict[str, str]:
-    return {s.id: s.key for s in segments(lower(arch))}
+    return {s.id: s.key for s in segments_of(arch)}
+
+
+MAX_MS = 1e6  # a latency beyond 1000 s is a corrupt number, not a measurement
+
+
+def _is_latency(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value) and \
+        0 <= value <= MAX_MS
 
 
 def _check_latency(value, key: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
-        raise PricingError(f"price({key!r}): expected a finite latency in ms >= 0, got {value!r}", key)
+    if not _is_latency(value):
+        raise PricingError(f"price({key!r}): expected a latency in ms in [0, {MAX_MS:g}], got {value!r}", key)
     return float(value)
 
 
 def _check_ms(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name}: expected a finite latency in ms >= 0, got {value!r}")
+    if not _is_latency(value):
+        raise ValueError(f"{name}: expected a latency in ms in [0, {MAX_MS:g}], got {value!r}")
     return float(value)
 
 
@@ -76,9 +84,9 @@ def _check_cells(name: str, array: np.ndarray, shape: tuple, reachable) -> None:
     mask = np.zeros(shape, dtype=bool)
     for cell in reachable:
         mask[cell] = True
-    bad = np.argwhere(mask & ~(np.isfinite(array) & (array >= 0)))
+    bad = np.argwhere(mask & ~(np.isfinite(array) & (array >= 0) & (array <= MAX_MS)))
     if len(bad):
-        raise ValueError(f"{name}{list(map(int, bad[0]))}: expected a latency in ms >= 0 (a token vector reads the "
+        raise ValueError(f"{name}{list(map(int, bad[0]))}: expected a latency in ms in [0, {MAX_MS:g}] (a token vector reads the "
                          f"cell), got {array[tuple(bad[0])]} ({len(bad)} such cells)")
     bad = np.argwhere(~mask & ~np.isnan(array))
     if len(bad):
@@ -134,12 +142,39 @@ def native_table(layout: TableLayout, first: Sequence[np.ndarray], rest: Sequenc
                               float(constant_ms))
 
 
+def cheapest_network(layout: TableLayout, first, rest, head) -> float:
+    """The least sum of block and head cells any token row of `layout` reads (NaN cells are
+    unreachable), exactly: dynamic programming over the slots, which share no tokens, with the
+    cheapest way to reach each state."""
+    best = np.full(len(layout.states), np.inf)
+    best[layout.initial_state] = 0.0
+    for b, slot in enumerate(layout.blocks):
+        tokens = slot.tokens()
+        position = {t: i for i, t in enumerate(tokens)}
+        after = best.copy() if 0 in slot.repeats else np.full_like(best, np.inf)  # an empty block passes on
+        for values in itertools.product(*(range(layout.cardinalities[t]) for t in tokens)):
+            repeats = slot.repeats[0 if slot.repeats_token is None else values[position[slot.repeats_token]]]
+            if repeats == 0:
+                continue
+            chunk = 0
+            for t in slot.chunk_tokens:
+                chunk = chunk * layout.cardinalities[t] + values[position[t]]
+            nxt = slot.next_state[0 if slot.state_token is None else values[position[slot.state_token]]]
+            cost = np.asarray(first[b][:, chunk], np.float64) + (repeats - 1) * (float(rest[b][chunk]) if repeats > 1
+                                                                                 else 0.0)
+            reach = np.where(np.isfinite(best) & np.isfinite(cost), best + cost, np.inf)
+            after[nxt] = min(after[nxt], float(reach.min()))
+        best = after
+    ends = np.where(np.isfinite(best) & np.isfinite(head), best + np.asarray(head, np.float64), np.inf)
+    return float(ends.min())
+
+
 class CompiledTable:
     """Dense latency tables of a space (`layout`) and their C++ evaluator.
 
     first[b]: states x chunks ms of slot b's first repeat; rest[b]: chunks ms of each later one;
     head: per state; stem_ms: segments every network has; overhead_ms: per network (a fitted
-    intercept, may be negative). Unreachable
+    intercept, may be negative; the minimum over the space must stay > 0). Unreachable
     cells are NaN and reachable ones finite (checked here), so a prediction never reads a NaN.
     `space` (optional, must match the layout) encodes Arch inputs; `prices` (optional) is the
     segment key -> ms the table was compiled from, kept for inspection and saved with it."""
@@ -154,9 +189,11 @@ class CompiledTable:
         self.rest = tuple(np.ascontiguousarray(a, dtype=np.float32) for a in rest)
         self.head = np.ascontiguousarray(head, dtype=np.float32)
         self.stem_ms = _check_ms("stem_ms", stem_ms)
-        # A fitted intercept (network = scale x sum + overhead): either sign, but finite.
-        if isinstance(overhead_ms, bool) or not isinstance(overhead_ms, numbers.Real) or not math.isfinite(overhead_ms):
-            raise ValueError(f"overhead_ms: expected a finite number of ms, got {overhead_ms!r}")
+        # A fitted intercept (network = scale x sum + overhead): either sign (see
+        # pynas.predictor.network_term), bounded; min_ms() below keeps every network > 0.
+        if isinstance(overhead_ms, bool) or not isinstance(overhead_ms, numbers.Real) or \
+                not math.isfinite(overhead_ms) or abs(overhead_ms) > MAX_MS:
+            raise ValueError(f"overhead_ms: expected a number of ms in [-{MAX_MS:g}, {MAX_MS:g}], got {overhead_ms!r}")
         self.overhead_ms = float(overhead_ms)
         self.prices = dict(prices) if prices is not None else None
         if space is not None and space.table_layout().layout != layout:
@@ -174,7 +211,16 @@ class CompiledTable:
             _check_cells(f"first[{slot.name}]", self.first[b], (n_states, chunks), reach.first[b])
             _check_cells(f"rest[{slot.name}]", self.rest[b], (chunks,), [(c,) for c in reach.rest[b]])
         _check_cells("head", self.head, (n_states,), [(s,) for s in reach.head])
+        # Cells may be 0 (an identity skip runs nothing; a simulator leaves a layer out), so check
+        # the exact minimum over every token row: a latency model never returns <= 0 ms.
+        lowest = self.min_ms()
+        if not lowest > 0:
+            raise ValueError(f"table: expected every network of the space > 0 ms, got a minimum of {lowest!r} ms")
         self._native = native_table(layout, self.first, self.rest, self.head, self.constant_ms)
+
+    def min_ms(self) -> float:
+        """The lowest latency any token row can get, exactly (`cheapest_network`)."""
+        return cheapest_network(self.layout, self.first, self.rest, self.head) + self.constant_ms
 
     @property
     def constant_ms(self) -> float:
@@ -386,7 +432,7 @@ def python_predict(space: SearchSpace, key_latency: Mapping[str, float], archs: 
         if not isinstance(arch, Arch):
             arch = space.decode(arch)
         total = overhead_ms
-        for seg in segments(lower(arch)):
+        for seg in segments_of(arch):
             if seg.key not in key_latency:
                 raise PricingError(f"key_latency: no latency for segment key {seg.key!r} ({seg.id} of {arch})", seg.key)
             total += key_latency[seg.key]

@@ -3,12 +3,13 @@
 Model: an XGBoost regressor on log(latency) of segments (a relative-error objective: a 10% miss
 costs the same on a 20 us head as on a 2 ms block), features from `pynas.predictor.features`.
 A network's latency is the sum of its segments' predictions, corrected by a per-network term
-fitted from whole-network measurements: latency = scale * sum + weight_ms_per_mb * (MB of weights)
-+ overhead_ms (least squares on relative error). Why not the bare sum: a segment timed alone runs
+fitted from whole-network measurements (`pynas.predictor.network_term`): latency = scale * sum +
+weight_ms_per_mb * (MB of weights) + overhead_ms (least squares on relative error, every
+coefficient >= 0, so no network is ever predicted at <= 0 ms). Why not the bare sum: a segment timed alone runs
 with its weights warm in L2, inside a network the other segments have evicted them, so they come
 from L3 or DRAM (a cost per byte of weights: on this machine it halves the held-out network error
 of scale + overhead alone), other effects scale with the work, and a network pays dispatch between
-steps (a fixed cost). With fewer than 10 networks only the fixed term is fitted (scale 1).
+steps (a fixed cost). With fewer than 10 networks one parameter is fitted (the overhead, or a scale).
 
 Evaluation, both held out: segments the model never saw (a random `holdout` share of the measured
 segments), and whole networks measured end to end, each predicted with a network term fitted
@@ -24,7 +25,13 @@ import numpy as np
 
 from pynas.predictor.features import FEATURE_NAMES, feature_matrix
 from pynas.predictor.metrics import accuracy
+from pynas.predictor.network_term import NetworkTerm, fit_for_space
 from pynas.store import NETWORK_KIND, Store
+
+# The categorical features of segments: a bundle prices only segments of kinds it has measured,
+# with values of these it has seen for that kind (`Dataset.domain`, `Predictor.check_domain`): a
+# model that never saw a grouped 1x1 conv or an h-swish has no idea what one costs.
+DOMAIN_FEATURES = ("kernel", "stride", "act", "skip", "pw_groups")
 
 # xgboost.train's parameters (its native API: no scikit-learn needed); ROUNDS boosting rounds.
 XGB_PARAMS = {"max_depth": 7, "eta": 0.05, "subsample": 0.8, "colsample_bytree": 0.8, "min_child_weight": 1.0,
@@ -41,7 +48,21 @@ class Dataset:
     caches: dict  # {'l1d', 'l2', 'l3'}: bytes or None
     device: dict  # the store's device fingerprint (DeviceFingerprint.to_dict())
     segments: dict[str, tuple[str, dict, float]] = field(default_factory=dict)  # key -> (kind, features, ms)
-    networks: dict[str, tuple[list[str], float]] = field(default_factory=dict)  # arch -> (segment keys, ms)
+    networks: dict[str, float] = field(default_factory=dict)  # architecture string -> ms
+
+    def domain(self) -> dict[str, dict[str, list]]:
+        """Per measured segment kind, the values of each categorical feature (DOMAIN_FEATURES) seen."""
+        return domain_of(f for _, f, _ in self.segments.values())
+
+
+def domain_of(features) -> dict[str, dict[str, list]]:
+    """{kind: {feature: sorted values}} of segments' features (DOMAIN_FEATURES)."""
+    seen: dict[str, dict[str, set]] = {}
+    for f in features:
+        kind = seen.setdefault(f["kind"], {name: set() for name in DOMAIN_FEATURES})
+        for name in DOMAIN_FEATURES:
+            kind[name].add(f[name])
+    return {k: {name: sorted(v, key=str) for name, v in values.items()} for k, values in sorted(seen.items())}
 
 
 def load_dataset(store: Store, *, backend: str, threads: int = 1, device_id: str | None = None,
@@ -72,7 +93,9 @@ def load_dataset(store: Store, *, backend: str, threads: int = 1, device_id: str
         kind, features = meta[key]
         ms = clean or slow
         if kind == NETWORK_KIND:
-            data.networks[key] = (list(features["segments"]), statistics.median(ms))
+            # Priced from its architecture string (the key), not from the stored features: records
+            # written by pynas-profile, over adb or by an older pynas describe a network otherwise.
+            data.networks[key] = statistics.median(ms)
         else:
             data.segments[key] = (kind, features, statistics.median(ms))
     return data
@@ -95,6 +118,22 @@ class SegmentModel:
         self.booster = xgb.train(dict(params, seed=seed), train, num_boost_round=self.params.get("rounds", ROUNDS))
         return self
 
+    @classmethod
+    def load(cls, path, caches: dict) -> "SegmentModel":
+        """A model saved by `booster.save_model` (UBJ); BundleError naming the file if it is not one."""
+        import xgboost as xgb
+
+        from pynas.predictor.manifest import BundleError
+
+        booster = xgb.Booster()
+        try:
+            booster.load_model(str(path))
+        except xgb.core.XGBoostError as error:  # its message is a C++ stack trace: keep the first line
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise BundleError(f"{path}: expected an XGBoost model (UBJ), got a file XGBoost cannot read ({reason})") \
+                from None
+        return cls(caches, booster=booster)
+
     def predict(self, features: list[dict]) -> np.ndarray:
         import xgboost as xgb
 
@@ -107,46 +146,16 @@ class SegmentModel:
 @dataclass
 class Trained:
     model: SegmentModel
-    scale: float
-    overhead_ms: float
+    term: NetworkTerm
     report: dict
-    weight_ms_per_mb: float = 0.0
-
-    @property
-    def network_term(self) -> dict:
-        return {"scale": self.scale, "overhead_ms": self.overhead_ms, "weight_ms_per_mb": self.weight_ms_per_mb}
-
-
-def fit_network_term(sums: np.ndarray, measured: np.ndarray, weight_mb: np.ndarray | None = None
-                     ) -> tuple[float, float, float]:
-    """(scale, overhead_ms, weight_ms_per_mb) minimising the relative error of
-    scale * sums + weight_ms_per_mb * weight_mb + overhead vs measured. The weight term (>= 0):
-    a segment timed alone finds its weights in L2 after the first run, inside a network they
-    were evicted by the other layers' and come from L3 or DRAM, a cost that grows with their bytes.
-    Below 10 networks only the overhead is fitted (scale 1, no weight term)."""
-    sums, measured = np.asarray(sums, float), np.asarray(measured, float)
-    if len(sums) < 10:
-        return 1.0, float(np.median(measured - sums)), 0.0
-    # Weighted least squares, weights 1/measured: residuals in relative terms.
-    columns = [sums / measured, 1.0 / measured]
-    if weight_mb is not None:
-        columns.append(np.asarray(weight_mb, float) / measured)
-    a = np.stack(columns, axis=1)
-    solution, *_ = np.linalg.lstsq(a, np.ones_like(measured), rcond=None)
-    if weight_mb is not None and solution[2] < 0:  # a physical cost is >= 0: without it, then
-        solution, *_ = np.linalg.lstsq(a[:, :2], np.ones_like(measured), rcond=None)
-        solution = np.r_[solution, 0.0]
-    scale, overhead = float(solution[0]), float(solution[1])
-    return scale, overhead, float(solution[2]) if weight_mb is not None else 0.0
 
 
 def network_segments(arch: str) -> list[tuple[str, dict]]:
     """(key, features) of each segment of a network given by its architecture string."""
     from pynas.arch import parse
-    from pynas.ir import lower
-    from pynas.ir.segments import segments
+    from pynas.space.catalogue import segments_of
 
-    return [(seg.key, seg.features()) for seg in segments(lower(parse(arch)))]
+    return [(seg.key, seg.features()) for seg in segments_of(parse(arch))]
 
 
 def network_sums(model: SegmentModel, per_arch: list[list[tuple[str, dict]]]) -> np.ndarray:
@@ -164,12 +173,14 @@ def network_weight_mb(per_arch: list[list[tuple[str, dict]]]) -> np.ndarray:
     return np.array([sum(f["weight_bytes"] for _, f in segs) / 1e6 for segs in per_arch])
 
 
-def train(data: Dataset, *, holdout: float = 0.2, seed: int = 0, params: dict | None = None, folds: int = 5
-          ) -> Trained:
+def train(data: Dataset, *, holdout: float = 0.2, seed: int = 0, params: dict | None = None, folds: int = 5,
+          space=None) -> Trained:
     """Fit on all but `holdout` of the segments and report on the rest; then refit on every segment
     (the shipped model). The network term is scored by `folds`-fold cross-validation over the
     measured networks (each network's prediction uses a term fitted without it, so every network
-    counts as held out) and then fitted on all of them."""
+    counts as held out) and then fitted on all of them; with `space` (what the bundle's table will
+    cover) bounded so that no network of the space is predicted from less than half its work
+    (`pynas.predictor.network_term.fit_for_space`)."""
     if len(data.segments) < 20:
         raise ValueError(f"dataset: expected at least 20 measured segments, got {len(data.segments)}")
     rng = np.random.default_rng(seed)
@@ -188,13 +199,15 @@ def train(data: Dataset, *, holdout: float = 0.2, seed: int = 0, params: dict | 
         report["heldout_segment_keys"] = len(test_keys)
     model = SegmentModel(data.caches, params).fit(feats(keys), ms(keys), seed)
     archs = sorted(data.networks)
-    scale, overhead, per_mb = 1.0, 0.0, 0.0
+    term = NetworkTerm()
     if archs:
-        measured = np.array([data.networks[a][1] for a in archs])
+        measured = np.array([data.networks[a] for a in archs])
         per_arch = [network_segments(a) for a in archs]  # lowered once, priced by both models below
         sums, weight_mb = network_sums(model, per_arch), network_weight_mb(per_arch)
-        scale, overhead, per_mb = fit_network_term(sums, measured, weight_mb)
-        report.update(scale=scale, overhead_ms=overhead, weight_ms_per_mb=per_mb, network_term_fit_networks=len(archs))
+        term = NetworkTerm.fit(sums, measured, weight_mb) if space is None else \
+            fit_for_space(sums, measured, weight_mb, _space_work(model, space))
+        report.update(scale=term.scale, overhead_ms=term.overhead_ms, weight_ms_per_mb=term.weight_ms_per_mb,
+                      network_term_fit_networks=len(archs))
         if len(archs) >= 2:
             k = min(folds, len(archs))
             report["heldout_networks"] = accuracy(cross_validated(sums, weight_mb, measured, k, rng), measured)
@@ -205,7 +218,19 @@ def train(data: Dataset, *, holdout: float = 0.2, seed: int = 0, params: dict | 
                 # Stricter: segments priced by the model that never saw the held-out 20% of segments.
                 report["heldout_networks_segment_holdout_model"] = accuracy(
                     cross_validated(network_sums(held, per_arch), weight_mb, measured, k, rng), measured)
-    return Trained(model, scale, overhead, report, per_mb)
+    return Trained(model, term, report)
+
+
+def _space_work(model: SegmentModel, space):
+    """min_work_ms(scale, weight) for `fit_for_space`: the least scale x (summed model prices) +
+    weight x (MB of weights) over every network of `space`."""
+    from pynas.predictor.batched import SpaceCells
+
+    cells = SpaceCells(space)
+    prices, constants = model.predict(cells.features), model.predict(cells.constant_features)
+    mb = np.array([f["weight_bytes"] for f in cells.features]) / 1e6
+    constant_mb = np.array([f["weight_bytes"] for f in cells.constant_features]) / 1e6
+    return lambda scale, weight: cells.cheapest(scale * prices + weight * mb, scale * constants + weight * constant_mb)
 
 
 def cross_validated(sums: np.ndarray, weight_mb: np.ndarray | None, measured: np.ndarray, folds: int, rng
@@ -215,7 +240,6 @@ def cross_validated(sums: np.ndarray, weight_mb: np.ndarray | None, measured: np
     out = np.empty(len(sums))
     for f in range(folds):
         test = fold_of == f
-        scale, overhead, per_mb = fit_network_term(sums[~test], measured[~test],
-                                                   None if weight_mb is None else weight_mb[~test])
-        out[test] = scale * sums[test] + overhead + (0.0 if weight_mb is None else per_mb * weight_mb[test])
+        term = NetworkTerm.fit(sums[~test], measured[~test], None if weight_mb is None else weight_mb[~test])
+        out[test] = term.network_ms(sums[test], np.zeros(int(test.sum())) if weight_mb is None else weight_mb[test])
     return out

@@ -27,7 +27,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from pynas.profiling.oplist import OpListEntry, write_oplist
+from pynas.profiling.oplist import write_oplist
+from pynas.space.catalogue import Item
 from pynas.store import ImportResult, Store, import_jsonl
 
 REMOTE_DIR = "/data/local/tmp/pynas"
@@ -47,7 +48,7 @@ class ProfilerError(AdbError):
     """pynas-profile ran on the device and failed (exit 1: while measuring; 2: bad input)."""
 
 
-def profile_over_adb(serial: str, oplist_entries: Iterable[OpListEntry], store: Store, *, profiler: str | os.PathLike,
+def profile_over_adb(serial: str, oplist_entries: Iterable[Item], store: Store, *, profiler: str | os.PathLike,
                      adb: str = "adb", threads: int = 1, budget_seconds: float = 2.0, target_ci: float = 0.01,
                      min_runs: int = 10, pin: int | None = None, session: str | None = None, limit: int | None = None,
                      remote_dir: str = REMOTE_DIR, remote_output: str = "measurements.jsonl",

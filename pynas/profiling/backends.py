@@ -116,14 +116,13 @@ class Backend:
 
 def _torch_module(arch: Arch, segment: str | None):
     """The BN-folded eval PyTorch module of `arch`, or of one of its segments, and its input H, W, C."""
-    from pynas.ir import lower
-    from pynas.ir.segments import segments
+    from pynas.space.catalogue import segment_by_id
     from pynas.torch_builder import build_torch, fold_batchnorm
 
     model = fold_batchnorm(build_torch(arch)).eval()
     if segment is None:
         return model, (arch.resolution, arch.resolution, 3)
-    by_id = {s.id: s for s in segments(lower(arch))}
+    by_id = segment_by_id(arch)
     if segment not in by_id:
         raise ValueError(f"segment: expected one of {', '.join(by_id)} (segments of {arch}), got {segment!r}")
     if segment == "stem":

@@ -30,9 +30,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from pynas.arch import Arch
-from pynas.ir import lower
-from pynas.ir.segments import segments
-from pynas.store.records import NETWORK_KIND
+from pynas.space.catalogue import Item, segments_of
 
 FORMAT = "pynas-oplist"
 VERSION = 1
@@ -70,18 +68,6 @@ class Step:
 
     def line(self) -> str:
         return " ".join([self.op] + [f"{name}={value}" for name, value in self.fields.items()])
-
-
-@dataclass(frozen=True)
-class OpListEntry:
-    """One measurement to take: `key`, `kind` and `features` go into the record; the network is
-    segment `segment` of `arch`, or the whole network when `segment` is None."""
-
-    key: str
-    kind: str
-    features: dict
-    arch: Arch | str
-    segment: str | None = None
 
 
 @dataclass(frozen=True)
@@ -244,10 +230,10 @@ def record_steps(arch: Arch | str, segment: str | None = None, *, band_rows: int
     return recorder.steps
 
 
-def segment_entries(arch: Arch | str, segment_ids: Iterable[str] | None = None) -> list[OpListEntry]:
+def segment_entries(arch: Arch | str, segment_ids: Iterable[str] | None = None) -> list[Item]:
     """Entries for the distinct segments of `arch` (the first of each key), or of the given ids."""
     arch = _resolve(arch)
-    found = segments(lower(arch))
+    found = list(segments_of(arch))
     if segment_ids is not None:
         wanted = list(segment_ids)
         by_id = {s.id: s for s in found}
@@ -255,27 +241,18 @@ def segment_entries(arch: Arch | str, segment_ids: Iterable[str] | None = None) 
         if unknown:
             raise ValueError(f"segment_ids: expected ids of {arch} ({', '.join(by_id)}), got {unknown}")
         found = [by_id[sid] for sid in wanted]
-    entries: dict[str, OpListEntry] = {}
+    entries: dict[str, Item] = {}
     for seg in found:
-        entries.setdefault(seg.key, OpListEntry(seg.key, seg.kind, seg.features(), arch, seg.id))
+        entries.setdefault(seg.key, Item.of_segment(arch, seg))
     return list(entries.values())
 
 
-def network_entry(arch: Arch | str) -> OpListEntry:
+def network_entry(arch: Arch | str) -> Item:
     """The whole network: key its architecture string, kind 'network' (pynas.store's convention)."""
-    arch = _resolve(arch)
-    graph = lower(arch)
-    features = {"kind": NETWORK_KIND, "resolution": arch.resolution, "macs": graph.macs, "params": graph.params,
-                "weight_bytes": graph.weight_bytes, "segments": len(segments(graph))}
-    return OpListEntry(str(arch), NETWORK_KIND, features, arch, None)
+    return Item.of_network(_resolve(arch))
 
 
-def config_entries(configs: Mapping[str, Any]) -> list[OpListEntry]:
-    """Entries for pynas.profiling.configs' SegmentConfigs (space_segments, neighbour_segments)."""
-    return [OpListEntry(c.key, c.kind, c.features, c.arch, c.segment) for c in configs.values()]
-
-
-def write_oplist(path: str | os.PathLike, entries: Iterable[OpListEntry], *, band_rows: int = 0) -> int:
+def write_oplist(path: str | os.PathLike, entries: Iterable[Item], *, band_rows: int = 0) -> int:
     """Writes the entries and their recorded networks to `path` (via a temporary file and a rename,
     so `path` is never half written); returns how many. Keys must be distinct; a bad entry raises
     OpListError naming it and the field."""
@@ -298,10 +275,10 @@ def write_oplist(path: str | os.PathLike, entries: Iterable[OpListEntry], *, ban
     return count
 
 
-def _entry_lines(index: int, entry: OpListEntry, seen: set[str], band_rows: int) -> list[str]:
+def _entry_lines(index: int, entry: Item, seen: set[str], band_rows: int) -> list[str]:
     where = f"entries[{index}]"
-    if not isinstance(entry, OpListEntry):
-        raise OpListError(f"{where}: expected an OpListEntry, got {entry!r}")
+    if not isinstance(entry, Item):
+        raise OpListError(f"{where}: expected a pynas.space.catalogue.Item, got {entry!r}")
     try:
         arch = str(_resolve(entry.arch))  # a preset name becomes its canonical architecture string
     except ValueError as error:

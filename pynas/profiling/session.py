@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import math
 import statistics
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
@@ -34,35 +33,14 @@ from typing import Callable, Iterable
 import numpy as np
 
 from pynas.arch import Arch
-from pynas.ir import lower
-from pynas.ir.segments import segments
 from pynas.profiling.backends import Backend
-from pynas.profiling.configs import SegmentConfig, network_samples, neighbour_segments, space_segments
+from pynas.profiling.configs import neighbour_segments, network_samples
 from pynas.space.base import SearchSpace
-from pynas.store import NETWORK_KIND, Context, OpKey, Stats, Store
+from pynas.space.catalogue import Item, space_items
+from pynas.store import Context, OpKey, Stats, Store
 
 DRIFT_LIMIT = 0.05
 FAST_QUANTILE = 10  # percent: of the drift reference's times, the machine's fast state
-
-
-@dataclass(frozen=True)
-class WorkItem:
-    key: str
-    kind: str
-    features: dict
-    arch: Arch
-    segment: str | None  # None: the whole network
-
-    @classmethod
-    def of_segment(cls, config: SegmentConfig) -> "WorkItem":
-        return cls(config.key, config.kind, config.features, config.arch, config.segment)
-
-    @classmethod
-    def of_network(cls, arch: Arch) -> "WorkItem":
-        graph = lower(arch)
-        features = {"macs": graph.macs, "params": graph.params, "resolution": arch.resolution,
-                    "segments": [s.key for s in segments(graph)]}
-        return cls(str(arch), NETWORK_KIND, features, arch, None)
 
 
 @dataclass(frozen=True)
@@ -70,25 +48,25 @@ class Plan:
     space: str
     resolution: int
     counts: dict[str, int]  # per kind: the space's distinct segments, then neighbours and networks
-    items: list[WorkItem]
+    items: list[Item]
 
 
 def plan(space: SearchSpace, *, neighbours: int = 0, networks: int = 0, seed: int = 0,
          limit: int | None = None, segments_sample: int | None = None,
-         extra: Iterable[SegmentConfig | Arch] = ()) -> Plan:
+         extra: Iterable[Item | Arch] = ()) -> Plan:
     """Every distinct segment of `space` (or a seeded random `segments_sample` of them, the stem
     always among them: where measuring is slow, a learned predictor prices the rest), `neighbours`
     segments just outside it and `networks` sampled whole networks, in a seeded random order (so a
     run cut short by its budget covers the space evenly) with the stem first (the drift
     reference); only the first `limit` if given.
 
-    `extra`: more segments (SegmentConfig, e.g. from `configs.neighbour_segments` around where a
+    `extra`: more segments (Items, e.g. from `configs.neighbour_segments` around where a
     predictor errs) or whole networks (Arch) to measure: the hook for adaptive sampling rounds."""
     if limit is not None and limit < 1:
         raise ValueError(f"limit: expected an integer >= 1, got {limit}")
     if segments_sample is not None and segments_sample < 1:
         raise ValueError(f"segments_sample: expected an integer >= 1, got {segments_sample}")
-    configs = space_segments(space)
+    configs = space_items(space)
     measured = list(configs.values())
     if segments_sample is not None and segments_sample < len(measured):
         stem = [c for c in measured if c.kind == "stem"]
@@ -100,16 +78,16 @@ def plan(space: SearchSpace, *, neighbours: int = 0, networks: int = 0, seed: in
         counts[c.kind] = counts.get(c.kind, 0) + 1
     if len(measured) < len(configs):
         counts["of_space_segments"] = len(configs)
-    items = [WorkItem.of_segment(c) for c in measured]
+    items = list(measured)
     if neighbours:
         near = neighbour_segments(configs, neighbours, seed=seed)
         counts["neighbours"] = len(near)
-        items += [WorkItem.of_segment(c) for c in near.values()]
+        items += list(near.values())
     if networks:
         nets = network_samples(space, networks, seed=seed)
         counts["networks"] = len(nets)
-        items += [WorkItem.of_network(a) for a in nets]
-    added = [WorkItem.of_network(e) if isinstance(e, Arch) else WorkItem.of_segment(e) for e in extra]
+        items += [Item.of_network(a) for a in nets]
+    added = [Item.of_network(e) if isinstance(e, Arch) else e for e in extra]
     if added:
         counts["extra"] = len(added)
         known = {i.key for i in items}
@@ -141,7 +119,7 @@ def _prepare_one(arch: str, segment: str | None, key: str) -> tuple[str, str | N
 
 
 def unmeasured(plan_: Plan, backend: Backend, store: Store, again: bool = False,
-               session: str | None = None) -> list[WorkItem]:
+               session: str | None = None) -> list[Item]:
     """The plan's items the store has no measurement of for this device, backend, backend version
     and thread count, or only measurements taken in a slow spell, in plan order. With `again`
     (another pass): all of them, or with a `session` tag the ones that session has not measured
@@ -155,7 +133,7 @@ def unmeasured(plan_: Plan, backend: Backend, store: Store, again: bool = False,
     return [item for item in plan_.items if item.key in todo_keys]
 
 
-def prepare(items: list[WorkItem], backend: Backend, *, jobs: int = 1,
+def prepare(items: list[Item], backend: Backend, *, jobs: int = 1,
             progress: Callable[[int, str], None] | None = None) -> tuple[int, list[tuple[str, str]]]:
     """Convert (onnxruntime, litert: into the on-disk cache) what `items` (e.g. `unmeasured(...)`)
     will run, in `jobs` processes, timing nothing: conversion is most of a LiteRT profile's time
@@ -231,32 +209,6 @@ class Report:
         for key, error in self.failed[:10]:
             lines.append(f"FAILED {key}: {error}")
         return "\n".join(lines)
-
-
-class Progress:
-    """A one-line bar on a terminal, a line every 10 s otherwise (logs, CI)."""
-
-    def __init__(self, total: int, stream=sys.stderr):
-        self.total, self.stream, self.start, self.last = total, stream, time.monotonic(), 0.0
-        self.tty = hasattr(stream, "isatty") and stream.isatty()
-
-    def update(self, done: int, label: str) -> None:
-        now = time.monotonic()
-        if not self.tty and now - self.last < 10 and done < self.total:
-            return
-        self.last = now
-        elapsed = now - self.start
-        eta = elapsed / done * (self.total - done) if done else math.inf
-        width = 30
-        filled = int(width * done / max(self.total, 1))
-        text = (f"[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} "
-                f"{elapsed:5.0f}s eta {eta:5.0f}s  {label[:60]}")
-        self.stream.write(("\r" + text + "\033[K") if self.tty else text + "\n")
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self.tty:
-            self.stream.write("\n")
 
 
 def _stats(result: dict) -> Stats:
@@ -367,12 +319,12 @@ def run(plan_: Plan, backend: Backend, store: Store, *, budget_seconds: float = 
     earlier_reference_ms = float(np.percentile(earlier, FAST_QUANTILE)) if earlier else None
     start = time.monotonic()
 
-    def timed(item: WorkItem):
+    def timed(item: Item):
         return backend.network(item.arch) if item.segment is None else backend.segment(item.arch, item.segment, item.key)
 
     guard = None
 
-    def measure(item: WorkItem, repair: bool = False) -> dict | None:
+    def measure(item: Item, repair: bool = False) -> dict | None:
         """Times and records one item: its drift facts, None if it failed (a failed repair
         is no failure: the item has its measurement)."""
         nonlocal guard
@@ -398,7 +350,7 @@ def run(plan_: Plan, backend: Backend, store: Store, *, budget_seconds: float = 
             return False
         return True
 
-    slow: list[WorkItem] = []
+    slow: list[Item] = []
     for n, item in enumerate(todo):
         if out_of_time():
             break

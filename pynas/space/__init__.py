@@ -21,4 +21,21 @@ def get_space(name: str, **options) -> SearchSpace:
     return SPACES[name](**options)
 
 
-__all__ = ["Decision", "FBNetSpace", "MnasNetSpace", "SPACES", "SearchSpace", "get_space"]
+def spaces_holding(arch) -> list[str]:
+    """The known spaces `arch` belongs to, as 'name' or 'name (setting)': to name the space of an
+    architecture that a tool made for another space is asked to handle."""
+    from pynas.space.fbnet import SETTINGS
+
+    candidates = [("mnasnet", MnasNetSpace(resolution=arch.resolution, num_classes=arch.num_classes))]
+    candidates += [(f"fbnet ({setting})", FBNetSpace(setting)) for setting in SETTINGS]
+    found = []
+    for label, space in candidates:
+        try:
+            space.encode(arch)
+        except ValueError:
+            continue
+        found.append(label)
+    return found
+
+
+__all__ = ["Decision", "FBNetSpace", "MnasNetSpace", "SPACES", "SearchSpace", "get_space", "spaces_holding"]

@@ -10,6 +10,8 @@ import numpy as np
 from pynas.arch import Arch
 from pynas.space.layout import TableSpec
 
+SAMPLE_CHUNK = 1 << 16  # rows drawn at a time: bounded memory for any sample size
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -101,8 +103,18 @@ class SearchSpace:
 
     def sample_tokens(self, n: int, seed: int | None = None) -> np.ndarray:
         """n x D int array, each decision uniform and independent (so each arch is uniform)."""
+        chunks = list(self.iter_tokens(n, seed))
+        return np.concatenate(chunks) if chunks else np.zeros((0, len(self.decisions)), dtype=np.int64)
+
+    def iter_tokens(self, n: int, seed: int | None = None, chunk: int = SAMPLE_CHUNK):
+        """`sample_tokens(n, seed)` in row blocks of at most `chunk`, drawn as they are asked for: any n
+        in bounded memory (the blocks concatenate to exactly `sample_tokens`' array)."""
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+            raise ValueError(f"n: expected an integer >= 0, got {n!r}")
         rng = np.random.default_rng(seed)
-        return np.stack([rng.integers(0, c, size=n) for c in self.cardinalities], axis=1).astype(np.int64)
+        for start in range(0, int(n), chunk):
+            size = min(chunk, int(n) - start)
+            yield np.stack([rng.integers(0, c, size=size) for c in self.cardinalities], axis=1).astype(np.int64)
 
     def sample(self, n: int, seed: int | None = None) -> list[Arch]:
         return [self.decode(row) for row in self.sample_tokens(n, seed)]

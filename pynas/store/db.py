@@ -131,10 +131,16 @@ class Summary:
 class Store:
     """An open measurement store. Use one per thread (sqlite3 connections are not shared)."""
 
-    def __init__(self, path: str | os.PathLike | None = None, *, busy_timeout: float = 60.0):
+    def __init__(self, path: str | os.PathLike | None = None, *, busy_timeout: float = 60.0, create: bool = True):
+        """Open the store at `path` (default: `default_path()`). With `create` False (commands that
+        only read), a path without a store, an empty file included, is a StoreError and nothing is
+        written."""
         self.path = Path(path).expanduser() if path is not None else default_path()
         self.busy_timeout = fields.number("busy_timeout", busy_timeout, positive=True)
         new = True
+        if not create and not _has_content(self.path):
+            what = "a folder" if self.path.is_dir() else "an empty file" if self.path.exists() else "nothing"
+            raise StoreError(f"{self.path}: expected a measurement store, got {what} there (--db PATH, or $PYNAS_DB)")
         if _has_content(self.path):
             _check_header(self.path)
             with _read_only(self.path, self.busy_timeout) as conn:

@@ -16,10 +16,11 @@ pool and the classifier. `block_keys(arch)` names those entries for a pynas arch
 ``fbnet_get_metrics`` (hw_nas_bench_api.py). A skip layer that keeps the shape lowers to nothing in pynas but
 has its own (small, measured) entry in the tables, and is summed as HW-NAS-Bench sums it.
 `table_latency(arch, device)` is the sum in milliseconds for ``pixel3`` (Pixel 3, TFLite),
-``raspi4`` (Raspberry Pi 4, TFLite) or ``edgegpu`` (Jetson TX2, TensorRT), all measured.
+``raspi4`` (Raspberry Pi 4, TFLite) or ``edgegpu`` (Jetson TX2, TensorRT), all measured, or
+``eyeriss`` (an ASIC) or ``fpga`` (a ZC706 FPGA), both estimated by simulators.
 
-The table is the CSV of HW-NAS-Bench's v1.0 ``["fbnet"]`` entry (see the data's README), read
-strictly: a malformed file raises `TableError` naming the file, line and column; a key the table
+The table is the CSV of HW-NAS-Bench's v1.0 ``["fbnet"]`` entry, shipped with pynas
+(`pynas/predictor/data/`, whose README gives its source and MIT licence), read strictly: a malformed file raises `TableError` naming the file, line and column; a key the table
 lacks raises `MissingKeyError` naming it, never a latency of 0.
 """
 from __future__ import annotations
@@ -34,11 +35,18 @@ from pathlib import Path
 
 from pynas.arch import Arch
 
-DEFAULT_PATH = Path("/work/shared/data/hwnasbench/fbnet_lut.csv")
+DEFAULT_PATH = Path(__file__).resolve().parent / "data" / "hwnasbench_fbnet_lut.csv"
 COLUMNS = ("block_key", "used_by", "edgegpu_latency", "edgegpu_energy", "raspi4_latency", "pixel3_latency",
            "eyeriss_latency", "eyeriss_energy", "fpga_latency", "fpga_energy")
 VALUE_COLUMNS = COLUMNS[2:]
-DEVICES = ("pixel3", "raspi4", "edgegpu")  # the measured ones; eyeriss and fpga are simulated
+MEASURED = ("pixel3", "raspi4", "edgegpu")  # timed on the devices
+SIMULATED = ("eyeriss", "fpga")  # estimated by HW-NAS-Bench's simulators
+DEVICES = MEASURED + SIMULATED
+# Devices whose table is a latency model: HW-NAS-Bench's FPGA simulator prices only the searchable
+# ConvBlocks (stem, head, pool, classifier and skip layers are 0.0), so its all-skip network costs
+# 0 ms, which no pynas latency model may return; fpga is a target to evaluate few-shot calibration
+# on (bench/fewshot.py), not a bundle.
+BUNDLED = MEASURED + ("eyeriss",)
 # Which macro-architecture uses a key; empty for FC_Cin1504_Cout10, a CIFAR-10 classifier the
 # published table also holds.
 USED_BY = ("cifar100", "ImageNet", "")
@@ -242,7 +250,9 @@ def table_latency(arch: Arch | str, device: str, table: LatencyTable | Path | st
 
 
 BACKENDS = {"pixel3": ("tflite", "Google Pixel 3, TFLite"), "raspi4": ("tflite", "Raspberry Pi 4, TFLite"),
-            "edgegpu": ("tensorrt", "NVIDIA Jetson TX2, TensorRT")}
+            "edgegpu": ("tensorrt", "NVIDIA Jetson TX2, TensorRT"),
+            "eyeriss": ("simulator", "Eyeriss ASIC (simulated by HW-NAS-Bench)"),
+            "fpga": ("simulator", "Xilinx ZC706 FPGA (simulated by HW-NAS-Bench)")}
 
 
 def segment_prices(device: str, setting: str = "imagenet", table: LatencyTable | Path | str | None = None
@@ -251,8 +261,7 @@ def segment_prices(device: str, setting: str = "imagenet", table: LatencyTable |
     stem and each layer choice are one table entry each; pynas's head segment (1x1 conv, average
     pool, classifier) is the sum of those three entries. Two entries for one segment key that
     disagree raise TableError (the key would not determine the latency)."""
-    from pynas.ir import lower
-    from pynas.ir.segments import segments
+    from pynas.space.catalogue import segment_by_id
     from pynas.space.fbnet import FBNetSpace
 
     check_device(device)
@@ -262,7 +271,7 @@ def segment_prices(device: str, setting: str = "imagenet", table: LatencyTable |
     last, by_id, keys = None, {}, []
     for arch, sid in space.segment_archs():
         if arch is not last:
-            last, by_id, keys = arch, {s.id: s for s in segments(lower(arch))}, block_keys(arch)
+            last, by_id, keys = arch, segment_by_id(arch), block_keys(arch)
         if sid == "stem":
             ms = lut.latency(keys[0], device)
         elif sid == "head":

@@ -1,0 +1,158 @@
+"""`pynas describe | sample | run | info`: architectures, spaces, the native runner, this build."""
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+import sys
+
+from pynas import ui
+from pynas.arch import Arch
+from pynas.cli import flags
+from pynas.presets import PRESETS, resolve
+
+MAX_RESOLUTION = 4096  # also pynas.arch's bound on the header
+
+
+def human(value: float) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(value) >= scale:
+            return f"{value / scale:.2f}{unit}"
+    return str(int(value))
+
+
+def arch_from_args(args) -> Arch:
+    arch = resolve(args.arch)
+    return arch if args.resolution is None else arch.replace(resolution=args.resolution)
+
+
+def space_from_args(args):
+    """The space of --space with the options given (the space's own defaults for the others)."""
+    from pynas.space import get_space
+
+    options = {name: getattr(args, name) for name in ("setting", "resolution") if getattr(args, name, None) is not None}
+    return get_space(args.space, **options)
+
+
+def cmd_describe(args) -> None:
+    from pynas.ir import fuse, lower
+
+    arch = arch_from_args(args)
+    graph = lower(arch)
+    print(arch)
+    print()
+    if args.kernels == "ops":
+        rows = [[op.id, op.name, op.kind, f"{op.cin}x{op.hin}x{op.win}", f"{op.cout}x{op.hout}x{op.wout}",
+                 op.kernel, op.stride, op.groups, op.act or "", f"{op.macs:,}", f"{op.params:,}"]
+                for op in graph.ops]
+        print(ui.table(["#", "op", "kind", "in CxHxW", "out CxHxW", "k", "s", "g", "act", "MACs", "params"],
+                       rows, right={0, 5, 6, 7, 9, 10}))
+    else:
+        kernels = fuse(graph, blocks=args.kernels == "blocks")
+        rows = [[i, k.name, k.kind, f"{k.macs:,}", f"{k.params:,}", human(k.bytes_in + k.bytes_out + k.weight_bytes),
+                 k.key] for i, k in enumerate(kernels)]
+        print(ui.table(["#", "kernel", "kind", "MACs", "params", "bytes", "key"], rows, right={0, 3, 4, 5}))
+        print(f"\n{len(kernels)} kernels from {len(graph.ops)} ops")
+    print(f"\ntotal: params {graph.params:,} ({human(graph.params)})  MACs {graph.macs:,} ({human(graph.macs)})"
+          f"  at {arch.resolution}x{arch.resolution}, batch 1")
+    print("counting: MACs of convs and FCs (SE included); params include BatchNorm's gamma and beta")
+
+
+def cmd_sample(args) -> None:
+    space = space_from_args(args)
+    if args.describe:
+        print(space.describe())
+        return
+    for rows in space.iter_tokens(args.n, seed=args.seed):  # streamed: any -n in bounded memory
+        lines = []
+        for row in rows:
+            arch = space.decode(row)
+            lines.append(" ".join(map(str, row)) + "\t" + str(arch) if args.tokens else str(arch))
+        sys.stdout.write("\n".join(lines) + "\n")
+
+
+def cmd_run(args) -> None:
+    import statistics
+
+    import numpy as np
+
+    from pynas.native.runner import NativeNetwork
+
+    arch = arch_from_args(args)
+    net = NativeNetwork(arch, threads=args.threads, seed=0, fused=not args.per_op)
+    image = np.random.default_rng(0).standard_normal((arch.resolution, arch.resolution, 3)).astype(np.float32)
+    net.time_runs(image, max(1, args.runs // 10))  # warm-up: caches, page faults, CPU clock
+    seconds = sorted(net.time_runs(image, args.runs))
+    median = 1e3 * statistics.median(seconds)
+    p10, p90 = 1e3 * seconds[len(seconds) // 10], 1e3 * seconds[(9 * len(seconds)) // 10]
+    if args.kernels:
+        print("\n".join(net.describe()) + "\n")
+    print(f"{arch}\n{args.threads} thread(s), {args.runs} runs: median {median:.3f} ms (p10 {p10:.3f}, "
+          f"p90 {p90:.3f}), {2 * net.graph.macs / median / 1e6:.1f} GFLOP/s, {len(net.describe())} kernels")
+
+
+def cmd_info(args) -> None:
+    import pynas
+
+    def version(*distributions: str) -> str:
+        """Version of the first installed distribution (xgboost ships as xgboost-cpu on x86_64 Linux)."""
+        for distribution in distributions:
+            try:
+                return f"{importlib.metadata.version(distribution)} ({distribution})"
+            except importlib.metadata.PackageNotFoundError:
+                continue
+        return "not installed"
+
+    print(f"pynas {pynas.__version__}")
+    print(f"python {platform.python_version()} ({sys.executable})")
+    for name, distributions in (("numpy", ["numpy"]), ("torch", ["torch"]), ("xgboost", ["xgboost-cpu", "xgboost"]),
+                                ("onnxruntime", ["onnxruntime"]), ("litert", ["ai-edge-litert"]), ("ray", ["ray"])):
+        print(f"{name:<12} {version(*distributions)}")
+    print("\nbuild:")
+    for key, value in pynas.build_info().items():
+        print(f"  {key:<18} {value}")
+    features = pynas.cpu_features()
+    print(f"\ncpu: {features.get('model', '')} ({features.get('arch', '')})")
+    print("  features: " + " ".join(k for k, v in features.items() if v is True))
+    print("  kernel ISAs, best first: " + ", ".join(pynas.supported_isas()))
+    print("\nkernels chosen (PYNAS_ISA=scalar|avx2|avx512|neon forces a lower ISA):")
+    for op, name in pynas._core.selected_kernels().items():
+        print(f"  {op:<12} {name}")
+
+
+def add_space_options(parser, what: str = "search space") -> None:
+    parser.add_argument("--space", default="mnasnet", help=f"{what}: mnasnet or fbnet (default mnasnet)")
+    parser.add_argument("--setting", help="fbnet: imagenet (default) or cifar100")
+    parser.add_argument("--resolution", type=flags.integer(1, MAX_RESOLUTION),
+                        help="input resolution (default: the space's, 224 for mnasnet)")
+
+
+def add_parsers(commands) -> None:
+    describe = commands.add_parser("describe", help="per-op table of an architecture: shapes, MACs, params",
+                                   description=f"ARCH is a preset ({', '.join(PRESETS)}, mobilenetv2-<width>) "
+                                               "or an architecture string.")
+    describe.add_argument("arch", metavar="ARCH")
+    describe.add_argument("--kernels", choices=("ops", "fused", "blocks"), default="ops",
+                          help="ops: lowered ops; fused: conv+act(+add) kernels; blocks: whole MBConv/DS block")
+    describe.add_argument("--resolution", type=flags.integer(1, MAX_RESOLUTION), help="override the input resolution")
+    describe.set_defaults(run=cmd_describe)
+
+    sample = commands.add_parser("sample", help="sample architectures uniformly from a search space")
+    add_space_options(sample)
+    sample.add_argument("-n", type=flags.integer(0), default=5, help="how many (default 5; streamed)")
+    sample.add_argument("--seed", type=flags.integer(0), default=None)
+    sample.add_argument("--tokens", action="store_true", help="also print each architecture's tokens")
+    sample.add_argument("--describe", action="store_true", help="print the space's decisions and size instead")
+    sample.set_defaults(run=cmd_sample)
+
+    run = commands.add_parser("run", help="time an architecture with the native kernels (random weights)")
+    run.add_argument("arch", metavar="ARCH")
+    run.add_argument("--threads", type=flags.threads, default=1, help=f"1..{flags.MAX_THREADS} (default 1)")
+    run.add_argument("--runs", type=flags.integer(1, 1_000_000), default=200)
+    run.add_argument("--resolution", type=flags.integer(1, MAX_RESOLUTION), help="override the input resolution")
+    run.add_argument("--kernels", action="store_true", help="list the kernel variant of every step")
+    run.add_argument("--per-op", action="store_true",
+                     help="one step per op instead of fused row-banded MBConv/DS block steps")
+    run.set_defaults(run=cmd_run)
+
+    info = commands.add_parser("info", help="versions, build and detected CPU features")
+    info.set_defaults(run=cmd_info)

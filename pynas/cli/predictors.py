@@ -1,0 +1,205 @@
+"""`pynas predict | predictors | calibrate | fewshot`: latency predictor bundles."""
+from __future__ import annotations
+
+import os
+import warnings
+
+from pynas import ui
+from pynas.cli import flags
+from pynas.cli.archs import MAX_RESOLUTION, arch_from_args
+from pynas.presets import resolve
+
+MIN_CALIBRATION_NETWORKS = 10  # the network term's scale and weight need this many (network_term.py)
+
+
+def load_for_prediction(name: str | None, backend: str = "native", threads: int = 1):
+    """The bundle `name`, or without one this machine's default (`pynas device init`)."""
+    from pynas.predictor import bundle, device
+
+    if name is None:
+        name = device.default_bundle(backend, threads)
+        if name is None:
+            raise ValueError(f"--predictor: none given and this machine has no bundle of its own for {backend} at "
+                             f"{threads} thread(s): run `pynas device init`, or name one (`pynas predictors` lists them)")
+    return bundle.load(name)
+
+
+def print_warnings(command: str, caught: list) -> None:
+    """Warnings raised while predicting, as one line each on stderr."""
+    import sys
+
+    for w in caught:
+        print(f"pynas {command}: warning: {w.message}", file=sys.stderr)
+
+
+def cmd_predict(args) -> None:
+    from pynas.predictor.device import describe
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        p = load_for_prediction(args.predictor)
+        arch = arch_from_args(args)
+        if args.breakdown:
+            rows = [[r["segment"], r["kind"], f"{r['ms']:.4f}", r["key"]] for r in p.explain(arch)]
+            print(ui.table(["segment", "kind", "ms", "key"], rows, {2}))
+        ms = p.predict(arch)
+    threads = f"{p.manifest.threads} thread(s)" if p.manifest.threads else "threads not stated by its source"
+    where = "this machine" if p.device_differences() == [] and _is_host(p) else describe(p.manifest)
+    print(f"{ms:.4f} ms  ({p.name}: {where}, {threads})")
+    print_warnings("predict", caught)
+
+
+def _is_host(p) -> bool:
+    from pynas.predictor.device import describes_a_host
+
+    return describes_a_host(p.manifest)
+
+
+def cmd_predictors(args) -> None:
+    from pynas.predictor import bundle
+    from pynas.predictor.device import describe, describes_a_host, differences
+
+    rows = []
+    for name, folder, manifest in bundle.list_bundles():
+        if isinstance(manifest, Exception):
+            rows.append([name, "unreadable", "", "", "", str(manifest)])
+            continue
+        space = f"{manifest.space['name']}@{manifest.space['resolution']}" if manifest.space else "-"
+        if not describes_a_host(manifest):
+            here = "-"  # a phone's or a simulator's table: another kind of device by design
+        else:
+            diffs = differences(manifest)
+            here = "yes" if not diffs else "no: " + "; ".join(d.split(":")[0] for d in diffs)
+        rows.append([name, manifest.kind, describe(manifest), space, here, str(folder)])
+    if not rows:
+        print("no bundles on the search path: " + ", ".join(str(p) for p in bundle.search_path()))
+        return
+    print(ui.table(["name", "kind", "device", "space", "this machine", "folder / reason"], rows))
+    if any(r[4].startswith("no") for r in rows):
+        from pynas.predictor.device import FIX
+
+        print(f"\n'no': made on another machine; {FIX}")
+
+
+def calibration_space(args, data):
+    """The space to compile into the bundle: --space at --resolution, else at the resolution of the
+    measured networks (if they agree), else the space's default."""
+    from collections import Counter
+
+    from pynas.space import get_space
+
+    if not args.space:
+        return None
+    resolution = args.resolution
+    if resolution is None and data.networks:
+        counts = Counter(resolve(a).resolution for a in data.networks)
+        resolution = counts.most_common(1)[0][0]
+    return get_space(args.space, **({"resolution": resolution} if resolution else {}))
+
+
+def cmd_calibrate(args) -> None:
+    import sys
+
+    from pynas.cli.store import existing_store
+    from pynas.predictor import bundle
+    from pynas.predictor.train import load_dataset, train
+    from pynas.space import get_space
+
+    bundle.check_writable(args.output, args.force)  # before minutes of training, not after
+    if args.space:
+        get_space(args.space, **({"resolution": args.resolution} if args.resolution else {}))  # a bad --space fails now
+    with existing_store(args.db) as store:
+        data = load_dataset(store, backend=args.backend, threads=args.threads, device_id=args.device_id)
+    print(f"series: device {data.device_id}, {data.backend} ({data.backend_version}), {data.threads} thread(s): "
+          f"{len(data.segments)} segments, {len(data.networks)} networks")
+    if len(data.networks) < args.min_networks:
+        raise ValueError(f"{args.db}: expected at least {args.min_networks} measured whole networks to fit and check "
+                         f"the network term (--min-networks), got {len(data.networks)}: measure more with "
+                         f"`pynas profile --networks N --segments 1`")
+    if len(data.networks) < MIN_CALIBRATION_NETWORKS:
+        print(f"WARNING: only {len(data.networks)} measured networks (fewer than {MIN_CALIBRATION_NETWORKS}): one "
+              f"network-term parameter is fitted and the held-out network figures below rest on few networks",
+              file=sys.stderr)
+    space = calibration_space(args, data)
+    trained = train(data, seed=args.seed, space=space)
+    folder = bundle.save(args.output, trained, data, space=space, source=f"{args.db} {data.device_id}",
+                         overwrite=args.force)
+    for name in ("heldout_segments", "heldout_networks"):
+        if name in trained.report:
+            r = trained.report[name]
+            print(f"{name:<18} n={r['n']:<5} RMSPE {r['rmspe']:.2f}%  within 5% {r['within5']:.1f}%  "
+                  f"within 10% {r['within10']:.1f}%  Spearman {r['spearman']:.4f}")
+    term = trained.term
+    table = f", table {space.name}@{space.resolution}" if space else ""
+    print(f"network = {term.scale:.4f} x sum(segments) + {term.weight_ms_per_mb:.4f} ms/MB x weights + "
+          f"{term.overhead_ms:.4f} ms; bundle {folder}{table}")
+
+
+def cmd_fewshot(args) -> None:
+    from pynas.predictor import bundle, fewshot
+
+    bundle.check_writable(args.output, args.force)
+    names, ms = fewshot.read_measured(args.measured)
+    base = bundle.load(args.base)
+    archs = []
+    for line, name in enumerate(names, start=2):  # line 1 is the header
+        try:
+            archs.append(resolve(name))
+        except ValueError as error:
+            raise ValueError(f"{args.measured}: line {line}: arch: {error}") from error
+    fewshot.check_in_space(base, archs, args.measured)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        folder = fewshot.calibrated_bundle(base, archs, ms, args.output, method=args.method, name=args.name,
+                                           device={"name": args.name or os.path.basename(os.path.normpath(args.output))},
+                                           overwrite=args.force)
+    report = bundle.load(folder).manifest.extra["report"]
+    cal, fit = report["calibration"], report["fit"]
+    print(f"calibrated {base.name} on {len(archs)} networks ({cal['method']}): global scale {cal['scale']:.4f}, "
+          f"overhead {cal['overhead_ms']:.4f} ms, per segment {cal['segment_ms']:.4f} ms")
+    if cal["method"] == "groups":
+        print("group scales: " + ", ".join(f"{g} {v:.3f}" for g, v in sorted(cal["scales"].items())))
+    print(f"on the {fit['n']} calibration networks: RMSPE {fit['rmspe']:.2f}%, within 10% {fit['within10']:.1f}%; "
+          f"bundle {folder}")
+    print_warnings("fewshot", [w for w in caught if "describes another machine" not in str(w.message)])
+
+
+def add_parsers(commands) -> None:
+    predict = commands.add_parser("predict", help="predicted latency of an architecture")
+    predict.add_argument("arch", metavar="ARCH")
+    predict.add_argument("--predictor", help="bundle name (see `pynas predictors`) or folder (a path: ./NAME); "
+                                             "default: this machine's own (`pynas device init`)")
+    predict.add_argument("--breakdown", action="store_true", help="per segment")
+    predict.add_argument("--resolution", type=flags.integer(1, MAX_RESOLUTION), help="override the input resolution")
+    predict.set_defaults(run=cmd_predict)
+
+    predictors = commands.add_parser("predictors", help="list the predictor bundles on the search path")
+    predictors.set_defaults(run=cmd_predictors)
+
+    calibrate = commands.add_parser("calibrate", help="train a latency predictor bundle from a measurement store")
+    calibrate.add_argument("db", metavar="DB", help="the measurement store")
+    calibrate.add_argument("-o", "--output", required=True, metavar="DIR", help="bundle folder, e.g. predictors/NAME")
+    calibrate.add_argument("--backend", default="native")
+    calibrate.add_argument("--threads", type=flags.threads, default=1)
+    calibrate.add_argument("--device-id", help="the device (default: the one with most measurements)")
+    calibrate.add_argument("--space", help="compile the table of this space into the bundle (e.g. mnasnet)")
+    calibrate.add_argument("--resolution", type=flags.integer(1, MAX_RESOLUTION),
+                           help="the space's resolution (default: the measured networks', else the space's)")
+    calibrate.add_argument("--min-networks", type=flags.integer(0), default=MIN_CALIBRATION_NETWORKS,
+                           help=f"refuse a store with fewer measured whole networks (default "
+                                f"{MIN_CALIBRATION_NETWORKS}: what the network term needs)")
+    calibrate.add_argument("--seed", type=flags.integer(0), default=0)
+    calibrate.add_argument("--force", action="store_true", help="replace a bundle already in the output folder")
+    calibrate.set_defaults(run=cmd_calibrate)
+
+    fewshot = commands.add_parser("fewshot", help="adapt a predictor bundle to a new device from k measured networks",
+                                  description="MEASURED is a CSV with header 'arch,ms': architectures (strings or "
+                                              "presets) timed end to end on the new device, k <= 20 is enough.")
+    fewshot.add_argument("base", metavar="BASE", help="bundle to start from (name or folder)")
+    fewshot.add_argument("measured", metavar="MEASURED")
+    fewshot.add_argument("-o", "--output", required=True, metavar="DIR", help="new bundle folder")
+    fewshot.add_argument("--method", default="groups", choices=("scale", "groups"),
+                         help="scale: one factor; groups: a factor per op type pulled towards it (default)")
+    fewshot.add_argument("--name", help="bundle name (default: the folder's)")
+    fewshot.add_argument("--force", action="store_true", help="replace a bundle already in the output folder")
+    fewshot.set_defaults(run=cmd_fewshot)

@@ -1,0 +1,111 @@
+"""`pynas profile`: measure a search space's segments and networks on this device."""
+from __future__ import annotations
+
+import math
+import signal
+import time
+
+from pynas.cli import flags
+from pynas.cli.archs import add_space_options, space_from_args
+
+
+class NothingMeasured(RuntimeError):
+    """A run in which every item failed: exit status 1, never 0."""
+
+
+def cmd_profile(args) -> None:
+    from pynas.profiling.backends import Backend, BackendUnavailable, unavailable
+    from pynas.profiling.session import plan, prepare, run, unmeasured
+    from pynas.store import Store
+    from pynas.ui import Progress
+
+    reason = unavailable(args.backend)  # checked before the (slow) planning
+    if reason:
+        raise BackendUnavailable(f"--backend {args.backend}: unavailable here: {reason}")
+    space = space_from_args(args)
+    work = plan(space, neighbours=args.neighbours, networks=args.networks, seed=args.seed, limit=args.limit,
+                segments_sample=args.segments)
+    counts = ", ".join(f"{n} {kind}" for kind, n in work.counts.items())
+    print(f"space {work.space} at {work.resolution}: {len(work.items)} items to measure ({counts})")
+    harness = {"budget_seconds": args.item_budget_seconds, "target_rel_ci": args.target_ci}
+    if args.pin is not None:
+        harness["pin_cpu"] = args.pin
+    backend = Backend(args.backend, threads=args.threads)
+    if args.prepare_only:
+        with Store(args.db) as store:
+            todo = unmeasured(work, backend, store, args.again, args.session)
+        t0 = time.monotonic()
+        with Progress(len(todo), description="convert") as bar:
+            done, failed = prepare(todo, backend, jobs=args.jobs, progress=bar.update)
+        print(f"converted {done} items for {backend.name} in {time.monotonic() - t0:.0f} s with {args.jobs} job(s); "
+              f"{len(failed)} failed" + "".join(f"\nFAILED {key}: {error}" for key, error in failed[:10]))
+        if failed and not done:
+            raise NothingMeasured(f"every one of {len(todo)} items failed to convert")
+        return
+    interrupted = []
+    previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))  # finish the item, then stop
+    try:
+        with Store(args.db) as store:
+            print(f"backend {backend.name} ({backend.version}), {backend.threads} thread(s); store {store.path}")
+            todo = unmeasured(work, backend, store, args.again, args.session)
+            options = dict(harness=harness, session=args.session, drift_tolerance=args.drift_tolerance,
+                           should_stop=lambda: bool(interrupted))
+            with Progress(len(todo), description="profile") as bar:
+                report = run(work, backend, store, budget_seconds=60 * args.budget_minutes or math.inf,
+                             progress=bar.update, again=args.again, **options)
+            print(report.summary())
+            if report.failed and not report.measured:
+                raise NothingMeasured(f"every one of {len(report.failed)} items failed: nothing was measured")
+            if args.adaptive and report.stopped_by == "done":
+                from pynas.predictor.adaptive import Advisor
+                from pynas.profiling.campaign import rounds
+
+                advisor = Advisor(space, backend, store, round_size=args.round_size, seed=args.seed)
+                rounds(space, backend, store, advisor, count=args.adaptive, seed=args.seed,
+                       make_progress=lambda n: Progress(n, description="adaptive"), **options)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def add_parsers(commands) -> None:
+    from pynas.profiling.backends import BACKENDS
+
+    profile = commands.add_parser("profile", help="measure a search space's segments and networks on this device")
+    add_space_options(profile)
+    profile.add_argument("--backend", default="native", choices=BACKENDS, help="default native")
+    profile.add_argument("--threads", type=flags.threads, default=1)
+    profile.add_argument("--budget-minutes", type=flags.number(0, 1e6), default=0,
+                         help="stop after this long (between items); rerun to resume (0: no limit)")
+    profile.add_argument("--db", metavar="PATH", help="the store file (default: $PYNAS_DB or the cache path)")
+    profile.add_argument("--neighbours", type=flags.integer(0, 100_000), default=300,
+                         help="segments just outside the space (other channels and sizes), for generalisation")
+    profile.add_argument("--networks", type=flags.integer(0, 100_000), default=120,
+                         help="whole networks sampled from the space")
+    profile.add_argument("--seed", type=flags.integer(0), default=0)
+    profile.add_argument("--limit", type=flags.integer(1), help="only the first N items of the (seeded, shuffled) plan")
+    profile.add_argument("--pin", type=flags.cpu, metavar="CPU", help="pin timing to this core")
+    profile.add_argument("--target-ci", type=flags.number(0, 1, low_open=True), default=0.01,
+                         help="stop timing an item once its median's 95%% CI is within this (default 1%%)")
+    profile.add_argument("--item-budget-seconds", type=flags.number(0, 3600, low_open=True), default=2.0,
+                         help="timing budget per item (default 2)")
+    profile.add_argument("--drift-tolerance", type=flags.number(0, 10), default=0.03,
+                         help="re-measure an item when the reference re-timed after it says the machine is this "
+                              "much slower than its fast state (a slow spell; default 3%%)")
+    profile.add_argument("--session", help="tag stored with every measurement (default: host and time)")
+    profile.add_argument("--segments", type=flags.integer(1), metavar="N",
+                         help="measure a seeded random N of the space's segments (the stem always), not all: "
+                              "a learned predictor prices the rest (for slow backends such as litert)")
+    profile.add_argument("--prepare-only", action="store_true",
+                         help="only convert (onnxruntime, litert) what the plan will time, into the cache; "
+                              "needs no quiet machine and runs --jobs processes; then profile as usual")
+    profile.add_argument("--jobs", type=flags.integer(1, 64), default=1, help="processes for --prepare-only (default 1)")
+    profile.add_argument("--again", action="store_true",
+                         help="measure the plan's items even if the store has them: another pass at another time "
+                              "(each key counts with its median; e.g. --segments 1 --networks N --again); with "
+                              "--session NAME, a rerun with the same NAME resumes the pass")
+    profile.add_argument("--adaptive", type=flags.integer(0, 1000), default=0, metavar="ROUNDS",
+                         help="then up to ROUNDS rounds of: train, measure --round-size segments where the "
+                              "predictor is least sure; stop once held-out networks meet the targets")
+    profile.add_argument("--round-size", type=flags.integer(1, 100_000), default=100,
+                         help="segments per adaptive round (default 100)")
+    profile.set_defaults(run=cmd_profile)

@@ -1,0 +1,84 @@
+"""`pynas device init`: a latency predictor for the machine in hand, from nothing.
+
+Profiles this machine (`pynas.profiling`: the space's segments, neighbours and whole networks, into
+the measurement store; a rerun resumes where an interrupted one stopped), trains a bundle from its
+series (`pynas.predictor.train`), saves it under this user's bundles with a name that says which
+machine it is (`pynas.predictor.device.bundle_name`), with the measurements it was trained on, and
+records it as this machine's default for the backend and thread count, which `pynas predict` then
+uses without --predictor.
+"""
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from pynas.predictor import device
+from pynas.predictor.bundle import user_bundles
+from pynas.predictor.predictors import MEASUREMENTS
+
+DEFAULT_PLAN = {"neighbours": 300, "networks": 120}  # as `pynas profile`'s defaults
+
+
+@dataclass
+class InitResult:
+    name: str | None  # the bundle made, None when profiling was cut short (rerun to resume)
+    folder: Path | None
+    report: dict = field(default_factory=dict)  # the bundle's training report (held-out figures)
+    profile_summary: str = ""
+    minutes: dict = field(default_factory=dict)  # phase -> minutes
+
+
+def init_device(*, backend: str = "native", threads: int = 1, db=None, pin: int | None = None, space_name="mnasnet",
+                resolution: int = 224, budget_seconds: float = float("inf"), log: Callable[[str], None] = print,
+                make_progress=None, should_stop: Callable[[], bool] = lambda: False, run_options: dict | None = None
+                ) -> InitResult:
+    from pynas.predictor.train import load_dataset, train
+    from pynas.predictor.writers import save
+    from pynas.profiling.backends import Backend
+    from pynas.profiling.session import plan, run, unmeasured
+    from pynas.space import get_space
+    from pynas.store import Store, export_jsonl, this_device
+
+    space = get_space(space_name, resolution=resolution)
+    runner = Backend(backend, threads=threads)
+    here = this_device()
+    name = device.bundle_name(backend, threads)
+    result = InitResult(None, None)
+    t0 = time.monotonic()
+    work = plan(space, seed=0, **DEFAULT_PLAN)
+    harness = {} if pin is None else {"pin_cpu": pin}
+    with Store(db) as store:
+        todo = unmeasured(work, runner, store)
+        log(f"device init: {here.cpu_model or here.machine} ({device.describe_here(here)}), {backend} "
+            f"({runner.version}), {threads} thread(s); {len(todo)} of {len(work.items)} items left to measure "
+            f"into {store.path}")
+        progress = make_progress(len(todo)) if make_progress else None
+        report = run(work, runner, store, budget_seconds=budget_seconds, harness=harness, session="device-init",
+                     progress=progress.update if progress else None, should_stop=should_stop, **(run_options or {}))
+        if progress:
+            progress.close()
+        result.profile_summary = report.summary()
+        result.minutes["profile"] = (time.monotonic() - t0) / 60
+        log(result.profile_summary)
+        if report.stopped_by != "done":
+            log(f"device init: stopped ({report.stopped_by}) with {report.remaining} items left: run it again to "
+                f"resume")
+            return result
+        t1 = time.monotonic()
+        data = load_dataset(store, backend=backend, threads=threads, device_id=here.device_id,
+                            backend_version=runner.version)
+        with tempfile.TemporaryDirectory() as tmp:
+            export = Path(tmp) / MEASUREMENTS
+            export_jsonl(store, export, device_id=data.device_id, backend=backend, threads=threads)
+            measurements = export.read_bytes()
+    trained = train(data, space=space)
+    folder = save(user_bundles() / name, trained, data, name=name, space=space, overwrite=True,
+                  source=f"pynas device init: {len(data.segments)} segments, {len(data.networks)} networks",
+                  extra_files={MEASUREMENTS: measurements})
+    device.set_default(name, backend, threads, here.device_id)
+    result.name, result.folder, result.report = name, folder, trained.report
+    result.minutes["calibrate"] = (time.monotonic() - t1) / 60
+    return result
