@@ -140,6 +140,12 @@ def test_errors_name_the_field(space, cells, bases):
     fails("bases", cells, mb.analytic_bases(cells), tokens, y)
     fails("select", cells, bases, tokens, y, select="best")
     fails("levels", cells, bases, tokens, y, levels=("op",))
+    fails("levels", cells, bases, tokens, y, levels=("total", "stage"))
+    for field_name, bad_grid in (("grid.noise", {"noise": (0.0,)}), ("grid.op", {"op": (-0.1,)}), ("grid.mix", {"mix": ()}),
+                                 ("grid.analytic_prior", {"analytic_prior": 1.0}), ("grid.keep", {"keep": 0})):
+        with pytest.raises(mb.MultiBaseError) as info:
+            mb.Grid(**bad_grid)
+        assert info.value.field == field_name
     # A table of another space is refused when made into a base.
     with pytest.raises(mb.MultiBaseError) as info:
         mb.table_base("x", cells, imagenet.compiled(np.ones(len(imagenet))))
@@ -147,16 +153,34 @@ def test_errors_name_the_field(space, cells, bases):
 
 
 @pytest.mark.skipif(not DEFAULT_PATH.is_file(), reason=f"HW-NAS-Bench table not at {DEFAULT_PATH}")
-def test_hwnasbench_columns(space, cells):
-    """lut_table prices any latency column, the measured ones as hwnasbench does."""
+def test_hwnasbench_columns(space):
+    """lut_table prices any latency column as HW-NAS-Bench sums it (the simulated fpga too, whose
+    skips cost 0)."""
     from pynas import hwnasbench
 
-    tokens = space.sample_tokens(50, seed=7)
-    ours = mb.lut_table("pixel3_latency", "cifar100")
-    theirs = hwnasbench.compile_device_table("pixel3", "cifar100")
-    assert np.allclose(ours.predict_batch(tokens), theirs.predict_batch(tokens), rtol=1e-6)
+    tokens = space.sample_tokens(20, seed=7)
     fpga = mb.lut_table("fpga_latency", "cifar100")
-    assert np.all(fpga.predict_batch(tokens) > 0)
+    lut = hwnasbench.load_table()
+    want = [sum(lut.value(key, "fpga_latency") for key in hwnasbench.block_keys(space.decode(t))) for t in tokens]
+    assert np.allclose(fpga.predict_batch(tokens), want, rtol=1e-5)
     with pytest.raises(mb.MultiBaseError) as info:
         mb.lut_table("fpga_energy")
     assert info.value.field == "column"
+
+
+def test_stateful_layout_mnasnet():
+    """MnasNet's table has states (a block's input width) and repeats (rest cells read repeats - 1
+    times): Cells reads token rows as the C++ table does, and min_network is a lower bound that
+    the cheapest of many sampled networks approaches."""
+    from pynas.space import MnasNetSpace
+
+    space = MnasNetSpace()
+    cells = mb.space_cells(space)
+    prices = np.exp(np.random.default_rng(0).normal(0, 1, len(cells)))
+    table = cells.compiled(prices, overhead_ms=0.1)
+    tokens = space.sample_tokens(2000, seed=0)
+    got = cells.sums(cells.reads(tokens), prices) + 0.1
+    assert np.allclose(got, table.predict_batch(tokens), rtol=1e-5)
+    low = mb.min_network(cells, prices, 0.1)
+    assert 0 < low <= got.min() + 1e-9
+    assert {"stem", "head", "mbconv_k5_e6_se", "dsconv_k3_e1_poolproj"} <= set(cells.op)

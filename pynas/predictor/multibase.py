@@ -419,8 +419,9 @@ def lut_table(column: str, setting: str = "imagenet", table=None):
 class Grid:
     """Hyperparameters scored by evidence (each tuple a set of values, all combinations).
 
-    mix: tau of every base's ``total`` deviation (how far the prior base's own scale may move,
-    how much of the other bases may be mixed in); op, pos, pos_op: tau of the op-group, position
+    own: tau of the prior base's ``total`` deviation (how far its scale may move from the one
+    fitted, down to 0); mix: of the other bases' ``total`` (how much of each may be mixed in);
+    op, pos, pos_op: tau of the op-group, position
     and per-cell deviations of every (non-kernel) base; kernel: tau of the per-kernel launch cost
     (the kernels base's ``total``); kernel_op: of its per-op-group deviations; analytic: whether
     the MACs and bytes bases take part; noise: sigma^2 (relative error variance); const: tau_c of
@@ -444,6 +445,24 @@ class Grid:
     analytic_prior: float = 0.2
     keep: int = 8
     mass: float = 0.99
+
+    def __post_init__(self):
+        for name in ("own", "mix", "op", "pos", "pos_op", "kernel", "kernel_op", "kernel_pos", "noise", "const"):
+            values = getattr(self, name)
+            if not isinstance(values, tuple) or not values or not all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+                    for v in values):
+                raise MultiBaseError(f"grid.{name}", f"expected a non-empty tuple of numbers >= 0, got {values!r}")
+        if min(self.noise) <= 0:
+            raise MultiBaseError("grid.noise", f"expected variances > 0, got {self.noise!r}")
+        if not self.analytic or not all(isinstance(v, bool) for v in self.analytic):
+            raise MultiBaseError("grid.analytic", f"expected a non-empty tuple of booleans, got {self.analytic!r}")
+        if not 0 <= self.analytic_prior < 1:
+            raise MultiBaseError("grid.analytic_prior", f"expected a probability in [0, 1), got {self.analytic_prior!r}")
+        if not isinstance(self.keep, int) or self.keep < 1:
+            raise MultiBaseError("grid.keep", f"expected an integer >= 1, got {self.keep!r}")
+        if not 0 < self.mass <= 1:
+            raise MultiBaseError("grid.mass", f"expected a share in (0, 1], got {self.mass!r}")
 
     def settings(self) -> list[dict]:
         names = ("own", "mix", "op", "pos", "pos_op", "kernel", "kernel_op", "kernel_pos", "analytic", "noise",
