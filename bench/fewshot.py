@@ -27,7 +27,11 @@ Sections (each prints a table; all draws seeded, the same draws for every method
 
 Columns: held-out n, share within 10 %, RMSPE %, Spearman's rho: medians over the draws, rho's
 10th and 90th percentiles in brackets. A summary checks the target (rho >= 0.93 at k = 10 on every
-device) and that multibase is never worse than the best single-base ``groups``.
+device) and that multibase is never worse than the best single-base ``groups`` (picked in
+hindsight, per device and k). It also reports, over every multibase fit, the smallest cell price
+and the smallest network of the whole space (exact, `multibase.min_network`). Defaults run in
+~3 CPU minutes (~5 wall minutes on a shared 2-core machine); the LiteRT section needs the shipped
+x86 bundles with their measurements (default: /work/main/predictors).
 """
 from __future__ import annotations
 
@@ -36,16 +40,17 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # tiny matrices: threads only contend
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import argparse  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import sys
+import time
+from pathlib import Path
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from pynas.predictor import fewshot, multibase as mb  # noqa: E402
-from pynas.predictor.metrics import accuracy  # noqa: E402
-from pynas.timing import format_table  # noqa: E402
+from pynas.predictor import fewshot
+from pynas.predictor import multibase as mb
+from pynas.predictor.metrics import accuracy
+from pynas.timing import format_table
 
 DEVICES = ("pixel3", "raspi4", "edgegpu", "eyeriss", "fpga")
 MAIN = Path("/work/main/predictors")

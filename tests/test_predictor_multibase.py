@@ -5,7 +5,8 @@ Bases are made-up tables of the FBNet space (CIFAR-100 setting), so no data file
 HW-NAS-Bench table is used where it is installed."""
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pynas.hwnasbench import DEFAULT_PATH
 from pynas.predictor import multibase as mb
@@ -141,8 +142,9 @@ def test_errors_name_the_field(space, cells, bases):
     fails("select", cells, bases, tokens, y, select="best")
     fails("levels", cells, bases, tokens, y, levels=("op",))
     fails("levels", cells, bases, tokens, y, levels=("total", "stage"))
-    for field_name, bad_grid in (("grid.noise", {"noise": (0.0,)}), ("grid.op", {"op": (-0.1,)}), ("grid.mix", {"mix": ()}),
-                                 ("grid.analytic_prior", {"analytic_prior": 1.0}), ("grid.keep", {"keep": 0})):
+    for field_name, bad_grid in (("grid.noise", {"noise": (0.0,)}), ("grid.op", {"op": (-0.1,)}),
+                                 ("grid.mix", {"mix": ()}), ("grid.analytic_prior", {"analytic_prior": 1.0}),
+                                 ("grid.keep", {"keep": 0})):
         with pytest.raises(mb.MultiBaseError) as info:
             mb.Grid(**bad_grid)
         assert info.value.field == field_name
