@@ -1,7 +1,7 @@
 """Few-shot calibration benchmark: several bases at once (`pynas.predictor.multibase`) against the
 single-base methods of `pynas.predictor.fewshot`.
 
-    cd /work/wt/fewshot && PYTHONPATH=$PWD python3 -P bench/fewshot.py [--draws 30] [--heldout 2000]
+    python3 bench/fewshot.py [--draws 30] [--heldout 2000]
         [--ks 5,10,20] [--seed 0] [--sections fbnet,litert] [--loo] [--native DIR --litert DIR]
 
 Sections (each prints a table; all draws seeded, the same draws for every method):
@@ -31,7 +31,7 @@ device) and that multibase is never worse than the best single-base ``groups`` (
 hindsight, per device and k). It also reports, over every multibase fit, the smallest cell price
 and the smallest network of the whole space (exact, `multibase.min_network`). Defaults run in
 ~3 CPU minutes (~5 wall minutes on a shared 2-core machine); the LiteRT section needs the shipped
-x86 bundles with their measurements (default: /work/main/predictors).
+x86 bundles with their measurements (default: the repository's predictors/).
 """
 from __future__ import annotations
 
@@ -47,13 +47,14 @@ from pathlib import Path
 
 import numpy as np
 
-from pynas.predictor import fewshot
+from pynas import ui
+from pynas.predictor import fewshot, hwnasbench
 from pynas.predictor import multibase as mb
+from pynas.predictor.features import segment_group
 from pynas.predictor.metrics import accuracy
-from pynas.timing import format_table
 
 DEVICES = ("pixel3", "raspi4", "edgegpu", "eyeriss", "fpga")
-MAIN = Path("/work/main/predictors")
+MAIN = Path(__file__).resolve().parent.parent / "predictors"
 
 
 def log(message: str) -> None:
@@ -92,17 +93,16 @@ _OLD_GROUPS: dict = {}
 
 def old_groups(cells: mb.Cells) -> list[str]:
     if id(cells) not in _OLD_GROUPS:
-        from pynas.ir import lower
-        from pynas.ir.segments import segments
+        from pynas.space.catalogue import segment_by_id
 
         spec = cells.space.table_layout()
         by_index = {}
         last, segs = None, {}
         for cell in spec.cells:
             if cell.arch is not last:
-                last, segs = cell.arch, {s.id: s for s in segments(lower(cell.arch))}
+                last, segs = cell.arch, segment_by_id(cell.arch)
             seg = segs.get(cell.segment) if cell.segment else None
-            group = fewshot.IDENTITY if seg is None else fewshot.segment_group(seg.kind, seg.features())
+            group = fewshot.IDENTITY if seg is None else segment_group(seg.kind, seg.features())
             index = ("stem", -1, -1, -1) if cell.table == "constant" else (
                 cell.table, -1 if cell.block is None else cell.block, -1 if cell.state is None else cell.state,
                 -1 if cell.chunk is None else cell.chunk)
@@ -166,7 +166,7 @@ def run_fbnet(args, rows, checks) -> None:
     space = get_space("fbnet")
     cells = mb.space_cells(space)
     log("fbnet: compiling the five devices' tables")
-    tables = {d: mb.lut_table(f"{d}_latency") for d in DEVICES}
+    tables = {d: hwnasbench.compile_device_table(d, latency_model=False) for d in DEVICES}
     bases = {d: mb.table_base(d, cells, tables[d]) for d in DEVICES}
     analytic = mb.analytic_bases(cells)
     held = np.unique(space.sample_tokens(args.heldout, seed=args.seed), axis=0)
@@ -292,7 +292,7 @@ def main() -> int:
         run_litert(args, rows, checks)
     print(f"\n## Few-shot calibration, held-out accuracy (median of {args.draws} draws of the k networks; "
           f"seed {args.seed})\n")
-    print(format_table(HEADER, rows, {2, 3, 4, 5}))
+    print(ui.table(HEADER, rows, {2, 3, 4, 5}))
     if checks["fbnet"]:
         print("\n## Target: Spearman >= 0.93 at k = 10 on every device; never worse than the best single base\n")
         srows = []
@@ -305,7 +305,7 @@ def main() -> int:
                 srows.append([target, k, f"{ours:.4f}", f"{best[8:-1]} {singles[best]:.4f}", f"{diff:+.4f}",
                               "better" if diff >= 0.001 else "same (within 0.001)" if diff > -0.001 else "WORSE",
                               ("yes" if ours >= 0.93 else "NO") if k == 10 else ""])
-        print(format_table(["target", "k", "multibase rho", "best groups (base) rho", "difference", "verdict",
+        print(ui.table(["target", "k", "multibase rho", "best groups (base) rho", "difference", "verdict",
                             "rho >= 0.93"], srows, {1, 2, 4}))
     print(f"\nmultibase fits: {checks['fits']}, smallest cell price {checks['min_cell']:.4g} ms, smallest network "
           f"of the space (exact, per fit) {checks['min_network']:.4g} ms; {time.time() - t0:.0f} s")

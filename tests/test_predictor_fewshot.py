@@ -126,11 +126,13 @@ def test_cli_fewshot_writes_a_calibrated_table_bundle(space, base, tmp_path, cap
     csv = tmp_path / "measured.csv"
     csv.write_text("arch,ms\n" + "".join(f"{a},{float(ms)!r}\n" for a, ms in zip(train, on_new_device(space, train))))
     out = tmp_path / "newphone"
-    assert main(["fewshot", str(base.folder), str(csv), "-o", str(out)]) == 0
+    assert main(["fewshot", str(base.folder), str(csv), "-o", str(out), "--method", "groups"]) == 0
     text = capsys.readouterr().out
-    assert "calibrated base on 12 networks (groups)" in text and "group scales:" in text
+    assert "calibrated on 12 networks (groups) from base" in text and "group scales:" in text
     p = bundle.load(out)
     assert p.manifest.kind == "table" and p.manifest.extra["report"]["calibration"]["k"] == 12
+    # The bundle describes the new device, not the base's (no base kernel names, no base device).
+    assert p.manifest.device == {"name": "newphone"} and p.manifest.backend_version == "unknown"
     y = on_new_device(space, test)
     assert np.sqrt(np.mean(np.square(p.predict_batch(test) / y - 1))) < 0.02
     # The rescaled table agrees with the calibration it was made from.
@@ -144,3 +146,26 @@ def test_cli_fewshot_writes_a_calibrated_table_bundle(space, base, tmp_path, cap
     before = (out / "manifest.json").read_bytes()
     assert main(["fewshot", str(base.folder), str(csv), "-o", str(out)]) == 2
     assert "a bundle is already there" in capsys.readouterr().err and (out / "manifest.json").read_bytes() == before
+
+
+def test_cli_fewshot_multibase_by_default(space, base, tmp_path, capsys, monkeypatch):
+    """The default method weighs every base cell by cell; without named bases, every bundle of the
+    networks' space on the search path is one; the table it writes never prices a network <= 0."""
+    from pynas.cli import main
+
+    monkeypatch.setenv("PYNAS_PREDICTORS", str(base.folder.parent))
+    train, test = space.sample(12, seed=6), space.sample(300, seed=7)
+    csv = tmp_path / "measured.csv"
+    csv.write_text("arch,ms\n" + "".join(f"{a},{float(ms)!r}\n" for a, ms in zip(train, on_new_device(space, train))))
+    out = tmp_path / "phone"
+    assert main(["fewshot", str(csv), "-o", str(out), "--backend", "tflite", "--threads", "4"]) == 0
+    text = capsys.readouterr().out
+    assert "calibrated on 12 networks (multibase) from base" in text and "bases' shares" in text
+    p = bundle.load(out)
+    assert (p.manifest.backend, p.manifest.threads) == ("tflite", 4)
+    # every table of the space on the search path: this base and the shipped CIFAR-100 setting's
+    assert set(p.manifest.extra["report"]["bases"]) == {"base", "pixel3-cifar100", "raspi4-cifar100",
+                                                        "edgegpu-cifar100", "eyeriss-cifar100"}
+    assert p.table.min_ms() > 0
+    y = on_new_device(space, test)
+    assert np.sqrt(np.mean(np.square(p.predict_batch(test) / y - 1))) < 0.05

@@ -8,7 +8,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pynas.hwnasbench import DEFAULT_PATH
 from pynas.predictor import multibase as mb
 from pynas.predictor.metrics import accuracy
 from pynas.space import FBNetSpace
@@ -154,20 +153,17 @@ def test_errors_name_the_field(space, cells, bases):
     assert info.value.field == "bases"
 
 
-@pytest.mark.skipif(not DEFAULT_PATH.is_file(), reason=f"HW-NAS-Bench table not at {DEFAULT_PATH}")
-def test_hwnasbench_columns(space):
-    """lut_table prices any latency column as HW-NAS-Bench sums it (the simulated fpga too, whose
-    skips cost 0)."""
-    from pynas import hwnasbench
+def test_fpga_base_is_data_not_a_model(space):
+    """HW-NAS-Bench's fpga table (skips, stem and head at 0) serves as a base or target although
+    it is no latency model: its cells are priced as HW-NAS-Bench sums them."""
+    from pynas.predictor import hwnasbench
 
     tokens = space.sample_tokens(20, seed=7)
-    fpga = mb.lut_table("fpga_latency", "cifar100")
-    lut = hwnasbench.load_table()
-    want = [sum(lut.value(key, "fpga_latency") for key in hwnasbench.block_keys(space.decode(t))) for t in tokens]
+    fpga = hwnasbench.compile_device_table("fpga", "cifar100", latency_model=False)
+    want = [hwnasbench.table_latency(space.decode(t), "fpga") for t in tokens]
     assert np.allclose(fpga.predict_batch(tokens), want, rtol=1e-5)
-    with pytest.raises(mb.MultiBaseError) as info:
-        mb.lut_table("fpga_energy")
-    assert info.value.field == "column"
+    base = mb.table_base("fpga", mb.space_cells(space), fpga)
+    assert base.prices.min() == 0.0 and not base.analytic
 
 
 def test_stateful_layout_mnasnet():

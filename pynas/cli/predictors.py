@@ -138,27 +138,39 @@ def cmd_calibrate(args) -> None:
 def cmd_fewshot(args) -> None:
     from pynas.predictor import bundle, fewshot
 
+    *base_names, measured = args.inputs
     bundle.check_writable(args.output, args.force)
-    names, ms = fewshot.read_measured(args.measured)
-    base = bundle.load(args.base)
+    names, ms = fewshot.read_measured(measured)
     archs = []
     for line, name in enumerate(names, start=2):  # line 1 is the header
         try:
             archs.append(resolve(name))
         except ValueError as error:
-            raise ValueError(f"{args.measured}: line {line}: arch: {error}") from error
-    fewshot.check_in_space(base, archs, args.measured)
+            raise ValueError(f"{measured}: line {line}: arch: {error}") from error
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        folder = fewshot.calibrated_bundle(base, archs, ms, args.output, method=args.method, name=args.name,
-                                           device={"name": args.name or os.path.basename(os.path.normpath(args.output))},
+        bases = [bundle.load(name) for name in base_names] if base_names else fewshot.bases_for(archs)
+        for base in bases:
+            fewshot.check_in_space(base, archs, measured)
+        name = args.name or os.path.basename(os.path.normpath(args.output))
+        target = fewshot.Target({"name": name}, args.backend, args.backend_version, args.threads)
+        folder = fewshot.calibrated_bundle(bases, archs, ms, args.output, target, method=args.method, name=args.name,
                                            overwrite=args.force)
     report = bundle.load(folder).manifest.extra["report"]
     cal, fit = report["calibration"], report["fit"]
-    print(f"calibrated {base.name} on {len(archs)} networks ({cal['method']}): global scale {cal['scale']:.4f}, "
-          f"overhead {cal['overhead_ms']:.4f} ms, per segment {cal['segment_ms']:.4f} ms")
-    if cal["method"] == "groups":
-        print("group scales: " + ", ".join(f"{g} {v:.3f}" for g, v in sorted(cal["scales"].items())))
+    print(f"calibrated on {len(archs)} networks ({args.method}) from {', '.join(b.name for b in bases)}")
+    if args.method == "multibase":
+        shares = sorted(cal["base_weight"].items(), key=lambda kv: -kv[1])
+        print("bases' shares of the calibrated latency: " + ", ".join(f"{n} {100 * v:.0f}%" for n, v in shares
+                                                                       if v >= 0.005))
+        best = cal["similarity"][0]
+        print(f"most similar base alone: {best['base']} (leave-one-out RMSPE {best['loo_rmspe']:.1f}%); averaged "
+              f"{len(cal['models'])} of {cal['models_scored']} models")
+    else:
+        print(f"global scale {cal['scale']:.4f}, overhead {cal['overhead_ms']:.4f} ms, per segment "
+              f"{cal['segment_ms']:.4f} ms")
+        if cal["method"] == "groups":
+            print("group scales: " + ", ".join(f"{g} {v:.3f}" for g, v in sorted(cal["scales"].items())))
     print(f"on the {fit['n']} calibration networks: RMSPE {fit['rmspe']:.2f}%, within 10% {fit['within10']:.1f}%; "
           f"bundle {folder}")
     print_warnings("fewshot", [w for w in caught if "describes another machine" not in str(w.message)])
@@ -192,14 +204,20 @@ def add_parsers(commands) -> None:
     calibrate.add_argument("--force", action="store_true", help="replace a bundle already in the output folder")
     calibrate.set_defaults(run=cmd_calibrate)
 
-    fewshot = commands.add_parser("fewshot", help="adapt a predictor bundle to a new device from k measured networks",
-                                  description="MEASURED is a CSV with header 'arch,ms': architectures (strings or "
-                                              "presets) timed end to end on the new device, k <= 20 is enough.")
-    fewshot.add_argument("base", metavar="BASE", help="bundle to start from (name or folder)")
-    fewshot.add_argument("measured", metavar="MEASURED")
+    fewshot = commands.add_parser(
+        "fewshot", help="calibrate a latency table for a new device from k measured networks",
+        description="MEASURED is a CSV with header 'arch,ms': architectures (strings or presets) timed end to end on "
+                    "the new device; k = 10-20 is enough. BASEs are bundles with compiled tables of the networks' "
+                    "space (default: every such bundle on the search path); multibase weighs them cell by cell.")
+    fewshot.add_argument("inputs", nargs="+", metavar="[BASE ...] MEASURED")
     fewshot.add_argument("-o", "--output", required=True, metavar="DIR", help="new bundle folder")
-    fewshot.add_argument("--method", default="groups", choices=("scale", "groups"),
-                         help="scale: one factor; groups: a factor per op type pulled towards it (default)")
-    fewshot.add_argument("--name", help="bundle name (default: the folder's)")
+    fewshot.add_argument("--method", default="multibase", choices=("multibase", "scale", "groups"),
+                         help="multibase: every base, per cell and op, constrained (default); scale / groups: one "
+                              "base, one factor / a factor per op type")
+    fewshot.add_argument("--name", help="bundle and device name (default: the folder's)")
+    fewshot.add_argument("--backend", default="unknown", help="the device's runtime, e.g. tflite (for the manifest)")
+    fewshot.add_argument("--backend-version", default="unknown", help="its version (for the manifest)")
+    fewshot.add_argument("--threads", type=flags.integer(0, flags.MAX_THREADS), default=0,
+                         help="threads the networks were timed with (0: not stated)")
     fewshot.add_argument("--force", action="store_true", help="replace a bundle already in the output folder")
     fewshot.set_defaults(run=cmd_fewshot)

@@ -25,7 +25,7 @@ from pynas.predictor.features import FEATURE_NAMES
 from pynas.predictor.index import INDEX, read_index, write_index  # noqa: F401  (re-exported)
 from pynas.predictor.manifest import BundleError, Manifest, space_of
 from pynas.predictor.predictors import MEASUREMENTS, Predictor, TablePredictor  # noqa: F401
-from pynas.predictor.writers import KINDS, MODEL, REPORT, TABLE, check_writable, save, save_calibrated, save_table  # noqa: F401
+from pynas.predictor.writers import KINDS, MODEL, REPORT, TABLE, check_writable, save, save_table  # noqa: F401
 
 
 def user_bundles() -> Path:

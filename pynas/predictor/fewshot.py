@@ -16,10 +16,15 @@ group scales are pulled towards one global scale (ridge, strength chosen by leav
 cross-validation over the k networks) and c, d towards 0: with few networks the fit falls back to
 "one scale", with more it learns per-op-type corrections.
 
+This single-base method is kept as a baseline and an option; the default is several bases at once
+(`pynas.predictor.multibase`), which bench/fewshot.py shows is never worse and holds where this one
+does not (a GPU, accelerators).
+
 `calibrate(base, archs, measured)` returns a `Calibration` (`.predict_batch(base, archs)`);
-`calibrated_bundle(...)` writes the calibrated bundle (`pynas fewshot BASE MEASURED.csv -o DIR`);
-`rescaled_table(...)` is a table base's compiled table with its cells rescaled. `evaluate(...)`
-draws k calibration networks many times and reports held-out accuracy per k (bench/predictor.py).
+`calibrated_bundle(bases, ...)` writes the calibrated table bundle, by either method (`pynas
+fewshot [BASE ...] MEASURED.csv -o DIR`; `bases_for(archs)` picks every bundle of their space);
+`rescaled_table(...)` is a base's compiled table with its cells rescaled. `evaluate(...)` draws k
+calibration networks many times and reports held-out accuracy per k (bench/fewshot.py).
 """
 from __future__ import annotations
 
@@ -34,6 +39,7 @@ from pynas.predictor.metrics import accuracy
 
 RIDGE_GRID = (1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0)  # relative to the k networks' squared relative error
 METHODS = ("base", "scale", "groups")  # as is; one global scale; per-group scales (ridge) + overhead
+BUNDLE_METHODS = ("multibase", "scale", "groups")  # what `calibrated_bundle` can write
 
 
 IDENTITY = "identity"  # a layer that lowers to no op but a table bundle prices (HW-NAS-Bench's Skip)
@@ -55,13 +61,12 @@ class Breakdown:
 def breakdown(predictor, archs: Sequence[Arch]) -> Breakdown:
     """How the base predictor prices `archs`, per group. Works for XGBoost bundles (per segment)
     and table bundles (per table cell, mapped to the segment its slot's stage lowers to)."""
-    from pynas.ir import lower
-    from pynas.ir.segments import segments
+    from pynas.space.catalogue import segment_by_id
 
     rows: list[dict[str, float]] = []
     overheads, counts = [], []
     for arch in archs:
-        segs = {s.id: s for s in segments(lower(arch))}
+        segs = segment_by_id(arch)
         parts: dict[str, float] = {}
         count = 0
         if getattr(predictor, "model", None) is not None:  # XGBoost bundle
@@ -269,34 +274,100 @@ def check_in_space(base, archs: Sequence[Arch], source: str = "measured") -> Non
                              f"got {theirs} ({error})") from None
 
 
-def calibrated_bundle(base, archs: Sequence[Arch], measured: Sequence[float], folder, *, method: str = "groups",
-                      name: str | None = None, device: dict | None = None, overwrite: bool = False):
-    """Calibrate `base` (a loaded bundle) to a device from k measured networks and write the result
-    as a new bundle in `folder`: an XGBoost base keeps its model and gains the group scales in its
-    network term; a table base gets its table's cells rescaled (kind "table")."""
+@dataclass
+class Target:
+    """What a calibrated bundle describes: the device (a name, or this machine's fingerprint), its
+    runtime and version and thread count where known. Never the base's: a few-shot bundle is made
+    for another device than its bases'."""
+    device: dict
+    backend: str = "unknown"
+    backend_version: str = "unknown"
+    threads: int = 0  # 0: not stated
+
+
+def calibrated_bundle(bases, archs: Sequence[Arch], measured: Sequence[float], folder, target: Target, *,
+                      method: str = "multibase", name: str | None = None, overwrite: bool = False):
+    """Calibrate to a device from k measured networks and write the result as a table bundle in
+    `folder`: method "multibase" (default; `pynas.predictor.multibase`: every base at once, cell by
+    cell, never negative) from `bases` (loaded bundles with compiled tables of one space), or
+    "scale" / "groups" from a single base (this module's per-op-group scales)."""
+    from pynas.predictor import writers
+
+    writers.check_writable(folder, overwrite)
+    bases = list(bases)
+    space = _common_space(bases)
+    for base in bases:
+        check_in_space(base, archs)
+    y = np.asarray(measured, dtype=np.float64)
+    if method == "multibase":
+        from pynas.predictor import multibase
+
+        cells = multibase.space_cells(space)
+        used = [multibase.table_base(b.name, cells, b.table) for b in bases] + multibase.analytic_bases(cells)
+        result = multibase.fit(cells, used, list(archs), y)
+        table, calibration = result.table(), result.report()
+        fitted = result.predict(list(archs))
+    else:
+        if len(bases) != 1:
+            raise ValueError(f"method {method}: expected one base, got {len(bases)} ({', '.join(b.name for b in bases)})")
+        cal = calibrate(bases[0], archs, y, method)
+        table, calibration = rescaled_table(bases[0].table, cal), cal.to_json()
+        fitted = cal.apply(breakdown(bases[0], list(archs)))
+    report = {"calibration": calibration, "bases": [b.name for b in bases], "fit": accuracy(fitted, y)}
+    return writers.save_table(folder, table, space, device=target.device, backend=target.backend,
+                              backend_version=target.backend_version, threads=target.threads, report=report,
+                              source=f"few-shot calibration ({method}) of {', '.join(b.name for b in bases)} on "
+                                     f"{len(y)} networks", name=name, overwrite=overwrite)
+
+
+def _common_space(bases):
+    """The one space every base's compiled table covers (ValueError naming the odd one out)."""
+    if not bases:
+        raise ValueError("bases: expected at least one bundle with a compiled table, got none")
+    for base in bases:
+        if base.table is None:
+            raise ValueError(f"bases: {base.name} has no compiled table (few-shot calibrates a space's table: "
+                             f"calibrate the base with --space)")
+    first = bases[0].manifest.space
+    for base in bases[1:]:
+        if base.manifest.space != first:
+            raise ValueError(f"bases: expected tables of one space, got {bases[0].name} for "
+                             f"{first['name']}@{first['resolution']} and {base.name} for "
+                             f"{base.manifest.space['name']}@{base.manifest.space['resolution']}")
+    return bases[0].table.space
+
+
+def bases_for(archs: Sequence[Arch]) -> list:
+    """Every bundle on the search path whose compiled table covers all of `archs` (the automatic
+    choice of bases: the fit then weighs them, LitePred's most similar predictors)."""
     from pynas.predictor import bundle
 
-    bundle.check_writable(folder, overwrite)
-    cal = calibrate(base, archs, measured, method)
-    view = breakdown(base, list(archs))
-    report = {"calibration": cal.to_json(), "base": base.name,
-              "fit": accuracy(cal.apply(view), np.asarray(measured, dtype=np.float64))}
-    if getattr(base, "model", None) is not None:
-        return bundle.save_calibrated(folder, base, cal, report, name=name, device=device, overwrite=overwrite)
-    table = rescaled_table(base.table, cal)
-    m = base.manifest
-    return bundle.save_table(folder, table, base.table.space, device=device or {"name": name or str(folder)},
-                             backend=m.backend, backend_version=m.backend_version, threads=m.threads, report=report,
-                             source=f"few-shot calibration of {base.name} on {len(archs)} networks", name=name,
-                             overwrite=overwrite)
+    found = []
+    for name, folder, manifest in bundle.list_bundles():
+        if isinstance(manifest, Exception) or manifest.space is None or "table.npz" not in manifest.files:
+            continue
+        if any(f.name == name for f in found):  # an earlier folder on the search path wins
+            continue
+        base = bundle.load(folder)
+        try:
+            for arch in archs:
+                base.table.space.encode(arch)
+        except ValueError:
+            continue
+        found.append(base)
+    if not found:
+        raise ValueError("bases: no bundle on the search path has a compiled table of the measured networks' space "
+                         "(name the bases, or calibrate one with --space)")
+    layouts = [b.manifest.space["layout"] for b in found]
+    layout = max(set(layouts), key=layouts.count)
+    return [b for b in found if b.manifest.space["layout"] == layout]
 
 
 def rescaled_table(table, cal: Calibration):
     """`table` (a CompiledTable with its space) with every cell priced as `cal` prices its segment:
     scale of the segment's group, plus the per-segment cost; overhead from `cal`."""
-    from pynas.ir import lower
-    from pynas.ir.segments import segments
     from pynas.predictor.table import CompiledTable
+    from pynas.space.catalogue import segment_by_id
 
     layout, space = table.layout, table.space
     first = [a.astype(np.float64).copy() for a in table.first]
@@ -307,7 +378,7 @@ def rescaled_table(table, cal: Calibration):
     last, segs = None, {}
     for cell in space.table_layout().cells:
         if cell.arch is not last:
-            last, segs = cell.arch, {s.id: s for s in segments(lower(cell.arch))}
+            last, segs = cell.arch, segment_by_id(cell.arch)
         seg = segs.get(cell.segment) if cell.segment is not None else None
         group = IDENTITY if seg is None else segment_group(seg.kind, seg.features())
         scale, extra = cal.scales.get(group, cal.scale), (0.0 if seg is None else cal.segment_ms)

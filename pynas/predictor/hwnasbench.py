@@ -284,11 +284,13 @@ def segment_prices(device: str, setting: str = "imagenet", table: LatencyTable |
     return prices
 
 
-def compile_device_table(device: str, setting: str = "imagenet", table: LatencyTable | Path | str | None = None):
+def compile_device_table(device: str, setting: str = "imagenet", table: LatencyTable | Path | str | None = None,
+                         *, latency_model: bool = True):
     """The FBNet space's compiled latency table (`pynas.predictor.table`) priced from HW-NAS-Bench's
     entries for `device`: `predict_batch` of token rows equals `table_latency` of their
     architectures (float32 rounding aside). Identity skips, which run nothing in pynas, are priced
-    with HW-NAS-Bench's own entries for them, as its sum counts them."""
+    with HW-NAS-Bench's own entries for them, as its sum counts them. `latency_model=False` for a
+    table used as data only (fpga's, whose all-skip network is 0 ms: a few-shot base or target)."""
     from pynas.predictor.table import compile_table
     from pynas.space.fbnet import FBNetSpace
 
@@ -298,7 +300,7 @@ def compile_device_table(device: str, setting: str = "imagenet", table: LatencyT
     def identity(cell) -> float:  # the layer's Skip entry (cell.arch has the skip at cell.block)
         return lut.latency(block_keys(cell.arch)[1 + cell.block], device)
 
-    return compile_table(space, segment_prices(device, setting, lut), empty=identity)
+    return compile_table(space, segment_prices(device, setting, lut), empty=identity, latency_model=latency_model)
 
 
 def save_bundle(folder: Path | str, device: str, setting: str = "imagenet",

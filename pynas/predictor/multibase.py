@@ -63,7 +63,7 @@ Measured (bench/fewshot.py, leave-one-device-out on HW-NAS-Bench, 30 draws): Spe
 
 API: `space_cells(space)` -> `Cells` (the reachable cells of the space's table, how token rows
 read them, their parts and analytic prices); `table_base(name, cells, compiled)` /
-`analytic_bases(cells)` / `lut_table(column, setting)` make `Base`s; `fit(cells, bases, tokens,
+`analytic_bases(cells)` make `Base`s (HW-NAS-Bench's devices: `hwnasbench.compile_device_table`); `fit(cells, bases, tokens,
 measured)` -> `Fit` (`.predict(tokens)`, `.table()` a `CompiledTable`, `.report()`);
 `similarity(...)`; `min_network(...)`.
 """
@@ -240,10 +240,8 @@ class Cells:
                       else table.head[s] if kind == "head" else table.stem_ms)
         return out
 
-    def compiled(self, prices: np.ndarray, overhead_ms: float = 0.0):
-        """The CompiledTable of the space with these cell prices (float64 -> the table's float32)."""
-        from pynas.predictor.table import CompiledTable
-
+    def arrays(self, prices: np.ndarray):
+        """(first, rest, head, stem ms) of the space's table with these cell prices (NaN: unreachable)."""
         layout = self.layout
         n_states = len(layout.states)
         first = [np.full((n_states, layout.chunk_count(b)), np.nan) for b in range(len(layout.blocks))]
@@ -259,7 +257,14 @@ class Cells:
                 head[s] = prices[i]
             else:
                 stem = float(prices[i])
-        return CompiledTable(layout, first, rest, head, stem, float(overhead_ms), self.space)
+        return first, rest, head, stem
+
+    def compiled(self, prices: np.ndarray, overhead_ms: float = 0.0):
+        """The CompiledTable of the space with these cell prices (float64 -> the table's float32)."""
+        from pynas.predictor.table import CompiledTable
+
+        first, rest, head, stem = self.arrays(prices)
+        return CompiledTable(self.layout, first, rest, head, stem, float(overhead_ms), self.space)
 
 
 def space_cells(space) -> Cells:
@@ -270,9 +275,8 @@ def space_cells(space) -> Cells:
 
 @functools.lru_cache(maxsize=8)
 def _space_cells(_layout_name: str, space) -> Cells:
-    from pynas.ir import lower
     from pynas.ir.ops import FLOAT_BYTES
-    from pynas.ir.segments import segments
+    from pynas.space.catalogue import segment_by_id
 
     spec = space.table_layout()
     layout = spec.layout
@@ -282,7 +286,7 @@ def _space_cells(_layout_name: str, space) -> Cells:
     last, segs = None, {}
     for cell in spec.cells:
         if cell.arch is not last:
-            last, segs = cell.arch, {s.id: s for s in segments(lower(cell.arch))}
+            last, segs = cell.arch, segment_by_id(cell.arch)
         seg = segs.get(cell.segment) if cell.segment is not None else None
         if cell.segment is not None and seg is None:
             raise MultiBaseError("space", f"{cell.where(layout)}: segment {cell.segment} not in {cell.arch}")
@@ -329,31 +333,12 @@ def _space_cells(_layout_name: str, space) -> Cells:
 
 
 def min_network(cells: Cells, prices: np.ndarray, overhead_ms: float = 0.0) -> float:
-    """The cheapest network of the whole space under these cell prices (exact: dynamic
-    programming over the layout's states, every combination of each slot's own tokens)."""
-    layout = cells.layout
-    best = {layout.initial_state: 0.0}
-    for b, slot in enumerate(layout.blocks):
-        tokens = slot.tokens()
-        position = {t: i for i, t in enumerate(tokens)}
-        nxt: dict[int, float] = {}
-        for values in itertools.product(*(range(layout.cardinalities[t]) for t in tokens)):
-            chunk = 0
-            for t in slot.chunk_tokens:
-                chunk = chunk * layout.cardinalities[t] + values[position[t]]
-            reps = slot.repeats[0 if slot.repeats_token is None else values[position[slot.repeats_token]]]
-            to = slot.next_state[0 if slot.state_token is None else values[position[slot.state_token]]]
-            for state, cost in best.items():
-                if reps == 0:
-                    nxt[state] = min(nxt.get(state, math.inf), cost)
-                    continue
-                add = prices[cells.first_id[b][state, chunk]]
-                if reps > 1:
-                    add += (reps - 1) * prices[cells.rest_id[b][chunk]]
-                nxt[to] = min(nxt.get(to, math.inf), cost + add)
-        best = nxt
-    return float(min(cost + prices[cells.head_id[s]] for s, cost in best.items()) + prices[cells.stem_id]
-                 + overhead_ms)
+    """The cheapest network of the whole space under these cell prices (exact:
+    `pynas.predictor.table.cheapest_network`)."""
+    from pynas.predictor.table import cheapest_network
+
+    first, rest, head, stem = cells.arrays(prices)
+    return cheapest_network(cells.layout, first, rest, head) + stem + overhead_ms
 
 
 # ---------------------------------------------------------------------------------------------
@@ -384,38 +369,6 @@ def table_base(name: str, cells: Cells, table) -> Base:
 def analytic_bases(cells: Cells) -> list[Base]:
     """The analytic bases of the space: kernels launched, MACs, bytes moved, per cell."""
     return [Base(a, cells.analytic[a].astype(np.float64), True, cells.layout.space) for a in ANALYTIC]
-
-
-def lut_table(column: str, setting: str = "imagenet", table=None):
-    """The FBNet space's CompiledTable priced from any latency column of HW-NAS-Bench's table
-    (``pixel3_latency``, ``raspi4_latency``, ``edgegpu_latency``, and the simulated
-    ``eyeriss_latency``, ``fpga_latency``), as `hwnasbench.compile_device_table` does for the
-    measured three: stem and layers one entry each, the head its conv + pool + classifier,
-    identity skips their own Skip entry."""
-    from pynas import hwnasbench as hb
-    from pynas.ir import lower
-    from pynas.ir.segments import segments
-    from pynas.predictor.table import compile_table
-    from pynas.space.fbnet import FBNetSpace
-
-    if column not in hb.VALUE_COLUMNS or not column.endswith("_latency"):
-        columns = ", ".join(c for c in hb.VALUE_COLUMNS if c.endswith("_latency"))
-        raise MultiBaseError("column", f"expected one of {columns}, got {column!r}")
-    lut = table if isinstance(table, hb.LatencyTable) else hb.load_table(table)
-    space = FBNetSpace(setting)
-    prices: dict[str, float] = {}
-    last, by_id, keys = None, {}, []
-    for arch, sid in space.segment_archs():
-        if arch is not last:
-            last, by_id, keys = arch, {s.id: s for s in segments(lower(arch))}, hb.block_keys(arch)
-        if sid == "stem":
-            ms = lut.value(keys[0], column)
-        elif sid == "head":
-            ms = sum(lut.value(k, column) for k in keys[-3:])
-        else:
-            ms = lut.value(keys[1 + int(sid[1:].split(".")[0])], column)
-        prices.setdefault(by_id[sid].key, ms)
-    return compile_table(space, prices, empty=lambda cell: lut.value(hb.block_keys(cell.arch)[1 + cell.block], column))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,8 +8,8 @@ overhead). So a network's predicted latency is
     network = sum over segments of (model(seg) x scale_g + offset_g + weight_g x MB(seg)) + overhead
 
 with g the segment's op-type group (`pynas.predictor.features.segment_group`). A bundle trained on
-its own device has one scale, offset 0 and one weight term for every group; a few-shot calibration
-to another device gives each group its own. Scales are > 0 and the weight and per-segment terms
+its own device has one scale, offset 0 and one weight term for every group; per-group terms (from
+bundles of pynas's first few-shot calibration) are still read. Scales are > 0 and the weight and per-segment terms
 >= 0 (the fits are constrained so). The overhead is the one term fitted freely: on pynas's own
 runner it comes out negative (-0.3 ms on networks of 1-8 ms: each segment timed alone pays a call
 into the runner that a step inside a network does not; constrained to >= 0 the held-out network
@@ -147,21 +147,6 @@ class NetworkTerm:
         weight term for all groups: what training fits and cross-validates)."""
         return self.scale * np.asarray(sums, float) + self.weight_ms_per_mb * np.asarray(weight_mb, float) \
             + self.overhead_ms
-
-    def rescaled(self, scale_of, default_scale: float, per_segment_ms: float, overhead_ms: float,
-                 groups: Sequence[str]) -> "NetworkTerm":
-        """This term composed with a calibration to another device that multiplies group g's
-        segment prices by `scale_of(g)` (`default_scale` for groups it never saw) and adds
-        `per_segment_ms` to each segment and `overhead_ms` (instead of this one's) to each network:
-        a segment of group g then costs model x (s_g b_g) + (s_g e_g + d) + (s_g w_g) x MB."""
-        groups = sorted(set(groups) | set(self.group_scales))
-        return NetworkTerm(
-            scale=default_scale * self.scale, overhead_ms=overhead_ms, fitted_ms=self.fitted_ms,
-            weight_ms_per_mb=default_scale * self.weight_ms_per_mb,
-            segment_ms=default_scale * self.segment_ms + per_segment_ms,
-            group_scales={g: scale_of(g) * self.group_scale(g) for g in groups},
-            group_offsets={g: scale_of(g) * self.group_offset(g) + per_segment_ms for g in groups},
-            group_weight_ms_per_mb={g: scale_of(g) * self.group_weight(g) for g in groups})
 
     # -- fitting ---------------------------------------------------------------------------------
     @classmethod

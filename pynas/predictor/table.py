@@ -181,7 +181,7 @@ class CompiledTable:
 
     def __init__(self, layout: TableLayout, first: Sequence[np.ndarray], rest: Sequence[np.ndarray],
                  head: np.ndarray, stem_ms: float, overhead_ms: float, space: SearchSpace | None = None,
-                 prices: Mapping[str, float] | None = None):
+                 prices: Mapping[str, float] | None = None, *, latency_model: bool = True):
         if not isinstance(layout, TableLayout):
             raise ValueError(f"layout: expected a TableLayout, got {type(layout).__name__}")
         self.layout = layout
@@ -212,9 +212,10 @@ class CompiledTable:
             _check_cells(f"rest[{slot.name}]", self.rest[b], (chunks,), [(c,) for c in reach.rest[b]])
         _check_cells("head", self.head, (n_states,), [(s,) for s in reach.head])
         # Cells may be 0 (an identity skip runs nothing; a simulator leaves a layer out), so check
-        # the exact minimum over every token row: a latency model never returns <= 0 ms.
+        # the exact minimum over every token row: a latency model never returns <= 0 ms. A table
+        # that is data, not a model (a simulator's, as a few-shot base), says latency_model=False.
         lowest = self.min_ms()
-        if not lowest > 0:
+        if latency_model and not lowest > 0:
             raise ValueError(f"table: expected every network of the space > 0 ms, got a minimum of {lowest!r} ms")
         self._native = native_table(layout, self.first, self.rest, self.head, self.constant_ms)
 
@@ -319,7 +320,8 @@ class CompiledTable:
 
 
 def compile_table(space: SearchSpace, price: Callable[[str], float] | Mapping[str, float],
-                  overhead_ms: float = 0.0, empty: Callable[[TableCell], float] | None = None) -> CompiledTable:
+                  overhead_ms: float = 0.0, empty: Callable[[TableCell], float] | None = None, *,
+                  latency_model: bool = True) -> CompiledTable:
     """Price every segment of `space` once and compile its latency table.
 
     price: segment key -> ms (a callable, or a mapping such as a measured key -> ms dict). It is
@@ -392,7 +394,8 @@ def compile_table(space: SearchSpace, price: Callable[[str], float] | Mapping[st
         else:
             constant[key] = ms
 
-    return CompiledTable(layout, first, rest, head, sum(constant.values()), overhead_ms, space, prices)
+    return CompiledTable(layout, first, rest, head, sum(constant.values()), overhead_ms, space, prices,
+                         latency_model=latency_model)
 
 
 def _cell_index(cell: TableCell) -> tuple:

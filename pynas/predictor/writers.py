@@ -104,29 +104,6 @@ def _compile_into(folder: Path, space, predictor: Predictor) -> None:
     compile_table(space, prices, overhead_ms=predictor.overhead_ms).save(folder / TABLE)
 
 
-def save_calibrated(folder: str | os.PathLike, base: Predictor, calibration, report: dict, *, name: str | None = None,
-                    device: dict | None = None, overwrite: bool = False) -> Path:
-    """An XGBoost bundle adapted by few-shot calibration (`pynas.predictor.fewshot`): `base`'s model,
-    a network term with the calibration's group scales and per-segment cost, its table recompiled."""
-    folder = Path(folder)
-    term = base.term.rescaled(lambda g: calibration.scales.get(g, calibration.scale), calibration.scale,
-                              calibration.segment_ms, calibration.overhead_ms, list(calibration.scales))
-    m = base.manifest
-    with _staged(folder, overwrite) as stage:
-        base.model.booster.save_model(str(stage / MODEL))
-        files = {MODEL: "", REPORT: _write_report(stage, report)}
-        if base.table is not None:
-            _compile_into(stage, base.table.space, _pricing(base.model, term))
-            files[TABLE] = ""
-        write_manifest(stage, Manifest(
-            name=name or folder.name, kind="xgboost", units="ms", features=list(m.features),
-            device=device or {"name": name or folder.name}, backend=m.backend, backend_version=m.backend_version,
-            threads=m.threads, space=m.space, network_term=term.to_json(), libraries=_libraries(xgboost=True),
-            files=files, created_at=_now(), source=f"few-shot calibration of {base.name} on {calibration.k} networks",
-            extra={"caches": m.extra.get("caches", {}), "report": report, "base": base.name}))
-    return folder
-
-
 def save_table(folder: str | os.PathLike, table, space, *, device: dict, backend: str, backend_version: str,
                threads: int, report: dict, source: str, name: str | None = None, overwrite: bool = False) -> Path:
     """Write a table bundle (kind "table"): a compiled table of `space` priced from measurements
