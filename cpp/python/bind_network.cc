@@ -5,9 +5,9 @@
 
 #include <pybind11/stl.h>
 
-#include "../bindings.h"
-#include "../profiling/harness_py.h"
-#include "network.h"
+#include "bindings.h"
+#include "harness_py.h"
+#include "network/network.h"
 
 namespace py = pybind11;
 
