@@ -1,6 +1,7 @@
 """The native network runner: outputs equal the PyTorch module's (BN folded, 1e-4 relative) for the
 presets and sampled MnasNet-space architectures, on every ISA this CPU runs."""
 import os
+import re
 import subprocess
 import sys
 
@@ -10,7 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from pynas.ir import lower  # noqa: E402
-from pynas.native.runner import NativeNetwork  # noqa: E402
+from pynas.native.runner import MAX_THREADS, NativeNetwork  # noqa: E402
 from pynas.presets import PRESETS, preset  # noqa: E402
 from pynas.space import get_space  # noqa: E402
 from pynas.torch_builder import build_torch  # noqa: E402
@@ -255,3 +256,104 @@ def test_fbnet_on_lower_isas(isa, tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
                          env=dict(os.environ, PYNAS_ISA=isa))
     assert out.returncode == 0 and out.stdout.strip().endswith("OK"), out.stderr[-2000:]
+
+
+# ---------------------------------------------------------------------------------------------
+# Thread counts: bounded, checked before any thread starts; a thread the system refuses is an error
+
+
+def _python(code: str, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
+    """`code` in a fresh interpreter with a timeout, so a hang fails the test instead of the suite."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+def test_threads_over_the_bound_fail_at_once():
+    """Regression: `pynas run --threads 1000` hung in the thread pool's constructor. A count over
+    MAX_THREADS is now a ValueError from NativeNetwork and from _core.Network before any thread
+    starts, within a second (in a subprocess: a hang would time out, not stop the suite)."""
+    code = """if True:
+        import time
+        from pynas import _core
+        from pynas.native.runner import NativeNetwork
+        for make in (lambda: NativeNetwork("mnasnet-a1", threads=1000), lambda: _core.Network(1000)):
+            start = time.perf_counter()
+            try:
+                make()
+            except ValueError as error:
+                print(f"{time.perf_counter() - start:.3f} {error}")
+    """
+    done = _python(code, timeout=60)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert len(lines) == 2, done.stdout
+    for line in lines:
+        seconds, message = line.split(" ", 1)
+        assert message == f"threads: expected an integer in 1..{MAX_THREADS}, got 1000"
+        assert float(seconds) < 1.0
+
+
+@pytest.mark.parametrize("threads", [0, -1, MAX_THREADS + 1, 1000, True, 2.0, "4", None])
+def test_thread_counts_outside_the_bound_are_value_errors_naming_field_and_range(threads):
+    from pynas.profiling.backends import Backend
+
+    message = rf"^threads: expected an integer in 1\.\.{MAX_THREADS}, got {re.escape(repr(threads))}$"
+    with pytest.raises(ValueError, match=message):
+        NativeNetwork("mnasnet-a1", threads=threads)
+    with pytest.raises(ValueError, match=message):
+        Backend("native", threads=threads)
+
+
+def test_thread_bound_edges():
+    """1 and MAX_THREADS build and run (the same logits up to rounding); MAX_THREADS + 1 and 0 do
+    not, in C++ either; the bound is C++'s kMaxThreads, one constant for every caller."""
+    from pynas import _core
+
+    assert MAX_THREADS == _core.MAX_THREADS == 256
+    arch = preset("mnasnet-a1").replace(resolution=64)
+    image = np.random.default_rng(0).standard_normal((64, 64, 3)).astype(np.float32)
+    one = NativeNetwork(arch, seed=1, threads=1).run(image)
+    most = NativeNetwork(arch, seed=1, threads=MAX_THREADS).run(image)
+    np.testing.assert_allclose(most, one, rtol=1e-5, atol=1e-5 * np.abs(one).max())
+    for threads in (0, MAX_THREADS + 1):
+        with pytest.raises(ValueError, match=rf"^threads: expected an integer in 1\.\.{MAX_THREADS}, got {threads}$"):
+            _core.Network(threads)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads VmSize from /proc/self/status")
+def test_a_thread_the_system_refuses_is_an_error_not_a_hang():
+    """Regression, the hang's root cause: when the OS refused a thread part-way (here: an
+    address-space limit just above what the process uses, no room for 256 thread stacks), the
+    pool's constructor unwound with its started workers still waiting on its condition variable;
+    glibc's pthread_cond_destroy then waited for them forever (and joinable std::threads would have
+    ended the process). Now they are joined, _core.ThreadStartError (a RuntimeError) says which
+    thread of how many failed in one line, no thread is left over and the process goes on."""
+    code = """if True:
+        import os, resource
+        from pynas import _core
+        def tasks():
+            return len(os.listdir("/proc/self/task"))
+        vm = next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmSize:"))
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        before = tasks()
+        resource.setrlimit(resource.RLIMIT_AS, (vm + 64 * 2**20, hard))
+        try:
+            _core.Network(_core.MAX_THREADS)
+        except _core.ThreadStartError as error:
+            print("refused:", error)
+        else:
+            print("started all")
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+        print("tasks", before, tasks())
+        _core.Network(2)
+        print("ok")
+    """
+    done = _python(code, timeout=60)
+    assert done.returncode == 0, done.stderr[-3000:]
+    refused, tasks, ok = done.stdout.splitlines()
+    assert issubclass(__import__("pynas")._core.ThreadStartError, RuntimeError)
+    assert re.fullmatch(rf"refused: threads: could not start thread (\d+) of {MAX_THREADS} \(.+; the \d+ started were "
+                        r"joined\): expected a count this system can start", refused), refused
+    _, before, after = tasks.split()
+    assert before == after, tasks
+    assert ok == "ok"
+

@@ -26,7 +26,18 @@ from pynas.ir.segments import segment_of
 from pynas.ir.ops import NETWORK_INPUT
 from pynas.native.weights import OpWeights, from_torch, random_weights, shape_only_weights
 
+# The most threads a network may have: C++'s kMaxThreads (cpp/network/thread_pool.h says why 256).
+MAX_THREADS = _core.MAX_THREADS
 _ACT_NONE = "none"
+
+
+def check_threads(threads) -> int:
+    """`threads` if it is an integer in 1..MAX_THREADS, else a ValueError naming the field and the
+    range, raised before anything is built (pynas.profiling.backends checks its thread count here
+    too, for every backend)."""
+    if not isinstance(threads, int) or isinstance(threads, bool) or not 1 <= threads <= MAX_THREADS:
+        raise ValueError(f"threads: expected an integer in 1..{MAX_THREADS}, got {threads!r}")
+    return threads
 # The ops a block kernel may hold (pynas.ir.lower's roles); anything else is an error, not skipped.
 _BLOCK_ROLES = {"expand", "expand_act", "dw", "dw_act", "se", "project", "skip_pool", "skip_proj", "residual"}
 
@@ -64,10 +75,13 @@ class NativeNetwork:
     `network` is what the steps are built into, by default a new `_core.Network(threads)`; any
     object with its builder methods works, such as pynas.profiling.oplist.NetworkRecorder, which
     writes the steps down for pynas-profile (so this class alone decides how an architecture maps
-    to native steps)."""
+    to native steps).
+
+    Checked before anything is built (ValueError naming the field): `threads` in 1..MAX_THREADS."""
 
     def __init__(self, arch: Arch | str, weights="random", threads: int = 1, seed: int = 0,
                  segment: str | None = None, fused: bool = True, band_rows: int = 0, network=None):
+        check_threads(threads)
         if isinstance(arch, str):
             from pynas.presets import resolve
             arch = resolve(arch)
