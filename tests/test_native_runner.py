@@ -11,6 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from pynas.ir import lower  # noqa: E402
+from pynas.native import memory  # noqa: E402
 from pynas.native.runner import MAX_THREADS, NativeNetwork  # noqa: E402
 from pynas.presets import PRESETS, preset  # noqa: E402
 from pynas.space import get_space  # noqa: E402
@@ -357,3 +358,83 @@ def test_a_thread_the_system_refuses_is_an_error_not_a_hang():
     assert before == after, tasks
     assert ok == "ok"
 
+
+# ---------------------------------------------------------------------------------------------
+# Memory: a network that cannot fit is refused before anything is allocated
+
+# In range (every size within pynas.arch's limits), but 4096 x 4096 x 16384 floats per activation: 1 TiB.
+TOO_BIG = "net_res4096_cls1000:stem_k3_s1_c16384:ds_r1_k3_s1_c16384:head_c16384"
+
+
+def test_a_network_that_cannot_fit_is_refused_before_allocating():
+    """Regression: `pynas run` at a resolution whose activations do not fit died of MemoryError
+    part-way (after drawing the weights). Now the IR's estimate is checked against the memory
+    available first: a ValueError naming the resolution, the estimate and the memory, at once."""
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(ValueError) as error:
+        NativeNetwork(TOO_BIG)
+    assert time.perf_counter() - start < 2  # drawing the 2 GiB of weights alone takes longer
+    message = str(error.value)
+    assert "\n" not in message
+    assert re.fullmatch(r"resolution: 4096 x 4096 needs an estimated \d+\.\d\d GiB \(activations \d+\.\d\d GiB \+ "
+                        r"3 x \d+\.\d\d GiB of weights\), but \d+\.\d\d GiB of memory is available; expected a "
+                        r"network that fits \(a lower resolution, fewer channels\)", message), message
+
+
+def test_the_memory_check_compares_the_estimate_with_what_is_available(monkeypatch):
+    arch = preset("mnasnet-a1")
+    graph = lower(arch)
+    need = memory.estimate(graph.ops, graph.ops, weight_copies=3).total
+    monkeypatch.setattr(memory, "available_bytes", lambda: need - 1)
+    with pytest.raises(ValueError, match=r"^resolution: 224 x 224 needs an estimated .* of memory is available"):
+        NativeNetwork(arch)
+    # Given float32 weights: two copies (theirs and the packed one), not three.
+    weights = memory.estimate(graph.ops, graph.ops, weight_copies=2).total
+    from pynas.native.weights import random_weights
+
+    NativeNetwork(arch, weights=random_weights(graph))
+    monkeypatch.setattr(memory, "available_bytes", lambda: weights - 1)
+    with pytest.raises(ValueError, match="needs an estimated"):
+        NativeNetwork(arch, weights=random_weights(graph))
+    monkeypatch.setattr(memory, "available_bytes", lambda: need)
+    NativeNetwork(arch)
+    monkeypatch.setattr(memory, "available_bytes", lambda: None)  # the OS does not say: not checked
+    NativeNetwork(arch)
+
+
+def test_a_segment_is_checked_with_its_own_activations(monkeypatch):
+    """One segment's activations, not the network's (its weights are drawn for the whole network)."""
+    from pynas.ir.segments import segment_of
+
+    arch = preset("mnasnet-a1").replace(resolution=512)
+    graph = lower(arch)
+    whole = memory.estimate(graph.ops, graph.ops, weight_copies=3).total
+    alone = memory.estimate([op for op in graph.ops if segment_of(op) == "head"], graph.ops, weight_copies=3).total
+    assert alone < whole
+    monkeypatch.setattr(memory, "available_bytes", lambda: alone)
+    NativeNetwork(arch, segment="head")
+    with pytest.raises(ValueError, match="resolution: 512 x 512 needs an estimated"):
+        NativeNetwork(arch)
+
+
+def test_an_op_list_for_another_device_is_not_checked_against_this_one(monkeypatch):
+    """Recording the steps for pynas-profile allocates nothing here: no memory check."""
+    from pynas.profiling.oplist import NetworkRecorder
+
+    monkeypatch.setattr(memory, "available_bytes", lambda: 0)
+    NativeNetwork("mnasnet-a1", weights="shapes", network=NetworkRecorder())
+
+
+@pytest.mark.parametrize("name", ["mnasnet-a1", "mobilenetv3-large"])
+def test_the_activation_estimate_covers_the_runners_arena(name):
+    """The estimate is what the op-level runner allocates (within a few percent) and at least what
+    the fused one does: it refuses no network the runner could build in the memory available by
+    much, and lets none through that would need more."""
+    arch = preset(name).replace(resolution=320)
+    estimate = memory.peak_activation_bytes(lower(arch).ops)
+    for fused in (True, False):
+        arena = NativeNetwork(arch, fused=fused).network.arena_bytes
+        assert arena <= 1.05 * estimate, (fused, arena, estimate)
+    assert NativeNetwork(arch, fused=False).network.arena_bytes >= 0.8 * estimate
