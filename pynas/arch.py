@@ -44,8 +44,30 @@ SE styles: by default (MnasNet, EfficientNet) the SE reduces to round(block inpu
 ratio) with the block's activation inside and a sigmoid gate; ``sev3`` (MobileNetV3) reduces to
 make_divisible(expanded channels * ratio, 8) with ReLU inside and a hard-sigmoid gate.
 
-The parser is strict: an unknown, duplicate, conflicting or missing token, or an invalid value,
-raises :class:`ArchParseError` (a ``ValueError``) naming the token and its character position.
+Size limits. Every size has an upper bound, so that a typo fails at once with a one-line error
+instead of lowering (or allocating) for minutes: ``r1000000`` used to run out of time and memory
+in ``pynas.ir.lower``. The bounds leave several times the headroom of the largest networks of the
+families pynas searches (MnasNet, FBNet, MobileNetV2/V3, EfficientNet up to B7):
+
+============  =======  ===================================================================
+field         maximum  largest in those networks
+============  =======  ===================================================================
+``res``          4096  600 (EfficientNet-B7; 800 for EfficientNet-L2); mobile nets 224-320
+``cls``        100000  21841 (ImageNet-21k); ImageNet 1000, CIFAR-100 100
+``c``, ``g``    16384  2560 (EfficientNet-B7's head; its widest stage 640, expanded 3840);
+                       FBNet's head 1984; MnasNet's and MobileNetV2/V3's 1280
+``r``              64  13 (EfficientNet-B7's deepest stage); MnasNet 4, FBNet 1 per stage
+stages             64  22 (FBNet: one stage per searchable layer); MnasNet, EfficientNet 7
+``k``               7  3/5/7 depthwise (MnasNet, FBNet, EfficientNet); 1/3/5/7 regular conv
+============  =======  ===================================================================
+
+At the limits (64 stages of 64 repeats) a string still lowers in seconds. The bounds are the
+``MAX_*`` constants; ``LIMITS`` maps each bounded field to its maximum. Whether a network fits in
+memory at its resolution is checked where memory is allocated (``pynas.native.runner``).
+
+The parser is strict: an unknown, duplicate, conflicting or missing token, or an invalid value
+(one out of the bounds above included), raises :class:`ArchParseError` (a ``ValueError``) naming
+the token and its character position.
 ``parse(str(a)) == a`` for every valid architecture; ``str`` writes the canonical form, which
 leaves out optional tokens that hold their default.
 """
@@ -95,7 +117,16 @@ def round_half_up(value: float) -> int:
     return int(math.floor(value + 0.5 + 1e-9))
 
 
-MAX_INT = 10 ** 9  # bound on every integer field, so each valid Arch prints and parses back
+# Size limits (the module docstring says where they come from).
+MAX_RESOLUTION = 4096
+MAX_CLASSES = 100_000
+MAX_CHANNELS = 16384
+MAX_REPEATS = 64
+MAX_STAGES = 64
+# Each bounded integer field (as its ValueError names it) -> its maximum.
+LIMITS = {"resolution": MAX_RESOLUTION, "num_classes": MAX_CLASSES, "stem.channels": MAX_CHANNELS,
+          "stage.channels": MAX_CHANNELS, "stage.groups": MAX_CHANNELS, "stage.repeats": MAX_REPEATS,
+          "head.channels": MAX_CHANNELS, "stages": MAX_STAGES}
 
 
 def _check(condition: bool, field: str, expected: str, got) -> None:
@@ -104,7 +135,9 @@ def _check(condition: bool, field: str, expected: str, got) -> None:
 
 
 def _check_int(value, field: str, minimum: int) -> None:
-    _check(_is_int(value) and minimum <= value <= MAX_INT, field, f"an integer in [{minimum}, {MAX_INT}]", value)
+    """An integer in [minimum, LIMITS[field]]."""
+    maximum = LIMITS[field]
+    _check(_is_int(value) and minimum <= value <= maximum, field, f"an integer in [{minimum}, {maximum}]", value)
 
 
 def _format_number(value: float) -> str:
@@ -240,7 +273,7 @@ class Arch:
         _check_int(self.num_classes, "num_classes", 1)
         _check(isinstance(self.stem, Stem), "stem", "a Stem", self.stem)
         object.__setattr__(self, "stages", tuple(self.stages))
-        _check(len(self.stages) >= 1, "stages", "at least one stage", self.stages)
+        _check(1 <= len(self.stages) <= MAX_STAGES, "stages", f"1 to {MAX_STAGES} stages", len(self.stages))
         for stage in self.stages:
             _check(isinstance(stage, Stage), "stages", "Stage items", stage)
         _check(isinstance(self.head, Head), "head", "a Head", self.head)
@@ -299,6 +332,11 @@ _PART_GRAMMAR = {
     "id": (("r", "s", "c"), ("n",), ()),
     "head": (("c",), ("n",), ("poolfirst",)),
 }
+# The largest value each integer key may have (the dataclasses check it, and for k and s the
+# allowed values); a value of more than _MAX_INT_DIGITS digits is refused before int() reads it.
+_MAX_INT_DIGITS = 18
+_KEY_LIMITS = {"r": MAX_REPEATS, "k": max(_CONV_KERNELS), "s": max(_STRIDES), "c": MAX_CHANNELS, "g": MAX_CHANNELS,
+               "res": MAX_RESOLUTION, "cls": MAX_CLASSES}
 _KEY_MEANING = {"r": "repeats", "k": "kernel", "s": "stride", "e": "expansion", "c": "channels",
                 "g": "groups", "se": "SE ratio", "n": "activation", "res": "resolution", "cls": "classes"}
 
@@ -321,8 +359,9 @@ def _parse_value(key: str, raw: str, token: str, position: int):
         if not _INT.fullmatch(raw):
             raise ArchParseError(f"{meaning} must be a non-negative integer without leading zeros, got {raw!r}",
                                  token, position)
-        if len(raw) > len(str(MAX_INT)):  # int() itself refuses over 4300 digits
-            raise ArchParseError(f"{meaning} must be at most {MAX_INT}, got {raw[:20]}...", token, position)
+        if len(raw) > _MAX_INT_DIGITS:  # int() itself refuses over 4300 digits; the dataclasses check the rest
+            raise ArchParseError(f"{meaning} must be at most {_KEY_LIMITS[key]}, got {raw[:20]}... ({len(raw)} digits)",
+                                 token, position)
         return int(raw)
     if not _NUMBER.fullmatch(raw):
         raise ArchParseError(f"{meaning} must be a non-negative decimal number like 6 or 0.25, got {raw!r}",
@@ -404,6 +443,9 @@ def parse(text: str) -> Arch:
         raise ArchParseError("expected net, stem, at least one stage and head parts separated by ':'",
                              stripped, offset)
     (net, net_pos), (stem, stem_pos), *stage_parts, (head, head_pos) = parts
+    if len(stage_parts) > MAX_STAGES:  # before any stage is parsed: a string may hold millions
+        extra, extra_pos = stage_parts[MAX_STAGES]
+        raise ArchParseError(f"stages: expected at most {MAX_STAGES} stages, got {len(stage_parts)}", extra, extra_pos)
 
     _, net_values, net_flags = _parse_part(net, net_pos, "net")
 

@@ -30,8 +30,9 @@ if [[ -n "${2:-}" ]]; then
   echo "build-profiler: reusing $BUILD_DIR"
 else
   version=$(python3 -c "import tomllib; print(tomllib.load(open('pyproject.toml', 'rb'))['project']['version'])")
+  # The tool only: no extension, no kernel checks (scripts/native-checks.sh builds those).
   args=(-DCMAKE_BUILD_TYPE=Release -DSKBUILD_PROJECT_VERSION="$version" -DPYNAS_BUILD_EXTENSION=OFF
-        -DPYNAS_BUILD_PROFILER=ON -DPYNAS_STATIC_PROFILER=ON)
+        -DPYNAS_BUILD_PROFILER=ON -DPYNAS_STATIC_PROFILER=ON -DPYNAS_BUILD_CHECKS=OFF)
   command -v ninja >/dev/null && args+=(-G Ninja)
   if [[ "$ARCH" == aarch64 && "$(uname -m)" != aarch64 ]]; then
     command -v aarch64-linux-gnu-g++ >/dev/null || die "no aarch64-linux-gnu-g++: apt-get install g++-aarch64-linux-gnu"

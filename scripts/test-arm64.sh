@@ -3,7 +3,9 @@
 # folder and run it under qemu user-mode emulation with Debian's arm64 Python 3.11 and NumPy:
 # pynas must select its best NEON-level kernel for every op, and the kernel tests must pass. The
 # static aarch64 pynas-profile is built from the wheel's build dir (build/profiler-aarch64) and
-# must measure a small op list under qemu into records the wheel's Python imports as its own.
+# must measure a small op list under qemu into records the wheel's Python imports as its own. The
+# standalone kernel checks (tests/native/: every NEON variant against float64 references and the
+# scalar variants) are built in the same build dir and run under qemu on each emulated CPU.
 #   bash scripts/test-arm64.sh [pytest args]    # default: the _core and kernel tests
 # Needs root on first use (apt-get installs g++-aarch64-linux-gnu and qemu-user-static); reruns
 # reuse the sysroot (build/arm64-sysroot), the CMake build dir (build/cross-aarch64) and pytest
@@ -68,6 +70,10 @@ step "build pynas-profile (static aarch64, in the wheel's build dir)"
 # The kernels are compiled already: only the tool's sources and the static link are new.
 bash scripts/build-profiler.sh aarch64 build/cross-aarch64
 
+step "build the kernel checks (static aarch64, in the wheel's build dir)"
+# Also the kernels compiled already; the checks run under each emulated CPU below.
+cmake --build build/cross-aarch64 --target pynas-checks --parallel "${CMAKE_BUILD_PARALLEL_LEVEL:-2}"
+
 step "install the wheel into a folder"
 rm -rf "$WORK/site"
 python3 -m pip install -q --no-deps --no-index --only-binary=:all: "${TARGET[@]}" --target "$WORK/site" "$WHEEL"
@@ -98,6 +104,9 @@ EOF
 chmod +x "$PY"
 export PYTHONPATH="$WORK/site:$WORK/pydeps"
 unset PYNAS_ISA
+# The tests that build and run the kernel checks need a compiler the emulated Python does not have:
+# the checks run in their own step per CPU.
+export PYNAS_SKIP_NATIVE_CHECKS="scripts/test-arm64.sh runs the kernel checks in a step of their own"
 
 if [[ $# -eq 0 ]]; then
   set -- tests/test_core.py tests/test_kernel_registry.py tests/test_kernels_*.py
@@ -112,6 +121,11 @@ for cpu in "${CPUS[@]}"; do
   step "import pynas, check kernels (-cpu $cpu)"
   (cd "$WORK" && "$PY" -P "$ROOT/scripts/check-arm64-kernels.py" "$WORK/site") ||
     die "kernel selection check (-cpu $cpu)"
+
+  step "kernel checks tests/native (-cpu $cpu)"
+  QEMU_CPU=$cpu bash scripts/native-checks.sh --build-dir build/cross-aarch64 aarch64 >"$WORK/checks-$cpu.log" 2>&1 ||
+    { tail -40 "$WORK/checks-$cpu.log"; die "kernel checks under qemu -cpu $cpu (log: $WORK/checks-$cpu.log)"; }
+  grep -E '^[0-9]+: .*(cases|passed|failed|skipped)' "$WORK/checks-$cpu.log" | sed 's/^[0-9]*: /  /'
 
   step "kernel tests (-cpu $cpu)"
   junit=$WORK/junit-$cpu.xml

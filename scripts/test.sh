@@ -13,6 +13,8 @@ wheel_tag=$(python3 -c "from scikit_build_core.builder.wheel_tag import WheelTag
   2>/dev/null) || wheel_tag="(scikit-build-core's WheelTag.compute_best failed)"
 if [[ -f "build/$wheel_tag/CMakeCache.txt" ]]; then
   bash scripts/build-profiler.sh host "build/$wheel_tag"
+  # The kernel tests build and run the standalone checks (tests/native/) there too, for the same reason.
+  export PYNAS_CHECKS_BUILD_DIR=$PWD/build/$wheel_tag
 else
   echo "test.sh: pip's build dir build/$wheel_tag not found: building pynas-profile in its own build dir (slower)"
   bash scripts/build-profiler.sh host

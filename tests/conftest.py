@@ -1,6 +1,9 @@
 """Fixtures shared by the test modules."""
 import os
 import platform
+import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -49,3 +52,102 @@ def pynas_profile():
     if not path.is_file():
         pytest.fail(f"PYNAS_PROFILE_BIN={path}: no such file")
     return path
+
+
+# ---------------------------------------------------------------------------------------------
+# The standalone kernel checks (tests/native/*.cc), built and run by scripts/native-checks.sh
+
+NATIVE_CHECKS_SCRIPT = REPO / "scripts" / "native-checks.sh"
+_VARIANT_ENTRY = re.compile(r"(?:PYNAS_IF_(X86|ARM)\()?X\((\w+),\s*(\w+)")
+
+
+def native_checks_build_dir(target: str) -> Path | None:
+    """The build dir for scripts/native-checks.sh --build-dir: $PYNAS_CHECKS_BUILD_DIR (host) or
+    $PYNAS_CHECKS_BUILD_DIR_AARCH64 if set; else one whose kernels are compiled already, build/dev
+    for the host (scripts/dev-build.sh) or the aarch64 wheel's build/cross-aarch64
+    (scripts/test-arm64.sh); else None: the script's own build/checks-<arch>, where a first build
+    compiles every kernel (minutes)."""
+    variable = "PYNAS_CHECKS_BUILD_DIR" if target == "host" else "PYNAS_CHECKS_BUILD_DIR_AARCH64"
+    if os.environ.get(variable):
+        return Path(os.environ[variable])
+    reused = REPO / "build" / ("dev" if target == "host" else "cross-aarch64")
+    return reused if (reused / "CMakeCache.txt").is_file() else None
+
+
+def _aarch64_variants(family: str) -> list[tuple[str, str]]:
+    """(name, isa) of the variants `family`'s X-macro list (cpp/kernels/<family>.h) compiles for
+    aarch64: the checks' own list there, read from the header since this _core is not aarch64's."""
+    header = (REPO / "cpp" / "kernels" / f"{family}.h").read_text()
+    body = header[header.index(f"#define PYNAS_{family.upper()}_VARIANTS(X)"):]
+    body = body[:body.index("\n\n")]
+    return [(name, isa) for arch, name, isa in _VARIANT_ENTRY.findall(body) if arch in ("", "ARM")]
+
+
+class NativeCheckRun:
+    """One run of a check program: its exit status and output, with each variant's outcome."""
+
+    def __init__(self, target: str, check: str, done: subprocess.CompletedProcess):
+        self.target, self.check, self.returncode = target, check, done.returncode
+        self.output = done.stdout + done.stderr
+        # ctest -V prefixes each line of the program's output with the test number: "1: ...".
+        self.lines = [re.sub(r"^\d+: ", "", line) for line in done.stdout.splitlines()]
+
+    def outcome(self, variant: str) -> str | None:
+        """'passed', 'skipped' or 'failed' from the variant's summary line; None if it has none."""
+        for line in self.lines:
+            words = line.split()
+            if words and words[0] == variant:
+                if words[1] == "skipped:":
+                    return "skipped"
+                return "passed" if re.search(r"\b0 fail(ures|ed)\b", line) else "failed"
+        return None
+
+    def assert_variants(self, families: list[str], with_scalar: bool = True) -> None:
+        """Exit status 0; every variant of `families` this target compiles is reported passed, or
+        skipped exactly when the CPU (with PYNAS_ISA) cannot run it (under qemu: NEON always runs)."""
+        assert self.returncode == 0, self.output[-6000:]
+        if self.target == "host":
+            from pynas import _core
+
+            expected = [(v["name"], v["runnable"]) for v in _core.kernel_variants() if v["op"] in families
+                        and (with_scalar or v["isa"] != "scalar")]
+        else:
+            expected = [(name, True) for family in families for name, isa in _aarch64_variants(family)
+                        if with_scalar or isa != "scalar"]
+        assert expected, families
+        for name, runnable in expected:
+            assert self.outcome(name) == ("passed" if runnable else "skipped"), (name, self.output[-6000:])
+
+
+@pytest.fixture(scope="session")
+def native_check():
+    """run(target, check): builds and runs tests/native/<check>.cc for target 'host' or 'aarch64'
+    (under qemu) with scripts/native-checks.sh; a NativeCheckRun. Skips where it cannot run: outside
+    a source tree, an aarch64 target without the cross compiler or qemu (or on an aarch64 machine,
+    where 'host' is aarch64), or where $PYNAS_SKIP_NATIVE_CHECKS says why (scripts/test-arm64.sh:
+    its emulated Python has no compiler; it runs the checks in a step of its own)."""
+
+    def run(target: str, check: str) -> NativeCheckRun:
+        if os.environ.get("PYNAS_SKIP_NATIVE_CHECKS"):
+            pytest.skip(f"PYNAS_SKIP_NATIVE_CHECKS: {os.environ['PYNAS_SKIP_NATIVE_CHECKS']}")
+        if not NATIVE_CHECKS_SCRIPT.is_file():
+            pytest.skip("the checks build from a source tree (no scripts/native-checks.sh)")
+        if not shutil.which("cmake"):
+            pytest.skip("needs cmake")
+        env = dict(os.environ)
+        if target == "aarch64":
+            if platform.machine() in ("aarch64", "arm64"):
+                pytest.skip("native aarch64: the host target runs the NEON variants")
+            if not shutil.which("aarch64-linux-gnu-g++") or not (shutil.which("qemu-aarch64-static")
+                                                                 or shutil.which("qemu-aarch64")):
+                pytest.skip("needs g++-aarch64-linux-gnu and qemu-user-static")
+            env.pop("PYNAS_ISA", None)  # an x86 level here would be one the emulated CPU cannot run
+        build_dir = native_checks_build_dir(target)
+        command = ["bash", str(NATIVE_CHECKS_SCRIPT), *(["--build-dir", str(build_dir)] if build_dir else []),
+                   target, check]
+        # A first build compiles every kernel (several minutes on a busy 2-core machine, more for
+        # aarch64); later ones only what changed.
+        done = subprocess.run(command, capture_output=True, text=True, timeout=3600, env=env, cwd=REPO)
+        return NativeCheckRun(target, check, done)
+
+    return run

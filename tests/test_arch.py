@@ -20,8 +20,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pynas.arch import (ACTIVATIONS, BLOCK_TYPES, MAX_INT, SE_STYLES, SKIPS, Arch, ArchParseError, Head, Stage, Stem,
-                        make_divisible, parse, round_half_up, scale_width)
+from pynas.arch import (ACTIVATIONS, BLOCK_TYPES, LIMITS, MAX_STAGES, SE_STYLES, SKIPS, Arch, ArchParseError, Head, Stage,
+                        Stem, make_divisible, parse, round_half_up, scale_width)
 from pynas.presets import PRESETS, preset
 
 # ---------------------------------------------------------------------------------------------
@@ -242,25 +242,72 @@ INT_FIELDS = ["stem.channels", "stage.channels", "stage.repeats", "head.channels
 
 @pytest.mark.parametrize("field", INT_FIELDS)
 def test_largest_integers_round_trip(field):
-    """Integer fields up to MAX_INT round-trip through the string form."""
-    arch = _arch_with_int(field, MAX_INT)
+    """Integer fields at their limit round-trip through the string form."""
+    arch = _arch_with_int(field, LIMITS[field])
     assert parse(str(arch)) == arch
 
 
 @pytest.mark.parametrize("field", INT_FIELDS)
-def test_integers_beyond_max_are_rejected_naming_the_field(field):
-    """Above MAX_INT the dataclasses refuse, so every valid Arch prints a string that parses."""
+def test_integers_beyond_the_limit_are_rejected_naming_the_field_and_range(field):
+    """One above its limit the dataclasses refuse, naming the field and the allowed range."""
     with pytest.raises(ValueError) as err:
-        _arch_with_int(field, MAX_INT + 1)
-    assert str(err.value).startswith(f"{field}: ")
+        _arch_with_int(field, LIMITS[field] + 1)
+    assert str(err.value).startswith(f"{field}: expected an integer in [")
+    assert f", {LIMITS[field]}], got {LIMITS[field] + 1}" in str(err.value)
 
 
-@pytest.mark.parametrize("field, key", [("stage.channels", "c"), ("resolution", "res")])
-def test_parser_rejects_integers_beyond_max_naming_the_token(field, key):
-    text = str(_arch_with_int(field, MAX_INT)).replace(f"{key}{MAX_INT}", f"{key}{MAX_INT + 1}")
-    with pytest.raises(ArchParseError) as err:
-        parse(text)
-    assert err.value.token == f"{key}{MAX_INT + 1}" and text[err.value.position:].startswith(err.value.token)
+@pytest.mark.parametrize("field, key", [("stage.channels", "c"), ("stage.repeats", "r"), ("head.channels", "c"),
+                                        ("resolution", "res"), ("num_classes", "cls")])
+def test_parser_rejects_integers_beyond_the_limit_naming_the_token(field, key):
+    limit = LIMITS[field]
+    text = str(_arch_with_int(field, limit))
+    assert text.count(f"_{key}{limit}") == 1
+    text = text.replace(f"_{key}{limit}", f"_{key}{limit + 1}")
+    err = parse_error(text)
+    assert err.token == f"{key}{limit + 1}"
+    assert_names_token(text, err)
+    assert f"{field}: expected an integer in [" in str(err)
+
+
+@pytest.mark.parametrize("repeats", ["100000", "1000000", "9" * 18, "9" * 5000])
+def test_huge_repeats_fail_fast_naming_the_token(repeats):
+    """Regression: r100000 took 17 s and 680 MB to lower and r1000000 never finished; now the parser
+    refuses any repeat count above MAX_REPEATS at once (before anything is lowered)."""
+    import time
+
+    text = arch_text(f"ir_r{repeats}_k3_s1_e6_c16")
+    start = time.perf_counter()
+    err = parse_error(text)
+    assert time.perf_counter() - start < 0.5
+    assert err.token == f"r{repeats}"
+    assert_names_token(text, err)
+    assert "repeats" in str(err) and f"{LIMITS['stage.repeats']}" in str(err)
+
+
+def test_too_many_stages_name_the_first_one_over_the_limit():
+    text = arch_text(*[f"ir_r1_k3_s1_e6_c{16 + i}" for i in range(MAX_STAGES + 1)])
+    err = parse_error(text)
+    assert err.token == f"ir_r1_k3_s1_e6_c{16 + MAX_STAGES}"
+    assert_names_token(text, err)
+    assert f"stages: expected at most {MAX_STAGES} stages, got {MAX_STAGES + 1}" in str(err)
+    assert len(parse(arch_text(*[f"ir_r1_k3_s1_e6_c{16 + i}" for i in range(MAX_STAGES)])).stages) == MAX_STAGES
+    with pytest.raises(ValueError, match=rf"^stages: expected 1 to {MAX_STAGES} stages, got {MAX_STAGES + 1}$"):
+        Arch(224, 1000, Stem(3, 2, 32), (Stage("ds", 1, 3, 1, 16),) * (MAX_STAGES + 1), Head(1280))
+
+
+def test_limits_leave_room_for_the_largest_published_networks():
+    """EfficientNet-B7 (600 x 600, width 2.0, depth 3.1: the largest network of the families the
+    limits are drawn from) parses and lowers, and so does a string at every limit at once."""
+    from pynas.ir import lower
+
+    b7 = ("net_res600_cls1000:stem_k3_s2_c64_nsw:ds_r4_k3_s1_c32_se0.25_nsw:ir_r7_k3_s2_e6_c48_se0.25_nsw:"
+          "ir_r7_k5_s2_e6_c80_se0.25_nsw:ir_r10_k3_s2_e6_c160_se0.25_nsw:ir_r10_k5_s1_e6_c224_se0.25_nsw:"
+          "ir_r13_k5_s2_e6_c384_se0.25_nsw:ir_r4_k3_s1_e6_c640_se0.25_nsw:head_c2560_nsw")
+    assert lower(parse(b7)).params > 60_000_000  # 66M published
+    widest = arch_text(*["cn_r64_k1_s1_c16384"] * MAX_STAGES, net="net_res4096_cls100000", stem="stem_k7_s2_c16384",
+                       head="head_c16384")
+    arch = parse(widest)
+    assert (arch.resolution, arch.num_classes, len(arch.stages), arch.stages[0].repeats) == (4096, 100_000, 64, 64)
 
 
 @pytest.mark.parametrize("variant, canonical", [

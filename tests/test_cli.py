@@ -82,3 +82,23 @@ def test_run_times_a_native_network(capsys):
     code, out, _ = run(capsys, "run", "mnasnet-a1", "--resolution", "64", "--runs", "5", "--kernels")
     assert code == 0 and "1 thread(s), 5 runs: median" in out and "GFLOP/s" in out
     assert "gemm_" in out and "dwconv_" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    # Regression: hung forever in the thread pool's constructor; --threads had no upper bound.
+    (["run", "mnasnet-a1", "--threads", "1000"], "threads: expected an integer in 1..256, got 1000"),
+    # Regression: the parser and the IR took minutes (or never finished) on a huge size.
+    (["run", "mnasnet-a1", "--resolution", "100000"], "resolution: expected an integer in [1, 4096], got 100000"),
+    (["describe", "net_res224_cls1000:stem_k3_s2_c32:ir_r1000000_k3_s1_e6_c16:head_c1280"],
+     "token 'r1000000' at position 37: stage.repeats: expected an integer in [0, 64], got 1000000"),
+    # Regression: in range, but its activations do not fit: died of MemoryError with a traceback.
+    (["run", "net_res4096_cls1000:stem_k3_s1_c16384:ds_r1_k3_s1_c16384:head_c16384"],
+     "resolution: 4096 x 4096 needs an estimated"),
+])
+def test_out_of_range_sizes_fail_at_once_in_one_line(argv, message, tmp_path):
+    """As a process with a timeout (a hang fails the test): exit status 2 and a one-line error."""
+    done = subprocess.run([sys.executable, "-c", "import sys; from pynas.cli import main; sys.exit(main())", *argv],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path, env=os.environ.copy())
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert done.stdout == "" and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith(f"pynas {argv[0]}: error: {message}"), done.stderr

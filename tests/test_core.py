@@ -1,6 +1,7 @@
 """Tests of the compiled pynas._core: version, build info, CPU features, ISA levels."""
 
 import json
+import re
 import os
 import platform
 import subprocess
@@ -146,3 +147,18 @@ def test_pynas_isa_unsupported(tmp_path, monkeypatch):
     kind, msg = _isas_in_subprocess(tmp_path, missing[0])
     assert kind == "ValueError"
     assert missing[0] in msg and "scalar" in msg
+
+
+def test_python_bindings_live_in_cpp_python_only():
+    """The extension is cpp/python/*.cc, the native library (pynas_native: kernels, runner, harness,
+    table; linked by pynas-profile and the standalone checks too) everything else under cpp/, with
+    no pybind11 or Python header in it: it must build where there is no Python (a phone)."""
+    cpp = REPO_ROOT / "cpp"
+    if not cpp.is_dir():
+        pytest.skip("needs the source tree")
+    python_include = re.compile(r'^\s*#\s*include\s*[<"](pybind11/|Python\.h)', re.MULTILINE)
+    native = [p for p in cpp.rglob("*") if p.suffix in (".cc", ".h") and "python" not in p.relative_to(cpp).parts]
+    assert native and not [str(p) for p in native if python_include.search(p.read_text())]
+    bindings = sorted(p.name for p in (cpp / "python").iterdir())
+    assert "core_module.cc" in bindings and all(name.endswith((".cc", ".h")) for name in bindings)
+    assert not [str(p) for p in native if "PYNAS_REGISTER_BINDINGS" in p.read_text()]

@@ -5,7 +5,8 @@ full tiles plus a tail), H and W from 1 up, odd sizes with stride 2, every kerne
 Row widths sweep 1..40 so that each variant's interior pixel steps (8 or 4 output pixels at a time,
 halved or overlapped for the remainder) and its border pixels meet every split. A variant the CPU
 lacks is skipped, not failed. tests/native/dwconv_check.cc checks the same kernels without Python,
-with guard pages around every buffer (and NEON under qemu).
+with guard pages around every buffer, on this machine and for aarch64 under qemu
+(test_dwconv_check_program).
 """
 import numpy as np
 import pytest
@@ -128,3 +129,12 @@ def test_reference_agrees_with_torch():
     t = torch.nn.functional.conv2d(torch.tensor(x).permute(2, 0, 1)[None], torch.tensor(w).permute(2, 0, 1)[:, None],
                                    torch.tensor(b), stride=2, padding=2, groups=6)
     np.testing.assert_allclose(reference.dwconv(x, w, b, 2), t[0].permute(1, 2, 0).numpy(), rtol=1e-10)
+
+
+@pytest.mark.parametrize("target", ["host", "aarch64"])
+def test_dwconv_check_program(native_check, target):
+    """tests/native/dwconv_check.cc: every variant of PYNAS_DWCONV_VARIANTS the target compiles
+    against a float64 reference, buffers against guard pages; aarch64's NEON one under qemu."""
+    run = native_check(target, "dwconv_check")
+    run.assert_variants(["dwconv"])
+    assert "OK" in run.lines, run.output[-4000:]

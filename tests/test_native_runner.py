@@ -1,6 +1,7 @@
 """The native network runner: outputs equal the PyTorch module's (BN folded, 1e-4 relative) for the
 presets and sampled MnasNet-space architectures, on every ISA this CPU runs."""
 import os
+import re
 import subprocess
 import sys
 
@@ -10,7 +11,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from pynas.ir import lower  # noqa: E402
-from pynas.native.runner import NativeNetwork  # noqa: E402
+from pynas.native import memory  # noqa: E402
+from pynas.native.runner import MAX_THREADS, NativeNetwork  # noqa: E402
 from pynas.presets import PRESETS, preset  # noqa: E402
 from pynas.space import get_space  # noqa: E402
 from pynas.torch_builder import build_torch  # noqa: E402
@@ -255,3 +257,184 @@ def test_fbnet_on_lower_isas(isa, tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
                          env=dict(os.environ, PYNAS_ISA=isa))
     assert out.returncode == 0 and out.stdout.strip().endswith("OK"), out.stderr[-2000:]
+
+
+# ---------------------------------------------------------------------------------------------
+# Thread counts: bounded, checked before any thread starts; a thread the system refuses is an error
+
+
+def _python(code: str, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
+    """`code` in a fresh interpreter with a timeout, so a hang fails the test instead of the suite."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+def test_threads_over_the_bound_fail_at_once():
+    """Regression: `pynas run --threads 1000` hung in the thread pool's constructor. A count over
+    MAX_THREADS is now a ValueError from NativeNetwork and from _core.Network before any thread
+    starts, within a second (in a subprocess: a hang would time out, not stop the suite)."""
+    code = """if True:
+        import time
+        from pynas import _core
+        from pynas.native.runner import NativeNetwork
+        for make in (lambda: NativeNetwork("mnasnet-a1", threads=1000), lambda: _core.Network(1000)):
+            start = time.perf_counter()
+            try:
+                make()
+            except ValueError as error:
+                print(f"{time.perf_counter() - start:.3f} {error}")
+    """
+    done = _python(code, timeout=60)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert len(lines) == 2, done.stdout
+    for line in lines:
+        seconds, message = line.split(" ", 1)
+        assert message == f"threads: expected an integer in 1..{MAX_THREADS}, got 1000"
+        assert float(seconds) < 1.0
+
+
+@pytest.mark.parametrize("threads", [0, -1, MAX_THREADS + 1, 1000, True, 2.0, "4", None])
+def test_thread_counts_outside_the_bound_are_value_errors_naming_field_and_range(threads):
+    from pynas.profiling.backends import Backend
+
+    message = rf"^threads: expected an integer in 1\.\.{MAX_THREADS}, got {re.escape(repr(threads))}$"
+    with pytest.raises(ValueError, match=message):
+        NativeNetwork("mnasnet-a1", threads=threads)
+    with pytest.raises(ValueError, match=message):
+        Backend("native", threads=threads)
+
+
+def test_thread_bound_edges():
+    """1 and MAX_THREADS build and run (the same logits up to rounding); MAX_THREADS + 1 and 0 do
+    not, in C++ either; the bound is C++'s kMaxThreads, one constant for every caller."""
+    from pynas import _core
+
+    assert MAX_THREADS == _core.MAX_THREADS == 256
+    arch = preset("mnasnet-a1").replace(resolution=64)
+    image = np.random.default_rng(0).standard_normal((64, 64, 3)).astype(np.float32)
+    one = NativeNetwork(arch, seed=1, threads=1).run(image)
+    most = NativeNetwork(arch, seed=1, threads=MAX_THREADS).run(image)
+    np.testing.assert_allclose(most, one, rtol=1e-5, atol=1e-5 * np.abs(one).max())
+    for threads in (0, MAX_THREADS + 1):
+        with pytest.raises(ValueError, match=rf"^threads: expected an integer in 1\.\.{MAX_THREADS}, got {threads}$"):
+            _core.Network(threads)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads VmSize from /proc/self/status")
+def test_a_thread_the_system_refuses_is_an_error_not_a_hang():
+    """Regression, the hang's root cause: when the OS refused a thread part-way (here: an
+    address-space limit just above what the process uses, no room for 256 thread stacks), the
+    pool's constructor unwound with its started workers still waiting on its condition variable;
+    glibc's pthread_cond_destroy then waited for them forever (and joinable std::threads would have
+    ended the process). Now they are joined, _core.ThreadStartError (a RuntimeError) says which
+    thread of how many failed in one line, no thread is left over and the process goes on."""
+    code = """if True:
+        import os, resource
+        from pynas import _core
+        def tasks():
+            return len(os.listdir("/proc/self/task"))
+        vm = next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmSize:"))
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        before = tasks()
+        resource.setrlimit(resource.RLIMIT_AS, (vm + 64 * 2**20, hard))
+        try:
+            _core.Network(_core.MAX_THREADS)
+        except _core.ThreadStartError as error:
+            print("refused:", error)
+        else:
+            print("started all")
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+        print("tasks", before, tasks())
+        _core.Network(2)
+        print("ok")
+    """
+    done = _python(code, timeout=60)
+    assert done.returncode == 0, done.stderr[-3000:]
+    refused, tasks, ok = done.stdout.splitlines()
+    assert issubclass(__import__("pynas")._core.ThreadStartError, RuntimeError)
+    assert re.fullmatch(rf"refused: threads: could not start thread (\d+) of {MAX_THREADS} \(.+; the \d+ started were "
+                        r"joined\): expected a count this system can start", refused), refused
+    _, before, after = tasks.split()
+    assert before == after, tasks
+    assert ok == "ok"
+
+
+# ---------------------------------------------------------------------------------------------
+# Memory: a network that cannot fit is refused before anything is allocated
+
+# In range (every size within pynas.arch's limits), but 4096 x 4096 x 16384 floats per activation: 1 TiB.
+TOO_BIG = "net_res4096_cls1000:stem_k3_s1_c16384:ds_r1_k3_s1_c16384:head_c16384"
+
+
+def test_a_network_that_cannot_fit_is_refused_before_allocating():
+    """Regression: `pynas run` at a resolution whose activations do not fit died of MemoryError
+    part-way (after drawing the weights). Now the IR's estimate is checked against the memory
+    available first: a ValueError naming the resolution, the estimate and the memory, at once."""
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(ValueError) as error:
+        NativeNetwork(TOO_BIG)
+    assert time.perf_counter() - start < 2  # drawing the 2 GiB of weights alone takes longer
+    message = str(error.value)
+    assert "\n" not in message
+    assert re.fullmatch(r"resolution: 4096 x 4096 needs an estimated \d+\.\d\d GiB \(activations \d+\.\d\d GiB \+ "
+                        r"3 x \d+\.\d\d GiB of weights\), but \d+\.\d\d GiB of memory is available; expected a "
+                        r"network that fits \(a lower resolution, fewer channels\)", message), message
+
+
+def test_the_memory_check_compares_the_estimate_with_what_is_available(monkeypatch):
+    arch = preset("mnasnet-a1")
+    graph = lower(arch)
+    need = memory.estimate(graph.ops, graph.ops, weight_copies=3).total
+    monkeypatch.setattr(memory, "available_bytes", lambda: need - 1)
+    with pytest.raises(ValueError, match=r"^resolution: 224 x 224 needs an estimated .* of memory is available"):
+        NativeNetwork(arch)
+    # Given float32 weights: two copies (theirs and the packed one), not three.
+    weights = memory.estimate(graph.ops, graph.ops, weight_copies=2).total
+    from pynas.native.weights import random_weights
+
+    NativeNetwork(arch, weights=random_weights(graph))
+    monkeypatch.setattr(memory, "available_bytes", lambda: weights - 1)
+    with pytest.raises(ValueError, match="needs an estimated"):
+        NativeNetwork(arch, weights=random_weights(graph))
+    monkeypatch.setattr(memory, "available_bytes", lambda: need)
+    NativeNetwork(arch)
+    monkeypatch.setattr(memory, "available_bytes", lambda: None)  # the OS does not say: not checked
+    NativeNetwork(arch)
+
+
+def test_a_segment_is_checked_with_its_own_activations(monkeypatch):
+    """One segment's activations, not the network's (its weights are drawn for the whole network)."""
+    from pynas.ir.segments import segment_of
+
+    arch = preset("mnasnet-a1").replace(resolution=512)
+    graph = lower(arch)
+    whole = memory.estimate(graph.ops, graph.ops, weight_copies=3).total
+    alone = memory.estimate([op for op in graph.ops if segment_of(op) == "head"], graph.ops, weight_copies=3).total
+    assert alone < whole
+    monkeypatch.setattr(memory, "available_bytes", lambda: alone)
+    NativeNetwork(arch, segment="head")
+    with pytest.raises(ValueError, match="resolution: 512 x 512 needs an estimated"):
+        NativeNetwork(arch)
+
+
+def test_an_op_list_for_another_device_is_not_checked_against_this_one(monkeypatch):
+    """Recording the steps for pynas-profile allocates nothing here: no memory check."""
+    from pynas.profiling.oplist import NetworkRecorder
+
+    monkeypatch.setattr(memory, "available_bytes", lambda: 0)
+    NativeNetwork("mnasnet-a1", weights="shapes", network=NetworkRecorder())
+
+
+@pytest.mark.parametrize("name", ["mnasnet-a1", "mobilenetv3-large"])
+def test_the_activation_estimate_covers_the_runners_arena(name):
+    """The estimate is what the op-level runner allocates (within a few percent) and at least what
+    the fused one does: it refuses no network the runner could build in the memory available by
+    much, and lets none through that would need more."""
+    arch = preset(name).replace(resolution=320)
+    estimate = memory.peak_activation_bytes(lower(arch).ops)
+    for fused in (True, False):
+        arena = NativeNetwork(arch, fused=fused).network.arena_bytes
+        assert arena <= 1.05 * estimate, (fused, arena, estimate)
+    assert NativeNetwork(arch, fused=False).network.arena_bytes >= 0.8 * estimate

@@ -45,9 +45,8 @@ size_t grain_rows(size_t row_floats) { return std::max<size_t>(1, 16384 / std::m
 
 }  // namespace
 
-Network::Network(int threads) : pool_(threads) {
-  if (threads < 1) throw std::invalid_argument("threads: expected an integer >= 1, got " + std::to_string(threads));
-}
+// The count is checked before the pool starts any thread.
+Network::Network(int threads) : pool_(checked_thread_count(threads)) {}
 
 int Network::add_tensor(Shape shape) {
   shapes_.push_back(shape);

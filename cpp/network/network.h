@@ -30,6 +30,8 @@ class Network {
     size_t size() const { return h * w * c; }
   };
 
+  // threads: 1..kMaxThreads (thread_pool.h), else std::invalid_argument before any thread starts;
+  // ThreadStartError if the OS refuses one (the pool joins those it started first).
   explicit Network(int threads);
 
   int input(size_t h, size_t w, size_t c);

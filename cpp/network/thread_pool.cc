@@ -1,20 +1,47 @@
 #include "thread_pool.h"
 
 #include <algorithm>
+#include <string>
 
 namespace pynas {
 
-ThreadPool::ThreadPool(int threads) {
-  for (int i = 1; i < threads; ++i) workers_.emplace_back([this, i] { work(static_cast<size_t>(i)); });
+int checked_thread_count(int threads) {
+  if (threads < 1 || threads > kMaxThreads)
+    throw std::invalid_argument("threads: expected an integer in 1.." + std::to_string(kMaxThreads) + ", got " +
+                                std::to_string(threads));
+  return threads;
 }
 
-ThreadPool::~ThreadPool() {
+ThreadPool::ThreadPool(int threads) {
+  const int count = checked_thread_count(threads);
+  workers_.reserve(static_cast<size_t>(count - 1));  // no reallocation (and no bad_alloc) once threads run
+  for (int i = 1; i < count; ++i) {
+    try {
+      workers_.emplace_back([this, i] { work(static_cast<size_t>(i)); });
+    } catch (const std::exception& error) {  // std::system_error (EAGAIN), or std::bad_alloc for its state
+      // The workers already started wait on wake_. Leaving the constructor by the exception would
+      // destroy wake_ under them (glibc's pthread_cond_destroy then waits for those waiters forever:
+      // `pynas run --threads 1000` hung there where the thread limit was lower) and then joinable
+      // std::threads (std::terminate). So stop and join them first.
+      const size_t started = workers_.size();
+      stop_workers();
+      throw ThreadStartError("threads: could not start thread " + std::to_string(i + 1) + " of " +
+                             std::to_string(count) + " (" + error.what() + "; the " + std::to_string(started) +
+                             " started were joined): expected a count this system can start");
+    }
+  }
+}
+
+ThreadPool::~ThreadPool() { stop_workers(); }
+
+void ThreadPool::stop_workers() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     stop_ = true;
   }
   wake_.notify_all();
   for (std::thread& t : workers_) t.join();
+  workers_.clear();
 }
 
 static std::pair<size_t, size_t> chunk(size_t n, size_t chunks, size_t index) {

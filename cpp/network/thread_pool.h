@@ -7,13 +7,39 @@
 #include <cstddef>
 #include <functional>
 #include <mutex>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
 namespace pynas {
 
+// The most threads a pool (so a Network, pynas-profile's --threads, NativeNetwork and the profiling
+// backends) may have. A fixed number, not a multiple of this machine's logical CPUs: a thread count
+// is part of a measurement's identity (the store's series, an op list run on a phone), so the same
+// count must be valid on every machine. 256 covers the largest machines pynas targets with room to
+// spare (a 2-socket 64-core SMT2 server has 256 logical CPUs; phones have 8) and any useful
+// oversubscription: the runner splits a layer's output rows, at most a few hundred even at large
+// resolutions (112 at 224 x 224), so more threads than that get no rows. It also bounds what a typo
+// costs before a single thread exists (1000 threads: 8 GB of stack address space at glibc's default).
+constexpr int kMaxThreads = 256;
+
+// Returns `threads` if it is in 1..kMaxThreads, else throws std::invalid_argument
+// "threads: expected an integer in 1..256, got 1000" (in Python: ValueError).
+int checked_thread_count(int threads);
+
+// The OS refused to start a worker thread (std::thread failed: the process or user thread limit,
+// or no address space for another stack). The pool has stopped and joined every thread it had
+// started before this is thrown, so nothing is left running. In Python: pynas._core.ThreadStartError
+// (a RuntimeError).
+class ThreadStartError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 class ThreadPool {
  public:
+  // Starts threads - 1 workers (the caller is the first thread). Throws std::invalid_argument
+  // before starting any if threads is not in 1..kMaxThreads, ThreadStartError if one cannot start.
   explicit ThreadPool(int threads);
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
@@ -25,6 +51,8 @@ class ThreadPool {
 
  private:
   void work(size_t index);
+  // Wakes every worker with stop_ set and joins it.
+  void stop_workers();
 
   std::vector<std::thread> workers_;
   std::mutex mutex_;

@@ -35,6 +35,7 @@ using namespace pynas;
 
 constexpr int kInputs = 4;  // rotated by the harness: runs do not all read the same warm lines
 
+static_assert(kMaxThreads == 256, "kUsage states the --threads range: update it with kMaxThreads");
 const char* const kUsage = R"(usage: pynas-profile OPLIST -o OUT.jsonl [options]
        pynas-profile OPLIST --check
 
@@ -46,7 +47,7 @@ version and thread count are skipped and new records are appended (resume after 
 
 options:
   -o, --output FILE        the measurements file to write or resume (required unless --check)
-  --threads N              threads per network (default 1)
+  --threads N              threads per network, 1..256 (default 1)
   --budget-seconds S       timing budget per entry, warm-up excluded (default 2)
   --target-ci R            stop an entry once its median's 95% CI half-width / median <= R (default 0.01)
   --min-runs N             timed samples per entry at least (default 10)
@@ -108,8 +109,11 @@ Options parse_args(int argc, char** argv) {
     } else if (a == "-o" || a == "--output") {
       o.output = value();
     } else if (a == "--threads") {
-      o.threads = static_cast<int>(parse_long(a, value(), 1));
-      if (o.threads > 256) throw UsageError("--threads: expected an integer 1..256, got " + std::to_string(o.threads));
+      const long threads = parse_long(a, value(), 1);
+      if (threads > kMaxThreads)
+        throw UsageError("--threads: expected an integer in 1.." + std::to_string(kMaxThreads) + ", got " +
+                         std::to_string(threads));
+      o.threads = static_cast<int>(threads);
     } else if (a == "--budget-seconds") {
       o.harness.budget_seconds = parse_positive(a, value());
     } else if (a == "--target-ci") {

@@ -24,9 +24,21 @@ from pynas.ir import fuse, lower
 from pynas.ir.fusion import BLOCK_KERNELS
 from pynas.ir.segments import segment_of
 from pynas.ir.ops import NETWORK_INPUT
+from pynas.native import memory
 from pynas.native.weights import OpWeights, from_torch, random_weights, shape_only_weights
 
+# The most threads a network may have: C++'s kMaxThreads (cpp/network/thread_pool.h says why 256).
+MAX_THREADS = _core.MAX_THREADS
 _ACT_NONE = "none"
+
+
+def check_threads(threads) -> int:
+    """`threads` if it is an integer in 1..MAX_THREADS, else a ValueError naming the field and the
+    range, raised before anything is built (pynas.profiling.backends checks its thread count here
+    too, for every backend)."""
+    if not isinstance(threads, int) or isinstance(threads, bool) or not 1 <= threads <= MAX_THREADS:
+        raise ValueError(f"threads: expected an integer in 1..{MAX_THREADS}, got {threads!r}")
+    return threads
 # The ops a block kernel may hold (pynas.ir.lower's roles); anything else is an error, not skipped.
 _BLOCK_ROLES = {"expand", "expand_act", "dw", "dw_act", "se", "project", "skip_pool", "skip_proj", "residual"}
 
@@ -64,15 +76,22 @@ class NativeNetwork:
     `network` is what the steps are built into, by default a new `_core.Network(threads)`; any
     object with its builder methods works, such as pynas.profiling.oplist.NetworkRecorder, which
     writes the steps down for pynas-profile (so this class alone decides how an architecture maps
-    to native steps)."""
+    to native steps).
+
+    Checked before anything is allocated (ValueError naming the field): `threads` in 1..MAX_THREADS;
+    and, when it builds a `_core.Network` itself, that the network fits in the memory available
+    (`pynas.native.memory`: the estimate from the IR, the resolution named)."""
 
     def __init__(self, arch: Arch | str, weights="random", threads: int = 1, seed: int = 0,
                  segment: str | None = None, fused: bool = True, band_rows: int = 0, network=None):
+        check_threads(threads)
         if isinstance(arch, str):
             from pynas.presets import resolve
             arch = resolve(arch)
         self.arch = arch
         self.graph = lower(arch)
+        if network is None:
+            self._check_memory(weights, segment)
         if isinstance(weights, str):
             if weights == "shapes" and network is None:
                 raise ValueError("weights: 'shapes' has no values to run; expected it only with a recording `network`")
@@ -90,6 +109,17 @@ class NativeNetwork:
                 ids = sorted({segment_of(op) for op in self.graph.ops})
                 raise ValueError(f"segment: expected one of {', '.join(ids)} (segments of {arch}), got {segment!r}")
         self._build(weights, kernels)
+
+    def _check_memory(self, weights, segment: str | None) -> None:
+        """ValueError naming the resolution if the network (or its segment) would need more memory
+        than is available: before the weights are drawn and anything is allocated."""
+        ops = [op for op in self.graph.ops if segment is None or segment_of(op) == segment]
+        if not ops:
+            return  # an unknown segment: __init__ says which ones there are
+        # Weights made here (random, or folded from a module) pass through float64 first.
+        copies = 2 if isinstance(weights, dict) else 3
+        need = memory.estimate(ops, self.graph.ops, weight_copies=copies)
+        memory.check_fits(need, memory.available_bytes(), self.arch.resolution)
 
     def _build(self, weights: dict[int, OpWeights], kernels) -> None:
         net, graph = self.network, self.graph

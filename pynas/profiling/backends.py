@@ -20,6 +20,7 @@ from typing import Callable
 import numpy as np
 
 from pynas.arch import Arch
+from pynas.native.runner import check_threads
 
 BACKENDS = ("native", "torch", "torch_cl", "onnxruntime", "litert")
 _VERSIONED = {"torch": ["torch"], "torch_cl": ["torch"], "onnxruntime": ["onnxruntime", "torch"],
@@ -74,8 +75,7 @@ def _inputs(shape_hwc: tuple[int, int, int], count: int = 4, seed: int = 0) -> l
 class Backend:
     def __init__(self, name: str, threads: int = 1):
         check_backend(name)
-        if not isinstance(threads, int) or threads < 1:
-            raise ValueError(f"threads: expected an integer >= 1, got {threads!r}")
+        check_threads(threads)  # the native runner's bound, for every backend: one range for all
         reason = unavailable(name)
         if reason:
             raise BackendUnavailable(f"backend {name} is unavailable here: {reason}")

@@ -1,16 +1,12 @@
-// Standalone checker for the depthwise conv kernels: every variant compiled in against a float64
-// reference, over channels 1..40, sizes 1..13 (and a few wider rows), k 3/5/7, strides 1/2, every
-// activation, whole and split row ranges. Buffers sit against PROT_NONE guard pages, so a read or
-// write past the end of the input, weights, bias or output crashes, and NaN fills the slack
-// before each buffer, so a read before the start shows up as a mismatch. No Python, no pybind11:
-// it runs where the wheel cannot, e.g. aarch64 under qemu-user.
-//
-// aarch64 (NEON), from the repo root (one command each):
-//   aarch64-linux-gnu-g++ -std=c++17 -O2 -static -Icpp/kernels tests/native/dwconv_check.cc
-//       cpp/kernels/dwconv__scalar.cc cpp/kernels/dwconv__neon.cc -o build/dwconv_check_arm64
-//   qemu-aarch64 build/dwconv_check_arm64            (or qemu-aarch64-static)
-// x86_64 (AVX2 + AVX-512F; variants the CPU lacks are skipped):
-//   bash tests/native/dwconv_check.sh [extra compiler flags, e.g. -fsanitize=address]
+// Standalone checker for the depthwise conv kernels: every variant in PYNAS_DWCONV_VARIANTS
+// (kernels/dwconv.h) compiled for this architecture against a float64 reference, over channels
+// 1..40, sizes 1..13 (and a few wider rows), k 3/5/7, strides 1/2, every activation, whole and split
+// row ranges. Buffers sit against PROT_NONE guard pages, so a read or write past the end of the
+// input, weights, bias or output crashes, and NaN fills the slack before each buffer, so a read
+// before the start shows up as a mismatch. Variants this CPU (or PYNAS_ISA) cannot run are skipped
+// with a message. No Python, no pybind11: it runs where the wheel cannot, e.g. aarch64 under
+// qemu-user. A CMake target linking pynas_native (the kernels with their ISA flags):
+//   bash scripts/native-checks.sh host dwconv_check        (aarch64: under qemu)
 // Options: --quick (fewer shapes). Exit status 0 when every case agrees.
 #include <sys/mman.h>
 #include <unistd.h>
@@ -25,7 +21,8 @@
 #include <string>
 #include <vector>
 
-#include "dwconv.h"
+#include "check.h"
+#include "kernels/dwconv.h"
 
 namespace {
 
@@ -38,15 +35,6 @@ struct Variant {
   const char* isa;
   DwConvFn fn;
 };
-
-bool runnable(const std::string& isa) {
-#if defined(__x86_64__) || defined(__i386__)
-  if (isa == "avx512") return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") &&
-                              __builtin_cpu_supports("fma");
-  if (isa == "avx2") return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#endif
-  return isa == "scalar" || isa == "neon";
-}
 
 // n floats ending exactly at a PROT_NONE page, with another PROT_NONE page before the mapping;
 // the slack between that page and the data is NaN.
@@ -173,10 +161,7 @@ int main(int argc, char** argv) {
   std::mt19937 rng(12345);
   int status = 0;
   for (const Variant& v : variants) {
-    if (!runnable(v.isa)) {
-      std::printf("%-22s skipped: this CPU cannot run %s\n", v.name, v.isa);
-      continue;
-    }
+    if (!pynas_check::runnable(v.name, v.isa)) continue;
     Stats st;
     const size_t max_c = quick ? 20 : 40;
     for (int k : {3, 5, 7})

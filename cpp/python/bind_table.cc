@@ -2,8 +2,8 @@
 // pynas.predictor.table builds it from a space's TableLayout; this is its private constructor.
 #include <pybind11/stl.h>
 
-#include "../bindings.h"
-#include "table.h"
+#include "bindings.h"
+#include "predictor/table.h"
 
 namespace py = pybind11;
 

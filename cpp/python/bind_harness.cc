@@ -3,7 +3,7 @@
 // C++ with the GIL released, rotating through the given input images).
 #include <pybind11/stl.h>
 
-#include "../bindings.h"
+#include "bindings.h"
 #include "harness_py.h"
 
 namespace py = pybind11;

@@ -3,7 +3,7 @@
 
 #include <pybind11/pybind11.h>
 
-#include "harness.h"
+#include "profiling/harness.h"
 
 namespace pynas {
 

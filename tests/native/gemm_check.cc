@@ -1,17 +1,18 @@
-// Stand-alone check of every GEMM variant compiled for this architecture against a float64
-// reference: strided A/C/residual, row ranges (rows outside untouched), in-place residual, every
-// activation, shapes around the tiles. For ISAs the Python tests cannot reach from this machine:
-// scripts/check-gemm-neon.sh cross-compiles it for aarch64 and runs it under qemu.
-// Build: g++ -std=c++17 -O2 -I cpp/kernels tests/cpp/gemm_check.cc cpp/kernels/gemm_pack.cc
-//        cpp/kernels/gemm__<isa>.cc ... (x86: gemm__avx2.cc with -mavx2 -mfma, gemm__avx512f.cc
-//        with -mavx512f -mavx2 -mfma, each compiled on its own). Exit status 0 when all pass.
+// Stand-alone check of every GEMM variant in PYNAS_GEMM_VARIANTS (kernels/gemm.h) compiled for this
+// architecture against a float64 reference: strided A/C/residual, row ranges (rows outside
+// untouched), in-place residual, every activation, shapes around the tiles. Variants this CPU (or
+// PYNAS_ISA) cannot run are skipped with a message. No Python: it reaches ISAs the Python tests
+// cannot from this machine (NEON under qemu). A CMake target linking pynas_native (the kernels with
+// their ISA flags): scripts/native-checks.sh host|aarch64 gemm_check builds and runs it.
+// Exit status 0 when all pass.
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <random>
 #include <vector>
 
-#include "gemm.h"
+#include "check.h"
+#include "kernels/gemm.h"
 
 using namespace pynas;
 
@@ -19,11 +20,12 @@ namespace {
 
 struct Variant {
   const char* name;
+  const char* isa;
   GemmFn fn;
 };
 
 const Variant kVariants[] = {
-#define PYNAS_ENTRY(name, isa, mr, nr, nr_min) {#name, &name},
+#define PYNAS_ENTRY(name, isa, mr, nr, nr_min) {#name, #isa, &name},
     PYNAS_GEMM_VARIANTS(PYNAS_ENTRY)
 #undef PYNAS_ENTRY
 };
@@ -99,7 +101,9 @@ int main() {
   const size_t Ms[] = {1, 2, 3, 4, 5, 7, 8, 9, 12, 13, 16, 17, 25, 49};
   const size_t Ks[] = {1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 33, 64, 144};
   const size_t Ns[] = {1, 2, 3, 4, 5, 7, 8, 9, 12, 15, 16, 17, 23, 24, 25, 31, 32, 33, 40, 47, 48, 64, 100};
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // progress survives a crash
   for (const Variant& v : kVariants) {
+    if (!pynas_check::runnable(v.name, v.isa)) continue;
     const long before = failures;
     const long cases0 = cases;
     for (size_t M : Ms)

@@ -5,9 +5,9 @@
 
 #include <pybind11/stl.h>
 
-#include "../bindings.h"
-#include "../profiling/harness_py.h"
-#include "network.h"
+#include "bindings.h"
+#include "harness_py.h"
+#include "network/network.h"
 
 namespace py = pybind11;
 
@@ -29,9 +29,14 @@ void check_input(const Network& n, const FloatArray& x) {
 }
 
 void bind_network(py::module_& m) {
+  m.attr("MAX_THREADS") = kMaxThreads;
+  // A RuntimeError: the count was valid, the system could not start that many threads.
+  py::register_exception<ThreadStartError>(m, "ThreadStartError", PyExc_RuntimeError);
   py::class_<Network>(m, "Network",
                       "A native network over NHWC batch-1 tensors, built step by step, then finalize()d. "
-                      "Weight layouts are pynas.native.weights'; each step returns its output tensor id.")
+                      "Weight layouts are pynas.native.weights'; each step returns its output tensor id. "
+                      "threads: 1..MAX_THREADS (ValueError otherwise, before any thread starts); "
+                      "ThreadStartError if the system refuses one (the threads started are joined first).")
       .def(py::init<int>(), py::arg("threads") = 1)
       .def("input", &Network::input, py::arg("h"), py::arg("w"), py::arg("c"))
       .def("conv", [](Network& n, int x, const FloatArray& w, const FloatArray& b, int kernel, int stride,
