@@ -175,6 +175,7 @@ def cmd_profile(args) -> None:
     if args.adaptive < 0 or args.round_size < 1:  # checked before anything is measured
         raise ValueError(f"--adaptive: expected an integer >= 0, got {args.adaptive}" if args.adaptive < 0 else
                          f"--round-size: expected an integer >= 1, got {args.round_size}")
+    _check_timing_flags(args)
     reason = unavailable(args.backend)  # checked before the (slow) planning
     if reason:
         raise BackendUnavailable(f"backend {args.backend} is unavailable here: {reason}")
@@ -183,9 +184,12 @@ def cmd_profile(args) -> None:
                 segments_sample=args.segments)
     counts = ", ".join(f"{n} {kind}" for kind, n in work.counts.items())
     print(f"space {work.space} at {work.resolution}: {len(work.items)} items to measure ({counts})")
+    # Per kind (defaults: pynas.profiling.steady.SEGMENT_HARNESS / NETWORK_HARNESS); `harness`, for
+    # both kinds, is also what the adaptive rounds time their segments with.
     harness = {"budget_seconds": args.item_budget_seconds, "target_rel_ci": args.target_ci}
     if args.pin is not None:
         harness["pin_cpu"] = args.pin
+    network_harness = {"budget_seconds": args.network_budget_seconds, "target_rel_ci": args.network_target_ci}
     backend = Backend(args.backend, threads=args.threads)
     if args.prepare_only:
         with Store(args.db) as store:
@@ -205,15 +209,27 @@ def cmd_profile(args) -> None:
             todo = unmeasured(work, backend, store, args.again, args.session)
             bar = Progress(len(todo))
             report = run(work, backend, store, budget_seconds=60 * args.budget_minutes if args.budget_minutes else math.inf,
-                         harness=harness, session=args.session, progress=bar.update,
-                         drift_tolerance=args.drift_tolerance, again=args.again,
-                         should_stop=lambda: bool(interrupted))
+                         harness=harness, network_harness=network_harness, session=args.session,
+                         progress=bar.update, drift_tolerance=args.drift_tolerance, again=args.again,
+                         repeat=args.repeat, seed=args.seed, should_stop=lambda: bool(interrupted))
             bar.close()
             print(report.summary())
             if args.adaptive and report.stopped_by == "done":
                 _adaptive_rounds(args, space, backend, store, harness, lambda: bool(interrupted))
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def _check_timing_flags(args) -> None:
+    """The profile command's timing flags, before anything is planned or measured: a value that
+    would make every item fail or never stop is an error naming the flag."""
+    for flag, value in (("--item-budget-seconds", args.item_budget_seconds), ("--target-ci", args.target_ci),
+                        ("--network-budget-seconds", args.network_budget_seconds),
+                        ("--network-target-ci", args.network_target_ci), ("--drift-tolerance", args.drift_tolerance)):
+        if not value > 0:  # NaN too
+            raise ValueError(f"{flag}: expected a number > 0, got {value}")
+    if args.repeat < 0:
+        raise ValueError(f"--repeat: expected an integer >= 0, got {args.repeat}")
 
 
 def _adaptive_rounds(args, space, backend, store, harness, should_stop) -> None:
@@ -256,7 +272,11 @@ def cmd_calibrate(args) -> None:
     with _existing_store(args) as store:
         data = load_dataset(store, backend=args.backend, threads=args.threads, device_id=args.device_id)
     print(f"series: device {data.device_id}, {data.backend} ({data.backend_version}), {data.threads} thread(s): "
-          f"{len(data.segments)} segments, {len(data.networks)} networks")
+          f"{len(data.segments)} segments, {len(data.networks)} networks"
+          + (f"; ratio-timed ({data.ignored} older raw-timed measurements left out)" if data.timing == "ratio" else ""))
+    for kind, r in sorted(data.repeatability.items()):
+        print(f"repeatability of the measurements: {r['n']} {kind} timed twice, relative difference median "
+              f"{100 * r['median']:.1f}%, p90 {100 * r['p90']:.1f}%")
     trained = train(data, seed=args.seed)
     space = get_space(args.space, resolution=args.resolution) if args.space else None
     folder = bundle.save(args.output, trained, data, space=space, source=f"{args.db} {data.device_id}",
@@ -372,12 +392,23 @@ def build_parser() -> argparse.ArgumentParser:
     profile.add_argument("--seed", type=int, default=0)
     profile.add_argument("--limit", type=int, help="only the first N items of the (seeded, shuffled) plan")
     profile.add_argument("--pin", type=int, metavar="CPU", help="pin timing to this core")
-    profile.add_argument("--target-ci", type=float, default=0.01,
-                         help="stop timing an item once its median's 95%% CI is within this (default 1%%)")
-    profile.add_argument("--item-budget-seconds", type=float, default=2.0, help="timing budget per item")
-    profile.add_argument("--drift-tolerance", type=float, default=0.03,
-                         help="re-measure an item when the reference re-timed after it says the machine is this "
-                              "much slower than its fast state (a slow spell; default 3%%)")
+    profile.add_argument("--target-ci", type=float, default=0.03,
+                         help="stop timing a segment once the 95%% CI of its median ratio to the reference is "
+                              "within this (default 3%%)")
+    profile.add_argument("--item-budget-seconds", type=float, default=0.25,
+                         help="timing budget per segment, its reference's samples included (default 0.25)")
+    profile.add_argument("--network-target-ci", type=float, default=0.015,
+                         help="as --target-ci, for whole networks (default 1.5%%)")
+    profile.add_argument("--network-budget-seconds", type=float, default=1.5,
+                         help="timing budget per whole network (default 1.5)")
+    profile.add_argument("--drift-tolerance", type=float, default=1.0,
+                         help="time an item again at the end of the run when its reference, timed interleaved "
+                              "with it, was more than this much slower than its fast state (an extreme state; "
+                              "default 1.0: twice as slow); every item is timed as a ratio to the reference, so "
+                              "milder spells cancel")
+    profile.add_argument("--repeat", type=int, default=40, metavar="N",
+                         help="at the end, time a seeded sample of N of the run's items again (half networks) "
+                              "and report the relative differences: the run's repeatability (default 40; 0: none)")
     profile.add_argument("--session", help="tag stored with every measurement (default: host and time)")
     profile.add_argument("--segments", type=int, metavar="N",
                          help="measure a seeded random N of the space's segments (the stem always), not all: "

@@ -41,7 +41,9 @@ double median_ci_rel(const std::vector<double>& sorted, double median) {
   return (sorted[k - 1] - sorted[j - 1]) / (2.0 * median);
 }
 
-void check_options(const HarnessOptions& o) {
+}  // namespace
+
+void check_harness_options(const HarnessOptions& o) {
   auto bad = [](const char* field, const std::string& expected, double got) {
     std::ostringstream s;
     s << field << ": expected " << expected << ", got " << got;
@@ -56,6 +58,8 @@ void check_options(const HarnessOptions& o) {
   if (o.inner < 0) bad("inner", "an integer >= 0 (0: automatic)", o.inner);
   if (!(o.min_sample_seconds >= 0)) bad("min_sample_seconds", "a number >= 0", o.min_sample_seconds);
 }
+
+namespace {
 
 int current_cpu() {
 #if defined(__linux__)
@@ -134,7 +138,7 @@ CpuPin::~CpuPin() {
 }
 
 TimingStats time_calls(const std::function<void(size_t)>& fn, const HarnessOptions& o) {
-  check_options(o);
+  check_harness_options(o);
   CpuPin pin(o.pin_cpu);
   const auto start = Clock::now();
   const double freq_before = cpu_frequency_mhz(current_cpu());

@@ -46,6 +46,9 @@ struct TimingStats {
 // Times fn(call_index) under `options` (checked: std::invalid_argument names a bad field).
 TimingStats time_calls(const std::function<void(size_t)>& fn, const HarnessOptions& options);
 
+// Throws std::invalid_argument naming the first bad field of `options` (time_calls checks with it).
+void check_harness_options(const HarnessOptions& options);
+
 // Statistics of samples (ms), as time_calls reports them; used by time_calls and by tests.
 TimingStats summarize(std::vector<double> samples_ms);
 
