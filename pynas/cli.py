@@ -190,6 +190,10 @@ def cmd_profile(args) -> None:
     if args.pin is not None:
         harness["pin_cpu"] = args.pin
     network_harness = {"budget_seconds": args.network_budget_seconds, "target_rel_ci": args.network_target_ci}
+    if args.wall_clock:
+        harness["cpu_time"] = False
+    elif args.threads > 1:
+        harness["cpu_time"] = False  # other threads' work is not the calling thread's CPU time
     backend = Backend(args.backend, threads=args.threads)
     if args.prepare_only:
         with Store(args.db) as store:
@@ -406,6 +410,9 @@ def build_parser() -> argparse.ArgumentParser:
                               "with it, was more than this much slower than its fast state (an extreme state; "
                               "default 1.0: twice as slow); every item is timed as a ratio to the reference, so "
                               "milder spells cancel")
+    profile.add_argument("--wall-clock", action="store_true",
+                         help="time by the wall clock; by default one-thread runs are timed by the profiling "
+                              "thread's CPU time, so time other processes take on its core is not counted")
     profile.add_argument("--repeat", type=int, default=40, metavar="N",
                          help="at the end, time a seeded sample of N of the run's items again (half networks) "
                               "and report the relative differences: the run's repeatability (default 40; 0: none)")

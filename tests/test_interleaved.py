@@ -81,3 +81,27 @@ def test_network_measure_interleaved_checks_both_inputs():
         a.measure_interleaved(xa, b, xa)
     with pytest.raises(ValueError, match="inputs: expected at least one input image"):
         a.measure_interleaved([], b, xb)
+
+
+def test_cpu_time_leaves_out_time_off_the_core():
+    # A call that computes 300 us and then is off the core for 100 us or more (sleeping stands in for
+    # being preempted by a neighbour's process): by CPU time it takes 300 us, by the wall clock more.
+    def call(i):
+        _busy(300e-6)
+        time.sleep(100e-6)
+    ref = lambda i: _busy(300e-6)  # noqa: E731
+    by_cpu = _core.time_interleaved(call, ref, cpu_time=True, min_runs=30, max_runs=30, inner=1)
+    by_wall = _core.time_interleaved(call, ref, min_runs=30, max_runs=30, inner=1)
+    assert by_cpu["ratio"]["median_ms"] == pytest.approx(1.0, abs=0.25)
+    assert by_wall["ratio"]["median_ms"] > 1.2
+    assert 0 < by_cpu["item"]["cpu_share"] < 0.95 and by_cpu["reference"]["cpu_share"] > 0
+    assert by_wall["item"]["cpu_share"] == -1
+    assert _core.time_calls(call, cpu_time=True, min_runs=10, max_runs=10)["median_ms"] < 0.45
+
+
+def test_cpu_time_of_work_off_the_calling_thread_is_an_error():
+    with pytest.raises(RuntimeError, match="cpu_time: the timed calls ran mostly off the calling thread"):
+        _core.time_interleaved(lambda i: time.sleep(5e-3), lambda i: _busy(300e-6), cpu_time=True, min_runs=10,
+                               max_runs=10)
+    with pytest.raises(RuntimeError, match="cpu_time: the timed calls ran mostly off the calling thread"):
+        _core.time_calls(lambda i: time.sleep(5e-3), cpu_time=True, min_runs=10, max_runs=10)

@@ -83,14 +83,24 @@ InterleavedStats time_interleaved(const std::function<void(size_t)>& item,
   if (reference_seconds > 0)
     reference_inner = std::clamp(static_cast<int>(std::lround(item_inner * item_seconds / reference_seconds)), 1, 1000);
   std::vector<double> item_ms, reference_ms, sorted;
+  double cpu_sum[2] = {0, 0}, wall_sum[2] = {0, 0}, best_share[2] = {0, 0};
+  // One sample of `calls` calls of fn (the item: 0, the reference: 1), ms per call by the chosen clock.
+  auto sample = [&](const std::function<void(size_t)>& fn, size_t& call, int calls, int which) {
+    const double c0 = o.cpu_time ? thread_cpu_seconds() : 0;
+    const auto t0 = Clock::now();
+    for (int r = 0; r < calls; ++r) fn(call++);
+    const double wall = seconds_since(t0);
+    if (!o.cpu_time) return 1e3 * wall / calls;
+    const double cpu = thread_cpu_seconds() - c0;
+    cpu_sum[which] += cpu;
+    wall_sum[which] += wall;
+    if (wall > 0) best_share[which] = std::max(best_share[which], cpu / wall);
+    return 1e3 * cpu / calls;
+  };
   const auto timed_start = Clock::now();
   for (;;) {
-    auto t0 = Clock::now();
-    for (int r = 0; r < item_inner; ++r) item(item_call++);
-    item_ms.push_back(1e3 * seconds_since(t0) / item_inner);
-    t0 = Clock::now();
-    for (int r = 0; r < reference_inner; ++r) reference(reference_call++);
-    reference_ms.push_back(1e3 * seconds_since(t0) / reference_inner);
+    item_ms.push_back(sample(item, item_call, item_inner, 0));
+    reference_ms.push_back(sample(reference, reference_call, reference_inner, 1));
     const int n = static_cast<int>(item_ms.size());
     if (n >= o.max_runs) break;
     const bool over_budget = seconds_since(timed_start) >= o.budget_seconds;
@@ -100,7 +110,15 @@ InterleavedStats time_interleaved(const std::function<void(size_t)>& item,
       if (over_budget || summarize(sorted).ci_rel <= o.target_rel_ci) break;
     }
   }
+  if (o.cpu_time) {
+    check_cpu_share(best_share[0]);
+    check_cpu_share(best_share[1]);
+  }
   InterleavedStats s = summarize_pairs(item_ms, reference_ms, o.target_rel_ci);
+  if (o.cpu_time) {
+    if (wall_sum[0] > 0) s.item.cpu_share = cpu_sum[0] / wall_sum[0];
+    if (wall_sum[1] > 0) s.reference.cpu_share = cpu_sum[1] / wall_sum[1];
+  }
   s.item.inner = item_inner;
   s.reference.inner = reference_inner;
   s.cpu = current_cpu();

@@ -185,6 +185,8 @@ class Report:
     stopped_by: str = "done"  # "done", "budget", "interrupt"
     # The machine's state while each item was timed: its reference's time / the reference's fast state.
     states: list[float] = field(default_factory=list)
+    # With CPU-time timing: the profiling thread's CPU time / wall time per item (1: the core to itself).
+    cpu_shares: list[float] = field(default_factory=list)
     slow_spells: int = 0  # items whose only measurement is flagged (a rerun measures them again)
     repaired: int = 0  # flagged items timed again cleanly at the end of the run
     retime_seconds: float = 0.0  # spent timing flagged items again
@@ -211,6 +213,10 @@ class Report:
             lines.append(f"machine state while items were timed (reference / its fast state): "
                          f"{min(self.states):.2f}..{max(self.states):.2f} (p10 {p10:.2f}, median {p50:.2f}, "
                          f"p90 {p90:.2f}); latencies are ratios to the reference, so a spell cancels")
+        if self.cpu_shares:
+            lines.append(f"the profiling thread had {100 * float(np.median(self.cpu_shares)):.0f}% of its core "
+                         f"(median; p10 {100 * float(np.percentile(self.cpu_shares, 10)):.0f}%): timed by its CPU "
+                         f"time, so time other processes took is not counted")
         if self.repaired or self.slow_spells:
             lines.append(f"extreme states or unsteady ratios: {self.repaired} items timed again at the end "
                          f"({self.retime_seconds:.0f} s), {self.slow_spells} left flagged"
@@ -298,7 +304,8 @@ def run(plan_: Plan, backend: Backend, store: Store, *, budget_seconds: float = 
     key measured several times counts with its median), until done or `budget_seconds` has passed
     (checked between items), each as a ratio to a reference timed interleaved with it
     (`pynas.profiling.steady`). Harness options: `steady.SEGMENT_HARNESS` / `NETWORK_HARNESS`, then
-    `harness` (both kinds), then `segment_harness` / `network_harness`.
+    `harness` (both kinds), then `segment_harness` / `network_harness`; with one thread samples are
+    timed by CPU time (`cpu_time`) unless the options say otherwise.
 
     An item timed while its reference ran over 1 + `drift_tolerance` times its fast state, or whose
     ratio did not converge, is flagged and timed once more at the end (within RETIME_SHARE of the
@@ -312,8 +319,10 @@ def run(plan_: Plan, backend: Backend, store: Store, *, budget_seconds: float = 
         raise ValueError(f"drift_tolerance: expected a number > 0, got {drift_tolerance}")
     if not isinstance(repeat, int) or repeat < 0:
         raise ValueError(f"repeat: expected an integer >= 0, got {repeat!r}")
-    options = {"segment": {**SEGMENT_HARNESS, **(harness or {}), **(segment_harness or {})},
-               "network": {**NETWORK_HARNESS, **(harness or {}), **(network_harness or {})}}
+    # One thread: CPU time (preemption not counted, see pynas.profiling.steady), unless told.
+    clock = {"cpu_time": backend.threads == 1}
+    options = {"segment": {**SEGMENT_HARNESS, **clock, **(harness or {}), **(segment_harness or {})},
+               "network": {**NETWORK_HARNESS, **clock, **(harness or {}), **(network_harness or {})}}
     context = Context.here(backend.name, backend.version, backend.threads, session=session)
     todo = unmeasured(plan_, backend, store, again, session)
     report = Report(planned=len(plan_.items), already=len(plan_.items) - len(todo))
@@ -371,6 +380,8 @@ def run(plan_: Plan, backend: Backend, store: Store, *, budget_seconds: float = 
         report.measured += 1
         report.per_kind_count[item.kind] = report.per_kind_count.get(item.kind, 0) + 1
         report.states.append(record["state"])
+        if record["cpu_share"] > 0:
+            report.cpu_shares.append(record["cpu_share"])
         if record.get("slow_spell"):
             flagged.append(item)
         else:

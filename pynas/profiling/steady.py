@@ -17,6 +17,14 @@ repeats the shorter call of the pair until both samples last equally long, and
   its weights from L3 and DRAM as the item does: a segment reference repeated for as long did not
   follow a network through a memory-heavy spell.
 
+Which clock. With one thread, samples are timed by the thread's CPU time (`cpu_time`, see
+cpp/profiling/harness.h), not the wall clock: time spent preempted by a neighbour's process is not
+counted at all. On this VM the profiling thread often had half its core (a neighbour's process on
+it: whole networks took twice their time by the wall clock, and their ratios to the reference
+still varied by 7-14% between samples; by CPU time 1.5-3%). What preemption leaves behind (caches
+a neighbour evicted, a loaded memory system, the clock) the ratio takes out. Several threads:
+the wall clock (other threads' work is not the calling thread's CPU time).
+
 How a latency is derived. ratio (median over the pairs) x the reference's *fast-state time*:
 the 10th percentile of that reference's times over the series (device, backend, version,
 threads) — every run and pass of it, so runs and passes agree; a low quantile because a spell only
@@ -121,7 +129,8 @@ class RatioTimer:
                   "reference_fast_ms": fast, "state": state, "pairs": ratio["runs"], "inner": item["inner"],
                   "reference_inner": result["reference"]["inner"], "converged": result["converged"],
                   "seconds": result["seconds"], "cpu": result["cpu"], "freq_mhz_before": result["freq_mhz_before"],
-                  "freq_mhz_after": result["freq_mhz_after"], "options": dict(harness)}
+                  "freq_mhz_after": result["freq_mhz_after"], "options": dict(harness),
+                  "cpu_time": bool(harness.get("cpu_time")), "cpu_share": item.get("cpu_share", -1)}
         if state > self.state_limit:
             record["slow_spell"] = True
         return stats, record
