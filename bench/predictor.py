@@ -229,7 +229,7 @@ def section_newdevice(args) -> None:
         work = plan(space, networks=args.networks, seed=7)
         t_plan = time.monotonic() - t0
         with Store(Path(tmp) / "new.sqlite") as store:
-            report = run(work, Backend("native"), store, harness=harness, repeat=40)
+            report = run(work, Backend("native"), store, harness=harness, repeat=30)
             t_profile = time.monotonic() - t0 - t_plan
             data = load_dataset(store, backend="native")
         t1 = time.monotonic()

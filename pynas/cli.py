@@ -399,23 +399,23 @@ def build_parser() -> argparse.ArgumentParser:
     profile.add_argument("--target-ci", type=float, default=0.03,
                          help="stop timing a segment once the 95%% CI of its median ratio to the reference is "
                               "within this (default 3%%)")
-    profile.add_argument("--item-budget-seconds", type=float, default=0.25,
-                         help="timing budget per segment, its reference's samples included (default 0.25)")
+    profile.add_argument("--item-budget-seconds", type=float, default=0.2,
+                         help="timing budget per segment, its reference's samples included (default 0.2)")
     profile.add_argument("--network-target-ci", type=float, default=0.015,
                          help="as --target-ci, for whole networks (default 1.5%%)")
-    profile.add_argument("--network-budget-seconds", type=float, default=1.5,
-                         help="timing budget per whole network (default 1.5)")
-    profile.add_argument("--drift-tolerance", type=float, default=1.0,
+    profile.add_argument("--network-budget-seconds", type=float, default=2.0,
+                         help="timing budget per whole network (default 2)")
+    profile.add_argument("--drift-tolerance", type=float, default=0.5,
                          help="time an item again at the end of the run when its reference, timed interleaved "
                               "with it, was more than this much slower than its fast state (an extreme state; "
-                              "default 1.0: twice as slow); every item is timed as a ratio to the reference, so "
+                              "default 0.5: 1.5 times as slow); every item is timed as a ratio to the reference, so "
                               "milder spells cancel")
     profile.add_argument("--wall-clock", action="store_true",
                          help="time by the wall clock; by default one-thread runs are timed by the profiling "
                               "thread's CPU time, so time other processes take on its core is not counted")
-    profile.add_argument("--repeat", type=int, default=40, metavar="N",
+    profile.add_argument("--repeat", type=int, default=30, metavar="N",
                          help="at the end, time a seeded sample of N of the run's items again (half networks) "
-                              "and report the relative differences: the run's repeatability (default 40; 0: none)")
+                              "and report the relative differences: the run's repeatability (default 30; 0: none)")
     profile.add_argument("--session", help="tag stored with every measurement (default: host and time)")
     profile.add_argument("--segments", type=int, metavar="N",
                          help="measure a seeded random N of the space's segments (the stem always), not all: "
