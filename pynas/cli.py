@@ -396,11 +396,11 @@ def build_parser() -> argparse.ArgumentParser:
     profile.add_argument("--seed", type=int, default=0)
     profile.add_argument("--limit", type=int, help="only the first N items of the (seeded, shuffled) plan")
     profile.add_argument("--pin", type=int, metavar="CPU", help="pin timing to this core")
-    profile.add_argument("--target-ci", type=float, default=0.03,
+    profile.add_argument("--target-ci", type=float, default=0.04,
                          help="stop timing a segment once the 95%% CI of its median ratio to the reference is "
-                              "within this (default 3%%)")
-    profile.add_argument("--item-budget-seconds", type=float, default=0.2,
-                         help="timing budget per segment, its reference's samples included (default 0.2)")
+                              "within this (default 4%%)")
+    profile.add_argument("--item-budget-seconds", type=float, default=0.15,
+                         help="timing budget per segment, its reference's samples included (default 0.15)")
     profile.add_argument("--network-target-ci", type=float, default=0.015,
                          help="as --target-ci, for whole networks (default 1.5%%)")
     profile.add_argument("--network-budget-seconds", type=float, default=2.0,

@@ -260,7 +260,7 @@ def _stats(result: dict) -> Stats:
     return Stats(result["median_ms"], result["mad_ms"], result["p10_ms"], result["p90_ms"], result["runs"])
 
 
-RETIME_SHARE = 0.1  # of the run so far (plus RETIME_GRACE_SECONDS): the most timing flagged items again may take
+RETIME_SHARE = 0.05  # of the run so far (plus RETIME_GRACE_SECONDS): the most timing flagged items again may take
 RETIME_GRACE_SECONDS = 10.0
 
 

@@ -56,7 +56,7 @@ TIMING = "ratio"  # the harness record's `timing` for interleaved ratio measurem
 # Per kind: whole networks carry the predictor's network term and its held-out check, so they get
 # a tighter target and a longer budget than segments (thousands of them, their errors average out
 # in a network's sum). min_runs counts pairs.
-SEGMENT_HARNESS = {"budget_seconds": 0.2, "target_rel_ci": 0.03, "min_runs": 10, "warmup_runs": 2,
+SEGMENT_HARNESS = {"budget_seconds": 0.15, "target_rel_ci": 0.04, "min_runs": 10, "warmup_runs": 2,
                    "warmup_seconds": 0.0}
 NETWORK_HARNESS = {"budget_seconds": 2.0, "target_rel_ci": 0.015, "min_runs": 10, "warmup_runs": 2,
                    "warmup_seconds": 0.0}
