@@ -4,7 +4,7 @@ hits both.
 
     GLIBC_TUNABLES=glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824 \\
         python bench/repeatability.py --networks 60 --pin 1 \\
-            --old "cd /tmp && python3 -P -m pynas.cli" --new "python3 -P -m pynas.cli" --out /tmp/rep
+            --old "cd /tmp && python3 -P -m pynas.cli" --new "PYTHONPATH=$PWD python3 -P -m pynas.cli" --out /tmp/rep
 
 Each method is a `pynas profile` command line prefix (e.g. an installed, older pynas for "old");
 each pass is `profile --backend native --segments 1 --networks N --neighbours 0 --again --session
@@ -66,7 +66,10 @@ def main() -> int:
     if args.networks < 2:
         parser.error(f"--networks: expected an integer >= 2, got {args.networks}")
     os.makedirs(args.out, exist_ok=True)
-    env = dict(os.environ, GLIBC_TUNABLES=TUNABLES)
+    # Without this process's PYTHONPATH: each prefix says which pynas it runs (an installed one, or
+    # a source tree with its own PYTHONPATH=...), never this one's by inheritance.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["GLIBC_TUNABLES"] = TUNABLES
     methods = {"old": args.old, "new": args.new}
     walls: dict[str, list[float]] = {m: [] for m in methods}
     if not args.analyse_only:

@@ -11,7 +11,7 @@ Timing: shared machines have slow spells (neighbours' processes on the core, loa
 and memory), which a time taken alone carries with it. Every item is timed as a ratio to a
 reference timed interleaved with it (`pynas.profiling.steady`: the stem for segments, the stem's
 whole network for networks), and its latency is that ratio times the reference's fast-state time
-over the series. Items timed in an extreme state (or whose ratio did not converge) are flagged
+over the series. Items timed in an extreme state are flagged
 `slow_spell` and timed once more at the end of the run, within a bounded share of it; a key whose
 only measurements are flagged counts as unmeasured for the next run. At the end, a seeded sample
 of the run's items is timed again: the run's own repeatability, printed and kept in the store
@@ -218,7 +218,7 @@ class Report:
                          f"(median; p10 {100 * float(np.percentile(self.cpu_shares, 10)):.0f}%): timed by its CPU "
                          f"time, so time other processes took is not counted")
         if self.repaired or self.slow_spells:
-            lines.append(f"extreme states or unsteady ratios: {self.repaired} items timed again at the end "
+            lines.append(f"extreme states: {self.repaired} items timed again at the end "
                          f"({self.retime_seconds:.0f} s), {self.slow_spells} left flagged"
                          + (" (a rerun measures them again)" if self.slow_spells else ""))
         for kind, r in sorted(self.repeatability.items()):
@@ -307,10 +307,10 @@ def run(plan_: Plan, backend: Backend, store: Store, *, budget_seconds: float = 
     `harness` (both kinds), then `segment_harness` / `network_harness`; with one thread samples are
     timed by CPU time (`cpu_time`) unless the options say otherwise.
 
-    An item timed while its reference ran over 1 + `drift_tolerance` times its fast state, or whose
-    ratio did not converge, is flagged and timed once more at the end (within RETIME_SHARE of the
-    run). Then `repeat` items (a seeded sample, half networks) are timed again: the run's
-    repeatability (`Report.repeatability`). `interleave`: stands in for
+    An item timed while its reference ran over 1 + `drift_tolerance` times its fast state is
+    flagged and timed once more at the end (within RETIME_SHARE of the run). Then `repeat` items (a
+    seeded sample of the cleanly timed ones, half networks) are timed again: the run's
+    repeatability (`Report.repeatability`, over the re-timings that were not flagged). `interleave`: stands in for
     `backends.time_interleaved` (tests)."""
     from pynas.profiling.steady import NETWORK_HARNESS, SEGMENT_HARNESS, RatioTimer, relative_differences, \
         series_reference_times
