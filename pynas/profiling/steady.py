@@ -7,7 +7,11 @@ call longer than a time slice is preempted), or finds the caches and memory load
 alone carries the state it was taken in: the same network timed twice minutes apart differed by 7%
 (median, p90 22%), and a neighbour on the other core made whole networks 2-3x slower. Item sample,
 reference sample, item sample, ...: the two samples of a pair are taken within milliseconds, in one
-state, so their ratio is the state's no more; `bench/reference_choice.py` measured how well.
+state, so their ratio is the state's no more. Measured with a memory or a compute hog on the other
+core: whole networks timed alone ran 2.2-3.3x slower, their ratios to a reference network moved by
+at most 6%; ratios to the stem (one short call a sample) did not follow them at all, and a
+reference network was as wrong for segments (0.3-0.7x), which is why samples are matched in length
+and why there are two references. `bench/repeatability.py` compares methods over passes.
 
 Which reference. A spell slows work by how long it runs (a 20 ms call is preempted, a 0.3 ms one
 mostly not) and by its footprint, so the reference is close to the item in both: the harness
