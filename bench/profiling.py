@@ -43,7 +43,8 @@ def child(backend: str, ops: int, seed: int, threads: int, pin: int | None) -> N
 
     b = Backend(backend, threads=threads)
     _, items = _items(ops, seed)
-    harness = dict(SEGMENT_HARNESS, **({} if pin is None else {"pin_cpu": pin}))
+    # As `pynas profile` times: CPU time with one thread (pynas.profiling.session.run).
+    harness = dict(SEGMENT_HARNESS, cpu_time=threads == 1, **({} if pin is None else {"pin_cpu": pin}))
     # As `pynas profile` measures: each item a ratio to the plan's first item, the stem.
     stem = items[0]
     timer = RatioTimer({"segment": Reference(stem.key, b.segment(stem.arch, stem.segment, stem.key))})
