@@ -61,9 +61,10 @@ InterleavedStats time_interleaved(const std::function<void(size_t)>& item,
   const double freq_before = cpu_frequency_mhz(current_cpu());
   size_t item_call = 0, reference_call = 0;
   // Warm-up, alternating as the pairs will (the item runs after the reference's footprint, as it
-  // will be timed); each one's fastest warm-up call sizes its inner (a preempted call would not).
+  // will be timed); each one's fastest warm-up call sizes its inner (a preempted call would not, nor
+  // the first call of a freshly built network, which faults its buffers in: so two calls at least).
   double item_seconds = INFINITY, reference_seconds = INFINITY;
-  for (int i = 0; i < std::max(o.warmup_runs, 1) || seconds_since(start) < o.warmup_seconds; ++i) {
+  for (int i = 0; i < std::max(o.warmup_runs, 2) || seconds_since(start) < o.warmup_seconds; ++i) {
     auto t0 = Clock::now();
     item(item_call++);
     item_seconds = std::min(item_seconds, seconds_since(t0));
