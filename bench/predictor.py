@@ -220,7 +220,7 @@ def section_newdevice(args) -> None:
     print(f"\n## A new device: profile the MnasNet space with native on one core, then calibrate "
           f"({args.networks} networks)\n")
     space = get_space("mnasnet")
-    harness = {"budget_seconds": 2.0, "target_rel_ci": 0.01}
+    harness = {}  # pynas profile's defaults per kind (pynas.profiling.steady)
     if args.cpu is not None:
         harness["pin_cpu"] = args.cpu
     with tempfile.TemporaryDirectory() as tmp:
@@ -228,7 +228,7 @@ def section_newdevice(args) -> None:
         work = plan(space, networks=args.networks, seed=7)
         t_plan = time.monotonic() - t0
         with Store(Path(tmp) / "new.sqlite") as store:
-            report = run(work, Backend("native"), store, harness=harness)
+            report = run(work, Backend("native"), store, harness=harness, repeat=30)
             t_profile = time.monotonic() - t0 - t_plan
             data = load_dataset(store, backend="native")
         t1 = time.monotonic()
@@ -239,8 +239,9 @@ def section_newdevice(args) -> None:
     r = trained.report["heldout_networks"]
     rows = [["plan", f"{t_plan / 60:.1f}", f"{len(work.items)} items"],
             ["profile", f"{t_profile / 60:.1f}",
-             f"{report.measured} measured; slow spells: {report.retries} re-measured "
-             f"({report.waited_seconds:.0f} s), {report.repaired} repaired, {report.slow_spells} only slow"],
+             f"{report.measured} measured; extreme states: {report.repaired} timed again, {report.slow_spells} "
+             f"left flagged; state p90 {np.percentile(report.states, 90):.2f}; repeatability (networks) median "
+             f"{100 * report.repeatability.get('networks', {}).get('median', float('nan')):.1f}%"],
             ["calibrate (train + compile table + save)", f"{t_calibrate / 60:.1f}",
              f"{len(data.segments)} segments, {len(data.networks)} networks"],
             ["total", f"{total / 60:.1f}", f"held-out networks: RMSPE {r['rmspe']:.2f}%, within 10% "

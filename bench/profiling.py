@@ -7,11 +7,11 @@ For each backend: the same `--ops` segments of the MnasNet space (seeded sample 
 kinds by the shuffled plan) are measured in one process, then again in a
 second, fresh process (its own imports, allocations, converted-model cache already warm), both
 with pynas's harness as `pynas profile` runs it. The table gives the relative difference of the two
-medians per op (|b - a| / a), split at 50 us, and how long one item took in the first process
-(build + conversion with a cold cache + timing), extrapolated to the whole space's plan. Both
-processes measure as `pynas profile` does (`session.DriftGuard`: a reference re-timed after each
-item, items re-measured when it says the machine is in a slow spell); "vs reference" compares the
-ops' times divided by the reference's. "s per item" includes those checks and retries.
+processes' times per op (|b - a| / a), split at 50 us, and how long one item took in the first
+process (build + conversion with a cold cache + timing), extrapolated to the whole space's plan.
+Both processes measure as `pynas profile` does (`steady.RatioTimer`: each item timed as a ratio to
+the stem, interleaved, with `steady.SEGMENT_HARNESS`): "raw" compares the items' own medians,
+"ratio" their ratios to the reference (what a profile's latencies are made of).
 """
 from __future__ import annotations
 
@@ -26,7 +26,6 @@ import time
 
 from pynas import ui
 
-HARNESS = {"budget_seconds": 2.0, "target_rel_ci": 0.01}
 
 
 def _items(ops: int, seed: int):
@@ -37,28 +36,32 @@ def _items(ops: int, seed: int):
     return p, [i for i in p.items if i.kind != "network"][:ops]
 
 
-def child(backend: str, ops: int, seed: int, threads: int) -> None:
-    """Measure the items, print one JSON line per item (key, median_ms, seconds)."""
+def child(backend: str, ops: int, seed: int, threads: int, pin: int | None) -> None:
+    """Measure the items, print one JSON line per item (key, raw median, ratio, seconds)."""
     from pynas.profiling.backends import Backend
-    from pynas.profiling.session import DriftGuard
+    from pynas.profiling.steady import SEGMENT_HARNESS, RatioTimer, Reference
 
     b = Backend(backend, threads=threads)
     _, items = _items(ops, seed)
-    # As `pynas profile` measures: a reference (the plan's first item, the stem) re-timed after each
-    # item; an item measured in a slow spell is measured again once the machine is back.
-    guard = DriftGuard(b.segment(items[0].arch, items[0].segment, items[0].key))
+    # As `pynas profile` times: CPU time with one thread (pynas.profiling.session.run).
+    harness = dict(SEGMENT_HARNESS, cpu_time=threads == 1, **({} if pin is None else {"pin_cpu": pin}))
+    # As `pynas profile` measures: each item a ratio to the plan's first item, the stem.
+    stem = items[0]
+    timer = RatioTimer({"segment": Reference(stem.key, b.segment(stem.arch, stem.segment, stem.key))})
+    timer.calibrate({"segment": harness})
     for item in items:
         t0 = time.perf_counter()
-        stats, drift = guard.measure(b.segment(item.arch, item.segment, item.key), HARNESS)
-        print(json.dumps({"key": item.key, "kind": item.kind, "median_ms": stats["median_ms"],
-                          "reference_ms": drift["reference_ms"], "retries": drift["retries"],
-                          "ci_rel": stats["ci_rel"], "seconds": time.perf_counter() - t0}), flush=True)
+        stats, record = timer.measure(b.segment(item.arch, item.segment, item.key), "segment", harness)
+        print(json.dumps({"key": item.key, "kind": item.kind, "median_ms": record["raw_median_ms"],
+                          "ratio": record["ratio"], "state": record["state"], "ci_rel": record["ratio_ci_rel"],
+                          "seconds": time.perf_counter() - t0}), flush=True)
 
 
 def _run_child(backend: str, args, cache: str) -> list[dict]:
     env = dict(os.environ, PYNAS_CACHE=cache)
     cmd = [sys.executable, "-P", os.path.abspath(__file__), "--child", backend, "--ops", str(args.ops),
-           "--seed", str(args.seed), "--threads", str(args.threads)]
+           "--seed", str(args.seed), "--threads", str(args.threads)] + (
+        [] if args.pin is None else ["--pin", str(args.pin)])
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"{backend} child failed:\n{done.stderr[-3000:]}")
@@ -77,10 +80,11 @@ def main() -> int:
     parser.add_argument("--ops", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--pin", type=int, help="pin timing to this core")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.ops, args.seed, args.threads)
+        child(args.child, args.ops, args.seed, args.threads, args.pin)
         return 0
     from pynas.profiling.backends import unavailable
 
@@ -88,8 +92,8 @@ def main() -> int:
     full = len(plan_.items)
     print(f"{args.ops} segments of the MnasNet space at 224, {args.threads} thread(s), each backend measured in two "
           f"processes; the space has {full} distinct segments")
-    header = ["backend", "ops >=50us", "|diff| median/max", "vs reference", "ops <50us", "|diff| median/max",
-              "vs reference", "s per item (cold)", "all segments, est."]
+    header = ["backend", "ops >=50us", "raw |diff| median/max", "ratio", "ops <50us", "raw |diff| median/max",
+              "ratio", "s per item (cold)", "all segments, est."]
     rows = []
     for backend in args.backends.split(","):
         reason = unavailable(backend)
@@ -104,7 +108,7 @@ def main() -> int:
         for r in first:
             other = b[r["key"]]
             diff = abs(other["median_ms"] - r["median_ms"]) / r["median_ms"]
-            ratio_a, ratio_b = r["median_ms"] / r["reference_ms"], other["median_ms"] / other["reference_ms"]
+            ratio_a, ratio_b = r["ratio"], other["ratio"]
             (big if r["median_ms"] >= 0.05 else small).append(diff)
             (big_ref if r["median_ms"] >= 0.05 else small_ref).append(abs(ratio_b - ratio_a) / ratio_a)
         per_item = statistics.mean(r["seconds"] for r in first)

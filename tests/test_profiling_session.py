@@ -44,33 +44,33 @@ def test_run_records_and_resumes(tmp_path):
     p = type(p)(p.space, p.resolution, p.counts, p.items[:12] + [i for i in p.items if i.kind == "network"])
     backend = Backend("native")
     with Store(tmp_path / "m.sqlite") as store:
-        first = run(p, backend, store, harness=FAST, budget_seconds=1e9, session="t", drift_tolerance=1.0)
+        first = run(p, backend, store, harness=FAST, budget_seconds=1e9, session="t", drift_tolerance=1e9)
         assert first.measured == len(p.items) and first.already == 0 and not first.failed
-        second = run(p, backend, store, harness=FAST, session="t", drift_tolerance=1.0)
+        second = run(p, backend, store, harness=FAST, session="t", drift_tolerance=1e9)
         assert second.measured == 0 and second.already == len(p.items)
         rows = list(store.measurements(backend="native"))
         assert Counter(m.op.key for m in rows) == {i.key: 1 for i in p.items}
         network = next(m for m in rows if m.op.kind == "network")
         assert network.op.features["segments"] and network.stats.median_ms > 0
-        assert "reference_ratio" in rows[-1].harness and rows[-1].harness["options"]["min_runs"] == 3
-        third = run(p, backend, store, harness=FAST, session="t2", drift_tolerance=1.0, again=True)  # another pass
+        assert rows[-1].harness["timing"] == "ratio" and rows[-1].harness["options"]["min_runs"] == 3
+        third = run(p, backend, store, harness=FAST, session="t2", drift_tolerance=1e9, again=True)  # another pass
         assert third.measured == len(p.items) and third.already == 0
         assert Counter(m.op.key for m in store.measurements(backend="native")) == {i.key: 2 for i in p.items}
         # A third pass cut short, then resumed by its tag: each key once more, none twice.
-        cut = run(p, backend, store, harness=FAST, session="t3", drift_tolerance=1.0, again=True,
+        cut = run(p, backend, store, harness=FAST, session="t3", drift_tolerance=1e9, again=True,
                   should_stop=lambda: len(list(store.measurements(session="t3"))) >= 5)
         assert cut.measured == 5 and cut.stopped_by == "interrupt"
-        rest = run(p, backend, store, harness=FAST, session="t3", drift_tolerance=1.0, again=True)
+        rest = run(p, backend, store, harness=FAST, session="t3", drift_tolerance=1e9, again=True)
         assert rest.already == 5 and rest.measured == len(p.items) - 5
         assert Counter(m.op.key for m in store.measurements(backend="native")) == {i.key: 3 for i in p.items}
-        untagged = run(p, backend, store, harness=FAST, drift_tolerance=1.0, again=True)  # no tag: everything
+        untagged = run(p, backend, store, harness=FAST, drift_tolerance=1e9, again=True)  # no tag: everything
         assert untagged.measured == len(p.items)
 
 
 def test_budget_stops_between_items(tmp_path):
     p = plan(get_space("mnasnet", resolution=32), seed=0, limit=200)
     with Store(tmp_path / "m.sqlite") as store:
-        report = run(p, Backend("native"), store, harness=FAST, budget_seconds=0.5, drift_tolerance=1.0)
+        report = run(p, Backend("native"), store, harness=FAST, budget_seconds=0.5, drift_tolerance=1e9)
     assert report.stopped_by == "budget" and 0 < report.measured < len(p.items)
     assert report.remaining == len(p.items) - report.measured
 
@@ -78,7 +78,7 @@ def test_budget_stops_between_items(tmp_path):
 def _profile_cmd(db, *extra):
     return [sys.executable, "-P", "-m", "pynas.cli", "profile", "--backend", "native", "--resolution", "32",
             "--db", str(db), "--neighbours", "0", "--networks", "3", "--item-budget-seconds", "0.02",
-            "--target-ci", "0.5", "--session", "kill-test", "--limit", "150", "--drift-tolerance", "1", *extra]
+            "--target-ci", "0.5", "--session", "kill-test", "--limit", "150", "--drift-tolerance", "1e9", "--repeat", "0", *extra]
 
 
 def test_kill_9_then_rerun_has_every_measurement_once(tmp_path):
@@ -122,10 +122,13 @@ def test_bad_input_is_a_clear_error(tmp_path, capsys):
     assert main(["profile", "--space", "nasnet", "--db", str(tmp_path / "y.sqlite")]) == 2
     assert "space" in capsys.readouterr().err
     fresh = tmp_path / "z.sqlite"
-    for flag, value, message in (("--drift-tolerance", "-0.1", "argument --drift-tolerance: expected a finite number in "
-                                                               "[0, 10], got '-0.1'"),
-                                 ("--round-size", "0", "argument --round-size: expected an integer 1..100000, got '0'"),
-                                 ("--adaptive", "-1", "argument --adaptive: expected an integer 0..1000, got '-1'")):
+    for flag, value, message in (
+            ("--drift-tolerance", "-0.1", "argument --drift-tolerance: expected a finite number in (0, 1e+06], got '-0.1'"),
+            ("--item-budget-seconds", "0", "argument --item-budget-seconds: expected a finite number in (0, 3600], got '0'"),
+            ("--network-target-ci", "nan", "argument --network-target-ci: expected a finite number in (0, 1], got 'nan'"),
+            ("--repeat", "-1", "argument --repeat: expected an integer 0..100000, got '-1'"),
+            ("--round-size", "0", "argument --round-size: expected an integer 1..100000, got '0'"),
+            ("--adaptive", "-1", "argument --adaptive: expected an integer 0..1000, got '-1'")):
         assert main(["profile", "--resolution", "32", "--limit", "3", "--db", str(fresh), flag, value]) == 2
         assert message in capsys.readouterr().err
         if fresh.exists():  # nothing measured before the error
@@ -133,121 +136,102 @@ def test_bad_input_is_a_clear_error(tmp_path, capsys):
                 assert not list(store.measurements())
 
 
-class _Fake:
-    """A Timed whose medians come from a list (the last one repeats)."""
+class _States:
+    """Stands in for backends.time_interleaved: item / reference = 2 always; the reference's time
+    (the machine's state, fast state 1.0 ms) is 1.0 ms, or `extreme` for the calls in `slow`."""
 
-    def __init__(self, medians):
-        self.medians, self.calls = list(medians), 0
+    def __init__(self, slow=(), extreme=5.0):
+        self.slow, self.extreme, self.calls = set(slow), extreme, 0
 
-    def measure(self, **options):
-        ms = self.medians[min(self.calls, len(self.medians) - 1)]
+    def __call__(self, item, reference, **options):
+        from tests.test_profiling_steady import interleaved
+
         self.calls += 1
-        return {"median_ms": ms}
+        return interleaved(2.0, self.extreme if self.calls in self.slow else 1.0)
 
 
-def test_drift_guard_remeasures_items_timed_in_a_slow_spell():
-    from pynas.profiling.session import DriftGuard
-
-    # Reference: fast (1.0), one noisy timing (1.2), then a spell (1.2, 1.2) in which the item
-    # took 6.0, back to fast later. pause_seconds: the guard re-times the reference until it is back.
-    reference = _Fake([1.0, 1.0, 1.2, 1.2, 1.0, 1.0, 1.0])
-    guard = DriftGuard(reference, tolerance=0.03, retries=4, pause_seconds=5.0)
-    item = _Fake([5.0, 5.0, 6.0, 5.0])
-    first, drift = guard.measure(item, {})
-    assert first["median_ms"] == 5.0 and drift["retries"] == 0 and drift["reference_ratio"] == 1.0
-    noisy, drift = guard.measure(item, {})  # one slow reference timing is noise, not a spell
-    assert noisy["median_ms"] == 5.0 and drift["retries"] == 0 and drift["state_ratio"] == 1.0
-    assert drift["reference_ratio"] == pytest.approx(1.2)
-    second, drift = guard.measure(item, {})  # two in a row: a spell; measured again once it is over
-    assert second["median_ms"] == 5.0 and drift["retries"] == 1 and guard.retried == 1
-    assert not drift.get("slow_spell") and guard.state_ratio == 1.0
-    stuck = DriftGuard(_Fake([1.0, 1.5]), tolerance=0.03, retries=2, pause_seconds=0.0)
-    result, drift = stuck.measure(_Fake([7.0]), {})
-    assert drift["slow_spell"] and drift["retries"] == 2 and stuck.slow_spells == 1
-
-
-def test_drift_guard_fast_state_survives_one_lucky_reference_timing():
-    from pynas.profiling.session import DriftGuard
-
-    # A minimum would make 0.9 the fast state and every later item (reference 1.0) look 11% slow.
-    guard = DriftGuard(_Fake([1.0] * 30 + [0.9] + [1.0] * 100), tolerance=0.03, retries=4, pause_seconds=0.0)
-    item = _Fake([5.0])
-    drifts = [guard.measure(item, {})[1] for _ in range(60)]
-    assert guard.fast_ms == 1.0 and guard.retried == 0 and not any(d.get("slow_spell") for d in drifts)
-
-
-def test_drift_guard_stops_waiting_once_its_share_of_the_run_is_spent():
-    from pynas.profiling.session import DriftGuard
-
-    # A spell that never ends, no waiting allowed: the item is recorded at once, flagged.
-    guard = DriftGuard(_Fake([1.0, 1.5]), tolerance=0.03, retries=4, pause_seconds=0.0, wait_share=0.0,
-                       grace_seconds=0.0)
-    item = _Fake([7.0, 5.0])
-    result, drift = guard.measure(item, {})
-    assert result["median_ms"] == 7.0 and item.calls == 1
-    assert drift["slow_spell"] and drift["retries"] == 0 and guard.retried == 0 and guard.slow_spells == 1
-    # With waiting allowed the same spell is retried up to `retries`, and the time it took is counted.
-    patient = DriftGuard(_Fake([1.0, 1.5]), tolerance=0.03, retries=3, pause_seconds=0.0)
-    _, drift = patient.measure(_Fake([7.0]), {})
-    assert drift["slow_spell"] and drift["retries"] == 3 and patient.waited > 0
-
-
-class _GuardSlowFor:
-    """Stands in for DriftGuard: the first `slow` measurements are flagged as taken in a slow spell."""
-
-    def __init__(self, slow, fast_ms=1.0):
-        self.slow, self.calls, self.retried, self.waited, self.fast_ms = slow, 0, 0, 0.0, fast_ms
-
-    def __call__(self, reference, **options):
-        return self
-
-    def measure(self, timed, harness):
-        self.calls += 1
-        drift = {"reference_ms": self.fast_ms, "reference_ratio": 1.0, "state_ratio": 1.0, "retries": 0}
-        if self.calls <= self.slow:
-            drift.update(reference_ratio=1.3, state_ratio=1.3, slow_spell=True)
-        return timed.measure(**harness), drift
-
-
-def test_items_recorded_in_a_slow_spell_are_repaired_at_the_end_or_by_a_rerun(tmp_path, monkeypatch):
-    from pynas.predictor.train import load_dataset
-    from pynas.profiling import session
+def test_items_timed_in_an_extreme_state_are_timed_again_at_the_end_or_by_a_rerun(tmp_path):
     from pynas.store import Context
 
     p = plan(get_space("mnasnet", resolution=32), seed=0, limit=6)
     backend = Backend("native")
     context = Context.here(backend.name, backend.version, backend.threads)
     with Store(tmp_path / "m.sqlite") as store:
-        # Two items flagged, both measured again cleanly at the end of the same run.
-        monkeypatch.setattr(session, "DriftGuard", _GuardSlowFor(2))
-        report = run(p, backend, store, harness=FAST)
+        # Items 2 and 3 timed with the reference at 5x its fast state: timed again at the end.
+        report = run(p, backend, store, harness=FAST, interleave=_States(slow={2, 3}))
         assert report.measured == 6 and report.repaired == 2 and report.slow_spells == 0
-        assert "2 items repaired at the end" in report.summary()
+        assert "2 items timed again at the end" in report.summary()
         rows = list(store.measurements(backend="native"))
         assert len(rows) == 8 and sum(bool(m.harness.get("slow_spell")) for m in rows) == 2
+        assert sum(bool(m.harness.get("retimed")) for m in rows) == 2
         assert store.slow_only(context) == set() and unmeasured(p, backend, store) == []
-        # A spell through the whole run: every item stays flagged, and the next run measures them again.
     with Store(tmp_path / "n.sqlite") as store:
-        monkeypatch.setattr(session, "DriftGuard", _GuardSlowFor(100))
-        report = run(p, backend, store, harness=FAST)
-        assert report.measured == 6 and report.repaired == 0 and report.slow_spells == 6
+        # A spell through a whole later run (the series' fast state known from an earlier one):
+        # every item stays flagged, and the next run measures them again.
+        assert run(plan(get_space("mnasnet", resolution=32), seed=0, limit=3), backend, store, harness=FAST,
+                   interleave=_States()).measured == 3
+        report = run(p, backend, store, harness=FAST, interleave=_States(slow=range(1, 100)))
+        assert report.measured == 3 and report.repaired == 0 and report.slow_spells == 3
         assert "a rerun measures them again" in report.summary()
-        keys = {i.key for i in p.items}
+        keys = {i.key for i in p.items[3:]}
         assert store.slow_only(context) == keys and {i.key for i in unmeasured(p, backend, store)} == keys
-        monkeypatch.setattr(session, "DriftGuard", _GuardSlowFor(0))
-        assert run(p, backend, store, harness=FAST).measured == 6
+        assert run(p, backend, store, harness=FAST, interleave=_States()).measured == 3
         assert store.slow_only(context) == set() and unmeasured(p, backend, store) == []
-        # Training takes a key's clean measurements, not the slow ones.
+    with Store(tmp_path / "o.sqlite") as store:
+        # A larger drift tolerance accepts the same state.
+        report = run(p, backend, store, harness=FAST, interleave=_States(slow={2, 3}), drift_tolerance=4.0)
+        assert report.repaired == report.slow_spells == 0 and max(report.states) == pytest.approx(5 / 1.4)
+    with pytest.raises(ValueError, match="drift_tolerance: expected a number > 0, got 0"):
+        run(p, backend, store, drift_tolerance=0)
+    with pytest.raises(ValueError, match="repeat: expected an integer >= 0, got -1"):
+        run(p, backend, store, repeat=-1)
+
+
+def test_repeatability_sample_is_timed_again_stored_and_read_by_training(tmp_path):
+    from pynas.predictor.train import load_dataset
+
+    p = plan(get_space("mnasnet", resolution=32), networks=2, seed=0)
+    p = type(p)(p.space, p.resolution, p.counts, p.items[:30] + [i for i in p.items if i.kind == "network"])
+    with Store(tmp_path / "m.sqlite") as store:
+        report = run(p, Backend("native"), store, harness=FAST, repeat=6, interleave=_States())
+        assert report.measured == 32
+        assert report.repeatability["networks"]["n"] == 2 and report.repeatability["segments"]["n"] == 4
+        assert report.repeatability["networks"]["median"] == 0.0  # the fake's ratios do not change
+        assert "repeatability, 2 networks timed again at the end: relative difference median 0.0%" in report.summary()
         rows = list(store.measurements(backend="native"))
-        slow = {m.op.key: m.stats.median_ms for m in rows if m.harness.get("slow_spell")}
-        clean = {m.op.key: m.stats.median_ms for m in rows if not m.harness.get("slow_spell")}
+        assert len(rows) == 38 and sum(bool(m.harness.get("repeat")) for m in rows) == 6
+        network = next(m for m in rows if m.op.kind == "network")
+        assert network.harness["reference"] == f"network:{p.items[0].arch}"  # networks against a network
+        assert next(m for m in rows if m.op.kind == "mbconv").harness["reference"] == p.items[0].key
         data = load_dataset(store, backend="native")
-        assert {k: v[2] for k, v in data.segments.items()} == clean != slow
-        # A run whose fast state is slower than earlier runs' says so.
-        assert store.reference_times(context) == [1.0] * 18
-        monkeypatch.setattr(session, "DriftGuard", _GuardSlowFor(0, fast_ms=1.2))
-        report = run(p, backend, store, harness=FAST, again=True)
-        assert report.fast_state_vs_earlier == pytest.approx(1.2) and "SLOW RUN" in report.summary()
+        assert data.timing == "ratio" and data.ignored == 0
+        assert data.repeatability["segments"]["n"] == 4 and data.repeatability["networks"]["n"] == 2
+
+
+def test_training_reads_ratio_rows_on_one_scale_and_leaves_raw_rows_out(tmp_path):
+    from pynas.predictor.train import load_dataset
+    from pynas.store import Context, OpKey, Stats
+
+    backend = Backend("native")
+    context = Context.here(backend.name, backend.version, backend.threads)
+
+    def ratio_row(ratio, reference_ms, **extra):
+        return dict({"timing": "ratio", "ratio": ratio, "reference": "stem", "reference_ms": reference_ms}, **extra)
+
+    with Store(tmp_path / "m.sqlite") as store:
+        old = OpKey("old_segment", "mbconv", {})
+        store.record(context, old, Stats(5.0, 0.1, 4.9, 5.1, 10), harness={"reference_ms": 1.0})
+        # The stored stats were scaled by the fast state known at the time (1.2, then 1.0): training
+        # takes every ratio times the series' fast state over all rows (1.0), so they agree.
+        a, b = OpKey("a", "mbconv", {}), OpKey("b", "dsconv", {})
+        store.record(context, a, Stats(2.4, 0.1, 2.3, 2.5, 10), harness=ratio_row(2.0, 1.2))
+        for _ in range(12):
+            store.record(context, b, Stats(3.0, 0.1, 2.9, 3.1, 10), harness=ratio_row(3.0, 1.0))
+        store.record(context, a, Stats(2.0, 0.1, 1.9, 2.1, 10), harness=ratio_row(2.2, 1.0, slow_spell=True))
+        data = load_dataset(store, backend="native")
+    assert data.timing == "ratio" and data.ignored == 1 and "old_segment" not in data.segments
+    assert data.segments["a"][2] == pytest.approx(2.0) and data.segments["b"][2] == pytest.approx(3.0)
+    assert data.repeatability["segments"] == {"n": 1, "median": 0.0, "p90": 0.0}  # b's first two
 
 
 def test_prepare_is_a_no_op_for_native_and_checks_jobs(tmp_path, capsys):
@@ -276,7 +260,7 @@ def test_prepare_converts_ahead_in_processes_then_run_only_loads(tmp_path, monke
         converted = sorted((tmp_path / "cache" / "converted").glob("onnx-*.onnx"))
         assert len(converted) == len(items)  # one file per segment key and per network
         stamps = [f.stat().st_mtime_ns for f in converted]
-        report = run(p, backend, store, harness=FAST, drift_tolerance=1.0)
+        report = run(p, backend, store, harness=FAST, drift_tolerance=1e9)
         assert report.measured == len(items) and not report.failed
         assert [f.stat().st_mtime_ns for f in converted] == stamps  # loaded, not converted again
         assert unmeasured(p, backend, store) == [] and len(unmeasured(p, backend, store, again=True)) == len(items)

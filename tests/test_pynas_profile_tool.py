@@ -35,6 +35,36 @@ def a1_oplist(tmp_path_factory):
     return path
 
 
+def test_reference_times_entries_as_ratios_that_training_reads(pynas_profile, a1_oplist, tmp_path):
+    from pynas.predictor.train import load_dataset
+
+    entries = segment_entries(A1) + [network_entry(A1)]
+    stem = next(e for e in entries if e.kind == "stem")
+    out = tmp_path / "a1.jsonl"
+    done = run(pynas_profile, a1_oplist, "-o", out, "--reference", stem.key, *FAST)
+    assert done.returncode == 0, done.stderr
+    assert "x reference" in done.stderr
+    by_key = {r["key"]: r for r in records(out)}
+    assert "timing" not in by_key[stem.key]["harness"]  # the reference itself, and the network: alone
+    assert "timing" not in by_key[network_entry(A1).key]["harness"]
+    ratio_rows = [r for r in by_key.values() if r["harness"].get("timing") == "ratio"]
+    assert len(ratio_rows) == len(entries) - 2
+    for r in ratio_rows:
+        h = r["harness"]
+        assert h["reference"] == stem.key and h["pairs"] == r["stats"]["runs"] >= 5
+        assert r["stats"]["median_ms"] == pytest.approx(h["ratio"] * h["reference_fast_ms"])
+        assert h["state"] == pytest.approx(h["reference_ms"] / h["reference_fast_ms"])
+    with Store(tmp_path / "store.sqlite") as store:
+        import_jsonl(store, out)
+        data = load_dataset(store, backend="native")
+    assert data.timing == "ratio" and data.ignored == 2 and len(data.segments) == len(entries) - 2
+    for flag, message in ((["--reference", "nope"], "--reference: expected the key of an entry of"),
+                          (["--reference", stem.key, "--reference", entries[1].key],
+                           "--reference: expected at most one segment reference")):
+        done = run(pynas_profile, a1_oplist, "-o", tmp_path / "x.jsonl", *flag, *FAST)
+        assert done.returncode == 2 and message in done.stderr and not (tmp_path / "x.jsonl").exists()
+
+
 def test_help_and_version(pynas_profile):
     done = run(pynas_profile, "--help")
     assert done.returncode == 0 and "usage: pynas-profile OPLIST -o OUT.jsonl" in done.stdout

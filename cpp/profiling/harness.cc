@@ -8,6 +8,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <ctime>
 
 #if defined(__linux__)
 #include <sched.h>
@@ -41,7 +42,9 @@ double median_ci_rel(const std::vector<double>& sorted, double median) {
   return (sorted[k - 1] - sorted[j - 1]) / (2.0 * median);
 }
 
-void check_options(const HarnessOptions& o) {
+}  // namespace
+
+void check_harness_options(const HarnessOptions& o) {
   auto bad = [](const char* field, const std::string& expected, double got) {
     std::ostringstream s;
     s << field << ": expected " << expected << ", got " << got;
@@ -56,6 +59,8 @@ void check_options(const HarnessOptions& o) {
   if (o.inner < 0) bad("inner", "an integer >= 0 (0: automatic)", o.inner);
   if (!(o.min_sample_seconds >= 0)) bad("min_sample_seconds", "a number >= 0", o.min_sample_seconds);
 }
+
+namespace {
 
 int current_cpu() {
 #if defined(__linux__)
@@ -86,6 +91,23 @@ TimingStats summarize(std::vector<double> samples_ms) {
   s.mad_ms = percentile(dev, 0.5);
   s.ci_rel = median_ci_rel(samples_ms, s.median_ms);
   return s;
+}
+
+double thread_cpu_seconds() {
+  struct timespec ts;
+  if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0)
+    throw std::runtime_error("cpu_time: this OS does not tell a thread's CPU time (CLOCK_THREAD_CPUTIME_ID)");
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
+void check_cpu_share(double fastest_cpu_over_wall) {
+  // Preemption alone leaves the best of many samples near 1 (a sample shorter than a time slice
+  // mostly runs whole) and a long one near the thread's share of the core; work in other threads
+  // leaves the calling thread's CPU time at the cost of dispatching it, a few percent.
+  if (fastest_cpu_over_wall < 0.1)
+    throw std::runtime_error("cpu_time: the timed calls ran mostly off the calling thread (CPU time / wall time " +
+                             std::to_string(fastest_cpu_over_wall) +
+                             " at best): their work runs in other threads; time them by the wall clock");
 }
 
 double cpu_frequency_mhz(int cpu) {
@@ -134,7 +156,7 @@ CpuPin::~CpuPin() {
 }
 
 TimingStats time_calls(const std::function<void(size_t)>& fn, const HarnessOptions& o) {
-  check_options(o);
+  check_harness_options(o);
   CpuPin pin(o.pin_cpu);
   const auto start = Clock::now();
   const double freq_before = cpu_frequency_mhz(current_cpu());
@@ -156,10 +178,21 @@ TimingStats time_calls(const std::function<void(size_t)>& fn, const HarnessOptio
   }
   std::vector<double> samples;
   const auto timed_start = Clock::now();
+  double cpu_sum = 0, wall_sum = 0, best_share = 0;
   for (;;) {
+    const double c0 = o.cpu_time ? thread_cpu_seconds() : 0;
     const auto t0 = Clock::now();
     for (int r = 0; r < inner; ++r) fn(call++);
-    samples.push_back(1e3 * seconds_since(t0) / inner);
+    const double wall = seconds_since(t0);
+    if (o.cpu_time) {
+      const double cpu = thread_cpu_seconds() - c0;
+      cpu_sum += cpu;
+      wall_sum += wall;
+      if (wall > 0) best_share = std::max(best_share, cpu / wall);
+      samples.push_back(1e3 * cpu / inner);
+    } else {
+      samples.push_back(1e3 * wall / inner);
+    }
     const int n = static_cast<int>(samples.size());
     if (n >= o.max_runs) break;
     const bool over_budget = seconds_since(timed_start) >= o.budget_seconds;
@@ -169,7 +202,9 @@ TimingStats time_calls(const std::function<void(size_t)>& fn, const HarnessOptio
       if (median_ci_rel(sorted, percentile(sorted, 0.5)) <= o.target_rel_ci || over_budget) break;
     }
   }
+  if (o.cpu_time) check_cpu_share(best_share);
   TimingStats s = summarize(std::move(samples));
+  if (o.cpu_time && wall_sum > 0) s.cpu_share = cpu_sum / wall_sum;
   s.inner = inner;
   s.converged = s.ci_rel <= o.target_rel_ci;
   s.cpu = current_cpu();

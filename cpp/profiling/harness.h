@@ -29,6 +29,12 @@ struct HarnessOptions {
   int inner = 0;                // calls per sample; 0: enough for >= min_sample_seconds per sample
   double min_sample_seconds = 50e-6;
   int pin_cpu = -1;  // core to pin the calling thread to during timing (-1: leave as is)
+  // Time samples by the calling thread's CPU time instead of the wall clock: time the thread spent
+  // preempted (a neighbour's process on the core: on a shared machine the largest slow spell) is
+  // not counted. Only for work that runs on the calling thread (one thread); checked: samples
+  // whose CPU time is under a tenth of their wall time even at best are an error
+  // (std::runtime_error: the work ran in other threads).
+  bool cpu_time = false;
 };
 
 struct TimingStats {
@@ -40,14 +46,28 @@ struct TimingStats {
   double seconds = 0;  // wall time of warm-up and samples
   int cpu = -1;        // the core the thread ran on at the end (-1: unknown)
   double freq_mhz_before = -1, freq_mhz_after = -1;  // -1: the OS does not tell
+  // The thread's CPU time / wall time over the timed samples (1: it had the core to itself;
+  // measured with cpu_time only, else -1).
+  double cpu_share = -1;
   std::vector<double> samples_ms;  // every timed sample, in order
 };
 
 // Times fn(call_index) under `options` (checked: std::invalid_argument names a bad field).
 TimingStats time_calls(const std::function<void(size_t)>& fn, const HarnessOptions& options);
 
+// Throws std::invalid_argument naming the first bad field of `options` (time_calls checks with it).
+void check_harness_options(const HarnessOptions& options);
+
+// Throws std::runtime_error (naming cpu_time) when the best sample's CPU time / wall time is under
+// 0.1: the calls' work ran in other threads, so the calling thread's CPU time does not time it.
+void check_cpu_share(double fastest_cpu_over_wall);
+
 // Statistics of samples (ms), as time_calls reports them; used by time_calls and by tests.
 TimingStats summarize(std::vector<double> samples_ms);
+
+// The calling thread's CPU time in seconds (CLOCK_THREAD_CPUTIME_ID); throws std::runtime_error
+// where the OS does not tell.
+double thread_cpu_seconds();
 
 // Current frequency of `cpu` in MHz from cpufreq (or /proc/cpuinfo), -1 if unreadable.
 double cpu_frequency_mhz(int cpu);

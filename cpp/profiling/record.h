@@ -7,6 +7,7 @@
 
 #include "device.h"
 #include "harness.h"
+#include "interleaved.h"
 #include "oplist.h"
 
 namespace pynas {
@@ -21,6 +22,18 @@ struct RunFacts {
 
 // The record's JSON text (one line, no '\n'): a fresh random measurement_id, measured_at now.
 std::string measurement_record(const RunFacts& run, const OpListEntry& entry, const TimingStats& stats,
+                               const HarnessOptions& options, int inputs);
+
+// An entry timed as a ratio to a reference (interleaved.h): what `pynas profile` stores for one
+// (pynas/profiling/steady.py), so training reads both alike. stats are the ratio's times
+// `reference_fast_ms` (the reference's fast state so far); the harness holds timing "ratio",
+// ratio, ratio_ci_rel, raw_median_ms, reference (its key), reference_ms, reference_fast_ms, state.
+struct RatioFacts {
+  const InterleavedStats* stats = nullptr;
+  std::string reference;
+  double reference_fast_ms = 0;
+};
+std::string measurement_record(const RunFacts& run, const OpListEntry& entry, const RatioFacts& ratio,
                                const HarnessOptions& options, int inputs);
 
 // A random (version 4) UUID in lowercase 8-4-4-4-12 form, from /dev/urandom.

@@ -24,10 +24,11 @@ HarnessOptions harness_options(const py::kwargs& kw) {
     else if (key == "inner") o.inner = v.cast<int>();
     else if (key == "min_sample_seconds") o.min_sample_seconds = v.cast<double>();
     else if (key == "pin_cpu") o.pin_cpu = v.is_none() ? -1 : v.cast<int>();
+    else if (key == "cpu_time") o.cpu_time = v.cast<bool>();
     else
       throw py::type_error("harness option '" + key +
                            "': expected one of warmup_runs, warmup_seconds, min_runs, max_runs, target_rel_ci, "
-                           "budget_seconds, inner, min_sample_seconds, pin_cpu");
+                           "budget_seconds, inner, min_sample_seconds, pin_cpu, cpu_time");
   }
   return o;
 }
@@ -48,6 +49,7 @@ py::dict timing_dict(const TimingStats& s) {
   d["cpu"] = s.cpu;
   d["freq_mhz_before"] = s.freq_mhz_before;
   d["freq_mhz_after"] = s.freq_mhz_after;
+  d["cpu_share"] = s.cpu_share;
   d["samples_ms"] = s.samples_ms;
   return d;
 }
@@ -55,9 +57,10 @@ py::dict timing_dict(const TimingStats& s) {
 const char* const kHarnessOptionsDoc =
     "Options (keywords): warmup_runs=3, warmup_seconds=0.02, min_runs=10, max_runs=100000, "
     "target_rel_ci=0.01 (stop when the median's 95% CI half-width is within 1%), budget_seconds=2.0, "
-    "inner=0 (calls per sample; 0: enough for min_sample_seconds=50e-6), pin_cpu=None. Returns a dict: "
+    "inner=0 (calls per sample; 0: enough for min_sample_seconds=50e-6), pin_cpu=None, cpu_time=False (time by the "
+    "calling thread's CPU time: preemption not counted; one-thread work only). Returns a dict: "
     "median_ms, mad_ms, p10_ms, p90_ms, min_ms, mean_ms, ci_rel, runs, inner, converged, seconds, cpu, "
-    "freq_mhz_before, freq_mhz_after (-1: unknown), samples_ms.";
+    "freq_mhz_before, freq_mhz_after (-1: unknown), cpu_share (CPU / wall time with cpu_time, else -1), samples_ms.";
 
 namespace {
 

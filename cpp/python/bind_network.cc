@@ -7,12 +7,24 @@
 
 #include "bindings.h"
 #include "harness_py.h"
+#include "interleaved_py.h"
 #include "network/network.h"
 
 namespace py = pybind11;
 
 namespace pynas {
 namespace {
+
+// Input images for measure(): at least one, each H x W x C of the network's input tensor.
+void check_measure_inputs(Network& n, const std::vector<FloatArray>& inputs, const std::string& field) {
+  if (inputs.empty()) throw std::invalid_argument(field + ": expected at least one input image");
+  const auto& in = n.shape(0);
+  for (const FloatArray& x : inputs)
+    if (x.ndim() != 3 || static_cast<size_t>(x.size()) != in.size() || static_cast<size_t>(x.shape(2)) != in.c)
+      throw std::invalid_argument(field + ": expected arrays of shape (" + std::to_string(in.h) + ", " +
+                                  std::to_string(in.w) + ", " + std::to_string(in.c) + ")");
+}
+
 
 void expect_size(const FloatArray& a, size_t n, const char* field) {
   if (static_cast<size_t>(a.size()) != n)
@@ -203,12 +215,7 @@ void bind_network(py::module_& m) {
              return seconds;
            }, py::arg("input"), py::arg("runs"), "Seconds per run, timed in C++ (no Python in the loop).")
       .def("measure", [](Network& n, const std::vector<FloatArray>& inputs, const py::kwargs& kw) {
-        if (inputs.empty()) throw std::invalid_argument("inputs: expected at least one input image");
-        const auto& in = n.shape(0);
-        for (const FloatArray& x : inputs)
-          if (x.ndim() != 3 || static_cast<size_t>(x.size()) != in.size() || static_cast<size_t>(x.shape(2)) != in.c)
-            throw std::invalid_argument("inputs: expected arrays of shape (" + std::to_string(in.h) + ", " +
-                                        std::to_string(in.w) + ", " + std::to_string(in.c) + ")");
+        check_measure_inputs(n, inputs, "inputs");
         const HarnessOptions o = harness_options(kw);
         const auto& out = n.shape(n.output());
         std::vector<float> y(out.size());
@@ -220,7 +227,24 @@ void bind_network(py::module_& m) {
         return timing_dict(s);
       }, py::arg("inputs"),
       (std::string("Times run() with pynas's harness, rotating through `inputs` (H x W x C arrays). ") + kHarnessOptionsDoc)
-          .c_str());
+          .c_str())
+      .def("measure_interleaved", [](Network& n, const std::vector<FloatArray>& inputs, Network& reference,
+                                     const std::vector<FloatArray>& reference_inputs, const py::kwargs& kw) {
+        check_measure_inputs(n, inputs, "inputs");
+        check_measure_inputs(reference, reference_inputs, "reference_inputs");
+        const HarnessOptions o = harness_options(kw);
+        std::vector<float> y(n.shape(n.output()).size()), ry(reference.shape(reference.output()).size());
+        InterleavedStats s;
+        {
+          py::gil_scoped_release release;
+          s = time_interleaved([&](size_t i) { n.run(inputs[i % inputs.size()].data(), y.data()); },
+                               [&](size_t i) { reference.run(reference_inputs[i % reference_inputs.size()].data(),
+                                                             ry.data()); }, o);
+        }
+        return interleaved_dict(s);
+      }, py::arg("inputs"), py::arg("reference"), py::arg("reference_inputs"),
+      (std::string("Times run() as a ratio to `reference`.run(), timed alternately (both in C++, GIL released). ") +
+       kInterleavedDoc + kHarnessOptionsDoc).c_str());
 }
 
 }  // namespace

@@ -9,7 +9,9 @@
 // Exit status: 0 done (or --limit reached), 1 a failure while measuring (I/O, the harness), 2 bad
 // input (arguments, the op list, an output file it cannot resume); on 2 nothing has been measured
 // and the output file is as it was.
+#include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -24,6 +26,7 @@
 #include "kernels/registry.h"
 #include "network/network.h"
 #include "profiling/harness.h"
+#include "profiling/interleaved.h"
 #include "profiling/measurement_file.h"
 #include "profiling/oplist.h"
 #include "profiling/oplist_build.h"
@@ -54,8 +57,13 @@ options:
   --max-runs N             timed samples per entry at most (default 100000)
   --warmup-runs N          untimed runs first (default 3)
   --pin CPU                pin the timing thread to core CPU
+  --cpu-time               time by the timing thread's CPU time, not the wall clock: time spent
+                           preempted by other processes is not counted (--threads 1 only)
   --session TAG            origin tag stored with every record (default HOSTNAME@START-TIME)
   --limit N                measure at most N entries this run
+  --reference KEY          time the entries of KEY's type (segments, or whole networks) as ratios to
+                           the entry KEY, timed interleaved with each (as `pynas profile` does: a
+                           slow spell that slows both cancels); at most once per type
   --check                  parse the op list and build every network, measure nothing
   --version                print the version and backend version
   -h, --help               this text
@@ -69,6 +77,7 @@ struct UsageError : std::runtime_error {
 
 struct Options {
   std::string oplist, output, session;
+  std::vector<std::string> references;  // --reference keys, in order given
   int threads = 1;
   long limit = -1;
   bool check = false;
@@ -131,6 +140,11 @@ Options parse_args(int argc, char** argv) {
       if (o.session.empty()) throw UsageError("--session: expected a non-empty tag");
     } else if (a == "--limit") {
       o.limit = parse_long(a, value(), 0);
+    } else if (a == "--reference") {
+      o.references.push_back(value());
+      if (o.references.back().empty()) throw UsageError("--reference: expected an op list entry's key");
+    } else if (a == "--cpu-time") {
+      o.harness.cpu_time = true;
     } else if (a == "--check") {
       o.check = true;
     } else if (a.size() > 1 && a[0] == '-') {
@@ -143,6 +157,9 @@ Options parse_args(int argc, char** argv) {
     throw UsageError("expected one OPLIST file, got " + std::to_string(positional.size()) + " (see --help)");
   o.oplist = positional[0];
   if (o.output.empty() && !o.check) throw UsageError("-o OUT.jsonl: expected an output file (or --check)");
+  if (o.harness.cpu_time && o.threads != 1)
+    throw UsageError("--cpu-time: expected --threads 1 (other threads' work is not the timing thread's CPU time), "
+                     "got --threads " + std::to_string(o.threads));
   if (o.harness.max_runs < o.harness.min_runs)
     throw UsageError("--max-runs: expected at least --min-runs (" + std::to_string(o.harness.min_runs) + ")");
   return o;
@@ -153,6 +170,28 @@ std::string default_session() {
   if (gethostname(host, sizeof host - 1) != 0 || !host[0]) std::strcpy(host, "unknown-host");
   return std::string(host) + "@" + utc_now(false);
 }
+
+// A reference entry built once: its network, inputs, and its times in pairs so far (the fast
+// state is their 10th percentile, as in pynas/profiling/steady.py; its time alone until then).
+struct ReferenceNet {
+  const OpListEntry* entry = nullptr;
+  std::unique_ptr<Network> net;
+  std::vector<std::vector<float>> inputs;
+  std::vector<float> output;
+  double alone_ms = 0;
+  std::vector<double> times;
+
+  double fast_ms() const {
+    if (times.empty()) return alone_ms;
+    std::vector<double> sorted = times;
+    std::sort(sorted.begin(), sorted.end());
+    const double pos = 0.1 * static_cast<double>(sorted.size() - 1);
+    const size_t i = static_cast<size_t>(pos);
+    return i + 1 < sorted.size() ? sorted[i] + (pos - i) * (sorted[i + 1] - sorted[i]) : sorted[i];
+  }
+};
+
+bool is_network(const OpListEntry& e) { return e.segment.empty(); }
 
 std::string describe(const OpListEntry& e) {
   return e.segment.empty() ? "network " + e.key : e.segment + " " + e.key;
@@ -176,6 +215,19 @@ int run(const Options& o) {
                    list.entries.size() - pending.size(), list.entries.size());
   } else {
     for (const OpListEntry& e : list.entries) pending.push_back(&e);
+  }
+  // --reference keys: entries of the op list, one per type (segment, whole network).
+  const OpListEntry* reference_of[2] = {nullptr, nullptr};  // [is_network]
+  for (const std::string& key : o.references) {
+    const auto found = std::find_if(list.entries.begin(), list.entries.end(),
+                                    [&](const OpListEntry& e) { return e.key == key; });
+    if (found == list.entries.end())
+      throw UsageError("--reference: expected the key of an entry of " + list.path + ", got '" + key + "'");
+    if (reference_of[is_network(*found)])
+      throw UsageError(std::string("--reference: expected at most one ") +
+                       (is_network(*found) ? "whole-network" : "segment") + " reference, got '" +
+                       reference_of[is_network(*found)]->key + "' and '" + key + "'");
+    reference_of[is_network(*found)] = &*found;
   }
   const size_t left_after = o.limit >= 0 && pending.size() > static_cast<size_t>(o.limit) ? pending.size() - o.limit : 0;
   pending.resize(pending.size() - left_after);
@@ -207,14 +259,36 @@ int run(const Options& o) {
     std::fprintf(stderr, "pynas-profile: %s: cutting off a %zu-byte last line an interrupted run left unfinished\n",
                  o.output.c_str(), out->torn_bytes());
   out->begin();  // everything is checked: only now is the output file changed
+  ReferenceNet references[2];
+  for (int kind = 0; kind < 2; ++kind) {
+    if (!reference_of[kind]) continue;
+    ReferenceNet& r = references[kind];
+    r.entry = reference_of[kind];
+    r.net = std::make_unique<Network>(o.threads);
+    build_oplist_network(list.path, *r.entry, *r.net);
+    r.inputs = oplist_inputs(*r.entry, *r.net, kInputs);
+    r.output.resize(r.net->shape(r.net->output()).size());
+  }
   for (size_t i = 0; i < pending.size(); ++i) {
     const OpListEntry& e = *pending[i];
     Network net(o.threads);
     build_oplist_network(list.path, e, net);
     const auto inputs = oplist_inputs(e, net, kInputs);
     std::vector<float> output(net.shape(net.output()).size());
-    const TimingStats stats =
-        time_calls([&](size_t call) { net.run(inputs[call % inputs.size()].data(), output.data()); }, o.harness);
+    auto item = [&](size_t call) { net.run(inputs[call % inputs.size()].data(), output.data()); };
+    ReferenceNet& r = references[is_network(e)];
+    if (r.entry && r.entry != &e) {
+      auto reference = [&](size_t call) { r.net->run(r.inputs[call % r.inputs.size()].data(), r.output.data()); };
+      if (r.times.empty() && r.alone_ms == 0) r.alone_ms = time_calls(reference, o.harness).median_ms;
+      const InterleavedStats stats = time_interleaved(item, reference, o.harness);
+      r.times.push_back(stats.reference.median_ms);
+      out->append(measurement_record(facts, e, RatioFacts{&stats, r.entry->key, r.fast_ms()}, o.harness, kInputs));
+      std::fprintf(stderr, "[%zu/%zu] %s: %.4f x reference (%.4f ms; %d pairs, ci %.2f%%%s)\n", i + 1, pending.size(),
+                   describe(e).c_str(), stats.ratio.median_ms, stats.ratio.median_ms * r.fast_ms(), stats.ratio.runs,
+                   100 * stats.ratio.ci_rel, stats.converged ? "" : ", not converged");
+      continue;
+    }
+    const TimingStats stats = time_calls(item, o.harness);
     out->append(measurement_record(facts, e, stats, o.harness, kInputs));
     std::fprintf(stderr, "[%zu/%zu] %s: %.4f ms (%d runs, ci %.2f%%%s)\n", i + 1, pending.size(), describe(e).c_str(),
                  stats.median_ms, stats.runs, 100 * stats.ci_rel, stats.converged ? "" : ", not converged");

@@ -111,7 +111,11 @@ def cmd_calibrate(args) -> None:
     with existing_store(args.db) as store:
         data = load_dataset(store, backend=args.backend, threads=args.threads, device_id=args.device_id)
     print(f"series: device {data.device_id}, {data.backend} ({data.backend_version}), {data.threads} thread(s): "
-          f"{len(data.segments)} segments, {len(data.networks)} networks")
+          f"{len(data.segments)} segments, {len(data.networks)} networks"
+          + (f"; ratio-timed ({data.ignored} older raw-timed measurements left out)" if data.timing == "ratio" else ""))
+    for kind, r in sorted(data.repeatability.items()):
+        print(f"repeatability of the measurements: {r['n']} {kind} timed twice, relative difference median "
+              f"{100 * r['median']:.1f}%, p90 {100 * r['p90']:.1f}%")
     if len(data.networks) < args.min_networks:
         raise ValueError(f"{args.db}: expected at least {args.min_networks} measured whole networks to fit and check "
                          f"the network term (--min-networks), got {len(data.networks)}: measure more with "

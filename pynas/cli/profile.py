@@ -27,9 +27,14 @@ def cmd_profile(args) -> None:
                 segments_sample=args.segments)
     counts = ", ".join(f"{n} {kind}" for kind, n in work.counts.items())
     print(f"space {work.space} at {work.resolution}: {len(work.items)} items to measure ({counts})")
+    # Per kind (defaults: pynas.profiling.steady.SEGMENT_HARNESS / NETWORK_HARNESS); `harness`, for
+    # segments, is also what the adaptive rounds time theirs with.
     harness = {"budget_seconds": args.item_budget_seconds, "target_rel_ci": args.target_ci}
+    network_harness = {"budget_seconds": args.network_budget_seconds, "target_rel_ci": args.network_target_ci}
     if args.pin is not None:
-        harness["pin_cpu"] = args.pin
+        harness["pin_cpu"] = network_harness["pin_cpu"] = args.pin
+    if args.wall_clock or args.threads > 1:  # other threads' work is not the calling thread's CPU time
+        harness["cpu_time"] = network_harness["cpu_time"] = False
     backend = Backend(args.backend, threads=args.threads)
     if args.prepare_only:
         with Store(args.db) as store:
@@ -48,11 +53,11 @@ def cmd_profile(args) -> None:
         with Store(args.db) as store:
             print(f"backend {backend.name} ({backend.version}), {backend.threads} thread(s); store {store.path}")
             todo = unmeasured(work, backend, store, args.again, args.session)
-            options = dict(harness=harness, session=args.session, drift_tolerance=args.drift_tolerance,
-                           should_stop=lambda: bool(interrupted))
+            options = dict(harness=harness, network_harness=network_harness, session=args.session,
+                           drift_tolerance=args.drift_tolerance, should_stop=lambda: bool(interrupted))
             with Progress(len(todo), description="profile") as bar:
                 report = run(work, backend, store, budget_seconds=60 * args.budget_minutes or math.inf,
-                             progress=bar.update, again=args.again, **options)
+                             progress=bar.update, again=args.again, repeat=args.repeat, seed=args.seed, **options)
             print(report.summary())
             if report.failed and not report.measured:
                 raise NothingMeasured(f"every one of {len(report.failed)} items failed: nothing was measured")
@@ -84,13 +89,26 @@ def add_parsers(commands) -> None:
     profile.add_argument("--seed", type=flags.integer(0), default=0)
     profile.add_argument("--limit", type=flags.integer(1), help="only the first N items of the (seeded, shuffled) plan")
     profile.add_argument("--pin", type=flags.cpu, metavar="CPU", help="pin timing to this core")
-    profile.add_argument("--target-ci", type=flags.number(0, 1, low_open=True), default=0.01,
-                         help="stop timing an item once its median's 95%% CI is within this (default 1%%)")
-    profile.add_argument("--item-budget-seconds", type=flags.number(0, 3600, low_open=True), default=2.0,
-                         help="timing budget per item (default 2)")
-    profile.add_argument("--drift-tolerance", type=flags.number(0, 10), default=0.03,
-                         help="re-measure an item when the reference re-timed after it says the machine is this "
-                              "much slower than its fast state (a slow spell; default 3%%)")
+    profile.add_argument("--target-ci", type=flags.number(0, 1, low_open=True), default=0.04,
+                         help="stop timing a segment once the 95%% CI of its median ratio to the reference is "
+                              "within this (default 4%%)")
+    profile.add_argument("--item-budget-seconds", type=flags.number(0, 3600, low_open=True), default=0.15,
+                         help="timing budget per segment, its reference's samples included (default 0.15)")
+    profile.add_argument("--network-target-ci", type=flags.number(0, 1, low_open=True), default=0.015,
+                         help="as --target-ci, for whole networks (default 1.5%%)")
+    profile.add_argument("--network-budget-seconds", type=flags.number(0, 3600, low_open=True), default=2.0,
+                         help="timing budget per whole network (default 2)")
+    profile.add_argument("--drift-tolerance", type=flags.number(0, 1e6, low_open=True), default=0.5,
+                         help="time an item again at the end of the run when its reference, timed interleaved "
+                              "with it, was more than this much slower than its fast state (an extreme state; "
+                              "default 0.5: 1.5 times as slow); every item is timed as a ratio to the reference, so "
+                              "milder spells cancel")
+    profile.add_argument("--wall-clock", action="store_true",
+                         help="time by the wall clock; by default one-thread runs are timed by the profiling "
+                              "thread's CPU time, so time other processes take on its core is not counted")
+    profile.add_argument("--repeat", type=flags.integer(0, 100_000), default=30, metavar="N",
+                         help="at the end, time a seeded sample of N of the run's items again (half networks) "
+                              "and report the relative differences: the run's repeatability (default 30; 0: none)")
     profile.add_argument("--session", help="tag stored with every measurement (default: host and time)")
     profile.add_argument("--segments", type=flags.integer(1), metavar="N",
                          help="measure a seeded random N of the space's segments (the stem always), not all: "

@@ -115,12 +115,15 @@ def weight_shapes(op: Op) -> tuple[tuple[int, ...], ...]:
     return shape, (op.cout,)
 
 
-def random_weights(graph: Graph, seed: int = 0) -> dict[int, OpWeights]:
-    """He-scaled random weights and small biases: activations keep a sane range through the net."""
+def random_weights(graph: Graph, seed: int = 0, ops: set[int] | None = None) -> dict[int, OpWeights]:
+    """He-scaled random weights and small biases: activations keep a sane range through the net.
+    `ops`: only for these op ids (e.g. one segment's, for timing it alone: drawing a whole
+    network's weights for each segment was most of its build time); their values then differ from
+    the whole network's draw."""
     rng = np.random.default_rng(seed)
     weights = {}
     for op in graph.ops:
-        if op.kind not in WEIGHTED_KINDS:
+        if op.kind not in WEIGHTED_KINDS or (ops is not None and op.id not in ops):
             continue
         shapes = weight_shapes(op)
         if op.kind == "se":

@@ -49,6 +49,10 @@ class Dataset:
     device: dict  # the store's device fingerprint (DeviceFingerprint.to_dict())
     segments: dict[str, tuple[str, dict, float]] = field(default_factory=dict)  # key -> (kind, features, ms)
     networks: dict[str, float] = field(default_factory=dict)  # architecture string -> ms
+    timing: str = "raw"  # 'ratio' where the series has ratio-timed measurements: then only those count
+    ignored: int = 0  # measurements of the series left out (older, raw-timed ones beside ratio-timed ones)
+    # 'networks' / 'segments' -> n, median, p90 of the relative difference between a key's first two times
+    repeatability: dict[str, dict] = field(default_factory=dict)
 
     def domain(self) -> dict[str, dict[str, list]]:
         """Per measured segment kind, the values of each categorical feature (DOMAIN_FEATURES) seen."""
@@ -69,7 +73,16 @@ def load_dataset(store: Store, *, backend: str, threads: int = 1, device_id: str
                  backend_version: str | None = None) -> Dataset:
     """Measurements of one series; a key measured more than once counts with its median (of the
     measurements not taken in a slow spell, if it has any). Without
-    device_id / backend_version: the series with the most measurements for backend and threads."""
+    device_id / backend_version: the series with the most measurements for backend and threads.
+
+    Ratio-timed and older measurements do not mix: where the series has ratio-timed measurements
+    (harness `timing` 'ratio', `pynas.profiling.steady`), only those count, each as its ratio times
+    the series' fast state of its reference (every run and pass on one scale), and the older ones
+    are left out (`Dataset.ignored`), since their times carry the machine's state with them. The
+    series' repeatability (`Dataset.repeatability`): keys timed twice or more, the relative
+    difference between their first two ratios, networks and segments apart."""
+    from pynas.profiling.steady import TIMING, fast_state, relative_differences, series_reference_times
+
     # One read of the store: every measurement of this backend and thread count, grouped by series.
     by_series: dict[tuple[str, str], list] = {}
     for m in store.measurements(backend=backend, threads=threads):
@@ -83,21 +96,32 @@ def load_dataset(store: Store, *, backend: str, threads: int = 1, device_id: str
     device = chosen[0].context.device
     data = Dataset(device_id, backend, backend_version, threads,
                    {"l1d": device.l1d_bytes, "l2": device.l2_bytes, "l3": device.l3_bytes}, device.to_dict())
+    ratio_rows = [m for m in chosen if m.harness.get("timing") == TIMING]
+    if ratio_rows:
+        data.timing, data.ignored = TIMING, len(chosen) - len(ratio_rows)
+        fast = {key: fast_state(times) for key, times in series_reference_times(ratio_rows).items()}
+        rows = [(m, m.harness["ratio"] * fast[m.harness["reference"]]) for m in ratio_rows]
+    else:
+        rows = [(m, m.stats.median_ms) for m in chosen]
     # key -> ([clean ms], [ms taken in a slow spell]): the slow ones count only for a key without clean ones.
     times: dict[str, tuple[list[float], list[float]]] = {}
     meta: dict[str, tuple[str, dict]] = {}
-    for m in chosen:
-        times.setdefault(m.op.key, ([], []))[1 if m.harness.get("slow_spell") else 0].append(m.stats.median_ms)
+    for m, ms in rows:
+        times.setdefault(m.op.key, ([], []))[1 if m.harness.get("slow_spell") else 0].append(ms)
         meta[m.op.key] = (m.op.kind, m.op.features)
+    pairs: dict[str, list[tuple[float, float]]] = {"networks": [], "segments": []}
     for key, (clean, slow) in times.items():
         kind, features = meta[key]
         ms = clean or slow
+        if len(clean) >= 2:
+            pairs["networks" if kind == NETWORK_KIND else "segments"].append((clean[0], clean[1]))
         if kind == NETWORK_KIND:
             # Priced from its architecture string (the key), not from the stored features: records
             # written by pynas-profile, over adb or by an older pynas describe a network otherwise.
             data.networks[key] = statistics.median(ms)
         else:
             data.segments[key] = (kind, features, statistics.median(ms))
+    data.repeatability = {kind: relative_differences(p) for kind, p in pairs.items() if p}
     return data
 
 
@@ -191,7 +215,9 @@ def train(data: Dataset, *, holdout: float = 0.2, seed: int = 0, params: dict | 
     train_keys = [keys[i] for i in order[n_test:]]
     feats = lambda ks: [data.segments[k][1] for k in ks]  # noqa: E731
     ms = lambda ks: np.array([data.segments[k][2] for k in ks])  # noqa: E731
-    report: dict = {"segments_measured": len(keys), "networks_measured": len(data.networks)}
+    report: dict = {"segments_measured": len(keys), "networks_measured": len(data.networks), "timing": data.timing}
+    if data.repeatability:
+        report["repeatability"] = data.repeatability
     held = None
     if test_keys:
         held = SegmentModel(data.caches, params).fit(feats(train_keys), ms(train_keys), seed)

@@ -62,14 +62,34 @@ def backend_version(name: str) -> str:
 
 @dataclass
 class Timed:
-    """Something ready to time: `measure(**harness_options)` returns the harness's stats dict."""
+    """Something ready to time: `measure(**harness_options)` returns the harness's stats dict.
+    `network` and `inputs` (native: the `_core.Network` and its input images) or `call` (other
+    backends: a Python callable taking the call index) say what is run, so `time_interleaved` can
+    time it against a reference of the same backend."""
     measure: Callable[..., dict]
+    network: object | None = None
+    inputs: list | None = None
+    call: Callable[[int], object] | None = None
+
+
+def time_interleaved(item: Timed, reference: Timed, **options) -> dict:
+    """`item` timed as a ratio to `reference`, samples alternating (`_core.time_interleaved`; see
+    cpp/profiling/interleaved.h): native networks entirely in C++, other backends' callables
+    through Python. Both must come from one backend."""
+    if item.network is not None and reference.network is not None:
+        return item.network.measure_interleaved(item.inputs, reference.network, reference.inputs, **options)
+    if item.call is not None and reference.call is not None:
+        from pynas import _core
+
+        return _core.time_interleaved(item.call, reference.call, **options)
+    raise ValueError("reference: expected a Timed of the item's backend (both native networks or both callables)")
 
 
 def _inputs(shape_hwc: tuple[int, int, int], count: int = 4, seed: int = 0) -> list[np.ndarray]:
     # Several inputs, rotated by the harness: repeated runs do not all hit the same warm lines.
+    # Drawn in float32 directly: float64 draws cast down took a tenth of a segment's build.
     rng = np.random.default_rng(seed)
-    return [rng.standard_normal(shape_hwc).astype(np.float32) for _ in range(count)]
+    return [rng.standard_normal(shape_hwc, dtype=np.float32) for _ in range(count)]
 
 
 class Backend:
@@ -103,15 +123,28 @@ class Backend:
         if self.name == "native":
             from pynas.native.runner import NativeNetwork
 
-            net = NativeNetwork(arch, threads=self.threads, segment=segment)
+            net = NativeNetwork(arch, weights=_segment_weights(arch, segment), threads=self.threads, segment=segment)
             inputs = _inputs(tuple(net.network.shape(0)))  # tensor 0: the (segment's) input
-            return Timed(lambda **options: net.network.measure(inputs, **options))
+            return Timed(lambda **options: net.network.measure(inputs, **options), network=net.network, inputs=inputs)
         from pynas import _core, runtimes
 
         module, shape = _torch_module(arch, segment)
         nchw = [x.transpose(2, 0, 1)[None].copy() for x in _inputs(shape)]
         run = runtimes.make_runner(self.name, module, nchw[0], self.threads, key=key)
-        return Timed(lambda **options: _core.time_calls(lambda i: run(nchw[i % len(nchw)]), **options))
+        call = lambda i: run(nchw[i % len(nchw)])  # noqa: E731
+        return Timed(lambda **options: _core.time_calls(call, **options), call=call)
+
+
+def _segment_weights(arch: Arch, segment: str | None):
+    """Random weights for the ops a native build of `segment` uses (all ops for a whole network):
+    drawing them for the whole network took most of a segment's build time."""
+    from pynas.ir import lower
+    from pynas.ir.segments import segment_of
+    from pynas.native.weights import random_weights
+
+    graph = lower(arch)
+    return random_weights(graph, ops=None if segment is None else {op.id for op in graph.ops
+                                                                     if segment_of(op) == segment})
 
 
 def _torch_module(arch: Arch, segment: str | None):
