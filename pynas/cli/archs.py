@@ -6,32 +6,9 @@ import platform
 import sys
 
 from pynas import ui
-from pynas.arch import Arch
 from pynas.cli import flags
-from pynas.presets import PRESETS, resolve
-
-MAX_RESOLUTION = 4096  # also pynas.arch's bound on the header
-
-
-def human(value: float) -> str:
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(value) >= scale:
-            return f"{value / scale:.2f}{unit}"
-    return str(int(value))
-
-
-def arch_from_args(args) -> Arch:
-    arch = resolve(args.arch)
-    return arch if args.resolution is None else arch.replace(resolution=args.resolution)
-
-
-def space_from_args(args):
-    """The space of --space with the options given (the space's own defaults for the others)."""
-    from pynas.space import get_space
-
-    options = {name: getattr(args, name) for name in ("setting", "resolution") if getattr(args, name, None) is not None}
-    return get_space(args.space, **options)
-
+from pynas.cli.common import MAX_RESOLUTION, arch_from_args, human, space_from_args
+from pynas.presets import PRESETS
 
 def cmd_describe(args) -> None:
     from pynas.ir import fuse, lower
@@ -97,7 +74,7 @@ def print_prediction_beside(arch, measured_ms: float, name: str | None, threads:
     describes (a bundle of another machine predicts that machine, not this one)."""
     import warnings
 
-    from pynas.cli.predictors import load_for_prediction
+    from pynas.cli.common import load_for_prediction
     from pynas.predictor.device import describe
 
     with warnings.catch_warnings():

@@ -6,30 +6,10 @@ import warnings
 
 from pynas import ui
 from pynas.cli import flags
-from pynas.cli.archs import MAX_RESOLUTION, arch_from_args
+from pynas.cli.common import MAX_RESOLUTION, arch_from_args, load_for_prediction, print_warnings
 from pynas.presets import resolve
 
 MIN_CALIBRATION_NETWORKS = 10  # the network term's scale and weight need this many (network_term.py)
-
-
-def load_for_prediction(name: str | None, backend: str = "native", threads: int = 1, flag: str = "--predictor"):
-    """The bundle `name`, or without one this machine's default (`pynas device init`)."""
-    from pynas.predictor import bundle, device
-
-    if name is None:
-        name = device.default_bundle(backend, threads)
-        if name is None:
-            raise ValueError(f"{flag}: none given and this machine has no bundle of its own for {backend} at "
-                             f"{threads} thread(s): run `pynas device init`, or name one (`pynas predictors` lists them)")
-    return bundle.load(name)
-
-
-def print_warnings(command: str, caught: list) -> None:
-    """Warnings raised while predicting, as one line each on stderr."""
-    import sys
-
-    for w in caught:
-        print(f"pynas {command}: warning: {w.message}", file=sys.stderr)
 
 
 def cmd_predict(args) -> None:

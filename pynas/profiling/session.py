@@ -30,7 +30,7 @@ from pynas.arch import Arch
 from pynas.profiling.backends import Backend
 from pynas.profiling.configs import neighbour_segments, network_samples
 from pynas.space.base import SearchSpace
-from pynas.space.catalogue import Item, space_items
+from pynas.space.catalogue import NETWORK_KIND, Item, space_items
 from pynas.store import Context, OpKey, Stats, Store
 
 
