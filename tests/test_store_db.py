@@ -50,10 +50,10 @@ def test_new_store_schema_and_pragmas(tmp_path):
     Store(path).close()
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID == 0x504E4153
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 1
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert tables == {"devices", "op_keys", "measurements"}
+    assert tables == {"devices", "op_keys", "measurements", "claims"}
     Store(path).close()  # reopening an existing store
 
 
@@ -108,11 +108,11 @@ def test_newer_schema_is_refused(tmp_path):
     path = tmp_path / "future.sqlite"
     Store(path).close()
     with sqlite3.connect(path) as conn:
-        conn.execute("PRAGMA user_version = 2")
+        conn.execute("PRAGMA user_version = 3")
     conn.close()
     before = _fingerprint(path)
-    with pytest.raises(StoreError, match=rf"{path}: measurement store schema \(PRAGMA user_version\) expected 1, "
-                                         "got 2: written by a newer pynas"):
+    with pytest.raises(StoreError, match=rf"{path}: measurement store schema \(PRAGMA user_version\) expected 1..2, "
+                                         "got 3: written by a newer pynas"):
         Store(path)
     assert _fingerprint(path) == before
 
@@ -124,7 +124,7 @@ def test_store_missing_a_table_is_refused(tmp_path):
         conn.execute("DROP TABLE op_keys")
     conn.close()
     with pytest.raises(StoreError, match="damaged measurement store: expected tables devices, op_keys, measurements, "
-                                         "missing op_keys"):
+                                         "claims, missing op_keys"):
         Store(path)
 
 

@@ -112,7 +112,7 @@ OTHER = _edit(C_RECORD, measurement_id="9c0a6f7e-1b2d-4c3e-8f4a-5b6c7d8e9f00", k
 @pytest.mark.parametrize("lines, where, message", [
     ([HEADER, OTHER, '{"measurement_id": '], 3, "not valid JSON"),
     ([HEADER, OTHER, _edit(C_RECORD, stats__median_ms="fast")], 3,
-     "field 'stats.median_ms': expected a finite number >= 0, got 'fast'"),
+     r"field 'stats.median_ms': expected a finite number >= 0 and <= 1e\+06, got 'fast'"),
     ([HEADER, _edit(C_RECORD, device__logical_cores=0), OTHER], 2,
      "field 'device.logical_cores': expected an integer >= 1, got 0"),
     ([HEADER, _edit(C_RECORD, threads=DELETE)], 2, "field 'threads': expected a value, got nothing"),
@@ -134,6 +134,20 @@ OTHER = _edit(C_RECORD, measurement_id="9c0a6f7e-1b2d-4c3e-8f4a-5b6c7d8e9f00", k
     (['{"format":"pynas-measurements","version":1,"records":1}', C_RECORD], 1,
      "field 'records': expected no such header field"),
     ([C_RECORD], 1, "not a pynas measurements file: header field 'format' expected 'pynas-measurements', got None"),
+    # What the store used to accept: any kind (a NUL byte too), 1e308 ms, control characters.
+    ([HEADER, OTHER, _edit(C_RECORD, kind="lstm")], 3, "field 'kind': expected one of network, stem, mbconv"),
+    ([HEADER, _edit(C_RECORD, kind="pw\u0000conv")], 2, "field 'kind': expected a string without control characters"),
+    ([HEADER, _edit(C_RECORD, stats__median_ms=1e308, stats__p90_ms=1e308)], 2,
+     r"field 'stats.median_ms': expected a finite number >= 0 and <= 1e\+06, got 1e\+308"),
+    ([HEADER, _edit(C_RECORD, key="pw_1\u001b[2J")], 2, "field 'key': expected a string without control characters"),
+    ([HEADER, _edit(C_RECORD, session="nightly\nrun")], 2, "field 'session': expected a string without control"),
+    ([HEADER, _edit(C_RECORD, threads=10 ** 30)], 2, r"field 'threads': expected an integer in \[1, 4096\]"),
+    ([HEADER, _edit(C_RECORD, stats__runs=10 ** 400)], 2, r"field 'stats.runs': expected an integer in \[1, 9007"),
+    ([HEADER, _edit(C_RECORD, stats__median_ms=10 ** 400)], 2, "field 'stats.median_ms': expected a finite number"),
+    # Nested too deeply: a whole line (Python's parser gives up), or a harness deeper than records go.
+    ([HEADER, "[" * 100_000 + "]" * 100_000], 2, "expected a JSON object, got JSON nested too deeply to read"),
+    ([HEADER, _edit(C_RECORD, harness={"a": json.loads("[" * 40 + "]" * 40)})], 2,
+     "field 'harness': expected a JSON object at most 32 levels deep"),
 ])
 def test_malformed_file_imports_nothing(tmp_path, lines, where, message):
     path = tmp_path / "bad.jsonl"

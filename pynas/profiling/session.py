@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
@@ -47,8 +48,9 @@ FAST_QUANTILE = 10  # percent: of the drift reference's times, the machine's fas
 class Plan:
     space: str
     resolution: int
-    counts: dict[str, int]  # per kind: the space's distinct segments, then neighbours and networks
+    counts: dict[str, int]  # of `items`, per kind: the space's distinct segments, then neighbours and networks
     items: list[Item]
+    of: int | None = None  # with a limit: how many items the whole plan has
 
 
 def plan(space: SearchSpace, *, neighbours: int = 0, networks: int = 0, seed: int = 0,
@@ -73,30 +75,32 @@ def plan(space: SearchSpace, *, neighbours: int = 0, networks: int = 0, seed: in
         others = [c for c in measured if c.kind != "stem"]
         chosen = np.random.default_rng(seed + 1).choice(len(others), segments_sample - len(stem), replace=False)
         measured = stem + [others[i] for i in sorted(chosen)]
-    counts: dict[str, int] = {}
-    for c in measured:
-        counts[c.kind] = counts.get(c.kind, 0) + 1
-    if len(measured) < len(configs):
-        counts["of_space_segments"] = len(configs)
+    group = {id(c): c.kind for c in measured}  # what each item counts as: its kind, or where it came from
     items = list(measured)
     if neighbours:
-        near = neighbour_segments(configs, neighbours, seed=seed)
-        counts["neighbours"] = len(near)
-        items += list(near.values())
+        near = list(neighbour_segments(configs, neighbours, seed=seed).values())
+        group.update((id(i), "neighbours") for i in near)
+        items += near
     if networks:
-        nets = network_samples(space, networks, seed=seed)
-        counts["networks"] = len(nets)
-        items += [Item.of_network(a) for a in nets]
+        nets = [Item.of_network(a) for a in network_samples(space, networks, seed=seed)]
+        group.update((id(i), "networks") for i in nets)
+        items += nets
     added = [Item.of_network(e) if isinstance(e, Arch) else e for e in extra]
     if added:
-        counts["extra"] = len(added)
         known = {i.key for i in items}
-        items += [i for i in dict((i.key, i) for i in added).values() if i.key not in known]
+        added = [i for i in dict((i.key, i) for i in added).values() if i.key not in known]
+        group.update((id(i), "extra") for i in added)
+        items += added
     reference = next(i for i in items if i.kind == "stem")
     rest = [i for i in items if i is not reference]
     order = np.random.default_rng(seed).permutation(len(rest))
     items = [reference] + [rest[i] for i in order]
-    return Plan(space.name, getattr(space, "resolution", 0), counts, items[:limit])
+    kept = items[:limit]
+    tally = Counter(group[id(item)] for item in kept)  # the counts describe the items kept
+    counts = {g: tally[g] for g in dict.fromkeys(group.values()) if g in tally}  # segment kinds, then the others
+    if len(measured) < len(configs):
+        counts["of_space_segments"] = len(configs)
+    return Plan(space.name, getattr(space, "resolution", 0), counts, kept, len(items) if len(kept) < len(items) else None)
 
 
 _PREPARE_BACKEND: Backend | None = None  # one per prepare() worker process
@@ -179,10 +183,11 @@ class Report:
     fast_state_vs_earlier: float | None = None
     per_kind_seconds: dict[str, float] = field(default_factory=dict)
     per_kind_count: dict[str, int] = field(default_factory=dict)
+    elsewhere: int = 0  # items another process profiling into the store had claimed (or measured meanwhile)
 
     @property
     def remaining(self) -> int:
-        return self.planned - self.already - self.measured - len(self.failed)
+        return self.planned - self.already - self.measured - len(self.failed) - self.elsewhere
 
     @property
     def drift(self) -> float:
@@ -190,7 +195,9 @@ class Report:
 
     def summary(self) -> str:
         lines = [f"measured {self.measured} in {self.seconds:.0f} s ({self.stopped_by}); "
-                 f"{self.already} were in the store already; {self.remaining} of {self.planned} left"]
+                 f"{self.already} were in the store already; "
+                 + (f"{self.elsewhere} taken by another process; " if self.elsewhere else "")
+                 + f"{self.remaining} of {self.planned} left"]
         for kind in sorted(self.per_kind_count):
             n, s = self.per_kind_count[kind], self.per_kind_seconds[kind]
             lines.append(f"  {kind:<10} {n:5d} measured, {s / n:6.2f} s each (build + convert + time)")
@@ -356,7 +363,14 @@ def run(plan_: Plan, backend: Backend, store: Store, *, budget_seconds: float = 
             break
         if progress:
             progress(n, item.key)
+        # Another process profiling into this store may hold the item, or have measured it since.
+        if not store.claim(context, item.key, skip_measured=not again or session is not None,
+                           session=session if again else None):
+            report.elsewhere += 1
+            continue
         drift = measure(item)
+        if not (drift or {}).get("slow_spell"):  # a slow one stays claimed for the repair pass
+            store.release(context, item.key)
         if drift is None:
             continue
         report.measured += 1
@@ -374,6 +388,7 @@ def run(plan_: Plan, backend: Backend, store: Store, *, budget_seconds: float = 
         if drift is not None and not drift.get("slow_spell"):
             report.repaired += 1
             report.state_ratios.append(drift["state_ratio"])
+    store.release(context)
     if progress:
         progress(report.measured + len(report.failed), "")
     if guard:
