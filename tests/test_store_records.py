@@ -117,3 +117,33 @@ def test_bad_record_names_the_field(make_context, edit, message):
     edit(record)
     with pytest.raises(FieldError, match=message):
         Measurement.from_record(record)
+
+
+def test_kinds_are_the_ones_pynas_measures():
+    """One list of kinds (records.KINDS): a whole network, the IR's segments, ops and fused
+    kernels; a typo, another string or one with a NUL byte is refused."""
+    from pynas.ir.fusion import BLOCK_KERNELS
+    from pynas.ir.ops import KINDS as OP_KINDS
+    from pynas.ir.segments import SEGMENT_KINDS
+    from pynas.store.records import KINDS
+
+    assert set(KINDS) == {"network"} | set(SEGMENT_KINDS) | set(OP_KINDS) | set(BLOCK_KERNELS.values())
+    assert len(KINDS) == len(set(KINDS))
+    for kind in KINDS:
+        assert OpKey("k", kind).kind == kind
+    for kind, message in (("lstm", "field 'kind': expected one of network, stem, mbconv"),
+                          ("pw\x00conv", "field 'kind': expected a string without control characters"),
+                          ("Network", "field 'kind': expected one of")):
+        with pytest.raises(FieldError, match=message):
+            OpKey("k", kind)
+    with pytest.raises(FieldError, match="field 'key': expected a string without control characters"):
+        OpKey("pw_1\x07", "pwconv")
+
+
+def test_latencies_are_bounded(make_context):
+    assert Stats(1e6, 0, 1e6, 1e6, 1).median_ms == 1e6
+    for value in (1e308, 1e6 + 1, 10 ** 400):
+        with pytest.raises(FieldError, match=r"field 'median_ms': expected a finite number >= 0 and <= 1e\+06"):
+            Stats(value, 0, 0, 1, 1)
+    with pytest.raises(FieldError, match=r"field 'samples_ms\[0\]': expected a finite number >= 0 and <= 1e\+06"):
+        Stats.from_samples([2e6])

@@ -150,6 +150,8 @@ def _check_space(value) -> str | None:
     if not isinstance(value["name"], str) or not isinstance(value["options"], dict) or \
             not _is_int(value["resolution"], 1, 1 << 20) or not isinstance(value["layout"], str):
         return expected
+    if value["options"].get("resolution", value["resolution"]) != value["resolution"]:
+        return expected + " (options.resolution the resolution)"
     return None
 
 

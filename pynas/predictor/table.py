@@ -371,8 +371,8 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         with zipfile.ZipFile(path) as archive:
             size = sum(info.file_size for info in archive.infolist())
         if size > MAX_TABLE_BYTES:
-            raise TableFileError(f"{path}: expected a latency table of at most {MAX_TABLE_BYTES >> 20} MB, got "
-                                 f"{size >> 20} MB of arrays")
+            raise TableFileError(f"{path}: expected a latency table of at most {MAX_TABLE_BYTES:,} bytes of arrays, "
+                                 f"got {size:,}")
         with np.load(path, allow_pickle=False) as data:
             return {name: data[name] for name in data.files}
     except TableFileError:
