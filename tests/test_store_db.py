@@ -476,3 +476,16 @@ def test_a_damaged_row_names_the_file_the_row_and_the_column(tmp_path, make_cont
                 with pytest.raises(StoreError, match=rf"^{path}: measurement '.*' \(measurements row 2\): column "
                                                      "harness: expected a JSON object, got malformed JSON"):
                     store.slow_only(make_context())
+
+
+def test_an_empty_sqlite_database_is_not_made_a_store_by_a_reader(tmp_path):
+    path = tmp_path / "empty.sqlite"
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA journal_mode = WAL")  # writes the header: a database with nothing in it
+    conn.close()
+    before = _fingerprint(path)
+    with pytest.raises(StoreError, match=rf"{path}: expected a measurement store, got an empty SQLite database"):
+        Store(path, create=False)
+    assert _fingerprint(path) == before
+    with Store(path) as store:  # a writer makes it one
+        assert store.schema_version == 2

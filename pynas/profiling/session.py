@@ -5,7 +5,9 @@ Resuming is the store's job (`Store.missing`): a run measures only keys its seri
 backend, backend version, threads) has no measurement of, and commits each one before starting the
 next, so a run killed at any point (even kill -9) loses at most the measurement in flight and a
 rerun picks up where it stopped. Two runs on one store (two backends, or two processes) lose
-nothing either: the store serializes writers.
+nothing either: the store serializes writers, and each item is claimed before it is measured
+(`Store.claim`), so two processes profiling one plan measure disjoint items, a killed one's claims
+going stale with it.
 
 Drift: shared machines have slow spells (here up to 25% for a minute or more, when neighbours
 load the memory system) and fast ones. A `DriftGuard` re-times a reference (the plan's first item,

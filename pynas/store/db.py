@@ -169,6 +169,9 @@ class Store:
         if _has_content(self.path):
             _check_header(self.path)
             self.schema_version = _check_schema(self.path, *_inspect_file(self.path, self.busy_timeout))
+            if not create and self.schema_version == 0:
+                raise StoreError(f"{self.path}: expected a measurement store, got an empty SQLite database there "
+                                 "(--db PATH, or $PYNAS_DB); pynas left the file unchanged")
         else:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
