@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pynas.predictor import bundle, manifest as manifest_module
-from pynas.predictor.manifest import BundleError, Manifest
+from pynas.predictor.manifest import BundleError
 
 SHIPPED = Path(__file__).resolve().parent.parent / "predictors"
 

@@ -91,6 +91,26 @@ def cmd_run(args) -> None:
         print("\n".join(net.describe()) + "\n")
     print(f"{arch}\n{args.threads} thread(s), {args.runs} runs: median {median:.3f} ms (p10 {p10:.3f}, "
           f"p90 {p90:.3f}), {2 * net.graph.macs / median / 1e6:.1f} GFLOP/s, {len(net.describe())} kernels")
+    if args.predict is not False:
+        print_prediction_beside(arch, median, args.predict, args.threads)
+
+
+def print_prediction_beside(arch, measured_ms: float, name: str | None, threads: int) -> None:
+    """The predicted latency next to the one just measured, saying which machine the bundle
+    describes (a bundle of another machine predicts that machine, not this one)."""
+    import warnings
+
+    from pynas.cli.predictors import load_for_prediction
+    from pynas.predictor.device import describe
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # said below, in the line itself
+        p = load_for_prediction(name, "native", threads, flag="--predict")
+        predicted = p.predict(arch)
+    diffs = p.device_differences()
+    where = "this machine" if not diffs else f"ANOTHER machine ({describe(p.manifest)}: {'; '.join(diffs)})"
+    print(f"predicted {predicted:.3f} ms by {p.name} ({where}): {100 * (predicted / measured_ms - 1):+.1f}% vs "
+          f"measured")
 
 
 def cmd_info(args) -> None:
@@ -155,6 +175,8 @@ def add_parsers(commands) -> None:
     run.add_argument("--kernels", action="store_true", help="list the kernel variant of every step")
     run.add_argument("--per-op", action="store_true",
                      help="one step per op instead of fused row-banded MBConv/DS block steps")
+    run.add_argument("--predict", nargs="?", const=None, default=False, metavar="BUNDLE",
+                     help="also print the latency BUNDLE predicts (default: this machine's own, `pynas device init`)")
     run.set_defaults(run=cmd_run)
 
     info = commands.add_parser("info", help="versions, build and detected CPU features")

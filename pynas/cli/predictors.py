@@ -12,14 +12,14 @@ from pynas.presets import resolve
 MIN_CALIBRATION_NETWORKS = 10  # the network term's scale and weight need this many (network_term.py)
 
 
-def load_for_prediction(name: str | None, backend: str = "native", threads: int = 1):
+def load_for_prediction(name: str | None, backend: str = "native", threads: int = 1, flag: str = "--predictor"):
     """The bundle `name`, or without one this machine's default (`pynas device init`)."""
     from pynas.predictor import bundle, device
 
     if name is None:
         name = device.default_bundle(backend, threads)
         if name is None:
-            raise ValueError(f"--predictor: none given and this machine has no bundle of its own for {backend} at "
+            raise ValueError(f"{flag}: none given and this machine has no bundle of its own for {backend} at "
                              f"{threads} thread(s): run `pynas device init`, or name one (`pynas predictors` lists them)")
     return bundle.load(name)
 

@@ -33,8 +33,11 @@ class InitResult:
 
 def init_device(*, backend: str = "native", threads: int = 1, db=None, pin: int | None = None, space_name="mnasnet",
                 resolution: int = 224, budget_seconds: float = float("inf"), log: Callable[[str], None] = print,
-                make_progress=None, should_stop: Callable[[], bool] = lambda: False, run_options: dict | None = None
-                ) -> InitResult:
+                make_progress=None, should_stop: Callable[[], bool] = lambda: False, run_options: dict | None = None,
+                plan_options: dict | None = None) -> InitResult:
+    """Profile, train, save and record this machine's bundle (see the module docstring).
+    `plan_options` override DEFAULT_PLAN (`pynas.profiling.session.plan`'s arguments: neighbours,
+    networks, segments_sample); `run_options` go to `pynas.profiling.session.run`."""
     from pynas.predictor.train import load_dataset, train
     from pynas.predictor.writers import save
     from pynas.profiling.backends import Backend
@@ -48,7 +51,7 @@ def init_device(*, backend: str = "native", threads: int = 1, db=None, pin: int 
     name = device.bundle_name(backend, threads)
     result = InitResult(None, None)
     t0 = time.monotonic()
-    work = plan(space, seed=0, **DEFAULT_PLAN)
+    work = plan(space, seed=0, **dict(DEFAULT_PLAN, **(plan_options or {})))
     harness = {} if pin is None else {"pin_cpu": pin}
     with Store(db) as store:
         todo = unmeasured(work, runner, store)
@@ -56,8 +59,9 @@ def init_device(*, backend: str = "native", threads: int = 1, db=None, pin: int 
             f"({runner.version}), {threads} thread(s); {len(todo)} of {len(work.items)} items left to measure "
             f"into {store.path}")
         progress = make_progress(len(todo)) if make_progress else None
-        report = run(work, runner, store, budget_seconds=budget_seconds, harness=harness, session="device-init",
-                     progress=progress.update if progress else None, should_stop=should_stop, **(run_options or {}))
+        options = dict({"harness": harness, "session": "device-init"}, **(run_options or {}))
+        report = run(work, runner, store, budget_seconds=budget_seconds, progress=progress.update if progress else None,
+                     should_stop=should_stop, **options)
         if progress:
             progress.close()
         result.profile_summary = report.summary()

@@ -58,8 +58,9 @@ class Plan:
 def plan(space: SearchSpace, *, neighbours: int = 0, networks: int = 0, seed: int = 0,
          limit: int | None = None, segments_sample: int | None = None,
          extra: Iterable[Item | Arch] = ()) -> Plan:
-    """Every distinct segment of `space` (or a seeded random `segments_sample` of them, the stem
-    always among them: where measuring is slow, a learned predictor prices the rest), `neighbours`
+    """Every distinct segment of `space` (or a seeded random `segments_sample` of them: the stem
+    always, one of each other kind while the sample has room, then at random; where measuring is
+    slow, a learned predictor prices the rest, and it prices only kinds it has seen), `neighbours`
     segments just outside it and `networks` sampled whole networks, in a seeded random order (so a
     run cut short by its budget covers the space evenly) with the stem first (the drift
     reference); only the first `limit` if given.
@@ -73,10 +74,7 @@ def plan(space: SearchSpace, *, neighbours: int = 0, networks: int = 0, seed: in
     configs = space_items(space)
     measured = list(configs.values())
     if segments_sample is not None and segments_sample < len(measured):
-        stem = [c for c in measured if c.kind == "stem"]
-        others = [c for c in measured if c.kind != "stem"]
-        chosen = np.random.default_rng(seed + 1).choice(len(others), segments_sample - len(stem), replace=False)
-        measured = stem + [others[i] for i in sorted(chosen)]
+        measured = _sample_segments(measured, segments_sample, np.random.default_rng(seed + 1))
     group = {id(c): c.kind for c in measured}  # what each item counts as: its kind, or where it came from
     items = list(measured)
     if neighbours:
@@ -102,7 +100,21 @@ def plan(space: SearchSpace, *, neighbours: int = 0, networks: int = 0, seed: in
     counts = {g: tally[g] for g in dict.fromkeys(group.values()) if g in tally}  # segment kinds, then the others
     if len(measured) < len(configs):
         counts["of_space_segments"] = len(configs)
-    return Plan(space.name, getattr(space, "resolution", 0), counts, kept, len(items) if len(kept) < len(items) else None)
+    of = len(items) if len(kept) < len(items) else None
+    return Plan(space.name, getattr(space, "resolution", 0), counts, kept, of)
+
+
+def _sample_segments(items: list[Item], n: int, rng) -> list[Item]:
+    """`n` of the space's segments: the stem (the drift reference), one of each other kind while
+    there is room, the rest uniformly, in catalogue order."""
+    chosen = [i for i, item in enumerate(items) if item.kind == "stem"][:1]
+    kinds = sorted({item.kind for item in items} - {"stem"})
+    for kind in kinds[: max(0, n - len(chosen))]:
+        of_kind = [i for i, item in enumerate(items) if item.kind == kind]
+        chosen.append(int(of_kind[rng.integers(len(of_kind))]))
+    rest = np.setdiff1d(np.arange(len(items)), chosen)
+    chosen += [int(i) for i in rng.choice(rest, max(0, n - len(chosen)), replace=False)]
+    return [items[i] for i in sorted(chosen)]
 
 
 _PREPARE_BACKEND: Backend | None = None  # one per prepare() worker process

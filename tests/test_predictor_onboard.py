@@ -1,0 +1,46 @@
+"""`pynas device init`: profile this machine, train, save a bundle named after it, make it the
+default that `pynas predict` uses; resumable."""
+import warnings
+
+import pytest
+
+from pynas.cli import main
+from pynas.predictor import bundle, device
+from pynas.predictor.onboard import init_device
+
+TINY = {"neighbours": 0, "networks": 12, "segments_sample": 90}
+FAST = {"budget_seconds": 0.02, "min_runs": 3, "target_rel_ci": 0.2}
+
+
+@pytest.fixture
+def homes(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    return tmp_path
+
+
+def test_init_profiles_saves_and_makes_this_machine_s_default(homes, capsys):
+    db = homes / "m.sqlite"
+    logs = []
+    stopped = init_device(db=db, resolution=32, plan_options=TINY, log=logs.append, budget_seconds=0.0)
+    assert stopped.name is None and "run it again to resume" in logs[-1]  # cut short: nothing saved
+    result = init_device(db=db, resolution=32, plan_options=TINY, log=logs.append,
+                         run_options={"harness": FAST, "drift_tolerance": 1.0})
+    assert result.name == device.bundle_name("native", 1) and result.folder == bundle.user_bundles() / result.name
+    assert result.report["heldout_networks"]["n"] == 12
+    assert device.default_bundle("native", 1) == result.name
+    p = bundle.load(result.name)  # found by name on the search path
+    assert p.device_differences() == []  # it describes this machine
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # and predicting with it does not warn
+        arch = p.space.sample(1, seed=0)[0]
+        assert main(["predict", str(arch)]) == 0  # no --predictor: this machine's default
+    out = capsys.readouterr().out
+    assert f"({result.name}: this machine, 1 thread(s))" in out
+    assert main(["device", "show"]) == 0 and result.name in capsys.readouterr().out
+
+
+def test_predict_without_a_default_says_what_to_do(homes, capsys):
+    assert main(["predict", "mnasnet-a1"]) == 2
+    err = capsys.readouterr().err
+    assert "--predictor: none given and this machine has no bundle of its own" in err and "pynas device init" in err
