@@ -154,7 +154,8 @@ def test_calibrate_output_is_checked_before_training(capsys, tmp_path, monkeypat
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "mine.txt").write_text("keep")
     output = {"a file": tmp_path / "file", "below a file": tmp_path / "file" / "bundle",
-              "a read-only place": _read_only_folder(tmp_path) / "bundle", "a folder of other files": tmp_path / "notes"}
+              "a read-only place": _read_only_folder(tmp_path) / "bundle",
+              "a folder of other files": tmp_path / "notes"}
     message = {"a file": "expected a folder for the bundle, got a file there",
                "below a file": "is not a writable folder", "a read-only place": "is not a writable folder",
                "a folder of other files": "expected an empty folder or a bundle to replace, got other files there"}

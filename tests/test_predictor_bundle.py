@@ -401,6 +401,7 @@ def test_a_text_file_named_table_npz_says_what_was_expected(tmp_path):
 def test_a_table_bundle_prices_only_its_own_space():
     from pynas.predictor import latency_model
 
-    with pytest.raises(BundleError, match=r"bundle pixel3: space: expected mnasnet@224 .* \(asked for\), got a table of "
+    with pytest.raises(BundleError, match=r"bundle pixel3: space: expected mnasnet@224 .* \(asked for\), got a table "
+                                          r"of "
                                           r"fbnet@224 .*a table prices only its own space"):
         latency_model("pixel3", "mnasnet")

@@ -306,7 +306,7 @@ def test_cli_plan_line_under_limit(tmp_path, capsys, monkeypatch):
     whole, kept = (plan(space, neighbours=300, networks=120, seed=0, limit=limit) for limit in (None, 5))
     counts = ", ".join(f"{n} {kind}" for kind, n in kept.counts.items())
     assert first == f"space mnasnet at 32: 5 items to measure ({counts}) of a plan of {len(whole.items)}"
-    assert counts.startswith("1 stem, ") and sum(kept.counts.values()) == 5  # e.g. "(1 stem, 4 mbconv) of a plan of 3355"
+    assert counts.startswith("1 stem, ") and sum(kept.counts.values()) == 5  # "(1 stem, 4 mbconv) of a plan of 3355"
 
 
 def test_run_skips_items_another_live_process_holds(tmp_path):

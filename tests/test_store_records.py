@@ -15,7 +15,8 @@ def test_stats_from_samples():
     assert Stats.from_samples([2.5]) == Stats(2.5, 0.0, 2.5, 2.5, 1)
     with pytest.raises(FieldError, match="field 'samples_ms': expected at least one sample"):
         Stats.from_samples([])
-    with pytest.raises(FieldError, match=r"field 'samples_ms\[1\]': expected a finite number >= 0 and <= 1e\+06, got nan"):
+    with pytest.raises(FieldError, match=r"field 'samples_ms\[1\]': expected a finite number >= 0 and <= 1e\+06, "
+                                         r"got nan"):
         Stats.from_samples([1.0, math.nan])
 
 

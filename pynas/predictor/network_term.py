@@ -78,7 +78,8 @@ class NetworkTerm:
         fitted = self.fitted_ms
         if fitted != ():
             if not isinstance(fitted, (list, tuple)) or len(fitted) != 2:
-                raise NetworkTermError(f"network_term.fitted_ms: expected [lowest, highest] ms, got {shown(fitted, 80)}")
+                raise NetworkTermError(f"network_term.fitted_ms: expected [lowest, highest] ms, got "
+                                       f"{shown(fitted, 80)}")
             low, high = (ms(f"fitted_ms[{i}]", v) for i, v in enumerate(fitted))
             if low > high:
                 raise NetworkTermError(f"network_term.fitted_ms: expected lowest <= highest, got {fitted!r}")
