@@ -212,7 +212,7 @@ def test_fuzzed_manifests_raise_only_bundle_errors(bases, data, monkeypatch, cap
         assert out.splitlines()[2].startswith(name), out
 
 
-SWAPS = [None, True, -1, 10 ** 400, 1e308, math.nan, "x", "../../etc/passwd", [], ["x"], {}, {"x": 1}, DEEP]
+SWAPS = [None, -1, 10 ** 400, math.nan, "../../etc/passwd", ["x"], {"x": 1}, DEEP]  # each JSON type, odd values
 
 
 def test_every_field_and_subfield_swapped_to_every_type(bases, monkeypatch, capsys):
