@@ -151,3 +151,45 @@ def native_check():
         return NativeCheckRun(target, check, done)
 
     return run
+
+
+# Profiling harness options that time an item in ~0.02 s: for small stores made in tests.
+FAST_HARNESS = {"budget_seconds": 0.02, "target_rel_ci": 0.2, "min_runs": 5, "warmup_runs": 1, "warmup_seconds": 0}
+
+
+@pytest.fixture(scope="session")
+def small_store(tmp_path_factory):
+    """A store of real native measurements (MnasNet at 32x32, so it is made in seconds): a sample of
+    240 segments, every head (a bundle prices only kinds it has measured) and 16 networks. Shared
+    by the test modules: copy it before changing it."""
+    from pynas.profiling.backends import Backend
+    from pynas.profiling.session import plan, run
+    from pynas.space import get_space
+    from pynas.store import Store
+
+    path = tmp_path_factory.mktemp("store") / "m.sqlite"
+    space = get_space("mnasnet", resolution=32)
+    full = plan(space, networks=16, seed=0)
+    items = full.items[:240] + [i for i in full.items[240:] if i.kind in ("network", "head")]
+    with Store(path) as store:
+        # Networks with 20 ratio pairs at least: 5 (FAST_HARNESS's min_runs) left a 0.3-1.5 ms
+        # network's ratio to the reference network varying by tens of percent on a loaded machine.
+        run(type(full)(full.space, full.resolution, full.counts, items), Backend("native"), store,
+            harness=FAST_HARNESS, network_harness={"min_runs": 20, "budget_seconds": 0.2}, drift_tolerance=1.0)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(small_store, tmp_path_factory):
+    """An XGBoost bundle (few rounds) trained on `small_store`, with the compiled table of MnasNet
+    at 32x32. Shared: copy it (shutil.copytree) before changing it."""
+    from pynas.predictor import bundle
+    from pynas.predictor.train import load_dataset, train
+    from pynas.space import get_space
+    from pynas.store import Store
+
+    with Store(small_store, create=False) as store:
+        data = load_dataset(store, backend="native")
+    space = get_space("mnasnet", resolution=32)
+    return bundle.save(tmp_path_factory.mktemp("bundles") / "tiny", train(data, params={"rounds": 30}, space=space),
+                       data, space=space, source=str(small_store))

@@ -1,6 +1,14 @@
 """Predictor training and bundles (pynas.predictor.train, .bundle, .manifest), on a small store of
 real native measurements (MnasNet space at 32x32, so it runs in seconds)."""
+import hashlib
 import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,27 +18,8 @@ from pynas.predictor.features import FEATURE_NAMES, feature_vector
 from pynas.predictor.manifest import BundleError
 from pynas.predictor.metrics import accuracy, spearman
 from pynas.predictor.train import load_dataset, train
-from pynas.profiling.backends import Backend
-from pynas.profiling.session import plan, run
 from pynas.space import get_space
 from pynas.store import Store
-
-FAST = {"budget_seconds": 0.02, "target_rel_ci": 0.2, "min_runs": 5, "warmup_runs": 1, "warmup_seconds": 0}
-
-
-@pytest.fixture(scope="module")
-def small_store(tmp_path_factory):
-    path = tmp_path_factory.mktemp("store") / "m.sqlite"
-    space = get_space("mnasnet", resolution=32)
-    full = plan(space, networks=16, seed=0)
-    # A sample of the segments, every head (a bundle prices only kinds it has measured) and the networks.
-    items = full.items[:240] + [i for i in full.items[240:] if i.kind in ("network", "head")]
-    with Store(path) as store:
-        # Networks with 20 ratio pairs at least: 5 (FAST's min_runs) left a 0.3-1.5 ms network's
-        # ratio to the reference network varying by tens of percent on a loaded machine.
-        run(type(full)(full.space, full.resolution, full.counts, items), Backend("native"), store, harness=FAST,
-            network_harness={"min_runs": 20, "budget_seconds": 0.2}, drift_tolerance=1.0)
-    return path
 
 
 def test_metrics():
@@ -192,3 +181,227 @@ def test_a_failed_overwrite_keeps_the_old_bundle(small_store, tmp_path, monkeypa
     with pytest.raises(BundleError, match="expected an empty folder or a bundle to replace, got other files"):
         bundle.save(other, trained, data)
     assert (other / "mine.txt").read_text() == "keep"
+
+
+# -- bad input (each case of the bad-input trial that a bundle or its writers fix) -----------------
+SHIPPED = Path(__file__).resolve().parent.parent / "predictors"
+
+
+def _copy(source: Path, folder: Path) -> Path:
+    """A copy of a bundle folder to break."""
+    return Path(shutil.copytree(source, folder))
+
+
+def _fix_hash(folder: Path, name: str) -> None:
+    """Make the manifest's sha256 of `name` match the file again: only what is inside it is wrong."""
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["files"][name] = hashlib.sha256((folder / name).read_bytes()).hexdigest()
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _edit_manifest(folder: Path, **changes) -> None:
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for dotted, value in changes.items():
+        *parents, name = dotted.split("__")
+        target = manifest
+        for parent in parents:
+            target = target[parent]
+        target[name] = value
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_calibrate_takes_the_resolution_of_the_measured_networks(small_store, tmp_path, capsys):
+    """The README's `pynas calibrate DB -o DIR --backend native --space mnasnet` (no --resolution)
+    trained, then failed with 'resolution: ... got None': now the measured networks' resolution."""
+    from pynas.cli import main
+
+    out = tmp_path / "mine"
+    assert main(["calibrate", str(small_store), "-o", str(out), "--backend", "native", "--space", "mnasnet"]) == 0
+    assert "table mnasnet@32" in capsys.readouterr().out
+    assert json.loads((out / "manifest.json").read_text())["space"]["resolution"] == 32
+    assert bundle.load(out).table.space.resolution == 32
+
+
+def test_calibration_space_without_networks_is_the_spaces_default():
+    from argparse import Namespace
+
+    from pynas.cli.predictors import calibration_space
+    from pynas.predictor.train import Dataset
+
+    data = Dataset("d", "native", "v", 1, {}, {})
+    assert calibration_space(Namespace(space="mnasnet", resolution=None), data).resolution == 224
+    assert calibration_space(Namespace(space="mnasnet", resolution=64), data).resolution == 64
+    assert calibration_space(Namespace(space=None, resolution=None), data) is None
+    data.networks = {"net_res96_cls1000:stem_k3_s2_c32:ir_r1_k3_s1_e3_c16:head_c1280": 1.0}
+    assert calibration_space(Namespace(space="mnasnet", resolution=None), data).resolution == 96
+
+
+def _keep_networks(source: Path, path: Path, count: int) -> Path:
+    """A copy of a store with only `count` of its measured networks."""
+    shutil.copy(source, path)
+    with sqlite3.connect(path) as conn:
+        conn.execute("DELETE FROM measurements WHERE key IN (SELECT key FROM op_keys WHERE kind = 'network') AND "
+                     "rowid NOT IN (SELECT m.rowid FROM measurements m JOIN op_keys k USING (key) WHERE "
+                     f"k.kind = 'network' ORDER BY m.rowid LIMIT {count})")
+    conn.close()
+    return path
+
+
+def test_calibrate_refuses_too_few_networks_and_warns_when_the_minimum_is_lowered(small_store, tmp_path, capsys):
+    from pynas.cli import main
+
+    for count in (0, 4):
+        store = _keep_networks(small_store, tmp_path / f"n{count}.sqlite", count)
+        assert main(["calibrate", str(store), "-o", str(tmp_path / f"b{count}")]) == 2
+        err = capsys.readouterr().err
+        assert f"expected at least 10 measured whole networks to fit and check the network term (--min-networks), " \
+               f"got {count}" in err and len(err.splitlines()) == 1
+        assert not (tmp_path / f"b{count}").exists()
+    out = tmp_path / "four"
+    assert main(["calibrate", str(tmp_path / "n4.sqlite"), "-o", str(out), "--min-networks", "4"]) == 0
+    err = capsys.readouterr().err
+    assert "WARNING: only 4 measured networks (fewer than 10)" in err
+    report = json.loads((out / "report.json").read_text())  # the held-out figures, on the networks there are
+    assert report["heldout_networks"]["n"] == 4
+    assert bundle.load(out).manifest.extra["report"]["heldout_networks"]["n"] == 4
+
+
+def test_stale_staging_folders_of_dead_writers_are_removed(tmp_path):
+    from pynas.predictor import writers
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    live = os.getppid()  # pytest's parent: alive while this runs
+    folder = tmp_path / "b"
+    leftovers = {name: tmp_path / name for name in (f".b.staging-{dead.pid}", f".b.old-{dead.pid}",
+                                                    f".b.staging-{live}", ".b.notes-1", ".other.staging-1")}
+    for path in leftovers.values():
+        path.mkdir()
+        (path / "model.ubj").write_bytes(b"half written")
+    pixel3 = bundle.load("pixel3")
+    bundle.save_table(folder, pixel3.table, pixel3.table.space, device={"name": "t"}, backend="tflite",
+                      backend_version="1", threads=1, report={}, source="test")
+    assert bundle.load(folder).predict(pixel3.table.space.sample(1, seed=0)[0]) > 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["b", f".b.staging-{live}", ".b.notes-1", ".other.staging-1"])  # only a dead writer's are removed
+    assert writers.remove_stale_staging(folder) == []
+
+
+def test_a_name_is_a_name_even_with_a_folder_of_that_name_here(tmp_path, monkeypatch, capsys):
+    from pynas.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PYNAS_PREDICTORS", raising=False)
+    (tmp_path / "pixel3").mkdir()
+    (tmp_path / "pixel3" / "manifest.json").write_text("{not a manifest")
+    p = bundle.load("pixel3")
+    assert p.folder == SHIPPED / "pixel3" and p.folder.resolve() != (tmp_path / "pixel3").resolve()
+    with pytest.raises(BundleError, match=r"pixel3/manifest.json: unreadable manifest"):
+        bundle.load("./pixel3")  # a path: the folder here
+    arch = get_space("fbnet").sample(1, seed=0)[0]
+    assert main(["predict", str(arch), "--predictor", "pixel3"]) == 0
+    assert "(pixel3: pixel3, tflite" in capsys.readouterr().out
+
+
+def test_an_installed_search_path_has_no_predictors_beside_the_package(tmp_path, monkeypatch):
+    site = tmp_path / "site-packages"
+    fake = site / "pynas" / "predictor" / "bundle.py"
+    fake.parent.mkdir(parents=True)
+    monkeypatch.setattr(bundle, "__file__", str(fake))
+    monkeypatch.setenv("PYNAS_PREDICTORS", str(tmp_path / "mine"))
+    paths = bundle.search_path()
+    assert paths == [tmp_path / "mine", bundle.user_bundles(), site / "pynas" / "predictors"]
+    assert site / "predictors" not in paths
+    (site / "pyproject.toml").write_text("")  # a source checkout: its predictors/ too
+    assert bundle.search_path()[-1] == site / "predictors"
+
+
+def test_an_overhead_that_would_make_a_network_non_positive_is_refused_on_load(tmp_path):
+    folder = _copy(SHIPPED / "pixel3", tmp_path / "p")
+    table = bundle.load(folder).table
+    work = table.min_ms() - table.overhead_ms
+    assert work > 0
+    _edit_manifest(folder, network_term__overhead_ms=-work)
+    with pytest.raises(BundleError, match=rf"{folder}/manifest.json: network_term.overhead_ms: expected more than "
+                                          rf"-{work:.6g} .*got -{work!r}"):
+        bundle.load(folder)
+    _edit_manifest(folder, network_term__overhead_ms=-0.999 * work)
+    assert bundle.load(folder).predict_batch(table.space.sample_tokens(1000, seed=0)).min() > 0
+
+    # The table's own overhead: its exact minimum over the space is checked when it is read.
+    broken = _copy(SHIPPED / "pixel3", tmp_path / "q")
+    arrays = dict(np.load(broken / "table.npz", allow_pickle=False))
+    meta = json.loads(arrays["meta_json"].tobytes())
+    meta["overhead_ms"] = -work
+    arrays["meta_json"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    with open(broken / "table.npz", "wb") as f:
+        np.savez_compressed(f, **arrays)
+    _fix_hash(broken, "table.npz")
+    with pytest.raises(BundleError, match=rf"{broken}/table.npz: table: expected every network of the space > 0 ms, "
+                                          r"got a minimum of"):
+        bundle.load(broken)
+
+
+def test_a_corrupt_xgboost_model_is_one_line_naming_the_file(tiny_bundle, tmp_path):
+    folder = _copy(tiny_bundle, tmp_path / "t")
+    (folder / "model.ubj").write_bytes(b"{this is not UBJ" * 100)
+    _fix_hash(folder, "model.ubj")
+    with pytest.raises(BundleError) as caught:
+        bundle.load(folder)
+    message = str(caught.value)
+    assert message.startswith(f"{folder}/model.ubj: expected an XGBoost model (UBJ), got a file XGBoost cannot read")
+    assert "\n" not in message and "Stack trace" not in message
+
+
+def _stored_zip(source: Path, target: Path) -> None:
+    """`source` (.npz) rewritten with uncompressed members, so a byte flipped in a member's data
+    leaves the zip readable and only its CRC wrong."""
+    with zipfile.ZipFile(source) as old, zipfile.ZipFile(target, "w", zipfile.ZIP_STORED) as new:
+        for info in old.infolist():
+            new.writestr(info.filename, old.read(info.filename))
+
+
+def test_a_table_with_a_bad_inner_checksum_is_refused_naming_the_file(tmp_path):
+    folder = _copy(SHIPPED / "pixel3", tmp_path / "p")
+    _stored_zip(SHIPPED / "pixel3" / "table.npz", folder / "table.npz")
+    _fix_hash(folder, "table.npz")
+    assert bundle.load(folder)  # uncompressed members load as well
+    data = bytearray((folder / "table.npz").read_bytes())
+    with zipfile.ZipFile(folder / "table.npz") as z:
+        info = z.getinfo("head.npy")
+    data[info.header_offset + 30 + len(info.filename) + info.file_size - 1] ^= 0xFF  # the member's last data byte
+    (folder / "table.npz").write_bytes(bytes(data))
+    _fix_hash(folder, "table.npz")  # the manifest's sha256 matches: only the zip's own CRC-32 is wrong
+    with pytest.raises(BundleError, match=rf"^{folder}/table.npz: damaged latency table \(BadZipFile: Bad CRC-32 "
+                                          r"for file 'head.npy'\): expected the .npz pynas saved$"):
+        bundle.load(folder)
+    # The same in a compressed member: a flipped byte in the deflate stream, whatever it breaks.
+    compressed = _copy(SHIPPED / "pixel3", tmp_path / "c")
+    data = bytearray((compressed / "table.npz").read_bytes())
+    with zipfile.ZipFile(compressed / "table.npz") as z:
+        info = z.getinfo("first_0.npy")
+    data[info.header_offset + 30 + len(info.filename) + info.compress_size // 2] ^= 0xFF
+    (compressed / "table.npz").write_bytes(bytes(data))
+    _fix_hash(compressed, "table.npz")
+    with pytest.raises(BundleError, match=rf"^{compressed}/table.npz: "):
+        bundle.load(compressed)
+
+
+def test_a_text_file_named_table_npz_says_what_was_expected(tmp_path):
+    folder = _copy(SHIPPED / "pixel3", tmp_path / "p")
+    (folder / "table.npz").write_text("stem,ms\n1,2\n")
+    _fix_hash(folder, "table.npz")
+    with pytest.raises(BundleError) as caught:
+        bundle.load(folder)
+    assert str(caught.value) == (f"{folder}/table.npz: expected a pynas latency table (an .npz: a zip archive of "
+                                 f"arrays), got a file starting b'stem'")
+    assert "pickle" not in str(caught.value)
+
+
+def test_a_table_bundle_prices_only_its_own_space():
+    from pynas.predictor import latency_model
+
+    with pytest.raises(BundleError, match=r"bundle pixel3: space: expected mnasnet@224 .* \(asked for\), got a table "
+                                          r"of "
+                                          r"fbnet@224 .*a table prices only its own space"):
+        latency_model("pixel3", "mnasnet")

@@ -343,3 +343,64 @@ def test_layout_validation_names_the_field():
                      np.zeros(2), 0.0)
     assert _core.LatencyTable is type(native_table(good, [np.zeros((2, good.chunk_count(b))) for b in range(4)],
                                                    [np.zeros(good.chunk_count(b)) for b in range(4)], np.zeros(2), 0.0))
+
+
+def test_a_damaged_table_file_is_a_value_error_naming_it(space, compiled, tmp_path, monkeypatch):
+    """Whatever is wrong inside a table file, CompiledTable.load raises TableFileError (a
+    ValueError) naming the file and what was expected: never numpy's pickle advice, a
+    zipfile.BadZipFile or a traceback."""
+    from pynas.predictor import table as table_module
+    from pynas.predictor.table import TableFileError
+
+    table, _ = compiled
+    good = tmp_path / "good.npz"
+    table.save(good)
+    arrays = dict(np.load(good, allow_pickle=False))
+    meta = json.loads(arrays["meta_json"].tobytes())
+
+    def write(name, content=None, **changed):
+        path = tmp_path / name
+        if content is not None:
+            path.write_bytes(content)
+        else:
+            np.savez(path, **dict(arrays, **changed))
+        return path
+
+    def meta_bytes(text: str):
+        return np.frombuffer(text.encode(), dtype=np.uint8)
+
+    cases = [
+        (write("text.npz", b"arch,ms\nmnasnet-a1,3.1\n"),
+         r"expected a pynas latency table \(an .npz: a zip archive of arrays\), got a file starting b'arch'"),
+        (write("empty.npz", b""), r"expected a pynas latency table .*got a file starting b''"),
+        (write("truncated.npz", good.read_bytes()[:3000]), r"damaged latency table \(BadZipFile: "),
+        (write("meta-text.npz", meta_json=meta_bytes("{not json")),
+         r"meta_json: expected a JSON object, got unreadable JSON"),
+        (write("meta-deep.npz", meta_json=meta_bytes("[" * 100_000 + "]" * 100_000)),
+         "meta_json: expected a JSON object, got JSON nested too deeply"),
+        (write("meta-list.npz", meta_json=meta_bytes("[1, 2]")), "meta_json: expected a JSON object, got list"),
+        (write("meta-float.npz", meta_json=np.zeros(3)), r"meta_json: expected UTF-8 JSON bytes \(a uint8 vector\)"),
+        (write("format.npz", meta_json=meta_bytes(json.dumps(dict(meta, version=9)))),
+         "format: expected pynas.latency_table version 1, got pynas.latency_table version 9"),
+        (write("layout.npz", meta_json=meta_bytes(json.dumps(dict(meta, layout=[1])))),
+         r"layout: expected an object with key 'blocks'"),
+        (write("stem.npz", meta_json=meta_bytes(json.dumps(dict(meta, stem_ms=None)))),
+         r"stem_ms: expected a latency in ms in \[0, 1e\+06\], got None"),
+        (write("overhead.npz", meta_json=meta_bytes(json.dumps(dict(meta, overhead_ms="1")))),
+         r"overhead_ms: expected a number of ms"),
+        (write("prices.npz", meta_json=meta_bytes(json.dumps(dict(meta, prices=[1])))),
+         "prices: expected null or an object of segment key -> ms"),
+        (write("ints.npz", head=np.zeros(arrays["head"].shape, np.int64)), "head: expected float latencies"),
+        (write("shape.npz", head=np.zeros(3, np.float32)), r"head: expected shape \(22,\), got \(3,\)"),
+    ]
+    objects = tmp_path / "objects.npz"
+    np.savez(objects, **dict(arrays, head=np.array([{"a": 1}], dtype=object)), allow_pickle=True)
+    cases.append((objects, r"damaged latency table \(ValueError: Object arrays cannot be loaded"))
+    for path, message in cases:
+        with pytest.raises(TableFileError, match=rf"^{path}: {message}"):
+            CompiledTable.load(path, space)
+    with pytest.raises(TableFileError, match=rf"^{tmp_path / 'nowhere.npz'}: cannot read \(No such file"):
+        CompiledTable.load(tmp_path / "nowhere.npz")
+    monkeypatch.setattr(table_module, "MAX_TABLE_BYTES", 1000)  # or a zip bomb: sizes checked before reading
+    with pytest.raises(TableFileError, match=rf"^{good}: expected a latency table of at most 1,000 bytes of arrays"):
+        CompiledTable.load(good)

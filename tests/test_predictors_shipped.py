@@ -100,3 +100,33 @@ def test_this_machine_report_is_reproduced_from_its_measurements(name):
     for key in ("heldout_networks", "heldout_segments"):
         for stat in ("n", "rmspe", "within10"):
             assert report[key][stat] == pytest.approx(shipped[key][stat], rel=1e-6), (key, stat)
+
+
+SHIPPED_SPACES = {name: ("fbnet", {"setting": "imagenet"}) for name in HWNASBENCH + ("eyeriss",)}
+SHIPPED_SPACES.update({f"{name}-cifar100": ("fbnet", {"setting": "cifar100"}) for name in HWNASBENCH + ("eyeriss",)})
+SHIPPED_SPACES.update({name: ("mnasnet", {}) for name in THIS_MACHINE})
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED_SPACES))
+def test_no_shipped_bundle_predicts_a_latency_at_or_below_zero(name):
+    """Over 100,000 sampled networks of its space (and exactly, over all of them: the table's
+    minimum), every shipped bundle predicts > 0 ms, by every path a search can take."""
+    import warnings
+
+    from pynas.predictor import latency_model
+    from pynas.predictor.device import DeviceMismatchWarning
+
+    space_name, options = SHIPPED_SPACES[name]
+    space = get_space(space_name, **options)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeviceMismatchWarning)
+        p = bundle.load(name)
+        assert p.table.min_ms() > 0  # exact, over the whole space
+        tokens = space.sample_tokens(100_000, seed=2024)
+        model = latency_model(p, space)
+        assert model.path == "table"
+        ms = model.predict_batch(tokens)
+        assert ms.shape == (100_000,) and np.all(np.isfinite(ms)) and ms.min() >= p.table.min_ms() * (1 - 1e-6)
+        if hasattr(p, "batched"):  # the XGBoost path too, and on Arch lists
+            assert p.batched(space).predict_batch(tokens).min() > 0
+            assert p.predict_batch(space.sample(200, seed=7)).min() > 0

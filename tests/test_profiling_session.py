@@ -1,6 +1,7 @@
 """Profiling runs (pynas.profiling.session, `pynas profile`): the plan, resume, kill -9, bad input."""
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -264,3 +265,70 @@ def test_prepare_converts_ahead_in_processes_then_run_only_loads(tmp_path, monke
         assert report.measured == len(items) and not report.failed
         assert [f.stat().st_mtime_ns for f in converted] == stamps  # loaded, not converted again
         assert unmeasured(p, backend, store) == [] and len(unmeasured(p, backend, store, again=True)) == len(items)
+
+
+def test_plan_counts_describe_the_items_kept():
+    space = get_space("mnasnet", resolution=32)
+    whole = plan(space, neighbours=10, networks=3, seed=1)
+    assert whole.of is None and sum(whole.counts.values()) == len(whole.items)
+    assert list(whole.counts) == ["stem", "convblock", "dsconv", "mbconv", "head", "neighbours", "networks"]
+    few = plan(space, neighbours=10, networks=3, seed=1, limit=5)
+    assert len(few.items) == 5 and few.of == len(whole.items)
+    assert sum(few.counts.values()) == 5 and few.counts["stem"] == 1
+    assert few.counts == dict(Counter(i.kind for i in few.items))  # here all segments of the space
+    sampled = plan(space, segments_sample=20, networks=3, seed=1, limit=5)
+    assert sampled.counts["of_space_segments"] == 2935 and sum(sampled.counts.values()) == 5 + 2935
+
+
+def test_cli_plan_line_under_limit(tmp_path, capsys, monkeypatch):
+    from pynas.profiling import session
+
+    monkeypatch.setattr(session, "run", lambda *a, **k: session.Report(planned=5, already=0, measured=5))
+    assert main(["profile", "--resolution", "32", "--limit", "5", "--db", str(tmp_path / "m.sqlite")]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    space = get_space("mnasnet", resolution=32)
+    whole, kept = (plan(space, neighbours=300, networks=120, seed=0, limit=limit) for limit in (None, 5))
+    counts = ", ".join(f"{n} {kind}" for kind, n in kept.counts.items())
+    assert first == f"space mnasnet at 32: 5 items to measure ({counts}) of a plan of {len(whole.items)}"
+    assert counts.startswith("1 stem, ") and sum(kept.counts.values()) == 5  # "(1 stem, 4 mbconv) of a plan of 3355"
+
+
+def test_run_skips_items_another_live_process_holds(tmp_path):
+    p = plan(get_space("mnasnet", resolution=32), seed=0, limit=6)
+    backend = Backend("native")
+    with Store(tmp_path / "m.sqlite") as store:
+        from pynas.store import Context
+
+        context = Context.here(backend.name, backend.version, backend.threads)
+        assert store.claim(context, p.items[3].key)
+    # The claim is this test's process's: make it another live process's (the test runner's parent).
+    from pynas.store.db import _process_start
+    parent = os.getppid()
+    with sqlite3.connect(tmp_path / "m.sqlite") as conn:
+        conn.execute("UPDATE claims SET pid = ?, started = ?", (parent, _process_start(parent)))
+    conn.close()
+    with Store(tmp_path / "m.sqlite") as store:
+        report = run(p, backend, store, harness=FAST, drift_tolerance=1.0)
+        assert report.measured == 5 and report.elsewhere == 1 and report.remaining == 0
+        assert "1 taken by another process" in report.summary()
+        assert p.items[3].key not in {m.op.key for m in store.measurements()}
+        assert store.claims(context) == {p.items[3].key: (socket.gethostname(), parent)}  # its own claims released
+
+
+def test_two_processes_profiling_one_store_measure_disjoint_keys(tmp_path):
+    db = tmp_path / "m.sqlite"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    procs = [subprocess.Popen(_profile_cmd(db, "--session", f"p{i}", "--limit", "40"), env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in (0, 1)]
+    outputs = [proc.communicate(timeout=600) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], [err[-2000:] for _, err in outputs]
+    with sqlite3.connect(db) as c:
+        total, distinct = c.execute("SELECT count(*), count(DISTINCT key) FROM measurements").fetchone()
+        per_session = dict(c.execute("SELECT session, count(*) FROM measurements GROUP BY session").fetchall())
+        claims = c.execute("SELECT count(*) FROM claims").fetchone()[0]
+    c.close()
+    expected = len(plan(get_space("mnasnet", resolution=32), networks=3, limit=40).items)
+    assert total == distinct == expected  # together everything, no key twice
+    assert set(per_session) == {"p0", "p1"} and all(n > 0 for n in per_session.values()), per_session
+    assert claims == 0  # each released its own
+    assert any("taken by another process" in out for out, _ in outputs)

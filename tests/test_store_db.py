@@ -4,6 +4,7 @@ import hashlib
 import multiprocessing
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -50,10 +51,10 @@ def test_new_store_schema_and_pragmas(tmp_path):
     Store(path).close()
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID == 0x504E4153
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 1
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert tables == {"devices", "op_keys", "measurements"}
+    assert tables == {"devices", "op_keys", "measurements", "claims"}
     Store(path).close()  # reopening an existing store
 
 
@@ -108,11 +109,11 @@ def test_newer_schema_is_refused(tmp_path):
     path = tmp_path / "future.sqlite"
     Store(path).close()
     with sqlite3.connect(path) as conn:
-        conn.execute("PRAGMA user_version = 2")
+        conn.execute("PRAGMA user_version = 3")
     conn.close()
     before = _fingerprint(path)
-    with pytest.raises(StoreError, match=rf"{path}: measurement store schema \(PRAGMA user_version\) expected 1, "
-                                         "got 2: written by a newer pynas"):
+    with pytest.raises(StoreError, match=rf"{path}: measurement store schema \(PRAGMA user_version\) expected 1..2, "
+                                         "got 3: written by a newer pynas"):
         Store(path)
     assert _fingerprint(path) == before
 
@@ -124,7 +125,7 @@ def test_store_missing_a_table_is_refused(tmp_path):
         conn.execute("DROP TABLE op_keys")
     conn.close()
     with pytest.raises(StoreError, match="damaged measurement store: expected tables devices, op_keys, measurements, "
-                                         "missing op_keys"):
+                                         "claims, missing op_keys"):
         Store(path)
 
 
@@ -303,3 +304,188 @@ def test_kill_9_loses_at_most_the_measurement_in_flight(tmp_path):
         assert len(keys) == len(set(keys)), "a key was measured twice"
     with Store(path) as store:
         assert sorted(int(m.op.key[3:]) for m in store.measurements()) == list(range(len(stored)))
+
+
+# -- schema version 2: migration from version 1 ---------------------------------------------------
+def _version_1_store(path: Path, context) -> Path:
+    """A store as pynas wrote it before claims: version 1's tables, user_version 1, a measurement."""
+    with Store(path) as store:
+        store.record(context, OpKey("pw_1", "pwconv", {"macs": 10}), STATS)
+    with sqlite3.connect(path) as conn:
+        conn.execute("DROP TABLE claims")
+        conn.execute("PRAGMA user_version = 1")
+    conn.close()
+    return path
+
+
+def test_a_version_1_store_is_migrated_when_opened_for_writing(tmp_path, make_context):
+    path = _version_1_store(tmp_path / "old.sqlite", make_context())
+    before = _fingerprint(path)
+    with Store(path, create=False) as reader:  # a command that only reads leaves it as it is
+        assert reader.schema_version == 1 and [m.op.key for m in reader.measurements()] == ["pw_1"]
+        with pytest.raises(StoreError, match=r"schema version 1 \(opened only to read\) has no claims: open it for "
+                                             "writing to migrate it to version 2"):
+            reader.claim(make_context(), "pw_2")
+    assert _fingerprint(path)[0] == before[0]
+    with Store(path) as store:
+        assert store.schema_version == 2 and [m.op.key for m in store.measurements()] == ["pw_1"]
+        assert store.claim(make_context(), "pw_2")
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")} == \
+            {"devices", "op_keys", "measurements", "claims"}
+    conn.close()
+
+
+def _open_store(path, barrier):
+    barrier.wait()
+    with Store(path) as store:
+        assert store.schema_version == 2
+
+
+def test_two_processes_migrating_at_once(tmp_path, make_context):
+    path = _version_1_store(tmp_path / "old.sqlite", make_context())
+    fork = multiprocessing.get_context("fork")
+    barrier = fork.Barrier(3)
+    workers = [fork.Process(target=_open_store, args=(path, barrier)) for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+    assert [w.exitcode for w in workers] == [0, 0, 0]  # one migrated, the others found it done under the lock
+    with Store(path) as store:
+        assert [m.op.key for m in store.measurements()] == ["pw_1"]
+
+
+def test_a_version_1_store_missing_a_table_is_refused_unchanged(tmp_path, make_context):
+    path = _version_1_store(tmp_path / "old.sqlite", make_context())
+    with sqlite3.connect(path) as conn:
+        conn.execute("DROP TABLE devices")
+    conn.close()
+    before = _fingerprint(path)
+    with pytest.raises(StoreError, match="damaged measurement store: expected tables devices, op_keys, measurements, "
+                                         "missing devices"):
+        Store(path)
+    assert _fingerprint(path) == before
+
+
+# -- claims: several processes profiling into one store -------------------------------------------
+CLAIMER = textwrap.dedent("""
+    import sys, time
+    from pynas.store import Context, DeviceFingerprint, Store
+    device = DeviceFingerprint("Test CPU", "aarch64", "Linux", ("neon",), 8, None, None, None, None)
+    context = Context(device, "native", "0.1.0", 1, "claimer", "0.1.0", "6.1", None)
+    with Store(sys.argv[1]) as store:
+        print(store.claim(context, "op_0"), store.claim(context, "op_1"), flush=True)
+        time.sleep(600)  # holds its claims until killed
+""")
+
+
+def test_claims_are_taken_once_and_a_killed_holders_are_reclaimed(tmp_path, make_context):
+    from pynas.store import DeviceFingerprint
+
+    path = tmp_path / "m.sqlite"
+    device = DeviceFingerprint("Test CPU", "aarch64", "Linux", ("neon",), 8, None, None, None, None)
+    context = make_context(device=device, kernel="6.1", cpu_mhz=None)
+    holder = subprocess.Popen([sys.executable, "-c", CLAIMER, str(path)], stdout=subprocess.PIPE, text=True,
+                              env=os.environ.copy(), cwd=tmp_path)
+    try:
+        assert holder.stdout.readline().split() == ["True", "True"]
+        with Store(path) as store:
+            assert not store.claim(context, "op_0")  # a live process holds it
+            assert store.claim(context, "op_2") and store.claim(context, "op_2")  # ours, and still ours
+            assert store.claims(context) == {"op_0": (socket.gethostname(), holder.pid),
+                                             "op_1": (socket.gethostname(), holder.pid),
+                                             "op_2": (socket.gethostname(), os.getpid())}
+            os.kill(holder.pid, signal.SIGKILL)
+            holder.wait(30)
+            assert store.claim(context, "op_0") and store.claim(context, "op_1")  # a dead pid's claims are stale
+            assert store.release(context, "op_0") == 1 and store.release(context) == 2
+            assert store.claims(context) == {}
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+        holder.stdout.close()
+
+
+def test_stale_claims_other_hosts_and_reused_pids(tmp_path, make_context):
+    context = make_context()
+    with Store(tmp_path / "m.sqlite") as store:
+        assert store.claim(context, "op_0")
+    with sqlite3.connect(tmp_path / "m.sqlite") as conn:  # the claim of a live process elsewhere ...
+        conn.execute("UPDATE claims SET host = 'another-host', pid = 1")
+    conn.close()
+    with Store(tmp_path / "m.sqlite") as store:
+        assert not store.claim(context, "op_0")
+        assert store.claim(context, "op_0", timeout=0)  # ... until it is older than the timeout
+    with sqlite3.connect(tmp_path / "m.sqlite") as conn:  # a live pid here that is another process now
+        conn.execute(f"UPDATE claims SET pid = {os.getppid()}, started = 'long ago'")
+    conn.close()
+    with Store(tmp_path / "m.sqlite") as store:
+        assert store.claim(context, "op_0")
+
+
+def test_a_claim_skips_what_is_measured_already(tmp_path, make_context):
+    context = make_context()
+    with Store(tmp_path / "m.sqlite") as store:
+        store.record(context, OpKey("op_0", "pwconv"), STATS)
+        store.record(context, OpKey("op_1", "pwconv"), STATS, harness={"slow_spell": True})
+        assert not store.claim(context, "op_0", skip_measured=True)  # measured (by another process, say)
+        assert store.claim(context, "op_1", skip_measured=True)  # measured only in a slow spell: again
+        assert store.claim(context, "op_0")  # without skip_measured: another pass
+        assert not store.claim(context, "op_0", skip_measured=True, session="test session")
+        assert store.claim(context, "op_0", skip_measured=True, session="another pass")
+        assert store.claim(make_context(threads=2), "op_0", skip_measured=True)  # another series
+        with pytest.raises(StoreError, match="field 'key': expected a non-empty string without whitespace"):
+            store.claim(context, "op 0")
+
+
+# -- rows edited or damaged by hand ---------------------------------------------------------------
+@pytest.mark.parametrize("table, column, value, message", [
+    ("measurements", "harness", "{not json", r"measurement '.*' \(measurements row 2\): column harness: expected a "
+                                               r"JSON object, got malformed JSON"),
+    ("measurements", "harness", "[1, 2]", r"measurement '.*' \(measurements row 2\): column harness: expected a JSON "
+                                          r"object, got '\[1, 2\]'"),
+    ("op_keys", "features", "{\"macs\": ", r"measurement '.*' \(measurements row 2\): op key 'dw_1': column "
+                                            r"op_keys.features: expected a JSON object, got malformed JSON"),
+    ("devices", "isa_flags", "neon", r"measurement '.*' \(measurements row 1\): device '.*': column isa_flags: "
+                                     "expected a JSON array, got malformed JSON"),
+    ("measurements", "median_ms", -1.0, r"measurement '.*' \(measurements row 2\): column median_ms: field "
+                                        r"'median_ms': expected a finite number >= 0 and <= 1e\+06, got -1.0"),
+    ("measurements", "kernel", "6.1\x1b[2J", r"measurement '.*' \(measurements row 2\): column kernel: field 'kernel':"
+                                             " expected a string without control characters"),
+])
+def test_a_damaged_row_names_the_file_the_row_and_the_column(tmp_path, make_context, table, column, value, message):
+    path = tmp_path / "m.sqlite"
+    with Store(path) as store:
+        store.record(make_context(), OpKey("pw_1", "pwconv", {"macs": 1}), STATS)
+        store.record(make_context(), OpKey("dw_1", "dwconv", {"macs": 2}), STATS)
+    key = {"measurements": "rowid = 2", "op_keys": "key = 'dw_1'", "devices": "1"}[table]
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"UPDATE {table} SET {column} = ? WHERE {key}", (value,))
+    conn.close()
+    with Store(path, create=False) as store:
+        with pytest.raises(StoreError, match=rf"^{path}: {message}"):
+            list(store.measurements())
+        if column in ("harness", "features", "isa_flags"):  # what summary can check without reading rows
+            with pytest.raises(StoreError, match=rf"^{path}: .*column {column.split('.')[-1]}: expected a JSON"):
+                store.summary()
+            if column == "harness" and value.startswith("{"):  # SQL's json_extract meets it: named the same way
+                with pytest.raises(StoreError, match=rf"^{path}: measurement '.*' \(measurements row 2\): column "
+                                                     "harness: expected a JSON object, got malformed JSON"):
+                    store.slow_only(make_context())
+
+
+def test_an_empty_sqlite_database_is_not_made_a_store_by_a_reader(tmp_path):
+    path = tmp_path / "empty.sqlite"
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA journal_mode = WAL")  # writes the header: a database with nothing in it
+    conn.close()
+    before = _fingerprint(path)
+    with pytest.raises(StoreError, match=rf"{path}: expected a measurement store, got an empty SQLite database"):
+        Store(path, create=False)
+    assert _fingerprint(path) == before
+    with Store(path) as store:  # a writer makes it one
+        assert store.schema_version == 2

@@ -3,8 +3,13 @@ imports, and errors naming the file, line and field."""
 import gzip
 import json
 import sqlite3
+import tempfile
+import uuid
+from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pynas.store import DeviceFingerprint, OpKey, Stats, Store, StoreError, export_jsonl, import_jsonl
 
@@ -112,7 +117,7 @@ OTHER = _edit(C_RECORD, measurement_id="9c0a6f7e-1b2d-4c3e-8f4a-5b6c7d8e9f00", k
 @pytest.mark.parametrize("lines, where, message", [
     ([HEADER, OTHER, '{"measurement_id": '], 3, "not valid JSON"),
     ([HEADER, OTHER, _edit(C_RECORD, stats__median_ms="fast")], 3,
-     "field 'stats.median_ms': expected a finite number >= 0, got 'fast'"),
+     r"field 'stats.median_ms': expected a finite number >= 0 and <= 1e\+06, got 'fast'"),
     ([HEADER, _edit(C_RECORD, device__logical_cores=0), OTHER], 2,
      "field 'device.logical_cores': expected an integer >= 1, got 0"),
     ([HEADER, _edit(C_RECORD, threads=DELETE)], 2, "field 'threads': expected a value, got nothing"),
@@ -134,6 +139,20 @@ OTHER = _edit(C_RECORD, measurement_id="9c0a6f7e-1b2d-4c3e-8f4a-5b6c7d8e9f00", k
     (['{"format":"pynas-measurements","version":1,"records":1}', C_RECORD], 1,
      "field 'records': expected no such header field"),
     ([C_RECORD], 1, "not a pynas measurements file: header field 'format' expected 'pynas-measurements', got None"),
+    # What the store used to accept: any kind (a NUL byte too), 1e308 ms, control characters.
+    ([HEADER, OTHER, _edit(C_RECORD, kind="lstm")], 3, "field 'kind': expected one of network, stem, mbconv"),
+    ([HEADER, _edit(C_RECORD, kind="pw\u0000conv")], 2, "field 'kind': expected a string without control characters"),
+    ([HEADER, _edit(C_RECORD, stats__median_ms=1e308, stats__p90_ms=1e308)], 2,
+     r"field 'stats.median_ms': expected a finite number >= 0 and <= 1e\+06, got 1e\+308"),
+    ([HEADER, _edit(C_RECORD, key="pw_1\u001b[2J")], 2, "field 'key': expected a string without control characters"),
+    ([HEADER, _edit(C_RECORD, session="nightly\nrun")], 2, "field 'session': expected a string without control"),
+    ([HEADER, _edit(C_RECORD, threads=10 ** 30)], 2, r"field 'threads': expected an integer in \[1, 4096\]"),
+    ([HEADER, _edit(C_RECORD, stats__runs=10 ** 400)], 2, r"field 'stats.runs': expected an integer in \[1, 9007"),
+    ([HEADER, _edit(C_RECORD, stats__median_ms=10 ** 400)], 2, "field 'stats.median_ms': expected a finite number"),
+    # Nested too deeply: a whole line (Python's parser gives up), or a harness deeper than records go.
+    ([HEADER, "[" * 100_000 + "]" * 100_000], 2, "expected a JSON object, got JSON nested too deeply to read"),
+    ([HEADER, _edit(C_RECORD, harness={"a": json.loads("[" * 40 + "]" * 40)})], 2,
+     "field 'harness': expected a JSON object at most 32 levels deep"),
 ])
 def test_malformed_file_imports_nothing(tmp_path, lines, where, message):
     path = tmp_path / "bad.jsonl"
@@ -174,3 +193,80 @@ def test_import_never_touches_a_store_it_cannot_open(tmp_path):
     conn.close()
     with pytest.raises(StoreError, match="not a pynas measurement store"):
         Store(foreign)
+
+
+# -- fuzz ------------------------------------------------------------------------------------------
+ODD = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-2 ** 70, max_value=2 ** 70),
+    st.sampled_from([0, -1, 4097, 2 ** 53 + 1, 10 ** 400, 1e308, 1e6, 1e6 + 1, 5e-324, -0.0]),
+    st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=12),
+    st.sampled_from(["", " ", "\x00", "a\nb", "\x1b[2J", "network", "lstm", "pw conv", UUID, UUID.upper(),
+                     "2026-02-30T00:00:00Z", "2026-01-02T03:04:05Z"]),
+    st.lists(st.one_of(st.none(), st.integers(-3, 3), st.text(max_size=4)), max_size=3),
+    st.dictionaries(st.text(max_size=6), st.one_of(st.none(), st.integers(-3, 3), st.text(max_size=4)), max_size=3),
+)
+
+
+def _record_paths(value, prefix=()):
+    yield prefix
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, child in items:
+        yield from _record_paths(child, prefix + (key,))
+
+
+@pytest.fixture(scope="module")
+def fuzz_store(tmp_path_factory):
+    with Store(tmp_path_factory.mktemp("fuzz") / "desk.sqlite") as store:
+        yield store
+
+
+@settings(max_examples=500, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_fuzzed_records_raise_only_store_errors(fuzz_store, data):
+    """A valid record mutated (fields of any type, values NaN/huge/negative/deep, keys removed,
+    added and renamed, the line's text cut or spliced): import_jsonl raises StoreError naming the
+    file and line, or imports it, after which the store still reads back whole."""
+    record = json.loads(C_RECORD)
+    record["measurement_id"] = str(uuid.UUID(int=data.draw(st.integers(0, 2 ** 128 - 1), label="id")))
+    for _ in range(data.draw(st.integers(0, 3), label="mutations")):
+        by_length = {}
+        for path in _record_paths(record):
+            by_length.setdefault(len(path), []).append(path)
+        path = data.draw(st.sampled_from(by_length[data.draw(st.sampled_from(sorted(by_length)))]), label="path")
+        action = data.draw(st.sampled_from(["replace", "replace", "delete", "add", "rename"]), label="action")
+        value = data.draw(ODD, label="value")
+        if not path:
+            record = value if action == "replace" else record
+            continue
+        parent = record
+        for key in path[:-1]:
+            parent = parent[key]
+        if action == "replace":
+            parent[path[-1]] = value
+        elif action == "delete":
+            del parent[path[-1]]
+        elif isinstance(parent, dict):
+            parent["extra" if action == "add" else data.draw(st.text(max_size=5), label="new name")] = \
+                value if action == "add" else parent.pop(path[-1])
+    line = json.dumps(record, allow_nan=True)
+    text = data.draw(st.sampled_from(["as is", "cut", "splice", "deep", "bytes"]), label="text")
+    if text == "cut":
+        line = line[:data.draw(st.integers(0, len(line)), label="cut at")]
+    elif text == "splice":
+        at = data.draw(st.integers(0, len(line)), label="at")
+        line = line[:at] + data.draw(st.text(max_size=8), label="spliced") + line[at:]
+    elif text == "deep":
+        depth = data.draw(st.sampled_from([30, 33, 1000, 100_000]), label="depth")
+        line = line.replace('"harness":{', '"harness":{"d":' + "[" * depth + "]" * depth + ",", 1)
+    raw = HEADER.encode() + b"\n" + (data.draw(st.binary(max_size=40), label="bytes") if text == "bytes"
+                                     else line.encode("utf-8", "surrogatepass")) + b"\n"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "phone.jsonl"
+        path.write_bytes(raw)
+        try:
+            import_jsonl(fuzz_store, path)
+        except StoreError as error:
+            assert str(error).startswith(f"{path}:"), error
+    # Whatever was imported reads back: no value a record can hold breaks the store's readers.
+    assert fuzz_store.summary().measurements == sum(1 for _ in fuzz_store.measurements())

@@ -15,18 +15,19 @@ def test_stats_from_samples():
     assert Stats.from_samples([2.5]) == Stats(2.5, 0.0, 2.5, 2.5, 1)
     with pytest.raises(FieldError, match="field 'samples_ms': expected at least one sample"):
         Stats.from_samples([])
-    with pytest.raises(FieldError, match=r"field 'samples_ms\[1\]': expected a finite number >= 0, got nan"):
+    with pytest.raises(FieldError, match=r"field 'samples_ms\[1\]': expected a finite number >= 0 and <= 1e\+06, "
+                                         r"got nan"):
         Stats.from_samples([1.0, math.nan])
 
 
 @pytest.mark.parametrize("values, message", [
-    ((math.nan, 0, 1, 1, 3), "field 'median_ms': expected a finite number >= 0, got nan"),
-    ((1, -0.5, 1, 1, 3), "field 'mad_ms': expected a finite number >= 0, got -0.5"),
-    ((1, 0, 1, math.inf, 3), "field 'p90_ms': expected a finite number >= 0, got inf"),
+    ((math.nan, 0, 1, 1, 3), "field 'median_ms': expected a finite number >= 0 and <= 1e\\+06, got nan"),
+    ((1, -0.5, 1, 1, 3), "field 'mad_ms': expected a finite number >= 0 and <= 1e\\+06, got -0.5"),
+    ((1, 0, 1, math.inf, 3), "field 'p90_ms': expected a finite number >= 0 and <= 1e\\+06, got inf"),
     ((1, 0, 2, 1, 3), r"field 'p10_ms': expected <= p90_ms \(1.0\), got 2.0"),
     ((1, 0, 1, 1, 0), "field 'runs': expected an integer >= 1, got 0"),
     ((1, 0, 1, 1, True), "field 'runs': expected an integer >= 1, got True"),
-    (("1", 0, 1, 1, 3), "field 'median_ms': expected a finite number >= 0, got '1'"),
+    (("1", 0, 1, 1, 3), "field 'median_ms': expected a finite number >= 0 and <= 1e\\+06, got '1'"),
 ])
 def test_bad_stats(values, message):
     with pytest.raises(FieldError, match=message):
@@ -47,8 +48,9 @@ def test_op_key():
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"threads": 0}, "field 'threads': expected an integer >= 1, got 0"),
-    ({"threads": True}, "field 'threads': expected an integer >= 1, got True"),
+    ({"threads": 0}, r"field 'threads': expected an integer in \[1, 4096\], got 0"),
+    ({"threads": True}, r"field 'threads': expected an integer in \[1, 4096\], got True"),
+    ({"threads": 4097}, r"field 'threads': expected an integer in \[1, 4096\], got 4097"),
     ({"backend": "onnx runtime"}, "field 'backend': expected a non-empty string without whitespace"),
     ({"backend_version": ""}, "field 'backend_version': expected a non-empty string"),
     ({"session": ""}, "field 'session': expected a non-empty string, got ''"),
@@ -116,3 +118,33 @@ def test_bad_record_names_the_field(make_context, edit, message):
     edit(record)
     with pytest.raises(FieldError, match=message):
         Measurement.from_record(record)
+
+
+def test_kinds_are_the_ones_pynas_measures():
+    """One list of kinds (records.KINDS): a whole network, the IR's segments, ops and fused
+    kernels; a typo, another string or one with a NUL byte is refused."""
+    from pynas.ir.fusion import BLOCK_KERNELS
+    from pynas.ir.ops import KINDS as OP_KINDS
+    from pynas.ir.segments import SEGMENT_KINDS
+    from pynas.store.records import KINDS
+
+    assert set(KINDS) == {"network"} | set(SEGMENT_KINDS) | set(OP_KINDS) | set(BLOCK_KERNELS.values())
+    assert len(KINDS) == len(set(KINDS))
+    for kind in KINDS:
+        assert OpKey("k", kind).kind == kind
+    for kind, message in (("lstm", "field 'kind': expected one of network, stem, mbconv"),
+                          ("pw\x00conv", "field 'kind': expected a string without control characters"),
+                          ("Network", "field 'kind': expected one of")):
+        with pytest.raises(FieldError, match=message):
+            OpKey("k", kind)
+    with pytest.raises(FieldError, match="field 'key': expected a string without control characters"):
+        OpKey("pw_1\x07", "pwconv")
+
+
+def test_latencies_are_bounded(make_context):
+    assert Stats(1e6, 0, 1e6, 1e6, 1).median_ms == 1e6
+    for value in (1e308, 1e6 + 1, 10 ** 400):
+        with pytest.raises(FieldError, match=r"field 'median_ms': expected a finite number >= 0 and <= 1e\+06"):
+            Stats(value, 0, 0, 1, 1)
+    with pytest.raises(FieldError, match=r"field 'samples_ms\[0\]': expected a finite number >= 0 and <= 1e\+06"):
+        Stats.from_samples([2e6])

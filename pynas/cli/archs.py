@@ -10,6 +10,8 @@ from pynas.cli import flags
 from pynas.cli.common import MAX_RESOLUTION, arch_from_args, human, space_from_args
 from pynas.presets import PRESETS
 
+SAMPLE_LINES = 256  # `pynas sample` writes (and flushes) this many lines at a time
+
 def cmd_describe(args) -> None:
     from pynas.ir import fuse, lower
 
@@ -40,11 +42,13 @@ def cmd_sample(args) -> None:
         print(space.describe())
         return
     for rows in space.iter_tokens(args.n, seed=args.seed):  # streamed: any -n in bounded memory
-        lines = []
-        for row in rows:
-            arch = space.decode(row)
-            lines.append(" ".join(map(str, row)) + "\t" + str(arch) if args.tokens else str(arch))
-        sys.stdout.write("\n".join(lines) + "\n")
+        for start in range(0, len(rows), SAMPLE_LINES):  # and printed as decoded: the first lines at once
+            lines = []
+            for row in rows[start:start + SAMPLE_LINES]:
+                arch = space.decode(row)
+                lines.append(" ".join(map(str, row)) + "\t" + str(arch) if args.tokens else str(arch))
+            sys.stdout.write("\n".join(lines) + "\n")
+            sys.stdout.flush()
 
 
 def cmd_run(args) -> None:

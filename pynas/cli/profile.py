@@ -27,7 +27,8 @@ def cmd_profile(args) -> None:
     work = plan(space, neighbours=args.neighbours, networks=args.networks, seed=args.seed, limit=args.limit,
                 segments_sample=args.segments)
     counts = ", ".join(f"{n} {kind}" for kind, n in work.counts.items())
-    print(f"space {work.space} at {work.resolution}: {len(work.items)} items to measure ({counts})")
+    of = f" of a plan of {work.of}" if work.of else ""  # --limit: the counts are of the items kept
+    print(f"space {work.space} at {work.resolution}: {len(work.items)} items to measure ({counts}){of}")
     # Per kind (defaults: pynas.profiling.steady.SEGMENT_HARNESS / NETWORK_HARNESS); `harness`, for
     # segments, is also what the adaptive rounds time theirs with.
     harness = {"budget_seconds": args.item_budget_seconds, "target_rel_ci": args.target_ci}

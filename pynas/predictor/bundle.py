@@ -23,7 +23,7 @@ from pathlib import Path
 
 from pynas.predictor.features import FEATURE_NAMES
 from pynas.predictor.index import INDEX, read_index, write_index  # noqa: F401  (re-exported)
-from pynas.predictor.manifest import BundleError, Manifest, space_of
+from pynas.predictor.manifest import MANIFEST, BundleError, Manifest, space_of
 from pynas.predictor.predictors import MEASUREMENTS, Predictor, TablePredictor  # noqa: F401
 from pynas.predictor.writers import KINDS, MODEL, REPORT, TABLE, check_writable, save, save_table  # noqa: F401
 
@@ -87,6 +87,18 @@ def list_bundles() -> list[tuple[str, Path, Manifest | BundleError]]:
     return found
 
 
+def _check_overhead(folder: Path, manifest: Manifest, table) -> None:
+    """The manifest's network overhead must keep every network of the table's space > 0 ms: the
+    table's exact least network (`CompiledTable.min_ms`) with the manifest's overhead instead of
+    the table's own (the two are equal in a bundle pynas wrote)."""
+    overhead = float(manifest.network_term["overhead_ms"])
+    work = table.min_ms() - table.overhead_ms
+    if not work + overhead > 0:
+        raise BundleError(f"{folder / MANIFEST}: network_term.overhead_ms: expected more than {-work:.6g} (so that "
+                          f"every network of the table's space stays > 0 ms: the least one is {work:.6g} ms without "
+                          f"it), got {overhead!r}")
+
+
 def load(name_or_path: str | os.PathLike, space=None) -> Predictor | TablePredictor:
     """Load and check a bundle (schema, fields, features, files' sha256; its space against `space`
     if given)."""
@@ -103,7 +115,11 @@ def load(name_or_path: str | os.PathLike, space=None) -> Predictor | TablePredic
             manifest.check_space(space)
         else:
             space = space_of(manifest.space)
-        table = CompiledTable.load(folder / TABLE, space)
+        try:
+            table = CompiledTable.load(folder / TABLE, space)
+        except ValueError as error:  # names the file
+            raise BundleError(str(error)) from None
+        _check_overhead(folder, manifest, table)
     elif space is not None:
         manifest.check_space(space)
     if manifest.kind == "table":

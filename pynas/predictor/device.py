@@ -64,7 +64,7 @@ def differences(manifest, here: dict | None = None, backend_version: str | None 
     for name in COMPARED:
         theirs, ours = device.get(name), here.get(name)
         if isinstance(theirs, list) or isinstance(ours, list):
-            theirs, ours = sorted(theirs or []), sorted(ours or [])
+            theirs, ours = _names(theirs), _names(ours)
             if theirs != ours:
                 only_theirs, only_ours = sorted(set(theirs) - set(ours)), sorted(set(ours) - set(theirs))
                 out.append(f"{name}: bundle has {' '.join(only_theirs) or '-'}, here {' '.join(only_ours) or '-'}")
@@ -83,8 +83,15 @@ def describe(manifest) -> str:
     """The device a bundle describes, in a few words."""
     device = manifest.device
     name = device.get("name") or device.get("description") or device.get("cpu_model") or "unknown device"
-    isa = _isa(device.get("isa_flags") or [])
+    isa = _isa(_names(device.get("isa_flags")))
     return f"{name}{f' ({isa})' if isa else ''}, {manifest.backend}"
+
+
+def _names(value) -> list[str]:
+    """A fingerprint's list of names (a manifest from elsewhere may hold a scalar there)."""
+    if isinstance(value, list):
+        return sorted(map(str, value))
+    return [] if value is None else [str(value)]
 
 
 def mismatch_message(manifest, diffs: list[str]) -> str:

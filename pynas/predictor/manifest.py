@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from pynas.store.errors import shown
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -114,8 +117,7 @@ class Manifest:
 
 
 def _short(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    return shown(value, 80)
 
 
 def _is_int(value, low: int, high: int) -> bool:
@@ -148,6 +150,45 @@ def _check_space(value) -> str | None:
     if not isinstance(value["name"], str) or not isinstance(value["options"], dict) or \
             not _is_int(value["resolution"], 1, 1 << 20) or not isinstance(value["layout"], str):
         return expected
+    if value["options"].get("resolution", value["resolution"]) != value["resolution"]:
+        return expected + " (options.resolution the resolution)"
+    return None
+
+
+def _is_scalar(value) -> bool:
+    """A JSON scalar pynas can show and compare: a string, a boolean, null or a finite number."""
+    if value is None or isinstance(value, (str, bool)):
+        return True
+    try:
+        return isinstance(value, (int, float)) and math.isfinite(value)
+    except OverflowError:  # an integer beyond any float
+        return False
+
+
+def _check_device(value) -> str | None:
+    expected = "an object of name -> string, number, boolean, null or list of strings (a device fingerprint)"
+    if not isinstance(value, dict):
+        return expected
+    for v in value.values():
+        if not (_is_scalar(v) or isinstance(v, list) and all(isinstance(x, str) for x in v)):
+            return expected
+    return None
+
+
+CACHE_LEVELS = ("l1d", "l2", "l3")
+
+
+def _check_extra(value) -> str | None:
+    """What loading and listing read from `extra`: the caches the model's features need; the report
+    and domain are checked where they are used."""
+    if not isinstance(value, dict):
+        return "an object"
+    caches = value.get("caches", {})
+    if not isinstance(caches, dict) or not set(caches) <= set(CACHE_LEVELS) or \
+            not all(v is None or _is_int(v, 1, 1 << 50) for v in caches.values()):
+        return f"an object whose caches is {{{', '.join(CACHE_LEVELS)}: bytes or null}}"
+    if not isinstance(value.get("report", {}), dict):
+        return "an object whose report is an object"
     return None
 
 
@@ -157,7 +198,7 @@ _FIELD_CHECKS = {
     "name": _TEXT, "kind": _TEXT, "backend": _TEXT, "backend_version": _TEXT, "created_at": _TEXT, "source": _TEXT,
     "units": lambda v: None if v == "ms" else "'ms'",
     "features": lambda v: None if isinstance(v, list) and all(isinstance(f, str) for f in v) else "a list of names",
-    "device": _OBJECT, "network_term": _OBJECT, "extra": _OBJECT,
+    "device": _check_device, "network_term": _OBJECT, "extra": _check_extra,
     "threads": lambda v: None if _is_int(v, 0, 4096) else "an integer in 0..4096 (0: the source does not say)",
     "space": _check_space,
     "libraries": lambda v: None if isinstance(v, dict) and all(isinstance(x, str) for x in v.values()) else

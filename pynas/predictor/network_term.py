@@ -28,6 +28,7 @@ from typing import Sequence
 import numpy as np
 
 from pynas.predictor.features import segment_group
+from pynas.store.errors import shown
 
 MAX_SCALE = 1e3  # a scale beyond this is no calibration of the same kind of work, but a unit error
 MAX_MS = 1e6  # ms: any per-network or per-segment cost beyond 1000 s is a corrupt value
@@ -39,17 +40,20 @@ class NetworkTermError(ValueError):
 
 
 def _check(name: str, value, *, low: float, high: float, low_open: bool = False) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    try:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    except OverflowError:  # an integer beyond any float
+        ok = False
     if not ok or value > high or value < low or (low_open and value == low):
         bound = f"({low}, {high}]" if low_open else f"[{low}, {high}]"
-        raise NetworkTermError(f"network_term.{name}: expected a finite number in {bound}, got {value!r}")
+        raise NetworkTermError(f"network_term.{name}: expected a finite number in {bound}, got {shown(value, 80)}")
     return float(value)
 
 
 def _check_groups(name: str, value, check) -> dict[str, float]:
     if not isinstance(value, dict) or not all(isinstance(k, str) and k for k in value):
         raise NetworkTermError(f"network_term.{name}: expected an object of op-type group -> number, got "
-                               f"{str(value)[:80]}")
+                               f"{shown(value, 80)}")
     return {group: check(f"{name}.{group}", v) for group, v in value.items()}
 
 
@@ -74,7 +78,8 @@ class NetworkTerm:
         fitted = self.fitted_ms
         if fitted != ():
             if not isinstance(fitted, (list, tuple)) or len(fitted) != 2:
-                raise NetworkTermError(f"network_term.fitted_ms: expected [lowest, highest] ms, got {fitted!r}")
+                raise NetworkTermError(f"network_term.fitted_ms: expected [lowest, highest] ms, got "
+                                       f"{shown(fitted, 80)}")
             low, high = (ms(f"fitted_ms[{i}]", v) for i, v in enumerate(fitted))
             if low > high:
                 raise NetworkTermError(f"network_term.fitted_ms: expected lowest <= highest, got {fitted!r}")

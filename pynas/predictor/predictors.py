@@ -18,6 +18,7 @@ import numpy as np
 
 from pynas.arch import Arch
 from pynas.predictor.manifest import BundleError, Manifest
+from pynas.store.errors import shown
 from pynas.predictor.network_term import NetworkTerm, NetworkTermError
 from pynas.predictor.train import Dataset, SegmentModel
 from pynas.space.catalogue import segments_of
@@ -204,7 +205,7 @@ def _domain(manifest: Manifest, table) -> dict[str, dict[str, list]] | None:
             for v in domain.values())
         if not ok:
             raise BundleError(f"bundle {manifest.name}: extra.domain: expected {{kind: {{feature: [values]}}}} for "
-                              f"{', '.join(DOMAIN_FEATURES)}, got {str(domain)[:80]}")
+                              f"{', '.join(DOMAIN_FEATURES)}, got {shown(domain, 80)}")
         return domain
     if table is not None and table.space is not None:
         from pynas.space.catalogue import space_items

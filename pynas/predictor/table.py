@@ -21,6 +21,8 @@ import json
 import math
 import numbers
 import re
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -220,8 +222,10 @@ class CompiledTable:
         self._native = native_table(layout, self.first, self.rest, self.head, self.constant_ms)
 
     def min_ms(self) -> float:
-        """The lowest latency any token row can get, exactly (`cheapest_network`)."""
-        return cheapest_network(self.layout, self.first, self.rest, self.head) + self.constant_ms
+        """The lowest latency any token row can get, exactly (`cheapest_network`, once per table)."""
+        if getattr(self, "_cheapest", None) is None:
+            self._cheapest = cheapest_network(self.layout, self.first, self.rest, self.head)
+        return self._cheapest + self.constant_ms
 
     @property
     def constant_ms(self) -> float:
@@ -297,26 +301,86 @@ class CompiledTable:
     @classmethod
     def load(cls, path: str | Path, space: SearchSpace | None = None) -> "CompiledTable":
         """Read a table `save` wrote. With `space`, it must be the space the table was compiled for
-        (same layout, identity included: e.g. resolution), and Arch objects can be predicted."""
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {name: data[name] for name in data.files}
+        (same layout, identity included: e.g. resolution), and Arch objects can be predicted.
+        Whatever is wrong with the file (not a zip, a damaged member, a wrong array, bad
+        metadata, a table no latency model may have) is a TableFileError naming it."""
+        path = Path(path)
+        try:
+            arrays = _read_npz(path)
+            return cls._from_arrays(arrays, space)
+        except TableFileError:
+            raise
+        except (ValueError, TypeError, KeyError, IndexError, RecursionError) as error:
+            raise TableFileError(f"{path}: {error}") from None
+
+    @classmethod
+    def _from_arrays(cls, arrays: dict, space: SearchSpace | None) -> "CompiledTable":
         if "meta_json" not in arrays:
-            raise ValueError(f"{path}: expected a pynas latency table (.npz with meta_json), got arrays "
-                             f"{sorted(arrays)}")
-        meta = json.loads(arrays["meta_json"].tobytes().decode())
+            raise ValueError(f"expected a pynas latency table (.npz with meta_json), got arrays {sorted(arrays)}")
+        raw = arrays["meta_json"]
+        if raw.dtype != np.uint8 or raw.ndim != 1:
+            raise ValueError(f"meta_json: expected UTF-8 JSON bytes (a uint8 vector), got {raw.dtype} {raw.shape}")
+        try:
+            meta = json.loads(raw.tobytes().decode("utf-8"))
+        except RecursionError:
+            raise ValueError("meta_json: expected a JSON object, got JSON nested too deeply") from None
+        except ValueError as error:
+            raise ValueError(f"meta_json: expected a JSON object, got unreadable JSON ({error})") from None
+        if not isinstance(meta, dict):
+            raise ValueError(f"meta_json: expected a JSON object, got {type(meta).__name__}")
         if meta.get("format") != FORMAT or meta.get("version") != FORMAT_VERSION:
-            raise ValueError(f"{path}: format: expected {FORMAT} version {FORMAT_VERSION}, got "
-                             f"{meta.get('format')} version {meta.get('version')}")
-        layout = TableLayout.from_json(meta["layout"])
+            raise ValueError(f"format: expected {FORMAT} version {FORMAT_VERSION}, got "
+                             f"{str(meta.get('format'))[:40]} version {str(meta.get('version'))[:20]}")
+        layout = TableLayout.from_json(meta.get("layout"))
         if space is not None and space.table_layout().layout != layout:
-            raise ValueError(f"{path}: layout: expected a table for the given space "
+            raise ValueError(f"layout: expected a table for the given space "
                              f"({space.table_layout().layout.space}), got one for {layout.space}")
         blocks = range(len(layout.blocks))
         missing = [n for n in ["head", *(f"{t}_{b}" for b in blocks for t in ("first", "rest"))] if n not in arrays]
         if missing:
-            raise ValueError(f"{path}: expected arrays {missing}, missing")
+            raise ValueError(f"expected arrays {missing}, missing")
+        for name, array in arrays.items():
+            if name != "meta_json" and array.dtype.kind != "f":
+                raise ValueError(f"{name}: expected float latencies, got dtype {array.dtype}")
+        prices = meta.get("prices")
+        if prices is not None and not (isinstance(prices, dict) and all(_is_latency(v) for v in prices.values())):
+            raise ValueError("prices: expected null or an object of segment key -> ms")
         return cls(layout, tuple(arrays[f"first_{b}"] for b in blocks), tuple(arrays[f"rest_{b}"] for b in blocks),
-                   arrays["head"], meta["stem_ms"], meta["overhead_ms"], space, meta.get("prices"))
+                   arrays["head"], meta.get("stem_ms"), meta.get("overhead_ms"), space, prices)
+
+
+class TableFileError(ValueError):
+    """A table file pynas cannot use; the message names the file and what was expected."""
+
+
+MAX_TABLE_BYTES = 1 << 28  # a space's table is a few hundred KB; more is no table (or a zip bomb)
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of an .npz, every way it can be wrong a TableFileError naming the file: not a zip
+    (numpy would talk of pickles), a damaged member (a bad CRC), too large, object arrays."""
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(len(_ZIP_MAGIC))
+    except OSError as error:
+        raise TableFileError(f"{path}: cannot read ({error.strerror or error})") from None
+    if magic != _ZIP_MAGIC:
+        raise TableFileError(f"{path}: expected a pynas latency table (an .npz: a zip archive of arrays), got a file "
+                             f"starting {magic!r}")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            size = sum(info.file_size for info in archive.infolist())
+        if size > MAX_TABLE_BYTES:
+            raise TableFileError(f"{path}: expected a latency table of at most {MAX_TABLE_BYTES:,} bytes of arrays, "
+                                 f"got {size:,}")
+        with np.load(path, allow_pickle=False) as data:
+            return {name: data[name] for name in data.files}
+    except TableFileError:
+        raise
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, KeyError, NotImplementedError) as error:
+        raise TableFileError(f"{path}: damaged latency table ({type(error).__name__}: {error}): expected the .npz "
+                             f"pynas saved") from None
 
 
 def compile_table(space: SearchSpace, price: Callable[[str], float] | Mapping[str, float],

@@ -5,7 +5,9 @@ Resuming is the store's job (`Store.missing`): a run measures only keys its seri
 backend, backend version, threads) has no measurement of, and commits each one before starting the
 next, so a run killed at any point (even kill -9) loses at most the measurement in flight and a
 rerun picks up where it stopped. Two runs on one store (two backends, or two processes) lose
-nothing either: the store serializes writers.
+nothing either: the store serializes writers, and each item is claimed before it is measured
+(`Store.claim`), so two processes profiling one plan measure disjoint items, a killed one's claims
+going stale with it.
 
 Timing: shared machines have slow spells (neighbours' processes on the core, load on the caches
 and memory), which a time taken alone carries with it. Every item is timed as a ratio to a
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
@@ -39,8 +42,9 @@ from pynas.store import Context, OpKey, Stats, Store
 class Plan:
     space: str
     resolution: int
-    counts: dict[str, int]  # per kind: the space's distinct segments, then neighbours and networks
+    counts: dict[str, int]  # of `items`, per kind: the space's distinct segments, then neighbours and networks
     items: list[Item]
+    of: int | None = None  # with a limit: how many items the whole plan has
 
 
 def plan(space: SearchSpace, *, neighbours: int = 0, networks: int = 0, seed: int = 0,
@@ -63,30 +67,33 @@ def plan(space: SearchSpace, *, neighbours: int = 0, networks: int = 0, seed: in
     measured = list(configs.values())
     if segments_sample is not None and segments_sample < len(measured):
         measured = _sample_segments(measured, segments_sample, np.random.default_rng(seed + 1))
-    counts: dict[str, int] = {}
-    for c in measured:
-        counts[c.kind] = counts.get(c.kind, 0) + 1
-    if len(measured) < len(configs):
-        counts["of_space_segments"] = len(configs)
+    group = {id(c): c.kind for c in measured}  # what each item counts as: its kind, or where it came from
     items = list(measured)
     if neighbours:
-        near = neighbour_segments(configs, neighbours, seed=seed)
-        counts["neighbours"] = len(near)
-        items += list(near.values())
+        near = list(neighbour_segments(configs, neighbours, seed=seed).values())
+        group.update((id(i), "neighbours") for i in near)
+        items += near
     if networks:
-        nets = network_samples(space, networks, seed=seed)
-        counts["networks"] = len(nets)
-        items += [Item.of_network(a) for a in nets]
+        nets = [Item.of_network(a) for a in network_samples(space, networks, seed=seed)]
+        group.update((id(i), "networks") for i in nets)
+        items += nets
     added = [Item.of_network(e) if isinstance(e, Arch) else e for e in extra]
     if added:
-        counts["extra"] = len(added)
         known = {i.key for i in items}
-        items += [i for i in dict((i.key, i) for i in added).values() if i.key not in known]
+        added = [i for i in dict((i.key, i) for i in added).values() if i.key not in known]
+        group.update((id(i), "extra") for i in added)
+        items += added
     reference = next(i for i in items if i.kind == "stem")
     rest = [i for i in items if i is not reference]
     order = np.random.default_rng(seed).permutation(len(rest))
     items = [reference] + [rest[i] for i in order]
-    return Plan(space.name, getattr(space, "resolution", 0), counts, items[:limit])
+    kept = items[:limit]
+    tally = Counter(group[id(item)] for item in kept)  # the counts describe the items kept
+    counts = {g: tally[g] for g in dict.fromkeys(group.values()) if g in tally}  # segment kinds, then the others
+    if len(measured) < len(configs):
+        counts["of_space_segments"] = len(configs)
+    of = len(items) if len(kept) < len(items) else None
+    return Plan(space.name, getattr(space, "resolution", 0), counts, kept, of)
 
 
 def _sample_segments(items: list[Item], n: int, rng) -> list[Item]:
@@ -186,14 +193,17 @@ class Report:
     per_kind_seconds: dict[str, float] = field(default_factory=dict)
     per_kind_count: dict[str, int] = field(default_factory=dict)
     reference_fast_ms: dict[str, float] = field(default_factory=dict)  # reference key -> its fast state
+    elsewhere: int = 0  # items another process profiling into the store had claimed (or measured meanwhile)
 
     @property
     def remaining(self) -> int:
-        return self.planned - self.already - self.measured - len(self.failed)
+        return self.planned - self.already - self.measured - len(self.failed) - self.elsewhere
 
     def summary(self) -> str:
         lines = [f"measured {self.measured} in {self.seconds:.0f} s ({self.stopped_by}); "
-                 f"{self.already} were in the store already; {self.remaining} of {self.planned} left"]
+                 f"{self.already} were in the store already; "
+                 + (f"{self.elsewhere} taken by another process; " if self.elsewhere else "")
+                 + f"{self.remaining} of {self.planned} left"]
         for kind in sorted(self.per_kind_count):
             n, s = self.per_kind_count[kind], self.per_kind_seconds[kind]
             lines.append(f"  {kind:<10} {n:5d} measured, {s / n:6.2f} s each (build + convert + time)")
@@ -337,7 +347,14 @@ def run(plan_: Plan, backend: Backend, store: Store, *, budget_seconds: float = 
             break
         if progress:
             progress(n, item.key)
+        # Another process profiling into this store may hold the item, or have measured it since.
+        if not store.claim(context, item.key, skip_measured=not again or session is not None,
+                           session=session if again else None):
+            report.elsewhere += 1
+            continue
         record = measure(item)
+        if not (record or {}).get("slow_spell"):  # a flagged one stays claimed for the re-timing at the end
+            store.release(context, item.key)
         if record is None:
             continue
         report.measured += 1
@@ -374,6 +391,7 @@ def run(plan_: Plan, backend: Backend, store: Store, *, budget_seconds: float = 
             pairs["networks" if item.kind == NETWORK_KIND else "segments"].append((clean[item.key][1], record["ratio"]))
     report.repeatability = {kind: relative_differences(p) for kind, p in pairs.items() if p}
     report.repeat_seconds = time.monotonic() - repeat_start
+    store.release(context)
     if progress:
         progress(report.measured + len(report.failed), "")
     if timer:

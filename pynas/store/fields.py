@@ -16,6 +16,10 @@ from pynas.store.errors import FieldError
 
 _TIMESTAMP = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?Z", re.ASCII)
 TIMESTAMP_FORMAT = "UTC 'YYYY-MM-DDTHH:MM:SS[.ffffff]Z'"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0 and C1 control characters (NUL, newline, escape, ...)
+MAX_INTEGER = 2 ** 53  # every integer a JSON reader can hold exactly (and SQLite's INTEGER too)
+MAX_MS = 1e6  # a latency beyond 1000 s is a corrupt number, not a measurement
+MAX_JSON_DEPTH = 32  # features and harness are a few levels deep; deeper is no record pynas writes
 
 
 class _Missing:
@@ -29,54 +33,91 @@ MISSING = _Missing()
 
 
 def text(field: str, value: Any, *, empty: bool = False, spaces: bool = True) -> str:
-    """A string; non-empty unless `empty`; without whitespace unless `spaces`."""
+    """A string without control characters (a NUL, a newline, an escape sequence: nothing a key,
+    a name or a tag has, and what would garble a terminal or a one-line error); non-empty unless
+    `empty`; without whitespace unless `spaces`."""
     if not isinstance(value, str) or (not empty and value == "") or (not spaces and re.search(r"\s", value)):
         what = "a string" if empty else "a non-empty string"
         raise FieldError(field, what + ("" if spaces else " without whitespace"), value)
+    if _CONTROL.search(value):
+        raise FieldError(field, "a string without control characters", value)
     return value
 
 
-def integer(field: str, value: Any, minimum: int) -> int:
+def _integer_range(minimum: int, maximum: int, value: Any) -> str:
+    # The generic bound (what JSON holds exactly) is named only to a value beyond it.
+    if maximum == MAX_INTEGER and not (isinstance(value, int) and value > maximum):
+        return f"an integer >= {minimum}"
+    return f"an integer in [{minimum}, {maximum}]"
+
+
+def integer(field: str, value: Any, minimum: int, maximum: int = MAX_INTEGER) -> int:
     # bool is an int subclass: True must not pass as 1 thread.
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise FieldError(field, f"an integer >= {minimum}", value)
+    if not isinstance(value, int) or isinstance(value, bool) or not minimum <= value <= maximum:
+        raise FieldError(field, _integer_range(minimum, maximum, value), value)
     return value
 
 
-def optional_integer(field: str, value: Any, minimum: int) -> int | None:
+def optional_integer(field: str, value: Any, minimum: int, maximum: int = MAX_INTEGER) -> int | None:
     if value is None:
         return None
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise FieldError(field, f"an integer >= {minimum} or null", value)
+    if not isinstance(value, int) or isinstance(value, bool) or not minimum <= value <= maximum:
+        raise FieldError(field, _integer_range(minimum, maximum, value) + " or null", value)
     return value
 
 
-def number(field: str, value: Any, *, positive: bool = False) -> float:
-    """A finite number >= 0 (> 0 if `positive`), as a float: 3500 and 3500.0 are the same value."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < 0 or (positive and value == 0):
-        raise FieldError(field, "a finite number " + ("> 0" if positive else ">= 0"), value)
+def number(field: str, value: Any, *, positive: bool = False, maximum: float = math.inf) -> float:
+    """A finite number >= 0 (> 0 if `positive`) and <= `maximum`, as a float: 3500 and 3500.0 are
+    the same value."""
+    try:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    except OverflowError:  # an integer beyond any float
+        ok = False
+    if not ok or value < 0 or (positive and value == 0) or value > maximum:
+        bound = "" if maximum == math.inf else f" and <= {maximum:g}"
+        raise FieldError(field, "a finite number " + ("> 0" if positive else ">= 0") + bound, value)
     return float(value)
 
 
-def optional_number(field: str, value: Any, *, positive: bool = False) -> float | None:
+def latency(field: str, value: Any) -> float:
+    """A latency in ms: a finite number in [0, MAX_MS]."""
+    return number(field, value, maximum=MAX_MS)
+
+
+def optional_number(field: str, value: Any, *, positive: bool = False, maximum: float = math.inf) -> float | None:
     if value is None:
         return None
     try:
-        return number(field, value, positive=positive)
+        return number(field, value, positive=positive, maximum=maximum)
     except FieldError as error:
         raise FieldError(field, error.expected + " or null", value) from None
 
 
 def json_object(field: str, value: Any) -> dict:
-    """A JSON object (str keys; nested lists, objects, strings, finite numbers, booleans, null),
-    returned as a fresh copy in JSON's own types (tuples become lists), so it reads back equal."""
+    """A JSON object (str keys; nested lists, objects, strings, finite numbers, booleans, null; at
+    most MAX_JSON_DEPTH levels deep), returned as a fresh copy in JSON's own types (tuples become
+    lists), so it reads back equal."""
     if not isinstance(value, Mapping):
         raise FieldError(field, "a JSON object", value)
     try:
-        return json.loads(json.dumps(value, allow_nan=False, sort_keys=True))
-    except (TypeError, ValueError) as error:
-        raise FieldError(field, f"a JSON object of JSON values ({error})", value) from None
+        copy = json.loads(json.dumps(value, allow_nan=False, sort_keys=True))
+    except (TypeError, ValueError, RecursionError) as error:
+        reason = "nested too deeply" if isinstance(error, RecursionError) else str(error)
+        raise FieldError(field, f"a JSON object of JSON values ({reason})", value) from None
+    if json_depth(copy) > MAX_JSON_DEPTH:
+        raise FieldError(field, f"a JSON object at most {MAX_JSON_DEPTH} levels deep", value)
+    return copy
+
+
+def json_depth(value: Any) -> int:
+    """How deeply lists and objects nest in a JSON value (a scalar: 0), without recursion."""
+    depth, level = 0, [value]
+    while True:
+        containers = [item for item in level if isinstance(item, (list, dict))]
+        if not containers:
+            return depth
+        depth += 1
+        level = [v for item in containers for v in (item.values() if isinstance(item, dict) else item)]
 
 
 def canonical_json(value: Any) -> str:

@@ -42,18 +42,22 @@ said; the importer rejects a missing or unknown field, naming the file, line and
     cpu_mhz          number > 0 or null   cpu0's clock when the run started
     backend          string without whitespace   e.g. "native"
     backend_version  string without whitespace
-    threads          integer >= 1
+    threads          integer in [1, 4096]
     pynas_version    string without whitespace
     key              string without whitespace   IR canonical key, or an architecture string
-    kind             string without whitespace   IR kind ("pwconv", "mbconv", ...) or "network"
+    kind             string   "network", a segment kind (stem, mbconv, dsconv, convblock, head) or
+                              an op kind (conv, dwconv, pwconv, ...): pynas.store.records.KINDS
     features         object   shapes, kernel, stride, MACs, bytes, ... (JSON values)
-    stats            object
+    stats            object   latencies in ms, each at most 1e6 (1000 s)
         median_ms      number >= 0
         mad_ms         number >= 0   median absolute deviation
         p10_ms         number >= 0
         p90_ms         number >= p10_ms
         runs           integer >= 1
     harness          object   how it was timed (JSON values), {} if nothing to say
+
+Strings hold no control characters (U+0000-U+001F, U+007F-U+009F); features and harness nest at
+most 32 levels deep; integers are at most 2^53.
 
 An import is one transaction: a bad line anywhere imports nothing.
 """
@@ -71,7 +75,7 @@ from typing import Any, Iterator
 
 from pynas.store import fields
 from pynas.store.db import Store
-from pynas.store.errors import FieldError, StoreError
+from pynas.store.errors import FieldError, StoreError, shown
 from pynas.store.records import Measurement
 
 FORMAT = "pynas-measurements"
@@ -166,7 +170,7 @@ class _Reader:
             for text in lines:
                 value = self._json(text)
                 if not isinstance(value, dict):
-                    raise self._error(f"expected a measurement record (a JSON object), got {value!r}")
+                    raise self._error(f"expected a measurement record (a JSON object), got {shown(value)}")
                 try:
                     measurement = Measurement.from_record(value)
                 except FieldError as error:
@@ -195,14 +199,18 @@ class _Reader:
             return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_names)
         except ValueError as error:  # json.JSONDecodeError, or one of the hooks
             raise self._error(f"not valid JSON ({error})") from None
+        except RecursionError:  # e.g. [[[[...]]]] 100,000 deep: no record nests like that
+            raise self._error(f"expected a JSON object, got JSON nested too deeply to read "
+                              f"(records nest at most {fields.MAX_JSON_DEPTH} levels)") from None
 
     def _check_header(self, header: Any) -> None:
         if not isinstance(header, dict) or header.get("format") != FORMAT:
             got = header.get("format") if isinstance(header, dict) else header
-            raise self._error(f"not a pynas measurements file: header field 'format' expected {FORMAT!r}, got {got!r}")
+            raise self._error(f"not a pynas measurements file: header field 'format' expected {FORMAT!r}, got "
+                              f"{shown(got)}")
         if header.get("version") != VERSION:
             newer = isinstance(header.get("version"), int) and header["version"] > VERSION
-            raise self._error(f"header field 'version' expected {VERSION}, got {header.get('version')!r}"
+            raise self._error(f"header field 'version' expected {VERSION}, got {shown(header.get('version'))}"
                               + (": written by a newer pynas, upgrade pynas to import it" if newer else ""))
         try:
             for name in header:

@@ -9,11 +9,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Mapping, Sequence
 
+from pynas.ir.ops import KINDS as OP_KINDS
+from pynas.ir.segments import SEGMENT_KINDS
 from pynas.store import fields
 from pynas.store.errors import FieldError
 from pynas.store.fingerprint import DeviceFingerprint, current_mhz, kernel_release, this_device
 
 NETWORK_KIND = "network"  # a whole network, keyed by its architecture string
+# What a measurement can be of, the one list: a whole network, a segment of one (what profiling
+# measures: pynas.ir.segments), or one op or fused kernel (pynas.ir.ops: what op-level harnesses and
+# pynas-profile's op lists time). Anything else is a typo or a corrupt record, never a new kind.
+KINDS = (NETWORK_KIND,) + SEGMENT_KINDS + tuple(k for k in OP_KINDS if k not in SEGMENT_KINDS)
+MAX_THREADS = 4096  # as a bundle manifest's threads
 
 
 @dataclass(frozen=True)
@@ -28,7 +35,7 @@ class Stats:
 
     def __post_init__(self):
         for name in ("median_ms", "mad_ms", "p10_ms", "p90_ms"):
-            object.__setattr__(self, name, fields.number(name, getattr(self, name)))
+            object.__setattr__(self, name, fields.latency(name, getattr(self, name)))
         fields.integer("runs", self.runs, 1)
         if self.p10_ms > self.p90_ms:
             raise FieldError("p10_ms", f"<= p90_ms ({self.p90_ms})", self.p10_ms)
@@ -41,7 +48,7 @@ class Stats:
         if not samples:
             raise FieldError("samples_ms", "at least one sample", samples)
         for i, sample in enumerate(samples):
-            fields.number(f"samples_ms[{i}]", sample)
+            fields.latency(f"samples_ms[{i}]", sample)
         median = statistics.median(samples)
         mad = statistics.median(abs(s - median) for s in samples)
         deciles = statistics.quantiles(samples, n=10, method="inclusive") if len(samples) > 1 else [samples[0]] * 9
@@ -74,6 +81,8 @@ class OpKey:
     def __post_init__(self):
         fields.text("key", self.key, spaces=False)
         fields.text("kind", self.kind, spaces=False)
+        if self.kind not in KINDS:
+            raise FieldError("kind", f"one of {', '.join(KINDS)}", self.kind)
         object.__setattr__(self, "features", fields.json_object("features", self.features))
 
 
@@ -97,7 +106,7 @@ class Context:
             raise FieldError("device", "a DeviceFingerprint", self.device)
         fields.text("backend", self.backend, spaces=False)
         fields.text("backend_version", self.backend_version, spaces=False)
-        fields.integer("threads", self.threads, 1)
+        fields.integer("threads", self.threads, 1, MAX_THREADS)
         fields.text("session", self.session)
         fields.text("pynas_version", self.pynas_version, spaces=False)
         fields.text("kernel", self.kernel)
