@@ -166,8 +166,8 @@ def main(argv=None):
     if hasattr(os, "sched_getaffinity") and len(os.sched_getaffinity(0)) != 1:
         print("note: not pinned to one core (taskset -c 1)", file=sys.stderr)
     results = []
-    print(f"| op | shape | runner | median ms | GFLOP/s | GB/s | x fastest torch |")
-    print(f"|---|---|---|---:|---:|---:|---:|")
+    print("| op | shape | runner | median ms | GFLOP/s | GB/s | x fastest torch |")
+    print("|---|---|---|---:|---:|---:|---:|")
     for key in args.ops.split(","):
         name, shape, flops, nbytes, runners = OPS[key]()
         ms = time_runners(runners, args.passes)

@@ -23,7 +23,6 @@ from pynas.arch import Arch
 from pynas.ir import fuse, lower
 from pynas.ir.fusion import BLOCK_KERNELS
 from pynas.ir.segments import segment_of
-from pynas.ir.ops import NETWORK_INPUT
 from pynas.native import memory
 from pynas.native.weights import OpWeights, from_torch, random_weights, shape_only_weights
 
@@ -122,7 +121,7 @@ class NativeNetwork:
         memory.check_fits(need, memory.available_bytes(), self.arch.resolution)
 
     def _build(self, weights: dict[int, OpWeights], kernels) -> None:
-        net, graph = self.network, self.graph
+        net = self.network
         first = kernels[0].first
         source = first.inputs[0]  # the image, or the block input when building one block
         tensor = {source: net.input(first.hin, first.win, first.cin)}
