@@ -86,9 +86,9 @@ def test_run_times_a_native_network(capsys):
 
 @pytest.mark.parametrize("argv, message", [
     # Regression: hung forever in the thread pool's constructor; --threads had no upper bound.
-    (["run", "mnasnet-a1", "--threads", "1000"], "threads: expected an integer in 1..256, got 1000"),
+    (["run", "mnasnet-a1", "--threads", "1000"], "argument --threads: expected an integer 1..256, got '1000'"),
     # Regression: the parser and the IR took minutes (or never finished) on a huge size.
-    (["run", "mnasnet-a1", "--resolution", "100000"], "resolution: expected an integer in [1, 4096], got 100000"),
+    (["run", "mnasnet-a1", "--resolution", "100000"], "argument --resolution: expected an integer 1..4096, got '100000'"),
     (["describe", "net_res224_cls1000:stem_k3_s2_c32:ir_r1000000_k3_s1_e6_c16:head_c1280"],
      "token 'r1000000' at position 37: stage.repeats: expected an integer in [0, 64], got 1000000"),
     # Regression: in range, but its activations do not fit: died of MemoryError with a traceback.

@@ -44,3 +44,18 @@ def test_predict_without_a_default_says_what_to_do(homes, capsys):
     assert main(["predict", "mnasnet-a1"]) == 2
     err = capsys.readouterr().err
     assert "--predictor: none given and this machine has no bundle of its own" in err and "pynas device init" in err
+
+
+def test_fewshot_init_calibrates_the_space_s_bundles_and_checks_on_held_out_networks(homes, tiny_bundle, monkeypatch):
+    from pynas.predictor.onboard import init_device_fewshot
+
+    monkeypatch.setenv("PYNAS_PREDICTORS", str(tiny_bundle.parent))
+    result = init_device_fewshot(db=homes / "m.sqlite", resolution=32, networks=6, held_out=3, log=lambda _: None,
+                                 run_options={"harness": FAST, "drift_tolerance": 1.0})
+    assert result.name == device.bundle_name("native", 1) + "-fewshot" and device.default_bundle() == result.name
+    assert result.report["bases"] == ["tiny"] and result.report["heldout_networks"]["n"] == 3
+    p = bundle.load(result.name)
+    assert p.manifest.kind == "table" and p.device_differences() == []  # it describes this machine
+    assert p.table.min_ms() > 0
+    with pytest.raises(ValueError, match="networks, held_out: expected >= 2 and >= 1, got 1 and 3"):
+        init_device_fewshot(db=homes / "m.sqlite", resolution=32, networks=1, held_out=3)

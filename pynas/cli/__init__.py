@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
             NotADirectoryError, PermissionError) as error:
         print(f"pynas {command}: error: {_one_line(error)}", file=sys.stderr)
         return 2
-    except profile.NothingMeasured as error:
+    except (profile.NothingMeasured, device.NoBundle) as error:
         print(f"pynas {command}: error: {_one_line(error)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -6,8 +6,12 @@ import signal
 from pynas.cli import flags
 
 
+class NoBundle(RuntimeError):
+    """`pynas device show --require` on a machine without a bundle of its own: exit status 1."""
+
+
 def cmd_device_init(args) -> None:
-    from pynas.predictor.onboard import init_device
+    from pynas.predictor.onboard import init_device, init_device_fewshot
     from pynas.profiling.backends import BackendUnavailable, unavailable
     from pynas.ui import Progress
 
@@ -17,10 +21,13 @@ def cmd_device_init(args) -> None:
     interrupted = []
     previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))  # finish the item, then stop
     try:
-        result = init_device(backend=args.backend, threads=args.threads, db=args.db, pin=args.pin,
-                             budget_seconds=60 * args.budget_minutes if args.budget_minutes else float("inf"),
-                             make_progress=lambda n: Progress(n, description="profile"),
-                             should_stop=lambda: bool(interrupted))
+        common = dict(backend=args.backend, threads=args.threads, db=args.db, pin=args.pin,
+                      make_progress=lambda n: Progress(n, description="profile"), should_stop=lambda: bool(interrupted))
+        if args.method == "fewshot":
+            result = init_device_fewshot(**common)
+        else:
+            result = init_device(budget_seconds=60 * args.budget_minutes if args.budget_minutes else float("inf"),
+                                 **common)
     finally:
         signal.signal(signal.SIGINT, previous)
     if result.name is None:
@@ -28,6 +35,8 @@ def cmd_device_init(args) -> None:
     r = result.report.get("heldout_networks")
     figures = (f"held-out networks n={r['n']}: within 10% {r['within10']:.1f}%, RMSPE {r['rmspe']:.2f}%, "
                f"Spearman {r['spearman']:.4f}" if r else "no networks measured")
+    if "bases" in result.report:
+        figures += f" (calibrated from {', '.join(result.report['bases'])})"
     print(f"bundle {result.name} ({result.folder}): {figures}")
     print("minutes: " + ", ".join(f"{phase} {m:.1f}" for phase, m in result.minutes.items()))
     print(f"this machine's default for {args.backend} at {args.threads} thread(s): `pynas predict ARCH` uses it")
@@ -43,6 +52,8 @@ def cmd_device_show(args) -> None:
     name = device.default_bundle(args.backend, args.threads, here.device_id)
     print(f"its {args.backend} bundle at {args.threads} thread(s): "
           + (name if name else f"none yet ({device.FIX})"))
+    if args.require and not name:
+        raise NoBundle(f"this machine has no {args.backend} bundle at {args.threads} thread(s) of its own")
 
 
 def add_parsers(commands) -> None:
@@ -55,14 +66,18 @@ def add_parsers(commands) -> None:
         description="Profiles the MnasNet space on this machine (resumable: rerun after an interruption), trains "
                     "and saves a bundle under ~/.local/share/pynas/predictors, and records it as this machine's "
                     "default, which `pynas predict` uses without --predictor.")
+    init.add_argument("--method", default="profile", choices=("profile", "fewshot"),
+                      help="profile: measure the space's segments and networks (about 15 minutes for native); "
+                           "fewshot: time 40 networks, calibrate the space's bundles to 20, check on 20 (minutes)")
     init.add_argument("--backend", default="native", choices=[b for b in BACKENDS if b != "torch_cl"])
     init.add_argument("--threads", type=flags.threads, default=1)
     init.add_argument("--pin", type=flags.cpu, metavar="CPU", help="pin timing to this core")
     init.add_argument("--db", metavar="PATH", help="the store file (default: $PYNAS_DB or the cache path)")
     init.add_argument("--budget-minutes", type=flags.number(0, 1e6), default=0,
-                      help="stop profiling after this long; rerun to resume (0: no limit)")
+                      help="profile: stop after this long; rerun to resume (0: no limit)")
     init.set_defaults(run=cmd_device_init)
     show = device_commands.add_parser("show", help="this machine's fingerprint and its own bundle")
     show.add_argument("--backend", default="native", choices=BACKENDS)
     show.add_argument("--threads", type=flags.threads, default=1)
+    show.add_argument("--require", action="store_true", help="exit 1 when this machine has no bundle of its own")
     show.set_defaults(run=cmd_device_show)
