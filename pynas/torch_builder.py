@@ -192,3 +192,17 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
                 folded.bias.copy_((bias - bn.running_mean) * scale + bn.bias)
             module[0], module[1] = folded, nn.Identity()
     return model
+
+
+def randomise_batchnorm(model, seed: int):
+    """`model` in eval mode with non-trivial BatchNorm statistics and affine terms (seeded), so a
+    comparison of its output with a BN-folded build (the native runner, ONNX, LiteRT) cannot pass by
+    a wrong fold: freshly built BN layers are the identity."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.weight.data = 0.5 + torch.rand(m.num_features, generator=g)
+            m.bias.data = 0.1 * torch.randn(m.num_features, generator=g)
+            m.running_mean = 0.1 * torch.randn(m.num_features, generator=g)
+            m.running_var = 0.5 + torch.rand(m.num_features, generator=g)
+    return model.eval()

@@ -193,3 +193,4 @@ def tiny_bundle(small_store, tmp_path_factory):
     space = get_space("mnasnet", resolution=32)
     return bundle.save(tmp_path_factory.mktemp("bundles") / "tiny", train(data, params={"rounds": 30}, space=space),
                        data, space=space, source=str(small_store))
+

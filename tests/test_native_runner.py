@@ -15,19 +15,9 @@ from pynas.native import memory  # noqa: E402
 from pynas.native.runner import MAX_THREADS, NativeNetwork  # noqa: E402
 from pynas.presets import PRESETS, preset  # noqa: E402
 from pynas.space import get_space  # noqa: E402
-from pynas.torch_builder import build_torch  # noqa: E402
+from pynas.torch_builder import build_torch, randomise_batchnorm  # noqa: E402
 
 
-def _trained_looking(model, seed):
-    """Non-trivial BN statistics and affine terms, so folding is really exercised."""
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.weight.data = 0.5 + torch.rand(m.num_features, generator=g)
-            m.bias.data = 0.1 * torch.randn(m.num_features, generator=g)
-            m.running_mean = 0.1 * torch.randn(m.num_features, generator=g)
-            m.running_var = 0.5 + torch.rand(m.num_features, generator=g)
-    return model.eval()
 
 
 def relative_error(got, want):
@@ -35,7 +25,7 @@ def relative_error(got, want):
 
 
 def check(arch, seed=0, threads=1, fused=True):
-    model = _trained_looking(build_torch(arch), seed)
+    model = randomise_batchnorm(build_torch(arch), seed)
     image = np.random.default_rng(seed).standard_normal((1, 3, arch.resolution, arch.resolution)).astype(np.float32)
     with torch.no_grad():
         want = model(torch.from_numpy(image))[0].numpy()
@@ -110,17 +100,23 @@ def test_step_reading_one_tensor_twice_does_not_alias_buffers():
     check(parse("net_res16_cls10:stem_k3_s1_c40:cn_r1_k3_s1_c40_skip:ds_r1_k3_s1_c40_noskip:head_c32"))
 
 
-def test_a_single_block_matches_pytorch():
+def check_block_alone(text: str, channels: int):
+    """Segment s0.0 of `text` (a 14x14 input of `channels`) built alone equals its PyTorch block."""
     from pynas.arch import parse
     from pynas.torch_builder import fold_batchnorm
 
-    arch = parse("net_res14_cls10:stem_k3_s1_c112:ir_r1_k3_s1_e6_c112_se0.25:head_c8")
-    model = _trained_looking(build_torch(arch), 0)
-    x = np.random.default_rng(0).standard_normal((1, 112, 14, 14)).astype(np.float32)
+    arch = parse(text)
+    model = randomise_batchnorm(build_torch(arch), 0)
+    x = np.random.default_rng(0).standard_normal((1, channels, 14, 14)).astype(np.float32)
     with torch.no_grad():
         want = fold_batchnorm(model).blocks[0](torch.from_numpy(x))[0].permute(1, 2, 0).numpy()
     got = NativeNetwork(arch, model, segment="s0.0").run(x)
-    assert got.shape == (14, 14, 112) and relative_error(got, want) < 1e-4
+    assert got.shape == (14, 14, channels) and relative_error(got, want) < 1e-4
+    return arch
+
+
+def test_a_single_block_matches_pytorch():
+    arch = check_block_alone("net_res14_cls10:stem_k3_s1_c112:ir_r1_k3_s1_e6_c112_se0.25:head_c8", 112)
     with pytest.raises(ValueError, match="segment: expected one of"):
         NativeNetwork(arch, segment="s9.0")
 
@@ -182,16 +178,7 @@ def _core_network_with_input(op):
 
 
 def test_grouped_segment_runs_alone():
-    from pynas.arch import parse
-    from pynas.torch_builder import fold_batchnorm
-
-    arch = parse("net_res14_cls10:stem_k3_s1_c24:ir_r1_k5_s1_e1_c24_g2:head_c8")
-    model = _trained_looking(build_torch(arch), 0)
-    x = np.random.default_rng(0).standard_normal((1, 24, 14, 14)).astype(np.float32)
-    with torch.no_grad():
-        want = fold_batchnorm(model).blocks[0](torch.from_numpy(x))[0].permute(1, 2, 0).numpy()
-    got = NativeNetwork(arch, model, segment="s0.0").run(x)
-    assert got.shape == (14, 14, 24) and relative_error(got, want) < 1e-4
+    check_block_alone("net_res14_cls10:stem_k3_s1_c24:ir_r1_k5_s1_e1_c24_g2:head_c8", 24)
 
 
 @pytest.mark.parametrize("groups, shuffle, residual, threads, hw", [

@@ -10,23 +10,13 @@ from pynas.native.interpreter import run_reference  # noqa: E402
 from pynas.native.weights import from_torch, random_weights  # noqa: E402
 from pynas.presets import preset  # noqa: E402
 from pynas.space import get_space  # noqa: E402
-from pynas.torch_builder import build_torch  # noqa: E402
+from pynas.torch_builder import build_torch, randomise_batchnorm  # noqa: E402
 
 
-def _randomise_batchnorm(model, seed):
-    """Non-trivial BN statistics, so a wrong fold cannot pass."""
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.weight.data = 0.5 + torch.rand(m.num_features, generator=g)
-            m.bias.data = 0.1 * torch.randn(m.num_features, generator=g)
-            m.running_mean = 0.1 * torch.randn(m.num_features, generator=g)
-            m.running_var = 0.5 + torch.rand(m.num_features, generator=g)
-    return model.eval()
 
 
 def _check(arch, seed=0):
-    model = _randomise_batchnorm(build_torch(arch), seed).double()
+    model = randomise_batchnorm(build_torch(arch), seed).double()
     graph = lower(arch)
     image = np.random.default_rng(seed).standard_normal((arch.resolution, arch.resolution, 3))
     with torch.no_grad():

@@ -105,28 +105,27 @@ def test_another_applications_database_is_refused(tmp_path):
         Store(other)
 
 
-def test_newer_schema_is_refused(tmp_path):
-    path = tmp_path / "future.sqlite"
+def _store_then(path, statement: str):
+    """A new store at `path`, then `statement` run on it directly (sqlite3: no pynas checks)."""
     Store(path).close()
     with sqlite3.connect(path) as conn:
-        conn.execute("PRAGMA user_version = 3")
+        conn.execute(statement)
     conn.close()
+    return path
+
+
+@pytest.mark.parametrize("statement, message", [
+    ("PRAGMA user_version = 3", r"measurement store schema \(PRAGMA user_version\) expected 1..2, got 3: written by a "
+                                r"newer pynas"),
+    ("DROP TABLE op_keys", "damaged measurement store: expected tables devices, op_keys, measurements, claims, missing "
+                           "op_keys"),
+])
+def test_newer_or_damaged_schema_is_refused_and_left_alone(tmp_path, statement, message):
+    path = _store_then(tmp_path / "m.sqlite", statement)
     before = _fingerprint(path)
-    with pytest.raises(StoreError, match=rf"{path}: measurement store schema \(PRAGMA user_version\) expected 1..2, "
-                                         "got 3: written by a newer pynas"):
+    with pytest.raises(StoreError, match=rf"{path}: {message}"):
         Store(path)
     assert _fingerprint(path) == before
-
-
-def test_store_missing_a_table_is_refused(tmp_path):
-    path = tmp_path / "m.sqlite"
-    Store(path).close()
-    with sqlite3.connect(path) as conn:
-        conn.execute("DROP TABLE op_keys")
-    conn.close()
-    with pytest.raises(StoreError, match="damaged measurement store: expected tables devices, op_keys, measurements, "
-                                         "claims, missing op_keys"):
-        Store(path)
 
 
 def test_directory_is_refused(tmp_path):

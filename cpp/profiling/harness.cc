@@ -19,7 +19,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 // Linear interpolation between order statistics (numpy's default percentile).
 double percentile(const std::vector<double>& sorted, double q) {
@@ -60,7 +59,7 @@ void check_harness_options(const HarnessOptions& o) {
   if (!(o.min_sample_seconds >= 0)) bad("min_sample_seconds", "a number >= 0", o.min_sample_seconds);
 }
 
-namespace {
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 int current_cpu() {
 #if defined(__linux__)
@@ -69,8 +68,6 @@ int current_cpu() {
   return -1;
 #endif
 }
-
-}  // namespace
 
 TimingStats summarize(std::vector<double> samples_ms) {
   if (samples_ms.empty()) throw std::invalid_argument("samples: expected at least one sample");

@@ -12,6 +12,7 @@
 // before and after where the OS exposes it.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <functional>
 #include <string>
@@ -68,6 +69,11 @@ TimingStats summarize(std::vector<double> samples_ms);
 // The calling thread's CPU time in seconds (CLOCK_THREAD_CPUTIME_ID); throws std::runtime_error
 // where the OS does not tell.
 double thread_cpu_seconds();
+
+// Seconds of the steady clock since t0; the core the calling thread runs on (-1: unknown). Shared by
+// the harness's timing loops (time_calls, time_interleaved).
+double seconds_since(std::chrono::steady_clock::time_point t0);
+int current_cpu();
 
 // Current frequency of `cpu` in MHz from cpufreq (or /proc/cpuinfo), -1 if unreadable.
 double cpu_frequency_mhz(int cpu);

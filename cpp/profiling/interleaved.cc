@@ -7,24 +7,10 @@
 #include <string>
 #include <vector>
 
-#if defined(__linux__)
-#include <sched.h>
-#endif
-
 namespace pynas {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-int current_cpu() {
-#if defined(__linux__)
-  return sched_getcpu();
-#else
-  return -1;
-#endif
-}
 
 // Calls per sample so that one sample takes at least min_sample_seconds (as time_calls sizes it).
 int inner_for(double call_seconds, const HarnessOptions& o) {

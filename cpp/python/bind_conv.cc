@@ -11,12 +11,6 @@ namespace py = pybind11;
 namespace pynas {
 namespace {
 
-std::string shape_of(const FloatArray& arr) {
-  std::string s;
-  for (py::ssize_t i = 0; i < arr.ndim(); ++i) s += (i ? ", " : "") + std::to_string(arr.shape(i));
-  return "(" + s + ")";
-}
-
 bool valid_kernel(py::ssize_t k) { return k == 1 || k == 3 || k == 5 || k == 7; }
 
 FloatArray conv_pack(const FloatArray& weights) {

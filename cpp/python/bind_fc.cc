@@ -7,12 +7,6 @@ namespace py = pybind11;
 namespace pynas {
 namespace {
 
-std::string shape_of(const FloatArray& arr) {
-  std::string s;
-  for (py::ssize_t i = 0; i < arr.ndim(); ++i) s += (i ? ", " : "") + std::to_string(arr.shape(i));
-  return "(" + s + ")";
-}
-
 }  // namespace
 
 // Shared with bind_se.cc: (out_c, in_c) -> packed (ceil(out_c / 16), in_c, 16); a 3-d array is taken as

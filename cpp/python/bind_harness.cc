@@ -44,11 +44,7 @@ py::dict timing_dict(const TimingStats& s) {
   d["ci_rel"] = s.ci_rel;
   d["runs"] = s.runs;
   d["inner"] = s.inner;
-  d["converged"] = s.converged;
-  d["seconds"] = s.seconds;
-  d["cpu"] = s.cpu;
-  d["freq_mhz_before"] = s.freq_mhz_before;
-  d["freq_mhz_after"] = s.freq_mhz_after;
+  add_run_facts(d, s);
   d["cpu_share"] = s.cpu_share;
   d["samples_ms"] = s.samples_ms;
   return d;

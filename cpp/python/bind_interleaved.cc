@@ -16,11 +16,7 @@ py::dict interleaved_dict(const InterleavedStats& s) {
   d["item"] = timing_dict(s.item);
   d["reference"] = timing_dict(s.reference);
   d["ratio"] = timing_dict(s.ratio);
-  d["converged"] = s.converged;
-  d["seconds"] = s.seconds;
-  d["cpu"] = s.cpu;
-  d["freq_mhz_before"] = s.freq_mhz_before;
-  d["freq_mhz_after"] = s.freq_mhz_after;
+  add_run_facts(d, s);
   return d;
 }
 

@@ -18,12 +18,6 @@ namespace py = pybind11;
 namespace pynas {
 namespace {
 
-std::string shape_of(const FloatArray& a) {
-  std::string s = "(";
-  for (py::ssize_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(i));
-  return s + (a.ndim() == 1 ? ",)" : ")");
-}
-
 struct FreeDeleter {
   void operator()(float* p) const { std::free(p); }
 };

@@ -12,12 +12,6 @@ namespace {
 
 using IntArray = py::array_t<int32_t, py::array::c_style | py::array::forcecast>;
 
-std::string shape_of(const py::array& a) {
-  std::string s;
-  for (py::ssize_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(i));
-  return "(" + s + (a.ndim() == 1 ? ",)" : ")");
-}
-
 // Layout arrays are small integers: forcecast is fine there, but a float (e.g. 1.5) must not be
 // truncated silently, so the dtype is checked first.
 std::vector<int32_t> int_vector(const py::handle& obj, const std::string& field) {

@@ -23,6 +23,9 @@ inline int register_binder(Binder binder) {
 
 using FloatArray = pybind11::array_t<float, pybind11::array::c_style | pybind11::array::forcecast>;
 
+// "(d0, d1, ...)", "(d0,)": an array's shape as Python writes it, for error messages.
+std::string shape_of(const pybind11::array& arr);
+
 // Throws ValueError "<field>: expected <ndim>-d array ..., got shape (...)" unless arr has that ndim.
 void check_ndim(const FloatArray& arr, const char* field, int ndim, const char* layout);
 
