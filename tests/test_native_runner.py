@@ -252,7 +252,8 @@ def test_fbnet_on_lower_isas(isa, tmp_path):
 
 def _python(code: str, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
     """`code` in a fresh interpreter with a timeout, so a hang fails the test instead of the suite."""
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, **kwargs)
+    # -P: never the source tree of the working directory (it has no compiled _core), the installed pynas.
+    return subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True, timeout=timeout, **kwargs)
 
 
 def test_threads_over_the_bound_fail_at_once():

@@ -1,5 +1,7 @@
 """Adaptive sampling (pynas.predictor.adaptive, `pynas profile --adaptive`) on a small real native
 store (MnasNet space at 32x32)."""
+import dataclasses
+
 import pytest
 
 from pynas.predictor import adaptive
@@ -38,7 +40,11 @@ def test_next_segments_are_unmeasured_and_split_as_asked(sampled):
 
 
 def test_committee_disagrees_less_on_what_it_measured(sampled):
-    space, data, _ = sampled
+    space, timed, _ = sampled
+    # Latencies a function of the work, not timings: the property is about the committee, and a
+    # loaded machine's noise on 80 segments made it a coin toss.
+    data = dataclasses.replace(timed, segments={k: (kind, f, 0.01 + 2e-8 * f["macs"] + 1e-9 * f["bytes_in"])
+                                                for k, (kind, f, _) in timed.segments.items()})
     configs = space_items(space)
     measured = {k: configs[k] for k in list(data.segments)[:30] if k in configs}
     unmeasured = {k: c for k, c in list(configs.items()) if k not in data.segments}
