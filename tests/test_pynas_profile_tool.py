@@ -94,28 +94,37 @@ def test_records_import_as_this_devices_native_series(pynas_profile, a1_oplist, 
         assert m.stats.p10_ms <= m.stats.median_ms <= m.stats.p90_ms
 
 
-def test_medians_agree_with_the_python_native_backend(pynas_profile, tmp_path):
-    """A sanity check, not a timing test: the same network, harness and kernels from Python and from
-    the tool give medians within a factor of 1.5 (best of a Python run before and after), both timed
-    by CPU time so that a loaded machine's preemption does not count."""
+def test_ratios_agree_with_the_python_native_backend(pynas_profile, tmp_path):
+    """A sanity check, not a timing test: the same segments, harness and kernels from Python and from
+    the tool give the same ratios to a reference segment (within 1.3x, best of a Python run before and
+    after). Ratios, not medians: medians timed seconds apart by two processes differed by 1.5x on
+    this VM's slow spells (a CI failure); ratios of interleaved samples moved by 4%, once 20%."""
+    from pynas.profiling.backends import time_interleaved
+
     entries = segment_entries(A1, ["s1.1", "s3.1", "s5.0"])
+    reference = entries[0]
     path = tmp_path / "three.oplist"
     write_oplist(path, entries)
     backend = Backend("native")
     options = dict(budget_seconds=0.5, target_rel_ci=0.02, cpu_time=True)
+    timed_reference = backend.segment(A1, reference.segment, reference.key)
 
-    def python_medians():
-        return {e.key: backend.segment(A1, e.segment, e.key).measure(**options)["median_ms"] for e in entries}
+    def python_ratios():
+        return {e.key: time_interleaved(backend.segment(A1, e.segment, e.key), timed_reference, **options)
+                ["ratio"]["median_ms"] for e in entries[1:]}
 
-    before = python_medians()
+    before = python_ratios()
     out = tmp_path / "three.jsonl"
-    done = run(pynas_profile, path, "-o", out, "--budget-seconds", "0.5", "--target-ci", "0.02", "--cpu-time")
+    done = run(pynas_profile, path, "-o", out, "--reference", reference.key, "--budget-seconds", "0.5",
+               "--target-ci", "0.02", "--cpu-time")
     assert done.returncode == 0, done.stderr
-    after = python_medians()
-    for record in records(out):
-        tool = record["stats"]["median_ms"]
-        ratio = min((abs(tool / p - 1), tool / p) for p in (before[record["key"]], after[record["key"]]))[1]
-        assert 1 / 1.5 < ratio < 1.5, (record["key"], tool, before[record["key"]], after[record["key"]])
+    after = python_ratios()
+    ratio_records = [r for r in records(out) if r["harness"].get("timing") == "ratio"]
+    assert sorted(r["key"] for r in ratio_records) == sorted(before)
+    for record in ratio_records:
+        tool = record["harness"]["ratio"]
+        agreement = min((abs(tool / p - 1), tool / p) for p in (before[record["key"]], after[record["key"]]))[1]
+        assert 1 / 1.3 < agreement < 1.3, (record["key"], tool, before[record["key"]], after[record["key"]])
 
 
 GOOD_HEAD = "pynas-oplist 1\nentry key=k kind=mbconv arch=a segment=s1.0\nfeatures {\"cin\":8}\n"
