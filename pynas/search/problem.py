@@ -1,0 +1,32 @@
+"""What a strategy searches: a space's decisions, its latency model, the reward and target."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from pynas.search.reward import Reward
+
+
+@dataclass(frozen=True)
+class Problem:
+    """`cardinalities[i]` choices for decision `names[i]`; `latency(tokens) -> ms` prices an
+    N x D int64 token array (the space's latency model: free, thousands of times cheaper than an
+    accuracy evaluation, so strategies may price many candidates to choose which to evaluate)."""
+    names: tuple[str, ...]
+    cardinalities: tuple[int, ...]
+    latency: Callable[[np.ndarray], np.ndarray]
+    reward: Reward
+
+    @property
+    def target_ms(self) -> float:
+        return self.reward.target_ms
+
+    @property
+    def dimensions(self) -> int:
+        return len(self.cardinalities)
+
+    def uniform(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """n x D tokens, each decision uniform (so each architecture is uniform)."""
+        return np.stack([rng.integers(0, c, size=n) for c in self.cardinalities], axis=1).astype(np.int64)
