@@ -13,6 +13,11 @@ from pynas.search.strategies.base import State, Strategy
 
 # name -> (module, class): imported on demand, so `pynas search --strategy random` needs no torch.
 STRATEGIES: dict[str, tuple[str, str]] = {}
+STRATEGIES["random"] = ("pynas.search.strategies.random", "Random")
+STRATEGIES["random-feasible"] = ("pynas.search.strategies.random", "RandomFeasible")
+STRATEGIES["evolution"] = ("pynas.search.strategies.evolution", "Evolution")
+STRATEGIES["optuna-nsga2"] = ("pynas.search.strategies.optuna_peers", "OptunaNSGA2")
+STRATEGIES["optuna-tpe"] = ("pynas.search.strategies.optuna_peers", "OptunaTPE")
 
 
 def make_strategy(name: str, problem: Problem, seed: int = 0, **options) -> Strategy:
