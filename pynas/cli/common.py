@@ -44,5 +44,8 @@ def print_warnings(command: str, caught: list) -> None:
     """Warnings raised while predicting, as one line each on stderr."""
     import sys
 
+    seen = set()
     for w in caught:
-        print(f"pynas {command}: warning: {w.message}", file=sys.stderr)
+        if str(w.message) not in seen:  # the same bundle loaded twice warns twice: say it once
+            seen.add(str(w.message))
+            print(f"pynas {command}: warning: {w.message}", file=sys.stderr)
