@@ -124,7 +124,8 @@ def configure(space, predictor, target_ms: float, evaluator: str, budget: int, *
                       "files": model.predictor.manifest.files, "path": model.path},
         "reward": reward_fn.to_json(),
         "strategy": {"name": strategy, "options": dict(strategy_options or {})},
-        "evaluator": {"spec": evaluator, "fidelity": fidelity, "fingerprint": judge.fingerprint()},
+        "evaluator": {"spec": evaluator, "fidelity": getattr(judge, "fidelity", fidelity),
+                      "fingerprint": judge.fingerprint()},
         "budget": budget, "seed": seed, "batch_size": batch_size, "max_asks": max_asks,
         "target_distribution": distribution,
     }
