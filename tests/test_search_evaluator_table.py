@@ -122,3 +122,17 @@ def test_quantiles_share_and_bad_targets(truth):
         truth.best_under(q50, by="valid")
     with pytest.raises(ValueError, match="device: expected one of pixel3, raspi4, eyeriss, fpga, got 'edgegpu'"):
         NB201Truth("cifar10", "edgegpu")
+
+
+def test_hypervolume_is_the_area_of_the_union_of_dominated_rectangles():
+    from pynas.search.groundtruth import hypervolume
+
+    # Two points (1, 50) and (2, 70), reference (4, 40): [1,2]x[40,50] + [2,4]x[40,70] = 10 + 60.
+    assert hypervolume([1, 2], [50, 70], 4, 40) == pytest.approx(70.0)
+    assert hypervolume([1, 2, 3], [50, 70, 60], 4, 40) == pytest.approx(70.0)  # a dominated point adds nothing
+    assert hypervolume([5, 1], [90, 30], 4, 40) == 0.0  # beyond the reference point on one side
+    rng = np.random.default_rng(0)
+    lat, acc = rng.uniform(0, 10, 50), rng.uniform(0, 100, 50)
+    grid_l, grid_a = np.meshgrid(np.linspace(0, 10, 801)[:-1] + 10 / 1600, np.linspace(0, 100, 801)[:-1] + 100 / 1600)
+    covered = ((lat[:, None, None] <= grid_l) & (acc[:, None, None] >= grid_a)).any(axis=0)
+    assert hypervolume(lat, acc, 10, 0) == pytest.approx(covered.mean() * 1000, rel=0.02)  # vs a grid count

@@ -75,3 +75,22 @@ class NB201Truth:
     def share_under(self, target_ms: float) -> float:
         """The share of all architectures with latency <= `target_ms`."""
         return float(np.mean(self.latency_ms <= target_ms))
+
+
+def hypervolume(latency_ms, accuracy, ref_latency_ms: float, ref_accuracy: float) -> float:
+    """The area (ms x accuracy points) dominated by the points and bounded by the reference point
+    (latency `ref_latency_ms`, accuracy `ref_accuracy`): the union of the rectangles
+    [latency, ref_latency] x [ref_accuracy, accuracy] of the points faster and better than it."""
+    lat = np.asarray(latency_ms, dtype=np.float64)
+    acc = np.asarray(accuracy, dtype=np.float64)
+    keep = (lat < ref_latency_ms) & (acc > ref_accuracy)
+    lat, acc = lat[keep], acc[keep]
+    if not len(lat):
+        return 0.0
+    order = np.lexsort((-acc, lat))  # by latency, best accuracy first
+    area, best = 0.0, ref_accuracy
+    edges = np.append(lat[order], ref_latency_ms)
+    for i, j in enumerate(order):  # sweep left to right: the best accuracy so far covers up to the next point
+        best = max(best, acc[j])
+        area += (edges[i + 1] - edges[i]) * (best - ref_accuracy)
+    return float(area)
