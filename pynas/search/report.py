@@ -67,7 +67,29 @@ def summarise(log: SearchLog) -> dict:
     summary["best_reward"] = _row(max(rewarded, key=lambda r: (r.reward, -r.id)), target) if rewarded else None
     under = [r for r in rows if r.latency_ms <= target]
     summary["best"] = _row(min(under, key=lambda r: (-r.accuracy, r.latency_ms, r.id)), target) if under else None
+    if summary["best"] is not None and config["space"]["name"] == "nb201" and \
+            config["evaluator"]["spec"].startswith("nb201:"):
+        summary["ground_truth"] = _nb201_truth(config, summary["best"])
     return summary
+
+
+def _nb201_truth(config: dict, best: dict) -> dict:
+    """NAS-Bench-201 knows every answer: the pick's 200-epoch test accuracy against the best of any
+    architecture the run's latency model puts under T (what bench/search.py calls regret)."""
+    from pynas.predictor import latency_model
+    from pynas.space import get_space
+    from pynas.space.nb201 import benchmark
+
+    space = get_space("nb201")
+    data = benchmark()
+    dataset = config["evaluator"]["spec"].partition(":")[2]
+    test = data.accuracy(dataset, 200)
+    latency = latency_model(config["predictor"]["bundle"], space).predict_batch(data.tokens)
+    under = latency <= config["reward"]["target_ms"]
+    pick = int(space.index_of(np.array([best["tokens"]]))[0])
+    return {"dataset": dataset, "pick_test_accuracy": float(test[pick]), "best_test_accuracy_under_target":
+            float(test[under].max()), "regret": float(test[under].max() - test[pick]),
+            "share_of_space_under_target": float(under.mean())}
 
 
 def _row(r, target: float) -> dict:
@@ -97,6 +119,11 @@ def text(summary: dict) -> str:
         lines.append(f"best under T: {best['arch']}")
         lines.append(f"  accuracy {best['accuracy']:.2f}, predicted {best['latency_ms']:.4g} ms "
                      f"({best['latency_over_target']:.3f} x T), sample {best['sample']}")
+        truth = summary.get("ground_truth")
+        if truth:
+            lines.append(f"  NAS-Bench-201 ground truth ({truth['dataset']}, 200 epochs): its test accuracy "
+                         f"{truth['pick_test_accuracy']:.2f}, the best under T {truth['best_test_accuracy_under_target']:.2f} "
+                         f"(regret {truth['regret']:.2f} points)")
     return "\n".join(lines)
 
 
