@@ -1,12 +1,16 @@
 """Build the predictor bundles pynas ships (predictors/) and their index.
 
     python scripts/make-bundles.py --hwnasbench          # pixel3, raspi4, edgegpu, eyeriss (+ -cifar100)
+    python scripts/make-bundles.py --nb201               # nb201-pixel3, nb201-raspi4, nb201-eyeriss, nb201-fpga
     python scripts/make-bundles.py --store native=/path/native.db --store litert=/path/litert.db
     python scripts/make-bundles.py --retrain                          # this machine's bundles, from what they ship
     python scripts/make-bundles.py --index-only
 
 * HW-NAS-Bench devices: table bundles of the FBNet space from the table pynas ships
   (`pynas.predictor.hwnasbench.save_bundle`), ImageNet setting as `<device>`, CIFAR-100 as `<device>-cifar100`.
+* NAS-Bench-201: lookup bundles (`pynas.predictor.hwnasbench.save_nb201_bundle`), HW-NAS-Bench's latency of
+  every cell on each device, from the benchmark data pynas ships (`pynas/space/data/nb201.npz`, made
+  by scripts/make-nb201-data.py), named `nb201-<device>`.
 * `--retrain`: each shipped XGBoost bundle retrained from the measurements it ships (after a change to
   training or to the network term), keeping its name, source and measurements.
 * This machine: `--store BACKEND=DB` trains an XGBoost bundle on the store's series for that backend
@@ -36,6 +40,15 @@ def hwnasbench_bundles(out: Path, csv: str | None) -> None:
             name = device if setting == "imagenet" else f"{device}-{setting}"
             folder = hwnasbench.save_bundle(out / name, device, setting, csv, overwrite=True)
             print(f"{folder}: {device} {setting}")
+
+
+def nb201_bundles(out: Path) -> None:
+    from pynas.predictor.hwnasbench import save_nb201_bundle
+    from pynas.space.nb201 import DEVICES
+
+    for device in DEVICES:
+        folder = save_nb201_bundle(out / f"nb201-{device}", device, overwrite=True)
+        print(f"{folder}: {device} nb201 (lookup)")
 
 
 def retrain(out: Path, rounds: int | None) -> None:
@@ -93,6 +106,8 @@ def main() -> int:
     parser.add_argument("--hwnasbench", action="store_true",
                         help="build pixel3, raspi4, edgegpu, eyeriss (+ -cifar100)")
     parser.add_argument("--csv", help="HW-NAS-Bench's FBNet table (default: pynas.predictor.hwnasbench.DEFAULT_PATH)")
+    parser.add_argument("--nb201", action="store_true",
+                        help="build nb201-pixel3, nb201-raspi4, nb201-eyeriss, nb201-fpga (lookup bundles)")
     parser.add_argument("--store", action="append", default=[], metavar="BACKEND=DB")
     parser.add_argument("--retrain", action="store_true", help="retrain the XGBoost bundles from their measurements")
     parser.add_argument("--prefix", default="x86-avx512")
@@ -104,6 +119,8 @@ def main() -> int:
     if not args.index_only:
         if args.hwnasbench:
             hwnasbench_bundles(out, args.csv)
+        if args.nb201:
+            nb201_bundles(out)
         if args.retrain:
             retrain(out, args.rounds)
         for spec in args.store:

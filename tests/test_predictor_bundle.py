@@ -95,7 +95,7 @@ def test_bad_bundles_say_expected_vs_got(small_store, tmp_path):
         bundle.load(folder)
     for field, value, message in [("schema_version", 99, "schema_version: expected 1, got 99"),
                                   ("features", ["cin"], "features: expected this pynas's"),
-                                  ("kind", "lstm", "kind: expected one of xgboost, table, got 'lstm'"),
+                                  ("kind", "lstm", "kind: expected one of xgboost, table, lookup, got 'lstm'"),
                                   ("kind", "table", "kind 'table': expected a table.npz")]:
         broken = tmp_path / f"broken-{field}-{len(str(value))}"
         broken.mkdir()

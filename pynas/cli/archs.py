@@ -121,7 +121,7 @@ def cmd_info(args) -> None:
 
 
 def add_space_options(parser, what: str = "search space") -> None:
-    parser.add_argument("--space", default="mnasnet", help=f"{what}: mnasnet or fbnet (default mnasnet)")
+    parser.add_argument("--space", default="mnasnet", help=f"{what}: mnasnet, fbnet or nb201 (default mnasnet)")
     parser.add_argument("--setting", help="fbnet: imagenet (default) or cifar100")
     parser.add_argument("--resolution", type=flags.integer(1, MAX_RESOLUTION),
                         help="input resolution (default: the space's, 224 for mnasnet)")

@@ -16,6 +16,11 @@ def human(value: float) -> str:
 
 
 def arch_from_args(args) -> Arch:
+    if args.arch.startswith("|"):  # a NAS-Bench-201 string: the benchmark's cells are not lowered
+        shown = args.arch if len(args.arch) <= 60 else args.arch[:57] + "..."
+        raise ValueError(f"ARCH: expected a preset or a pynas architecture string, got the NAS-Bench-201 cell "
+                         f"{shown}: pynas does not lower NAS-Bench-201 cells to ops (their latency: "
+                         f"`pynas predict CELL --predictor nb201-pixel3`)")
     arch = resolve(args.arch)
     return arch if args.resolution is None else arch.replace(resolution=args.resolution)
 
@@ -44,5 +49,8 @@ def print_warnings(command: str, caught: list) -> None:
     """Warnings raised while predicting, as one line each on stderr."""
     import sys
 
+    seen = set()
     for w in caught:
-        print(f"pynas {command}: warning: {w.message}", file=sys.stderr)
+        if str(w.message) not in seen:  # the same bundle loaded twice warns twice: say it once
+            seen.add(str(w.message))
+            print(f"pynas {command}: warning: {w.message}", file=sys.stderr)

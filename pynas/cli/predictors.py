@@ -18,7 +18,7 @@ def cmd_predict(args) -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         p = load_for_prediction(args.predictor)
-        arch = arch_from_args(args)
+        arch = _lookup_arch(p, args) if p.manifest.kind == "lookup" else arch_from_args(args)
         if args.breakdown:
             rows = [[r["segment"], r["kind"], f"{r['ms']:.4f}", r["key"]] for r in p.explain(arch)]
             print(ui.table(["segment", "kind", "ms", "key"], rows, {2}))
@@ -27,6 +27,17 @@ def cmd_predict(args) -> None:
     where = "this machine" if p.device_differences() == [] and _is_host(p) else describe(p.manifest)
     print(f"{ms:.4f} ms  ({p.name}: {where}, {threads})")
     print_warnings("predict", caught)
+
+
+def _lookup_arch(p, args):
+    """ARCH as an architecture of a lookup bundle's space (a NAS-Bench-201 string)."""
+    if args.resolution is not None:
+        raise ValueError(f"--resolution: expected none with {p.name} (a lookup of {p.space.name}@{p.space.resolution} "
+                         f"architectures), got {args.resolution}")
+    try:
+        return p.space.parse(args.arch)
+    except ValueError as error:
+        raise ValueError(f"ARCH: {error} (bundle {p.name} prices {p.space.name} architectures)") from None
 
 
 def _is_host(p) -> bool:
@@ -86,8 +97,11 @@ def cmd_calibrate(args) -> None:
     from pynas.space import get_space
 
     bundle.check_writable(args.output, args.force)  # before minutes of training, not after
-    if args.space:
-        get_space(args.space, **({"resolution": args.resolution} if args.resolution else {}))  # a bad --space fails now
+    if args.space:  # a bad --space fails now, not after the training
+        space = get_space(args.space, **({"resolution": args.resolution} if args.resolution else {}))
+        if not space.lowerable:
+            raise ValueError(f"--space: expected a space of pynas networks to compile a table for (mnasnet, fbnet), "
+                             f"got {args.space}, whose architectures are not lowered to segments")
     with existing_store(args.db) as store:
         data = load_dataset(store, backend=args.backend, threads=args.threads, device_id=args.device_id)
     print(f"series: device {data.device_id}, {data.backend} ({data.backend_version}), {data.threads} thread(s): "

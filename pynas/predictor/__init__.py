@@ -9,8 +9,9 @@ HW-NAS-Bench's device tables, versioned bundles, and this machine's own (`pynas 
     model.predict_batch(tokens)                  # what a search calls: the fastest valid path
 
 Modules, lowest first: features, metrics, network_term, manifest, train, table, batched,
-predictors (the loaded bundle kinds), writers, index, bundle (finding and loading), latency_model,
-device (which machine a bundle describes), fewshot, hwnasbench, adaptive, onboard (device init).
+predictors (the loaded bundle kinds), lookup (per-architecture bundles: NAS-Bench-201), writers,
+index, bundle (finding and loading), latency_model, device (which machine a bundle describes),
+fewshot, hwnasbench, adaptive, onboard (device init).
 """
 from pynas.predictor.bundle import BundleError, list_bundles, load
 from pynas.predictor.device import DeviceMismatchWarning

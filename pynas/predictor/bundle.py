@@ -7,7 +7,8 @@
 
 A bundle folder holds `manifest.json` (`pynas.predictor.manifest`), `model.ubj` (XGBoost,
 portable UBJ; never pickle), optionally `table.npz` (the space's compiled table, pickle-free),
-`report.json` (held-out accuracy) and the measurements it was trained on. Writers are in
+`report.json` (held-out accuracy) and the measurements it was trained on; a lookup bundle
+(`pynas.predictor.lookup`) `lookup.npz` instead, one latency per architecture. Writers are in
 `pynas.predictor.writers`, the shipped bundles' index in `pynas.predictor.index`.
 
 A name and a path are told apart by their spelling, never by what the current folder holds: a
@@ -23,9 +24,11 @@ from pathlib import Path
 
 from pynas.predictor.features import FEATURE_NAMES
 from pynas.predictor.index import INDEX, read_index, write_index  # noqa: F401  (re-exported)
+from pynas.predictor.lookup import LOOKUP, LookupPredictor, load_lookup  # noqa: F401
 from pynas.predictor.manifest import MANIFEST, BundleError, Manifest, space_of
 from pynas.predictor.predictors import MEASUREMENTS, Predictor, TablePredictor  # noqa: F401
-from pynas.predictor.writers import KINDS, MODEL, REPORT, TABLE, check_writable, save, save_table  # noqa: F401
+from pynas.predictor.writers import (KINDS, MODEL, REPORT, TABLE, check_writable, save, save_lookup,  # noqa: F401
+                                    save_table)
 
 
 def user_bundles() -> Path:
@@ -99,7 +102,7 @@ def _check_overhead(folder: Path, manifest: Manifest, table) -> None:
                           f"it), got {overhead!r}")
 
 
-def load(name_or_path: str | os.PathLike, space=None) -> Predictor | TablePredictor:
+def load(name_or_path: str | os.PathLike, space=None) -> Predictor | TablePredictor | LookupPredictor:
     """Load and check a bundle (schema, fields, features, files' sha256; its space against `space`
     if given)."""
     folder = resolve(name_or_path)
@@ -107,6 +110,8 @@ def load(name_or_path: str | os.PathLike, space=None) -> Predictor | TablePredic
     manifest.check_files(folder)
     if manifest.kind not in KINDS:
         raise BundleError(f"{folder}: kind: expected one of {', '.join(KINDS)}, got {manifest.kind!r}")
+    if manifest.kind == "lookup":
+        return load_lookup(folder, manifest, space)
     table = None
     if TABLE in manifest.files:
         from pynas.predictor.table import CompiledTable

@@ -22,6 +22,9 @@ has its own (small, measured) entry in the tables, and is summed as HW-NAS-Bench
 The table is the CSV of HW-NAS-Bench's v1.0 ``["fbnet"]`` entry, shipped with pynas
 (`pynas/predictor/data/`, whose README gives its source and MIT licence), read strictly: a malformed file raises `TableError` naming the file, line and column; a key the table
 lacks raises `MissingKeyError` naming it, never a latency of 0.
+
+HW-NAS-Bench also timed every network of NAS-Bench-201's cell space; `save_nb201_bundle` writes
+those numbers as a lookup bundle (`nb201-<device>`, `pynas.predictor.lookup`).
 """
 from __future__ import annotations
 
@@ -332,3 +335,30 @@ def save_bundle(folder: Path | str, device: str, setting: str = "imagenet",
     return bundle.save_table(folder, compiled, space, device={"name": device, "description": description},
                              backend=backend, backend_version="hw-nas-bench-1.0", threads=0, report=report,
                              source=f"{lut.path.name} column {device}_latency ({setting})", overwrite=overwrite)
+
+
+def save_nb201_bundle(folder: Path | str, device: str, *, overwrite: bool = False) -> Path:
+    """The lookup bundle (`pynas.predictor.lookup`, kind "lookup") of HW-NAS-Bench's latency on
+    `device` (pixel3, raspi4, eyeriss, fpga) for every NAS-Bench-201 cell: HW-NAS-Bench measured
+    (or simulated) each of the 15,625 networks, so the bundle is its numbers, from the benchmark data
+    pynas ships (`pynas.space.nb201.benchmark()`). Unlike FBNet's fpga table, HW-NAS-Bench gives
+    every NAS-Bench-201 network > 0 ms on every device (fpga's least is 1.1 ms; checked when the
+    data is read and again when the bundle is written), so all four devices are bundles."""
+    import numpy as np
+
+    from pynas.predictor.writers import save_lookup
+    from pynas.space.nb201 import DATA_FILE, NB201Space, benchmark, latency_column
+
+    column = latency_column(device)
+    data = benchmark()
+    ms = data.latency(device)
+    backend, description = BACKENDS[device]
+    report = {"source": "HW-NAS-Bench (Li et al., ICLR 2021): the latency it gives for each NAS-Bench-201 "
+                        "architecture (CIFAR-10 network, batch 1), exact per architecture",
+              "archs": int(len(ms)), "min_ms": float(ms.min()), "median_ms": float(np.median(ms)),
+              "max_ms": float(ms.max()), "data": {"file": f"pynas/space/data/{DATA_FILE}", "column": column,
+                                                   "sha256": data.sha256}}
+    return save_lookup(folder, ms, NB201Space(), device={"name": device, "description": description},
+                       backend=backend, backend_version="hw-nas-bench-1.0", threads=0, report=report,
+                       source=f"pynas/space/data/{DATA_FILE} column {column} (sha256 {data.sha256[:12]})",
+                       overwrite=overwrite)

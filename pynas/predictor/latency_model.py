@@ -7,11 +7,14 @@
 `latency_model(bundle, space, resolution)` picks the fastest valid path for that (bundle, space,
 resolution) once, and the search has no other way to a latency:
 
+* a lookup bundle's per-architecture latencies (`pynas.predictor.lookup`: NAS-Bench-201's
+  HW-NAS-Bench numbers; numpy fancy indexing, tens of millions of rows/s) for its own space only;
 * the bundle's compiled table (C++, ~30M rows/s) when it was compiled for exactly this space;
 * else, for an XGBoost bundle, the vectorised model over the space's cells (`BatchedModel`,
   ~1M rows/s at large batches), priced at query time;
-* else it refuses: a table bundle of another space, or a bundle whose model never saw the space's
-  segments (another space's op types), with the space expected vs got.
+* else it refuses: a table or lookup bundle of another space, a bundle whose model never saw the
+  space's segments (another space's op types), or a space pynas does not lower to segments
+  (NAS-Bench-201) asked of a model or table bundle, with the space expected vs got.
 
 Every path returns latencies > 0 (the fits behind them are constrained; a corrupt bundle that
 would not is refused) and warns once (`DeviceMismatchWarning`) when the bundle describes another
@@ -25,7 +28,7 @@ from pynas.predictor.manifest import BundleError, space_info
 
 
 class LatencyModel:
-    """`predict_batch(tokens) -> ms` for one space, by one path (`path`: "table" or "xgboost")."""
+    """`predict_batch(tokens) -> ms` for one space, by one path (`path`: "lookup", "table" or "xgboost")."""
 
     def __init__(self, predictor, space, path: str, predict):
         self.predictor, self.space, self.path = predictor, space, path
@@ -63,12 +66,22 @@ def latency_model(bundle, space, resolution: int | None = None, **space_options)
     predictor = bundles.load(bundle) if isinstance(bundle, (str, bytes)) or hasattr(bundle, "__fspath__") else bundle
     predictor._warn_if_elsewhere()
     want, have = space_info(space), predictor.manifest.space
+    got = "no space" if have is None else f"{have['name']}@{have['resolution']} {have['options']}"
+    expected = f"space: expected {want['name']}@{want['resolution']} {want['options']} (asked for)"
+    if predictor.manifest.kind == "lookup":
+        if have != want:
+            raise BundleError(f"bundle {predictor.name}: {expected}, got a lookup of {got}: a lookup prices only its "
+                              f"own space's architectures")
+        return LatencyModel(predictor, space, "lookup", predictor.predict_tokens)
     if have == want and predictor.table is not None:
         return LatencyModel(predictor, space, "table", predictor.table.predict_batch)
-    got = "no space" if have is None else f"{have['name']}@{have['resolution']} {have['options']}"
     if getattr(predictor, "model", None) is None:
-        raise BundleError(f"bundle {predictor.name}: space: expected {want['name']}@{want['resolution']} "
-                          f"{want['options']} (asked for), got a table of {got}: a table prices only its own space")
+        raise BundleError(f"bundle {predictor.name}: {expected}, got a table of {got}: a table prices only its own "
+                          f"space")
+    if not space.lowerable:
+        raise BundleError(f"bundle {predictor.name}: {expected}, got an XGBoost bundle made for {got}: it prices "
+                          f"segments of pynas networks, and {space.name}'s architectures are not lowered to any "
+                          f"(use a lookup bundle of the space, e.g. nb201-pixel3)")
     batched = predictor.batched(space)
     _check_domain(predictor, space, want, got)
     return LatencyModel(predictor, space, "xgboost", batched.predict_batch)

@@ -1,13 +1,13 @@
 """Predictor bundle manifests: what a bundle is for, checked when it is loaded.
 
 A bundle is a folder `predictors/<name>/` holding `manifest.json` and the files it lists (an
-XGBoost model as UBJ, a compiled table as .npz without pickles, an accuracy report), each with its
-sha256. The manifest says what the numbers mean (units, features in order, the network term), where
-they were measured (device fingerprint, backend and version, threads) and with what (library
-versions). A manifest is input from anywhere, so reading one checks every field's type and value
-(file entries are plain names inside the folder, the network term's numbers are finite and
-physical), then loading checks the feature list and every file's hash, and a prediction the
-space: a mismatch raises BundleError saying expected vs got.
+XGBoost model as UBJ, a compiled table or a per-architecture lookup as .npz without pickles, an
+accuracy report), each with its sha256. The manifest says what the numbers mean (units, features
+in order, the network term), where they were measured (device fingerprint, backend and version,
+threads) and with what (library versions). A manifest is input from anywhere, so reading one
+checks every field's type and value (file entries are plain names inside the folder, the network
+term's numbers are finite and physical), then loading checks the feature list and every file's
+hash, and a prediction the space: a mismatch raises BundleError saying expected vs got.
 """
 from __future__ import annotations
 
@@ -40,14 +40,15 @@ def sha256_of(path: Path) -> str:
 @dataclass
 class Manifest:
     name: str
-    kind: str  # "xgboost" (model + optional compiled table) or "table" (a measured per-segment table only)
+    kind: str  # "xgboost" (model + optional compiled table), "table" (a measured per-segment table only) or
+    # "lookup" (one latency per architecture of an indexed space: pynas.predictor.lookup)
     units: str  # "ms"
     features: list[str]  # the model's input features in order ([] for kind "table")
     device: dict  # the store's device fingerprint (+ "device_id"), or a description for foreign data
     backend: str
     backend_version: str
     threads: int  # 0: the source does not say
-    space: dict | None  # space_info(): {"name", "resolution", "options", "layout"} of the compiled table, or None
+    space: dict | None  # space_info(): {"name", "resolution", "options", "layout"} of the table or lookup, or None
     network_term: dict  # pynas.predictor.network_term.NetworkTerm's JSON form
     libraries: dict  # {"pynas", "xgboost", "numpy"}: versions that made the files
     files: dict  # file name -> sha256
@@ -222,7 +223,7 @@ def read_json(path: Path, what: str):
 def space_info(space) -> dict:
     """How a manifest names a search space: enough to rebuild it (`space_of`) and to tell two apart."""
     return {"name": space.name, "resolution": space.resolution, "options": space.options(),
-            "layout": space.table_layout().layout.space}
+            "layout": space.layout_name()}
 
 
 def space_of(info: dict):

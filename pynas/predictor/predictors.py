@@ -1,4 +1,4 @@
-"""The two kinds of loaded predictor bundles and how they price architectures.
+"""The two kinds of loaded predictor bundles that price pynas networks, and how.
 
 * `Predictor` (kind "xgboost"): an XGBoost segment model trained on a device, its network term
   (`pynas.predictor.network_term`) and, when compiled for a space, that space's latency table.
@@ -7,7 +7,8 @@
 
 Both answer `predict(arch)`, `predict_batch(archs or token rows)` and `explain(arch)`, and say
 which device they describe (`device_note()`; `pynas.predictor.device` checks it against this
-machine). `pynas.predictor.load` makes them from a bundle folder.
+machine). `pynas.predictor.load` makes them from a bundle folder. The third kind, a lookup of one
+latency per architecture (NAS-Bench-201's cells), is `pynas.predictor.lookup`.
 """
 from __future__ import annotations
 
@@ -22,13 +23,23 @@ from pynas.store.errors import shown
 from pynas.predictor.network_term import NetworkTerm, NetworkTermError
 from pynas.predictor.train import Dataset, SegmentModel
 from pynas.space.catalogue import segments_of
+from pynas.space.nb201 import Cell
 
 MEASUREMENTS = "measurements.jsonl.gz"  # optional: what an XGBoost bundle was trained on
 
 
 def resolve_arch(arch: Arch | str) -> Arch:
+    """An Arch from an Arch, a preset name or an architecture string; a NAS-Bench-201 cell (or its
+    string) is refused by name: model and table bundles price pynas networks, not cells."""
     if isinstance(arch, Arch):
         return arch
+    if isinstance(arch, Cell) or isinstance(arch, str) and arch.startswith("|"):
+        text = str(arch) if len(str(arch)) <= 60 else str(arch)[:57] + "..."
+        raise BundleError(f"arch: expected a pynas architecture (an Arch, a preset or an architecture string), got "
+                          f"the NAS-Bench-201 cell {text}: price it with a lookup bundle of space nb201 "
+                          f"(nb201-pixel3, nb201-raspi4, nb201-eyeriss, nb201-fpga)")
+    if not isinstance(arch, str):
+        raise BundleError(f"arch: expected an Arch, a preset or an architecture string, got {type(arch).__name__}")
     from pynas.presets import resolve
 
     return resolve(arch)
@@ -225,12 +236,12 @@ class TablePredictor(_Bundle):
     def _rows(self, archs_or_tokens):
         if isinstance(archs_or_tokens, np.ndarray):
             return archs_or_tokens
-        return [a if not isinstance(a, (Arch, str)) else resolve_arch(a) for a in archs_or_tokens]
+        return [a if not isinstance(a, (Arch, str, Cell)) else resolve_arch(a) for a in archs_or_tokens]
 
     def explain(self, arch: Arch | str | Sequence[int]) -> list[dict]:
         """The table cells the architecture reads (stem, each layer, head, overhead)."""
         self._warn_if_elsewhere()
-        row = resolve_arch(arch) if isinstance(arch, (Arch, str)) else arch
+        row = resolve_arch(arch) if isinstance(arch, (Arch, str, Cell)) else arch
         return [{"segment": r["part"], "kind": r["cell"], "key": "", "ms": r["ms"]} for r in self.table.explain(row)]
 
     def predict(self, arch: Arch | str | Sequence[int]) -> float:

@@ -1,4 +1,5 @@
-"""Writing predictor bundles: a trained XGBoost predictor, a compiled table from elsewhere.
+"""Writing predictor bundles: a trained XGBoost predictor, a compiled table from elsewhere, a
+lookup of per-architecture latencies (`pynas.predictor.lookup`).
 
 Every writer stages the bundle in a folder beside its destination and moves it into place whole
 (`_staged`), manifest last, so a failure half-way leaves an existing bundle as it was, and
@@ -25,7 +26,8 @@ from pynas.predictor.train import Dataset, SegmentModel, Trained
 MODEL = "model.ubj"
 TABLE = "table.npz"
 REPORT = "report.json"
-KINDS = ("xgboost", "table")  # a trained model (+ compiled table), or a table measured elsewhere
+# A trained model (+ compiled table), a table measured elsewhere, or one latency per architecture.
+KINDS = ("xgboost", "table", "lookup")
 
 
 def check_writable(folder: str | os.PathLike, overwrite: bool = False) -> Path:
@@ -116,6 +118,25 @@ def save_table(folder: str | os.PathLike, table, space, *, device: dict, backend
             backend_version=backend_version, threads=threads, space=space_info(space),
             network_term=NetworkTerm(overhead_ms=table.overhead_ms).to_json(), libraries=_libraries(xgboost=False),
             files={TABLE: "", REPORT: _write_report(stage, report)}, created_at=_now(), source=source,
+            extra={"report": report}))
+    return folder
+
+
+def save_lookup(folder: str | os.PathLike, ms, space, *, device: dict, backend: str, backend_version: str,
+                threads: int, report: dict, source: str, name: str | None = None, overwrite: bool = False) -> Path:
+    """Write a lookup bundle (kind "lookup"): `ms[i]` the latency of architecture i of `space` (an
+    indexed space: NAS-Bench-201), checked as loading checks it, its report, manifest last."""
+    from pynas.predictor.lookup import KIND, LOOKUP, read_lookup, write_lookup
+
+    folder = Path(folder)
+    with _staged(folder, overwrite) as stage:
+        write_lookup(stage / LOOKUP, ms)
+        read_lookup(stage / LOOKUP, space)  # length, finite, > 0: refused here, not when loaded
+        write_manifest(stage, Manifest(
+            name=name or folder.name, kind=KIND, units="ms", features=[], device=device, backend=backend,
+            backend_version=backend_version, threads=threads, space=space_info(space),
+            network_term=NetworkTerm().to_json(), libraries=_libraries(xgboost=False),
+            files={LOOKUP: "", REPORT: _write_report(stage, report)}, created_at=_now(), source=source,
             extra={"report": report}))
     return folder
 

@@ -29,4 +29,4 @@ class Problem:
 
     def uniform(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """n x D tokens, each decision uniform (so each architecture is uniform)."""
-        return np.stack([rng.integers(0, c, size=n) for c in self.cardinalities], axis=1).astype(np.int64)
+        return rng.integers(0, np.asarray(self.cardinalities), size=(n, self.dimensions), dtype=np.int64)

@@ -28,6 +28,10 @@ class SearchSpace:
 
     name: str = ""
     decisions: tuple[Decision, ...] = ()
+    # Whether the space's architectures are `pynas.arch.Arch` networks, lowered to ops and segments
+    # (profiling, XGBoost bundles, compiled tables). A benchmark's cells (NAS-Bench-201) are not:
+    # they are priced per architecture by lookup bundles, and tools made for Arch refuse them.
+    lowerable: bool = True
 
     @property
     def cardinalities(self) -> tuple[int, ...]:
@@ -41,6 +45,12 @@ class SearchSpace:
     def options(self) -> dict:
         """The options that rebuild this space: ``get_space(space.name, **space.options())``."""
         raise NotImplementedError
+
+    def layout_name(self) -> str:
+        """What a bundle's manifest records to tell this space (with its options) from another
+        (`pynas.predictor.manifest.space_info`'s "layout"): its table layout's name, e.g.
+        'mnasnet_res224_cls1000'; a space without a table layout names itself."""
+        return self.table_layout().layout.space
 
     def decode(self, tokens: Sequence[int]) -> Arch:
         raise NotImplementedError

@@ -7,12 +7,14 @@ its peers' module.
 from __future__ import annotations
 
 import importlib
+import inspect
 
 from pynas.search.problem import Problem
 from pynas.search.strategies.base import State, Strategy
 
 # name -> (module, class): imported on demand, so `pynas search --strategy random` needs no torch.
-STRATEGIES: dict[str, tuple[str, str]] = {}
+# A user's own strategy: `STRATEGIES["mine"] = MyStrategy` (a Strategy subclass) before the search.
+STRATEGIES: dict[str, tuple[str, str] | type] = {}
 STRATEGIES["random"] = ("pynas.search.strategies.random", "Random")
 STRATEGIES["random-feasible"] = ("pynas.search.strategies.random", "RandomFeasible")
 STRATEGIES["evolution"] = ("pynas.search.strategies.evolution", "Evolution")
@@ -23,8 +25,17 @@ STRATEGIES["optuna-tpe"] = ("pynas.search.strategies.optuna_peers", "OptunaTPE")
 def make_strategy(name: str, problem: Problem, seed: int = 0, **options) -> Strategy:
     if name not in STRATEGIES:
         raise ValueError(f"strategy: expected one of {', '.join(STRATEGIES)}, got {name!r}")
-    module, cls = STRATEGIES[name]
-    return getattr(importlib.import_module(module), cls)(problem, seed=seed, **options)
+    entry = STRATEGIES[name]
+    cls = entry if isinstance(entry, type) else getattr(importlib.import_module(entry[0]), entry[1])
+    # A misspelt option is a ValueError naming it and the valid ones, not a TypeError from __init__.
+    parameters = inspect.signature(cls).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        known = [n for n in parameters if n not in ("problem", "seed")]
+        for option in options:
+            if option not in known:
+                raise ValueError(f"strategy {name}: unknown option {option!r}, expected one of "
+                                 f"{', '.join(known) or '(none)'}")
+    return cls(problem, seed=seed, **options)
 
 
 __all__ = ["STRATEGIES", "State", "Strategy", "make_strategy"]

@@ -1,0 +1,175 @@
+"""`pynas search`: a new search, `--resume DIR` after a kill, `--report DIR` for its results."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+import warnings
+
+import numpy as np
+
+from pynas import ui
+from pynas.cli import flags
+
+NEW_RUN_FLAGS = ("space", "predictor", "target_ms", "target_quantile", "reward", "strategy", "strategy_option",
+                 "evaluator", "fidelity", "budget", "seed", "out", "batch_size", "resolution", "setting")
+
+
+def _options(pairs: list[str]) -> dict:
+    """--strategy-option KEY=VALUE pairs; VALUE read as JSON where it parses (numbers, true/false), else text."""
+    options = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.isidentifier():
+            raise ValueError(f"--strategy-option: expected KEY=VALUE, got {pair!r}")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
+
+
+class Tracker:
+    """The progress bar's label: best reward, best accuracy under T, the front's size (recomputed at most
+    every half second: the label is what a person reads, not a per-sample cost)."""
+
+    def __init__(self, bar, budget: int, target_ms: float):
+        self.bar, self.budget, self.target = bar, budget, target_ms
+        self.points: list[tuple[float, float]] = []
+        self.best_reward = self.best_under = -np.inf
+        self.evaluated, self.front, self.last = 0, 0, 0.0
+
+    def __call__(self, log, rows) -> None:
+        from pynas.search.report import pareto_mask
+
+        for r in rows:
+            if not r.cached and r.status != "pending":
+                self.evaluated += 1
+            if r.status == "done" and not r.cached:
+                self.points.append((r.accuracy, r.latency_ms))
+                if r.reward is not None:
+                    self.best_reward = max(self.best_reward, r.reward)
+                if r.latency_ms <= self.target:
+                    self.best_under = max(self.best_under, r.accuracy)
+        now = time.monotonic()
+        if now - self.last > 0.5 or self.evaluated >= self.budget:
+            self.last = now
+            if self.points:
+                acc, lat = np.array(self.points).T
+                self.front = int(pareto_mask(acc, lat).sum())
+        under = f"{self.best_under:.2f}" if np.isfinite(self.best_under) else "-"
+        self.bar.update(self.evaluated, f"best reward {self.best_reward:.3f}  best acc <= T {under}  front {self.front}")
+
+
+def cmd_search(args) -> None:
+    from pynas import search
+    from pynas.search import target as targets
+
+    modes = [m for m in ("resume", "report") if getattr(args, m)]
+    if modes:
+        given = [f"--{f.replace('_', '-')}" for f in NEW_RUN_FLAGS if getattr(args, f, None) not in (None, [])]
+        if len(modes) > 1 or given:
+            raise ValueError(f"--{modes[0]}: expected alone (the run's settings are in its log), got also "
+                             f"{', '.join(['--' + m for m in modes[1:]] + given)}")
+        if args.report:
+            print(search.report(args.report))
+            return
+        folder = args.resume
+        from pynas.search.log import SearchLog
+
+        import pynas
+
+        with SearchLog.open(folder, pynas.__version__) as log:  # checked before any work
+            budget, target, done = log.config["budget"], log.config["reward"]["target_ms"], log.evaluated()
+        with ui.Progress(budget, description="search (resumed)") as bar:
+            bar.update(done, "")
+            run = search.resume(folder, progress=Tracker(bar, budget, target))
+        _finish(run)
+        return
+    missing = [f for f, v in (("--space", args.space), ("--evaluator", args.evaluator), ("--budget", args.budget),
+                              ("--out", args.out)) if v is None]
+    if args.target_ms is None and args.target_quantile is None:
+        missing.append("--target-ms (or --target-quantile)")
+    if missing:
+        raise ValueError(f"{missing[0]}: expected a value for a new search (or --resume DIR / --report DIR)")
+    if args.target_ms is not None and args.target_quantile is not None:
+        raise ValueError("--target-quantile: expected either --target-ms or --target-quantile, got both")
+    from pynas.cli.common import space_from_args
+    from pynas.search.loop import DEFAULT_STRATEGY
+    from pynas.search.reward import DEFAULT
+
+    args.reward, args.strategy = args.reward or DEFAULT, args.strategy or DEFAULT_STRATEGY
+    args.seed = 0 if args.seed is None else args.seed
+    space = space_from_args(args)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        target_ms = args.target_ms
+        if target_ms is None:
+            from pynas.search.loop import _model
+
+            target_ms = targets.target_at_quantile(_model(args.predictor, space), space, args.target_quantile)
+        config, space, model, judge = search.configure(
+            space, args.predictor, target_ms, args.evaluator, args.budget, strategy=args.strategy, reward=args.reward,
+            seed=args.seed, strategy_options=_options(args.strategy_option), batch_size=args.batch_size,
+            fidelity=args.fidelity)
+    from pynas.cli.common import print_warnings
+
+    print_warnings("search", caught)
+    print(f"latency model: {model.name} ({model.path}) over {space.name}; evaluator {judge.describe()}")
+    print(targets.describe(config["target_distribution"], target_ms))
+    print(f"reward {search.make_reward(args.reward, target_ms).describe()}; strategy {args.strategy}, "
+          f"budget {args.budget} evaluations, seed {args.seed}")
+    sys.stdout.flush()
+    from pynas.search.log import SearchLog
+    from pynas.search.loop import _drive, _version
+
+    with SearchLog.create(args.out, config, _version()) as log, \
+            ui.Progress(args.budget, description="search") as bar:
+        run = _drive(log, space, model, judge, Tracker(bar, args.budget, target_ms))
+    _finish(run)
+
+
+def _finish(run) -> None:
+    from pynas import search
+
+    per_sample = 1000 * run.overhead_s / max(run.asked, 1)
+    throughput = run.latency_rows / run.latency_seconds if run.latency_seconds else float("nan")
+    print(f"stopped: {run.stop_reason}; {run.evaluated} evaluated, {run.asked} asked; overhead {per_sample:.3f} ms "
+          f"per sample (strategy, reward, log); latency model {throughput:,.0f} archs/s in the loop")
+    print(search.report(run.folder))
+    print(f"wrote {run.folder}/summary.json, best.txt, pareto.png")
+
+
+def add_parsers(commands) -> None:
+    from pynas.search.reward import DEFAULT, PRESETS
+    from pynas.search.loop import DEFAULT_STRATEGY
+    from pynas.search.strategies import STRATEGIES
+
+    p = commands.add_parser(
+        "search", help="search a space for the best architecture under a latency target",
+        description="A new search needs --space, --target-ms (or --target-quantile), --evaluator, --budget and "
+                    "--out; --resume DIR continues a stopped one, --report DIR prints (and writes) its results.")
+    p.add_argument("--space", help="mnasnet, fbnet or nb201")
+    p.add_argument("--resolution", type=flags.integer(1, 4096), help="the space's input resolution (its default)")
+    p.add_argument("--setting", help="FBNet: imagenet or cifar100")
+    p.add_argument("--predictor", help="latency bundle for the space (`pynas predictors`); default: this machine's "
+                                       "own (`pynas device init`)")
+    p.add_argument("--target-ms", type=flags.number(0, low_open=True), help="latency target T, ms")
+    p.add_argument("--target-quantile", type=flags.number(0, 1, low_open=True),
+                   help="T as a share of the space: the latency at this quantile (e.g. 0.25)")
+    p.add_argument("--reward", choices=list(PRESETS),
+                   help=f"default {DEFAULT}: lands at ~T in one search; soft/hard/v3: MnasNet's (see the README)")
+    p.add_argument("--strategy", choices=list(STRATEGIES), help=f"default {DEFAULT_STRATEGY}")
+    p.add_argument("--strategy-option", action="append", metavar="KEY=VALUE", help="a strategy's option (repeatable)")
+    p.add_argument("--evaluator", help="nb201:cifar10|cifar100|imagenet16, python:MODULE:FUNCTION or "
+                                       "python:FILE.py:FUNCTION")
+    p.add_argument("--fidelity", type=int, choices=(12, 200), help="nb201 evaluators: 12 (default: 12-epoch "
+                                                                    "validation accuracy, a proxy) or 200 (test)")
+    p.add_argument("--budget", type=flags.integer(1, 10_000_000), help="accuracy evaluations")
+    p.add_argument("--seed", type=flags.integer(0, 2**32 - 1), default=None)
+    p.add_argument("--batch-size", type=flags.integer(1, 100_000), help="rows asked at a time (the strategy's default)")
+    p.add_argument("--out", metavar="DIR", help="a new folder for the run's log and results")
+    p.add_argument("--resume", metavar="DIR", help="continue the search in DIR")
+    p.add_argument("--report", metavar="DIR", help="print the results of the search in DIR (writes pareto.png, "
+                                                   "best.txt, summary.json)")
+    p.set_defaults(run=cmd_search)

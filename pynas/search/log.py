@@ -1,0 +1,226 @@
+"""A search's log: every sample and the strategy's state in one SQLite file, durable at each step.
+
+Why SQLite in WAL mode with `synchronous=NORMAL`: each step's rows commit in one transaction, so a
+search killed at any point (kill -9 included) leaves a log that is a prefix of the run; NORMAL skips
+the fsync of every commit (a power cut may lose the last steps; a killed process loses nothing).
+
+Tables:
+
+* ``meta``: the run's configuration (JSON): format and pynas version, space, latency model, reward,
+  strategy and its options, evaluator and its fingerprint, budget, seed, batch size.
+* ``samples``: one row per asked architecture, in ask order: its step and place in the step, tokens
+  (JSON list), architecture string, predicted latency (ms), status ``pending`` (asked, not yet
+  evaluated), ``done`` or ``failed``, accuracy (percent, NULL unless done), error, attempts, reward,
+  whether it was answered from the cache of earlier evaluations (no budget spent), the
+  evaluation's cost in seconds, and wall times.
+* ``state``: the strategy's state after the last step it was told (JSON values + an npz of arrays,
+  never pickle); one row, replaced at each step in the same transaction that marks the step told.
+"""
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pynas.search.strategies.base import State
+
+FORMAT = "pynas-search-log"
+FORMAT_VERSION = 1
+LOG_NAME = "search.sqlite"
+
+_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE samples (
+  id INTEGER PRIMARY KEY,
+  step INTEGER NOT NULL,
+  place INTEGER NOT NULL,
+  tokens TEXT NOT NULL,
+  arch TEXT NOT NULL,
+  latency_ms REAL NOT NULL,
+  status TEXT NOT NULL CHECK (status IN ('pending', 'done', 'failed')),
+  accuracy REAL,
+  error TEXT,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  reward REAL,
+  cached INTEGER NOT NULL DEFAULT 0,
+  seconds REAL NOT NULL DEFAULT 0,
+  asked_at REAL NOT NULL,
+  evaluated_at REAL,
+  UNIQUE (step, place)
+);
+CREATE TABLE state (id INTEGER PRIMARY KEY CHECK (id = 0), step INTEGER NOT NULL, overhead_s REAL NOT NULL,
+                    "values" TEXT NOT NULL, arrays BLOB NOT NULL);
+"""
+
+
+class LogError(ValueError):
+    """A log that cannot be used: another format or version, corrupt, or not a search log."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    id: int
+    step: int
+    place: int
+    tokens: tuple[int, ...]
+    arch: str
+    latency_ms: float
+    status: str
+    accuracy: float | None
+    error: str | None
+    attempts: int
+    reward: float | None
+    cached: bool
+    seconds: float
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    connection = sqlite3.connect(path, isolation_level=None)  # explicit BEGIN/COMMIT below
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=NORMAL")
+    return connection
+
+
+class SearchLog:
+    """Open with `SearchLog.create(folder, config)` (a new run) or `SearchLog.open(folder)`."""
+
+    def __init__(self, path: Path, connection: sqlite3.Connection, config: dict):
+        self.path, self._db, self.config = path, connection, config
+
+    # -- opening ------------------------------------------------------------------------------
+    @classmethod
+    def create(cls, folder: Path, config: dict, version: str) -> "SearchLog":
+        path = Path(folder) / LOG_NAME
+        if path.exists():
+            raise LogError(f"{path}: a search log is already there: expected a new folder (resume it with "
+                           f"`pynas search --resume {folder}`)")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Written under a temporary name and renamed: a log either is complete or is not there.
+        staging = path.with_name(f".{LOG_NAME}.{os.getpid()}")
+        staging.unlink(missing_ok=True)
+        db = sqlite3.connect(staging, isolation_level=None)
+        db.executescript(_SCHEMA)
+        meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "pynas_version": version,
+                "config": json.dumps(config, sort_keys=True)}
+        db.execute("BEGIN")
+        db.executemany("INSERT INTO meta VALUES (?, ?)", [(k, json.dumps(v)) for k, v in meta.items()])
+        db.execute("COMMIT")
+        db.close()
+        os.replace(staging, path)
+        db = _connect(path)
+        return cls(path, db, config)
+
+    @classmethod
+    def open(cls, folder: Path, version: str) -> "SearchLog":
+        path = Path(folder) / LOG_NAME
+        if not path.is_file():
+            raise LogError(f"--resume {folder}: expected a search folder with {LOG_NAME}, got "
+                           f"{'no such folder' if not Path(folder).exists() else 'no log in it'}")
+        try:
+            with open(path, "rb") as f:
+                head = f.read(16)
+            if head != b"SQLite format 3\x00":
+                raise LogError(f"{path}: expected an SQLite search log, got a file that is not SQLite")
+            db = _connect(path)
+            rows = dict(db.execute("SELECT key, value FROM meta").fetchall())
+            meta = {k: json.loads(v) for k, v in rows.items()}
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except (sqlite3.DatabaseError, json.JSONDecodeError) as error:
+            raise LogError(f"{path}: expected a pynas search log, got a corrupt or foreign database ({error})") from None
+        if meta.get("format") != FORMAT or not {"samples", "state"} <= tables:
+            raise LogError(f"{path}: format: expected {FORMAT!r}, got {meta.get('format')!r}")
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise LogError(f"{path}: format_version: expected {FORMAT_VERSION}, got {meta.get('format_version')!r}")
+        if meta.get("pynas_version") != version:
+            raise LogError(f"{path}: pynas_version: expected {version} (this pynas; a run resumes only with the "
+                           f"version that started it), got {meta.get('pynas_version')!r}")
+        try:
+            config = json.loads(meta["config"])
+        except (KeyError, TypeError, json.JSONDecodeError) as error:
+            raise LogError(f"{path}: config: expected the run's configuration as JSON ({error})") from None
+        if not isinstance(config, dict):
+            raise LogError(f"{path}: config: expected a JSON object, got {type(config).__name__}")
+        return cls(path, db, config)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> "SearchLog":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- samples ------------------------------------------------------------------------------
+    def samples(self, where: str = "", params: tuple = ()) -> list[Sample]:
+        try:
+            rows = self._db.execute(
+                "SELECT id, step, place, tokens, arch, latency_ms, status, accuracy, error, attempts, reward, cached, "
+                f"seconds FROM samples {where} ORDER BY id", params).fetchall()
+            return [Sample(r[0], r[1], r[2], tuple(json.loads(r[3])), r[4], r[5], r[6], r[7], r[8], r[9], r[10],
+                           bool(r[11]), r[12]) for r in rows]
+        except (sqlite3.DatabaseError, json.JSONDecodeError, TypeError) as error:
+            raise LogError(f"{self.path}: samples: expected rows of a pynas search log ({error})") from None
+
+    def step_samples(self, step: int) -> list[Sample]:
+        return self.samples("WHERE step = ?", (step,))
+
+    def add_asked(self, step: int, tokens: np.ndarray, archs: list[str], latency_ms: np.ndarray) -> list[Sample]:
+        """Logs a step's asked rows as pending (one transaction); returns them."""
+        now = time.time()
+        rows = [(step, i, json.dumps([int(t) for t in row]), arch, float(lat), now)
+                for i, (row, arch, lat) in enumerate(zip(tokens, archs, latency_ms))]
+        self._db.execute("BEGIN")
+        self._db.executemany("INSERT INTO samples (step, place, tokens, arch, latency_ms, status, asked_at) "
+                             "VALUES (?, ?, ?, ?, ?, 'pending', ?)", rows)
+        self._db.execute("COMMIT")
+        return self.step_samples(step)
+
+    def record(self, outcomes: list[tuple[int, str, float | None, str | None, int, float | None, bool, float]]) -> None:
+        """(sample id, status, accuracy, error, attempts, reward, cached, seconds) rows, one transaction."""
+        now = time.time()
+        self._db.execute("BEGIN")
+        self._db.executemany("UPDATE samples SET status = ?, accuracy = ?, error = ?, attempts = ?, reward = ?, "
+                             "cached = ?, seconds = ?, evaluated_at = ? WHERE id = ?",
+                             [(s, a, e, n, r, int(c), sec, now, i) for i, s, a, e, n, r, c, sec in outcomes])
+        self._db.execute("COMMIT")
+
+    def evaluated(self) -> int:
+        """Distinct evaluations spent (rows evaluated, not answered from the cache)."""
+        return self._db.execute("SELECT COUNT(*) FROM samples WHERE status != 'pending' AND cached = 0").fetchone()[0]
+
+    def asked(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
+
+    # -- strategy state -----------------------------------------------------------------------
+    def save_state(self, step: int, state: State, overhead_s: float) -> None:
+        buffer = io.BytesIO()
+        np.savez(buffer, **state.arrays)
+        values = json.dumps(state.values, allow_nan=False)
+        self._db.execute("BEGIN")
+        self._db.execute('INSERT OR REPLACE INTO state (id, step, overhead_s, "values", arrays) VALUES (0, ?, ?, ?, ?)',
+                         (step, overhead_s, values, buffer.getvalue()))
+        self._db.execute("COMMIT")
+
+    def load_state(self) -> tuple[int, State, float] | None:
+        """(the last step told, the strategy's state after it, controller seconds so far), or None."""
+        try:
+            row = self._db.execute('SELECT step, overhead_s, "values", arrays FROM state WHERE id = 0').fetchone()
+            if row is None:
+                return None
+            with np.load(io.BytesIO(row[3]), allow_pickle=False) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+            return row[0], State(json.loads(row[2]), arrays), row[1]
+        except (sqlite3.DatabaseError, ValueError, OSError) as error:
+            raise LogError(f"{self.path}: state: expected the strategy's saved state ({error})") from None
+
+
+def finite_or_none(value) -> float | None:
+    return None if value is None or not math.isfinite(value) else float(value)

@@ -1,0 +1,177 @@
+"""A search's results from its log: the Pareto front, the best architecture under T, files.
+
+`summarise(log)` -> a dict (written as `summary.json`); `write(folder)` writes `summary.json`,
+`best.txt` (the architecture string on its first line, then its figures) and `pareto.png` (all
+evaluated samples, the front, the target line; needs matplotlib: `pip install 'pynas[search]'`,
+and says so when it is missing), and returns the text report (`pynas search --report DIR`).
+
+The best architecture under T is the one with the highest accuracy *as the search saw it* (its
+evaluator's numbers, e.g. a 12-epoch proxy) among the evaluated architectures whose predicted
+latency is <= T; ties go to the faster one, then the earlier one. The front: evaluated
+architectures no other beats on both accuracy (higher) and predicted latency (lower).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from pynas.search.log import SearchLog
+
+FRONT_ROWS = 30  # rows of the front printed (the summary keeps all)
+
+
+def pareto_mask(accuracy: np.ndarray, latency: np.ndarray) -> np.ndarray:
+    """True for the points no other point dominates (accuracy >= and latency <=, one strictly)."""
+    order = np.lexsort((-accuracy, latency))  # by latency, then best accuracy first
+    mask = np.zeros(len(accuracy), dtype=bool)
+    best = -np.inf
+    for i in order:
+        if accuracy[i] > best:
+            mask[i] = True
+            best = accuracy[i]
+    return mask
+
+
+def _evaluated(log: SearchLog):
+    rows = log.samples("WHERE status = 'done' AND cached = 0")
+    return rows
+
+
+def summarise(log: SearchLog) -> dict:
+    config = log.config
+    target = config["reward"]["target_ms"]
+    rows = _evaluated(log)
+    failed = log.samples("WHERE status = 'failed' AND cached = 0")
+    all_rows = log.samples()
+    summary = {"space": config["space"], "predictor": config["predictor"]["bundle"], "reward": config["reward"],
+               "strategy": config["strategy"], "evaluator": config["evaluator"]["spec"],
+               "fidelity": config["evaluator"].get("fidelity"), "budget": config["budget"], "seed": config["seed"],
+               "target_ms": target, "evaluated": len(rows) + len(failed), "failed": len(failed),
+               "asked": len(all_rows), "pending": sum(r.status == "pending" for r in all_rows),
+               "target_distribution": config.get("target_distribution")}
+    saved = log.load_state()
+    if saved is not None:
+        summary["steps"] = saved[0] + 1
+        summary["overhead_ms_per_sample"] = 1000 * saved[2] / max(len(all_rows), 1)
+    if not rows:
+        summary.update(best=None, front=[], best_reward=None)
+        return summary
+    acc = np.array([r.accuracy for r in rows])
+    lat = np.array([r.latency_ms for r in rows])
+    front = [rows[i] for i in np.flatnonzero(pareto_mask(acc, lat))]
+    front.sort(key=lambda r: r.latency_ms)
+    summary["front"] = [_row(r, target) for r in front]
+    rewarded = [r for r in rows if r.reward is not None]
+    summary["best_reward"] = _row(max(rewarded, key=lambda r: (r.reward, -r.id)), target) if rewarded else None
+    under = [r for r in rows if r.latency_ms <= target]
+    summary["best"] = _row(min(under, key=lambda r: (-r.accuracy, r.latency_ms, r.id)), target) if under else None
+    if summary["best"] is not None and config["space"]["name"] == "nb201" and \
+            config["evaluator"]["spec"].startswith("nb201:"):
+        summary["ground_truth"] = _nb201_truth(config, summary["best"])
+    return summary
+
+
+def _nb201_truth(config: dict, best: dict) -> dict:
+    """NAS-Bench-201 knows every answer: the pick's 200-epoch test accuracy against the best of any
+    architecture the run's latency model puts under T (what bench/search.py calls regret)."""
+    from pynas.predictor import latency_model
+    from pynas.space import get_space
+    from pynas.space.nb201 import benchmark
+
+    space = get_space("nb201")
+    data = benchmark()
+    dataset = config["evaluator"]["spec"].partition(":")[2]
+    test = data.accuracy(dataset, 200)
+    latency = latency_model(config["predictor"]["bundle"], space).predict_batch(data.tokens)
+    under = latency <= config["reward"]["target_ms"]
+    pick = int(space.index_of(np.array([best["tokens"]]))[0])
+    return {"dataset": dataset, "pick_test_accuracy": float(test[pick]), "best_test_accuracy_under_target":
+            float(test[under].max()), "regret": float(test[under].max() - test[pick]),
+            "share_of_space_under_target": float(under.mean())}
+
+
+def _row(r, target: float) -> dict:
+    return {"arch": r.arch, "tokens": list(r.tokens), "accuracy": r.accuracy, "latency_ms": r.latency_ms,
+            "latency_over_target": r.latency_ms / target, "reward": r.reward, "sample": r.id, "step": r.step}
+
+
+def text(summary: dict) -> str:
+    from pynas import ui
+
+    lines = [f"search {summary['strategy']['name']} on {summary['space']['name']} with {summary['predictor']}, "
+             f"{summary['evaluator']} (fidelity {summary['fidelity']}): {summary['evaluated']} evaluated "
+             f"({summary['failed']} failed) of budget {summary['budget']}, {summary['asked']} asked, "
+             f"reward {summary['reward']['name']}, T = {summary['target_ms']:g} ms"]
+    front = summary["front"]
+    if front:
+        rows = [[f"{r['latency_ms']:.4g}", f"{r['latency_over_target']:.3f}", f"{r['accuracy']:.2f}",
+                 "" if r["reward"] is None else f"{r['reward']:.3f}", r["arch"]] for r in front[:FRONT_ROWS]]
+        lines += ["", f"Pareto front ({len(front)} architectures{', first ' + str(FRONT_ROWS) if len(front) > FRONT_ROWS else ''}; "
+                  "accuracy as the search saw it):",
+                  ui.table(["ms", "ms/T", "accuracy", "reward", "architecture"], rows, right={0, 1, 2, 3})]
+    best = summary.get("best")
+    lines.append("")
+    if best is None:
+        lines.append(f"best under T: none of the evaluated architectures is predicted at or under {summary['target_ms']:g} ms")
+    else:
+        lines.append(f"best under T: {best['arch']}")
+        lines.append(f"  accuracy {best['accuracy']:.2f}, predicted {best['latency_ms']:.4g} ms "
+                     f"({best['latency_over_target']:.3f} x T), sample {best['sample']}")
+        truth = summary.get("ground_truth")
+        if truth:
+            lines.append(f"  NAS-Bench-201 ground truth ({truth['dataset']}, 200 epochs): its test accuracy "
+                         f"{truth['pick_test_accuracy']:.2f}, the best under T {truth['best_test_accuracy_under_target']:.2f} "
+                         f"(regret {truth['regret']:.2f} points)")
+    return "\n".join(lines)
+
+
+def write(folder: Path | str) -> str:
+    """Writes summary.json, best.txt and pareto.png into the search folder; returns the text report."""
+    import pynas
+
+    folder = Path(folder)
+    with SearchLog.open(folder, pynas.__version__) as log:
+        summary = summarise(log)
+        points = [(r.latency_ms, r.accuracy) for r in _evaluated(log)]
+    (folder / "summary.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    best = summary.get("best")
+    if best is not None:
+        (folder / "best.txt").write_text(
+            f"{best['arch']}\naccuracy {best['accuracy']}\npredicted_latency_ms {best['latency_ms']}\n"
+            f"target_ms {summary['target_ms']}\npredictor {summary['predictor']}\nevaluator {summary['evaluator']}\n",
+            encoding="utf-8")
+    report = text(summary)
+    note = _plot(folder / "pareto.png", points, summary)
+    return report + ("\n" + note if note else "")
+
+
+def _plot(path: Path, points: list[tuple[float, float]], summary: dict) -> str:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return f"{path.name} not written: needs matplotlib (pip install 'pynas[search]')"
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    if points:
+        lat, acc = np.array(points).T
+        ax.scatter(lat, acc, s=8, alpha=0.35, color="tab:gray", label=f"evaluated ({len(points)})")
+    front = summary["front"]
+    if front:
+        ax.plot([r["latency_ms"] for r in front], [r["accuracy"] for r in front], "o-", color="tab:blue", ms=4,
+                label=f"Pareto front ({len(front)})")
+    ax.axvline(summary["target_ms"], color="tab:red", ls="--", label=f"T = {summary['target_ms']:g} ms")
+    best = summary.get("best")
+    if best is not None:
+        ax.plot([best["latency_ms"]], [best["accuracy"]], "*", color="tab:orange", ms=14, label="best under T")
+    ax.set_xlabel(f"predicted latency, ms ({summary['predictor']})")
+    ax.set_ylabel(f"accuracy, % ({summary['evaluator']})")
+    ax.set_title(f"{summary['strategy']['name']} on {summary['space']['name']}, {summary['evaluated']} evaluated")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return ""

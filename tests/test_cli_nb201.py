@@ -1,0 +1,80 @@
+"""The command line on NAS-Bench-201: sampling benchmark strings, pricing them with the nb201
+bundles, and one-line refusals (exit 2) where a command needs a pynas network."""
+import pytest
+
+from pynas.cli import main
+from pynas.space import get_space
+from pynas.space.nb201 import Cell, benchmark
+
+CELL = "|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_1x1~0|skip_connect~1|skip_connect~2|"  # index 0
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_sample_prints_benchmark_strings(capsys):
+    code, out, err = run(capsys, "sample", "--space", "nb201", "-n", "5", "--seed", "0")
+    assert code == 0 and not err
+    lines = out.splitlines()
+    assert lines == [str(c) for c in get_space("nb201").sample(5, seed=0)]
+    assert all(str(Cell.parse(line)) == line for line in lines)
+    code, out, _ = run(capsys, "sample", "--space", "nb201", "-n", "2", "--seed", "0", "--tokens")
+    tokens, text = out.splitlines()[0].split("\t")
+    assert code == 0 and get_space("nb201").encode(text) == tuple(map(int, tokens.split()))
+    code, out, _ = run(capsys, "sample", "--space", "nb201", "--describe")
+    assert code == 0 and "search space nb201: 6 decisions" in out
+
+
+@pytest.mark.parametrize("device", ("pixel3", "raspi4", "eyeriss", "fpga"))
+def test_predict_a_cell_with_an_nb201_bundle(capsys, device):
+    code, out, err = run(capsys, "predict", CELL, "--predictor", f"nb201-{device}")
+    assert code == 0 and not err  # no mismatch warning: these are a phone's and simulators' numbers
+    assert out.startswith(f"{benchmark().latency(device)[0]:.4f} ms  (nb201-{device}: {device}, ")
+    code, out, _ = run(capsys, "predict", CELL, "--predictor", f"nb201-{device}", "--breakdown")
+    assert code == 0 and "nb201 index 0" in out and "lookup" in out
+
+
+def test_predictors_lists_the_lookup_bundles(capsys):
+    code, out, _ = run(capsys, "predictors")
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith("nb201-")}
+    assert code == 0 and set(rows) == {"nb201-pixel3", "nb201-raspi4", "nb201-eyeriss", "nb201-fpga"}
+    assert all(r[1] == "lookup" and "nb201@32" in r for r in rows.values())
+
+
+@pytest.mark.parametrize("argv, message", [
+    (("describe", CELL), "pynas describe: error: ARCH: expected a preset or a pynas architecture string, got the "
+                         "NAS-Bench-201 cell |avg_pool_3x3~0|"),
+    (("run", CELL, "--runs", "1"), "pynas run: error: ARCH: expected a preset or a pynas architecture string"),
+    (("predict", CELL, "--predictor", "pixel3"), "pynas predict: error: ARCH: expected a preset or a pynas "
+                                                 "architecture string, got the NAS-Bench-201 cell"),
+    (("predict", "mnasnet-a1", "--predictor", "nb201-pixel3"),
+     "pynas predict: error: ARCH: NAS-Bench-201 cell 'mnasnet-a1': expected 3 groups joined by '+'"),
+    (("predict", CELL.replace("~2", "~1"), "--predictor", "nb201-pixel3"),
+     "pynas predict: error: ARCH: NAS-Bench-201 cell '|avg_pool_3x3~0|"),
+    (("predict", CELL, "--predictor", "nb201-pixel3", "--resolution", "64"),
+     "pynas predict: error: --resolution: expected none with nb201-pixel3 (a lookup of nb201@32 architectures), "
+     "got 64"),
+    (("sample", "--space", "nb201", "--resolution", "64"), "pynas sample: error: resolution: expected 32"),
+    (("sample", "--space", "nb201", "--setting", "cifar100"),
+     "pynas sample: error: search space 'nb201': unknown option 'setting', expected one of resolution"),
+    (("sample", "--space", "nb202"), "pynas sample: error: unknown search space 'nb202': expected one of mnasnet, "
+                                     "fbnet, nb201"),
+    (("calibrate", "nowhere.db", "-o", "out", "--space", "nb201"),
+     "pynas calibrate: error: --space: expected a space of pynas networks to compile a table for (mnasnet, fbnet), "
+     "got nb201"),
+])
+def test_refusals_are_one_line_with_exit_2(capsys, tmp_path, monkeypatch, argv, message):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and not out
+    assert err.startswith(message) and err.count("\n") == 1, err
+
+
+def test_profile_refuses_the_space(capsys, tmp_path):
+    code, _, err = run(capsys, "profile", "--space", "nb201", "--db", str(tmp_path / "m.sqlite"))
+    assert code == 2 and err.count("\n") == 1
+    assert "space 'nb201': segment_archs (what profiling measures): expected a space of pynas networks" in err
+    assert not (tmp_path / "m.sqlite").exists()
