@@ -90,7 +90,7 @@ def same_state(a: State, b: State):
 def test_registered():
     for name in MINE:
         assert name in STRATEGIES
-        module, cls = STRATEGIES[name]
+        module, _ = STRATEGIES[name]
         assert module.startswith("pynas.search.strategies.")
 
 
@@ -176,7 +176,7 @@ def test_failed_rows_are_skipped(name):
 
 @pytest.mark.parametrize("name", MINE)
 def test_unknown_option(name):
-    with pytest.raises(ValueError, match="unknown option 'colour'"):
+    with pytest.raises(ValueError, match="unknown option 'colour', expected one of"):
         build(name, colour=3)
 
 
@@ -231,7 +231,7 @@ def test_random_feasible_asks_only_rows_under_t():
 
 def test_random_feasible_refuses_an_unreachable_target():
     s = make_strategy("random-feasible", problem(target=0.1), seed=0, max_draws=5000)
-    with pytest.raises(ValueError, match=r"random-feasible: found 0 of 1 architectures .* <= T = 0.1 ms in 5000 uniform"):
+    with pytest.raises(ValueError, match=r"random-feasible: found 0 of 1 architectures .* T = 0.1 ms in 5000 uniform"):
         s.ask(1)
     e = make_strategy("evolution", problem(target=0.1), seed=0, max_draws=5000)
     with pytest.raises(ValueError, match="strategy evolution: found 0 of 1 new architectures"):
@@ -264,7 +264,7 @@ def test_evolution_improves_on_random_feasible():
     rnd = [regret_under_t(search("random-feasible", seed, 60), 60) for seed in range(4)]
     assert np.mean(evo) < 0.5 * np.mean(rnd), (evo, rnd)
     # and the textbook variant (no latency model in the mutations) beats uniform sampling
-    options = dict(feasible=False, novel=False, candidates=1, population=50, sample=10, initial=50)
+    options = {"feasible": False, "novel": False, "candidates": 1, "population": 50, "sample": 10, "initial": 50}
     plain = [regret_under_t(search("evolution", seed, 150, **options), 150) for seed in range(4)]
     uniform = [regret_under_t(search("random", seed, 150), 150) for seed in range(4)]
     assert np.mean(plain) < np.mean(uniform), (plain, uniform)

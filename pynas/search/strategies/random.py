@@ -23,7 +23,8 @@ from pynas.search.strategies.base import State, Strategy, restore_rng, rng_state
 
 def check_int(strategy: str, option: str, value, low: int, high: int | None = None) -> int:
     """`value` as an int in [low, high]; else a one-line ValueError naming the option."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low or (high is not None and value > high):
+    if (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low
+            or (high is not None and value > high)):
         bound = f">= {low}" if high is None else f"in [{low}, {high}]"
         raise ValueError(f"strategy {strategy}: option {option}: expected an integer {bound}, got {value!r}")
     return int(value)
@@ -97,8 +98,8 @@ class Random(Strategy):
     summary = "uniform over the tokens (every architecture equally likely, whatever its latency)"
     batch_size = 1
 
-    def __init__(self, problem: Problem, seed: int = 0, **options):
-        super().__init__(problem, seed, **options)
+    def __init__(self, problem: Problem, seed: int = 0):
+        super().__init__(problem, seed)
         self.rng = np.random.default_rng(seed)
 
     def ask(self, n: int) -> np.ndarray:
@@ -118,8 +119,8 @@ class RandomFeasible(Random):
     name = "random-feasible"
     summary = "uniform among the architectures the latency model puts at or under T (rejection sampling)"
 
-    def __init__(self, problem: Problem, seed: int = 0, chunk: int = 4096, max_draws: int = 1_000_000, **options):
-        super().__init__(problem, seed, **options)
+    def __init__(self, problem: Problem, seed: int = 0, chunk: int = 4096, max_draws: int = 1_000_000):
+        super().__init__(problem, seed)
         self.chunk = check_int(self.name, "chunk", chunk, 1)
         self.max_draws = check_int(self.name, "max_draws", max_draws, 1)
 
