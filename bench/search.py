@@ -3,7 +3,7 @@
     python bench/search.py [--seeds 20] [--budgets 100,200,500] [--jobs 2]
         [--devices pixel3,raspi4,eyeriss,fpga] [--datasets cifar10,cifar100,imagenet16] [--quantiles 0.25,0.5]
         [--strategies evolution,rl,random,random-feasible] [--peers optuna-nsga2,optuna-tpe] [--peer-cells targets]
-        [--soft evolution] [--json results.json]
+        [--soft evolution] [--json results.json] [--merge part1.json ...]
 
 Every run is a real `pynas.search.run` (its SQLite log in a temporary folder): space nb201, latency
 from the `nb201-<device>` bundle, accuracy from `nb201:<dataset>` at fidelity 12 (the 12-epoch
@@ -184,8 +184,10 @@ def main(argv=None) -> int:
     parser.add_argument("--soft", type=listed, default=["evolution"], help="strategies also run with MnasNet's soft reward")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--json", help="write every run's figures here")
+    parser.add_argument("--merge", nargs="*", default=[], metavar="JSON",
+                        help="also tabulate the runs of earlier --json files (a grid run in parts)")
     args = parser.parse_args(argv)
-    todo = tasks(args)
+    todo = tasks(args) if args.seeds > 0 else []
     print(f"{len(todo)} runs ({args.seeds} seeds), budgets {args.budgets}, {args.jobs} processes", file=sys.stderr)
     start = time.time()
     results = []
@@ -196,6 +198,8 @@ def main(argv=None) -> int:
                 print(f"  {i + 1}/{len(todo)} runs, {time.time() - start:.0f} s", file=sys.stderr)
     if args.json:
         Path(args.json).write_text(json.dumps(results) + "\n")
+    for path in args.merge:
+        results += json.loads(Path(path).read_text())
     rows = aggregate(results, args.budgets)
     print_tables(rows, args.budgets)
     print()

@@ -20,6 +20,8 @@ STRATEGIES["random-feasible"] = ("pynas.search.strategies.random", "RandomFeasib
 STRATEGIES["evolution"] = ("pynas.search.strategies.evolution", "Evolution")
 STRATEGIES["optuna-nsga2"] = ("pynas.search.strategies.optuna_peers", "OptunaNSGA2")
 STRATEGIES["optuna-tpe"] = ("pynas.search.strategies.optuna_peers", "OptunaTPE")
+STRATEGIES["rl"] = ("pynas.search.strategies.rl", "RLStrategy")
+STRATEGIES["rl-independent"] = ("pynas.search.strategies.rl", "RLIndependentStrategy")
 
 
 def make_strategy(name: str, problem: Problem, seed: int = 0, **options) -> Strategy:
