@@ -1,4 +1,32 @@
-"""DOC"""
+"""MnasNet's RL controller (`rl`) and TuNAS's independent logits (`rl-independent`).
+
+The policy (`controller.py`): `lstm` (MnasNet, Tan et al. 2019): a one-layer LSTM (`hidden` 64
+units) steps through the space's decisions in order; each step has a softmax head sized to that
+decision's cardinality and takes the embedding of the previous choice as input. `independent`
+(TuNAS, Bender et al. 2020): one vector of logits per decision. Both sample by inverse CDF from the
+strategy's own seeded numpy generator (so `ask` is deterministic from the state), on one torch thread.
+
+Learning (`algorithm`): `ppo` (default, as MnasNet: clipped objective, `clip` 0.2, `epochs` 3 passes
+over each batch of `batch_size` 20 told samples, advantages = rewards standardised within the batch)
+or `reinforce` (an exponential moving average baseline, `baseline_decay` 0.95, advantages divided by
+the moving spread); entropy bonus `entropy` 0.05; Adam (`lr` 0.01). Failed evaluations (NaN rewards) are left out of the update.
+
+What the latency model adds (it is free; the budget is accuracy evaluations). Plain policy gradient
+needs thousands of samples; with 100-500 it must not waste them. So each `ask` draws up to 32
+samples from the policy per row asked, prices them, and asks only those in the *band* of LAT/T
+(`band` 'auto': for the absolute reward, from the ratio where the latency term costs one accuracy
+point up to 1.0, i.e. [0.9, 1.0] x T with beta -0.10; for MnasNet's rewards [0, 1] x T), never asked
+before (`fresh`); `oversample` 4 x as many passing candidates as needed are drawn, the best by the reward's
+latency term (closest to T) asked first. What the
+policy cannot fill comes from uniform draws under the same screen, then fresh ones anywhere, and a
+repeat only when nothing fresh is left. The screen's pass/fail of the policy's own draws is a free
+signal too: one extra policy-gradient term per update (`band_weight` 1.0, over the last `band_rows`
+32 draws) teaches the policy where the band is without spending evaluations.
+
+Figures (bench/search.py, NAS-Bench-201 ImageNet16-120, T at the 25% quantile, 20 seeds): see the
+README's search section. State: weights, Adam moments and step, generator, baseline, every row told
+(for freshness) and the unlearnt buffer, as arrays (float32 weights restored bit for bit).
+"""
 from __future__ import annotations
 
 import math
