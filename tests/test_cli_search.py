@@ -1,0 +1,107 @@
+"""`pynas search` (pynas/cli/search.py): end to end on NAS-Bench-201 and on MnasNet with a user's
+function; bad input is one line, exit 2, before anything is written."""
+import json
+import sqlite3
+import textwrap
+
+import pytest
+
+from pynas.cli import main
+
+NB201 = ["--space", "nb201", "--predictor", "nb201-pixel3", "--evaluator", "nb201:imagenet16"]
+
+
+def search(capsys, *args):
+    code = main(["search", *map(str, args)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_a_search_on_nb201_prints_the_target_the_front_and_the_ground_truth(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    code, out, err = search(capsys, *NB201, "--target-quantile", 0.25, "--budget", 60, "--seed", 1,
+                            "--strategy", "evolution", "--out", tmp_path / "run")
+    assert code == 0, err
+    assert "25.0% of the space under it" in out and "all 15,625 architectures" in out
+    assert "stopped: budget; 60 evaluated" in out and "Pareto front" in out
+    assert "NAS-Bench-201 ground truth (imagenet16, 200 epochs)" in out
+    best = (tmp_path / "run" / "best.txt").read_text().splitlines()[0]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert best == summary["best"]["arch"] and best.startswith("|") and summary["best"]["latency_over_target"] <= 1
+    code, again, err = search(capsys, "--report", tmp_path / "run")
+    assert code == 0 and best in again
+
+
+def test_a_search_on_mnasnet_with_a_shipped_bundle_and_a_python_evaluator(tmp_path, capsys, monkeypatch):
+    (tmp_path / "my_eval.py").write_text(textwrap.dedent('''
+        import zlib
+        def accuracy(archs):
+            return [60 + (zlib.crc32(a.encode()) % 2000) / 100 for a in archs]
+    '''))
+    monkeypatch.chdir(tmp_path)  # python:MODULE:FUNCTION imports from the current directory
+    code, out, err = search(capsys, "--space", "mnasnet", "--predictor", "x86-avx512-native", "--target-ms", 3,
+                            "--evaluator", "python:my_eval:accuracy", "--budget", 20, "--strategy", "evolution",
+                            "--out", "run")
+    assert code == 0, err
+    assert "stopped: budget; 20 evaluated" in out
+    assert (tmp_path / "run" / "best.txt").read_text().startswith("net_res224_cls1000:")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--space", "nope", "--predictor", "nb201-pixel3", "--evaluator", "nb201:cifar10", "--target-ms", 5,
+      "--budget", 5], "unknown search space 'nope': expected one of mnasnet, fbnet, nb201"),
+    ([*NB201, "--target-ms", 5, "--budget", 5, "--strategy", "annealing"], "--strategy: invalid choice: 'annealing'"),
+    ([*NB201, "--target-ms", 5, "--budget", 5, "--reward", "linear"], "--reward: invalid choice: 'linear'"),
+    (["--space", "nb201", "--predictor", "nb201-pixel3", "--evaluator", "nb201:mnist", "--target-ms", 5,
+      "--budget", 5], "dataset: expected one of cifar10, cifar100, imagenet16, got 'mnist'"),
+    (["--space", "nb201", "--predictor", "nb201-pixel3", "--evaluator", "table", "--target-ms", 5, "--budget", 5],
+     "evaluator: expected one of nb201:DATASET, python:MODULE:FUNCTION"),
+    ([*NB201, "--target-ms", 0, "--budget", 5], "--target-ms: expected a finite number in (0, inf], got '0'"),
+    ([*NB201, "--target-ms", -3, "--budget", 5], "--target-ms: expected a finite number in (0, inf], got '-3'"),
+    ([*NB201, "--target-ms", 500, "--budget", 5],
+     "target_ms: expected a latency in the space's range [0.003277, 36.77] ms"),
+    ([*NB201, "--target-ms", 5, "--budget", 0], "--budget: expected an integer 1..10000000, got '0'"),
+    ([*NB201, "--target-quantile", 1.5, "--budget", 5], "--target-quantile: expected a finite number in (0, 1]"),
+    (["--space", "nb201", "--predictor", "x86-avx512-native", "--evaluator", "nb201:cifar10", "--target-ms", 5,
+      "--budget", 5], "space: expected"),
+    (["--space", "mnasnet", "--predictor", "nb201-pixel3", "--evaluator", "python:x:y", "--target-ms", 5,
+      "--budget", 5], "space: expected"),
+    ([*NB201, "--budget", 5], "--target-ms (or --target-quantile): expected a value for a new search"),
+    ([*NB201, "--target-ms", 5, "--budget", 5, "--fidelity", 50], "--fidelity: invalid choice: 50"),
+    ([*NB201, "--target-ms", 5, "--budget", 5, "--strategy", "evolution", "--strategy-option", "population=-1"],
+     "population"),
+    ([*NB201, "--target-ms", 5, "--budget", 5, "--strategy", "evolution", "--strategy-option", "warp=1"],
+     "unknown option 'warp'"),
+])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, args, message):
+    out = tmp_path / "run"
+    code, _, err = search(capsys, *args, "--out", out)
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1 and message in err, err
+    assert not out.exists()
+
+
+def test_resume_and_report_refuse_bad_logs_and_keep_them(tmp_path, capsys):
+    code, _, err = search(capsys, *NB201, "--target-ms", 5, "--budget", 5, "--strategy", "random", "--out",
+                          tmp_path / "run")
+    assert code == 0, err
+    log = tmp_path / "run" / "search.sqlite"
+    before = log.read_bytes()
+    cases = [
+        (["--resume", tmp_path / "run", "--budget", 9], "--resume: expected alone (the run's settings are in its log), "
+                                                         "got also --budget"),
+        (["--resume", tmp_path / "nothing"], "expected a search folder with search.sqlite, got no such folder"),
+        ([*NB201, "--target-ms", 5, "--budget", 5, "--out", tmp_path / "run"], "a search log is already there"),
+    ]
+    for args, message in cases:
+        code, _, err = search(capsys, *args)
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert log.read_bytes() == before
+    with sqlite3.connect(log) as db:
+        db.execute("""UPDATE meta SET value = '"0.0.0"' WHERE key = 'pynas_version'""")
+    code, _, err = search(capsys, "--resume", tmp_path / "run")
+    assert code == 2 and "pynas_version: expected" in err and "got '0.0.0'" in err
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "search.sqlite").write_bytes(b"SQLite format 3\x00" + b"\x00" * 200)
+    code, _, err = search(capsys, "--report", tmp_path / "bad")
+    assert code == 2 and "expected a pynas search log" in err, err
