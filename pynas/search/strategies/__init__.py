@@ -13,6 +13,8 @@ from pynas.search.strategies.base import State, Strategy
 
 # name -> (module, class): imported on demand, so `pynas search --strategy random` needs no torch.
 STRATEGIES: dict[str, tuple[str, str]] = {}
+STRATEGIES["rl"] = ("pynas.search.strategies.rl", "RLStrategy")
+STRATEGIES["rl-independent"] = ("pynas.search.strategies.rl", "RLIndependentStrategy")
 
 
 def make_strategy(name: str, problem: Problem, seed: int = 0, **options) -> Strategy:
