@@ -97,6 +97,10 @@ def test_resume_and_report_refuse_bad_logs_and_keep_them(tmp_path, capsys):
         code, _, err = search(capsys, *args)
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
     assert log.read_bytes() == before
+    (tmp_path / "afile").write_text("keep me")
+    code, _, err = search(capsys, *NB201, "--target-ms", 5, "--budget", 5, "--out", tmp_path / "afile")
+    assert code == 2 and "expected a folder for the run's log and results, got a file" in err, err
+    assert (tmp_path / "afile").read_text() == "keep me"
     with sqlite3.connect(log) as db:
         db.execute("""UPDATE meta SET value = '"0.0.0"' WHERE key = 'pynas_version'""")
     code, _, err = search(capsys, "--resume", tmp_path / "run")

@@ -105,13 +105,13 @@ def cmd_search(args) -> None:
         warnings.simplefilter("always")
         target_ms = args.target_ms
         if target_ms is None:
-            from pynas.search.loop import _model
-
-            target_ms = targets.target_at_quantile(_model(args.predictor, space), space, args.target_quantile)
-        config, space, model, judge = search.configure(
+            target_ms = targets.target_at_quantile(search.target_model(args.predictor, space), space,
+                                                   args.target_quantile)
+        configured = search.configure(
             space, args.predictor, target_ms, args.evaluator, args.budget, strategy=args.strategy, reward=args.reward,
             seed=args.seed, strategy_options=_options(args.strategy_option), batch_size=args.batch_size,
             fidelity=args.fidelity)
+    config, space, model, judge = configured
     from pynas.cli.common import print_warnings
 
     print_warnings("search", caught)
@@ -120,12 +120,8 @@ def cmd_search(args) -> None:
     print(f"reward {search.make_reward(args.reward, target_ms).describe()}; strategy {args.strategy}, "
           f"budget {args.budget} evaluations, seed {args.seed}")
     sys.stdout.flush()
-    from pynas.search.log import SearchLog
-    from pynas.search.loop import _drive, _version
-
-    with SearchLog.create(args.out, config, _version()) as log, \
-            ui.Progress(args.budget, description="search") as bar:
-        run = _drive(log, space, model, judge, Tracker(bar, args.budget, target_ms))
+    with ui.Progress(args.budget, description="search") as bar:
+        run = search.start(configured, args.out, progress=Tracker(bar, args.budget, target_ms))
     _finish(run)
 
 

@@ -11,9 +11,9 @@ goes to a log that a killed run resumes from.
 Modules: reward (the rewards), problem (what a strategy sees), strategies/ (ask/tell), evaluators/
 (accuracy), target (where T lies in the space), log (SQLite), loop (run, resume), report.
 """
-from pynas.search.loop import DEFAULT_STRATEGY, Run, configure, resume, run
+from pynas.search.loop import DEFAULT_STRATEGY, Run, configure, resume, run, start, target_model
 from pynas.search.report import write as report
 from pynas.search.reward import DEFAULT as DEFAULT_REWARD, PRESETS as REWARDS, Reward, make_reward
 
 __all__ = ["DEFAULT_REWARD", "DEFAULT_STRATEGY", "REWARDS", "Reward", "Run", "configure", "make_reward", "report",
-           "resume", "run"]
+           "resume", "run", "start", "target_model"]

@@ -98,6 +98,8 @@ class SearchLog:
     @classmethod
     def create(cls, folder: Path, config: dict, version: str) -> "SearchLog":
         path = Path(folder) / LOG_NAME
+        if Path(folder).exists() and not Path(folder).is_dir():
+            raise LogError(f"--out {folder}: expected a folder for the run's log and results, got a file")
         if path.exists():
             raise LogError(f"{path}: a search log is already there: expected a new folder (resume it with "
                            f"`pynas search --resume {folder}`)")

@@ -115,7 +115,7 @@ def configure(space, predictor, target_ms: float, evaluator: str, budget: int, *
         space = get_space(space)
     elif not isinstance(space, SearchSpace):
         raise ValueError(f"space: expected a space name or a SearchSpace, got {type(space).__name__}")
-    model = _model(predictor, space)
+    model = target_model(predictor, space)
     distribution = check_target(model, space, reward_fn.target_ms) if check_range else None
     judge = make_evaluator(evaluator, space, fidelity=fidelity)
     config = {
@@ -140,7 +140,8 @@ def _is_folder(predictor) -> bool:
     return isinstance(predictor, (str, Path)) and is_path(predictor)
 
 
-def _model(predictor, space):
+def target_model(predictor, space):
+    """The latency model of `predictor` (None: this machine's own bundle) over `space`."""
     from pynas.predictor import latency_model
 
     if predictor is None:
@@ -161,9 +162,14 @@ def _problem(space, model, reward_fn, counter=None) -> Problem:
 
 def run(space, predictor, target_ms: float, evaluator: str, budget: int, out, *, progress=None, **options) -> Run:
     """A new search into folder `out` (see the module docstring; `options` as `configure`)."""
-    config, space, model, judge = configure(space, predictor, target_ms, evaluator, budget, **options)
-    out = Path(out)
-    with SearchLog.create(out, config, _version()) as log:
+    return start(configure(space, predictor, target_ms, evaluator, budget, **options), out, progress=progress)
+
+
+def start(configured: tuple, out, *, progress=None) -> Run:
+    """A new search into folder `out` from what `configure` returned (the CLI prints the target's
+    place in the space between the two)."""
+    config, space, model, judge = configured
+    with SearchLog.create(Path(out), config, _version()) as log:
         return _drive(log, space, model, judge, progress)
 
 
@@ -208,8 +214,11 @@ def _drive(log: SearchLog, space, model, judge, progress) -> Run:
         cache.setdefault(s.tokens, s)
     spent, asked = log.evaluated(), log.asked()  # kept in step from here (queries cost ~0.1 ms each)
     stop = ""
+    resuming = True
     while True:
-        rows, decoded = log.step_samples(step), {}
+        # Only the first step after a resume can hold rows asked before the stop: one query, not one per step.
+        rows, decoded = (log.step_samples(step) if resuming else []), {}
+        resuming = False
         start = time.perf_counter()
         if rows:  # asked before the run was stopped: ask again from the saved state, check it agrees
             tokens = _asked(strategy, len(rows), problem)

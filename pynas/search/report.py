@@ -35,8 +35,8 @@ def pareto_mask(accuracy: np.ndarray, latency: np.ndarray) -> np.ndarray:
 
 
 def _evaluated(log: SearchLog):
-    rows = log.samples("WHERE status = 'done' AND cached = 0")
-    return rows
+    """The architectures evaluated (not repeats answered from the cache) with an accuracy."""
+    return log.samples("WHERE status = 'done' AND cached = 0")
 
 
 def summarise(log: SearchLog) -> dict:
