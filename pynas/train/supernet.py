@@ -1,0 +1,254 @@
+"""Training a MnasNet-space supernet once per dataset, its file, and scoring its sub-networks.
+
+    supernet, meta = train_supernet(space, data, epochs=2, dataset="fashion-mnist", out="sn.pt")
+    supernet, meta = load_supernet("sn.pt", space)            # refuses another space / options
+    net = supernet.extract(tokens)                              # build_torch(arch) with its weights
+    recalibrate(net, images); accuracy(net, x_val, y_val)       # what SupernetEvaluator does
+
+Training is the sandwich rule (BigNAS / OFA's progressive shrinking without its phases): each step
+runs the largest sub-network, the smallest and `random_subnets` uniform samples of the space on the
+same batch, sums their gradients and steps once; the others learn from the largest's soft labels
+(in-place distillation) when `distill` is on. SGD with Nesterov momentum and a cosine schedule to
+0, weight decay on conv and linear weights only. Seeded: the same seed, data and thread count give
+the same weights bit for bit.
+
+The file is `torch.save` of a dict of primitives and tensors (no pickled objects) read back with
+`torch.load(weights_only=True)`: ``format`` / ``version``, ``meta`` (space name and options, dataset
+name and sha256, epochs, seed, normalisation, pynas version, ...) and ``state_dict``.
+"""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pynas.space.mnasnet import FILTER_MULTIPLIERS, KERNELS, LAYER_DELTAS, OPS, SE_RATIOS, SKIPS, MnasNetSpace
+from pynas.train.supernet_layers import DynamicConv, Supernet
+
+FORMAT = "pynas-supernet"
+VERSION = 1
+_BLOCK_FIELDS = 6  # op, kernel, se, skip, filters, layers (pynas.space.mnasnet)
+CLIP_NORM = 5.0  # of the summed gradient: early steps of four networks' sum otherwise blow up
+WARMUP = 0.05  # of the steps, a linear warm-up before the cosine
+
+
+def largest_tokens(space: MnasNetSpace) -> tuple[int, ...]:
+    """mbconv6, kernel 5, SE, identity residuals, 1.25x filters, base + 1 layers in every block."""
+    block = (OPS.index("mbconv6"), KERNELS.index(5), SE_RATIOS.index(0.25), SKIPS.index("identity"),
+             FILTER_MULTIPLIERS.index(1.25), LAYER_DELTAS.index(1))
+    return block * (len(space.decisions) // _BLOCK_FIELDS)
+
+
+def smallest_tokens(space: MnasNetSpace) -> tuple[int, ...]:
+    """dsconv, kernel 3, no SE, no shortcut, 0.75x filters, base - 1 layers in every block."""
+    block = (OPS.index("dsconv"), KERNELS.index(3), SE_RATIOS.index(0.0), SKIPS.index("none"),
+             FILTER_MULTIPLIERS.index(0.75), LAYER_DELTAS.index(-1))
+    return block * (len(space.decisions) // _BLOCK_FIELDS)
+
+
+def normalisation(x: np.ndarray) -> tuple[list[float], list[float]]:
+    """Per-channel mean and standard deviation of images (N, C, H, W) scaled to [0, 1] if uint8."""
+    x = _unit(x)
+    return x.mean((0, 2, 3)).tolist(), [max(s, 1e-6) for s in x.std((0, 2, 3)).tolist()]
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
+
+
+def to_tensor(x: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """Images (N, C, H, W), uint8 or float, as the normalised float tensor the networks take."""
+    mean = np.asarray(mean, np.float32)[None, :, None, None]
+    std = np.asarray(std, np.float32)[None, :, None, None]
+    return torch.from_numpy(np.ascontiguousarray((_unit(x) - mean) / std))
+
+
+def _check_data(space: MnasNetSpace, data, what: str) -> None:
+    """The dataset's images fit the space (channels, resolution, classes); labels in range."""
+    x, y = data.x_train, data.y_train
+    channels = Supernet.input_channels(space)
+    if x.ndim != 4 or x.shape[1:] != (channels, space.resolution, space.resolution):
+        raise ValueError(f"{what}: expected training images (N, {channels}, {space.resolution}, "
+                         f"{space.resolution}) for space {space.name} {space.options()}, got {tuple(x.shape)}")
+    if len(y) != len(x) or len(y) == 0:
+        raise ValueError(f"{what}: expected one label per training image (at least one), got {len(y)} for {len(x)}")
+    if int(data.num_classes) != space.num_classes or y.min() < 0 or y.max() >= space.num_classes:
+        raise ValueError(f"{what}: expected labels in [0, {space.num_classes}) (the space's num_classes), got "
+                         f"{data.num_classes} classes, labels {int(y.min())}..{int(y.max())}")
+
+
+def sandwich_step(supernet: Supernet, x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer,
+                  rng: np.random.Generator, random_subnets: int = 2, distill: bool = True) -> float:
+    """One step of the sandwich rule on a batch; returns the largest sub-network's loss."""
+    space = supernet.space
+    optimizer.zero_grad(set_to_none=True)
+    logits = supernet(x, largest_tokens(space))
+    loss = F.cross_entropy(logits, y)
+    loss.backward()
+    target = F.softmax(logits.detach(), 1) if distill else None
+    others = [smallest_tokens(space)] + [tuple(int(rng.integers(d.cardinality)) for d in space.decisions)
+                                         for _ in range(random_subnets)]
+    for tokens in others:
+        out = supernet(x, tokens)
+        other = -(target * F.log_softmax(out, 1)).sum(1).mean() if distill else F.cross_entropy(out, y)
+        other.backward()
+    nn.utils.clip_grad_norm_(supernet.parameters(), CLIP_NORM)
+    optimizer.step()
+    return float(loss.detach())
+
+
+def _optimizer(supernet: Supernet, lr: float, momentum: float, weight_decay: float) -> torch.optim.SGD:
+    """Weight decay on conv and linear weights, none on BN and biases (OFA's setting)."""
+    decayed, free = [], []
+    for module in supernet.modules():
+        for name, param in module.named_parameters(recurse=False):
+            (decayed if name == "weight" and isinstance(module, (DynamicConv, nn.Linear)) else free).append(param)
+    return torch.optim.SGD([{"params": decayed, "weight_decay": weight_decay}, {"params": free, "weight_decay": 0.0}],
+                           lr=lr, momentum=momentum, nesterov=True)
+
+
+def train_supernet(space: MnasNetSpace, data, epochs: int, *, dataset: str, out: str | Path | None = None,
+                   seed: int = 0, batch_size: int = 128, lr: float = 0.05, momentum: float = 0.9,
+                   weight_decay: float = 3e-5, train_images: int | None = None, random_subnets: int = 2,
+                   distill: bool = True, max_steps: int | None = None,
+                   progress: Callable[[int, int, float], None] | None = None) -> tuple[Supernet, dict]:
+    """Train the supernet of `space` on `data` (a `pynas.data` Dataset: `x_train` (N, C, H, W),
+    `y_train`, `num_classes`, `sha256`; `dataset` is its spec, what an evaluator reloads it by).
+    `train_images`: the first N of a seeded permutation (all by default); `max_steps` stops early
+    (tests). `progress(step, steps, loss)` after each step. Writes `out` if given."""
+    for name, value, low in (("epochs", epochs, 1), ("batch_size", batch_size, 1), ("random_subnets", random_subnets, 0)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise ValueError(f"{name}: expected an integer >= {low}, got {value!r}")
+    for name, value in (("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay)):
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+            raise ValueError(f"{name}: expected a finite number >= 0, got {value!r}")
+    if not isinstance(dataset, str) or not dataset:
+        raise ValueError(f"dataset: expected the dataset's spec (a non-empty string), got {dataset!r}")
+    _check_data(space, data, f"dataset {dataset}")
+    n = len(data.x_train)
+    if train_images is not None and not (isinstance(train_images, int) and 1 <= train_images <= n):
+        raise ValueError(f"train_images: expected an integer in [1, {n}] (the dataset's training images), "
+                         f"got {train_images!r}")
+    if out is not None and Path(out).is_dir():
+        raise ValueError(f"out: expected a file path, got the folder {out}")
+
+    rng = np.random.default_rng(seed)
+    subset = np.sort(rng.permutation(n)[:train_images or n])
+    mean, std = normalisation(data.x_train[subset])
+    x_all = to_tensor(data.x_train[subset], mean, std)
+    y_all = torch.from_numpy(np.asarray(data.y_train[subset], dtype=np.int64))
+    torch.manual_seed(seed)
+    supernet = Supernet(space).train()
+    optimizer = _optimizer(supernet, lr, momentum, weight_decay)
+    per_epoch = math.ceil(len(subset) / batch_size)
+    steps = per_epoch * epochs if max_steps is None else min(max_steps, per_epoch * epochs)
+    warmup = max(1, round(WARMUP * steps))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: (s + 1) / warmup if s < warmup else 0.5 * (1 + math.cos(math.pi * (s - warmup) / (steps - warmup + 1))))
+    start, step, losses = time.perf_counter(), 0, []
+    for _ in range(epochs):
+        order = torch.from_numpy(rng.permutation(len(subset)))
+        for i in range(per_epoch):
+            if step == steps:
+                break
+            batch = order[i * batch_size:(i + 1) * batch_size]
+            loss = sandwich_step(supernet, x_all[batch], y_all[batch], optimizer, rng, random_subnets, distill)
+            if not math.isfinite(loss):
+                raise ValueError(f"training diverged at step {step}: loss {loss} (try a lower lr than {lr})")
+            losses.append(loss)
+            schedule.step()
+            step += 1
+            if progress is not None:
+                progress(step, steps, loss)
+    import pynas
+
+    meta = {"space": space.name, "space_options": space.options(), "dataset": dataset,
+            "dataset_sha256": str(data.sha256), "train_images": int(len(subset)), "epochs": epochs, "steps": step,
+            "seed": seed, "batch_size": batch_size, "lr": lr, "momentum": momentum, "weight_decay": weight_decay,
+            "random_subnets": random_subnets, "distill": distill, "mean": mean, "std": std,
+            "final_loss": float(np.mean(losses[-max(1, per_epoch // 4):])), "train_seconds": time.perf_counter() - start,
+            "threads": torch.get_num_threads(), "pynas_version": pynas.__version__}
+    if out is not None:
+        save_supernet(out, supernet, meta)
+    return supernet.eval(), meta
+
+
+def save_supernet(path: str | Path, supernet: Supernet, meta: dict) -> None:
+    torch.save({"format": FORMAT, "version": VERSION, "meta": dict(meta),
+                "state_dict": {k: v.detach().clone() for k, v in supernet.state_dict().items()}}, str(path))
+
+
+_META_KEYS = ("space", "space_options", "dataset", "dataset_sha256", "epochs", "seed", "mean", "std", "pynas_version")
+
+
+def load_supernet(path: str | Path, space: MnasNetSpace | None = None) -> tuple[Supernet, dict]:
+    """The supernet in `path` (eval mode) and its metadata. With `space`, a file of another space
+    or other options is refused; without, the file's own space is built."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"supernet file {path}: expected a file written by `pynas supernet train`, got "
+                         f"{'a folder' if path.exists() else 'nothing'}")
+    try:
+        blob = torch.load(str(path), weights_only=True, map_location="cpu")
+    except Exception as error:  # noqa: BLE001  any unreadable file is the same one-line error
+        raise ValueError(f"supernet file {path}: expected a torch.save file of format {FORMAT}, got an unreadable "
+                         f"file ({type(error).__name__})") from None
+    got = blob.get("format") if isinstance(blob, dict) else type(blob).__name__
+    if got != FORMAT or blob.get("version") != VERSION:
+        raise ValueError(f"supernet file {path}: expected format {FORMAT} version {VERSION}, got {got} "
+                         f"version {blob.get('version') if isinstance(blob, dict) else None}")
+    meta, state = blob.get("meta"), blob.get("state_dict")
+    missing = [k for k in _META_KEYS if not isinstance(meta, dict) or k not in meta]
+    if missing or not isinstance(state, dict):
+        raise ValueError(f"supernet file {path}: expected meta with {', '.join(_META_KEYS)} and a state_dict, got "
+                         f"{'no state_dict' if not isinstance(state, dict) else 'meta without ' + ', '.join(missing)}")
+    if space is None:
+        from pynas.space import get_space
+
+        space = get_space(meta["space"], **meta["space_options"])
+    elif (meta["space"], meta["space_options"]) != (space.name, space.options()):
+        raise ValueError(f"supernet file {path}: expected space {space.name} {space.options()}, got "
+                         f"{meta['space']} {meta['space_options']}")
+    torch.manual_seed(0)  # the constructor's random init is overwritten; seeded so loading leaves no trace
+    supernet = Supernet(space)
+    try:
+        supernet.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        first = str(error).splitlines()[1].strip() if len(str(error).splitlines()) > 1 else str(error)
+        raise ValueError(f"supernet file {path}: expected the state dict of space {space.name} "
+                         f"{space.options()}, got other tensors: {first}") from None
+    return supernet.eval(), meta
+
+
+@torch.no_grad()
+def recalibrate(net: nn.Module, images: torch.Tensor, batch_size: int = 250) -> nn.Module:
+    """Set every BatchNorm's running statistics to the mean over batches of `images` of its batch
+    mean and variance (OFA's BN recalibration of a sub-network); returns `net` in eval mode."""
+    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative average over the batches
+    net.train()
+    for i in range(0, len(images), batch_size):
+        net(images[i:i + batch_size])
+    for bn in bns:
+        bn.momentum = 0.1
+    return net.eval()
+
+
+@torch.no_grad()
+def accuracy(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 500) -> float:
+    """Top-1 accuracy in percent (NaN if any logit is not finite: the caller reports a failure)."""
+    correct = 0
+    for i in range(0, len(images), batch_size):
+        logits = net(images[i:i + batch_size])
+        if not torch.isfinite(logits).all():
+            return math.nan
+        correct += int((logits.argmax(1) == labels[i:i + batch_size]).sum())
+    return 100.0 * correct / len(images)
