@@ -10,7 +10,7 @@ Parts are separated by ``:``, tokens by ``_``; the first token of a part names i
 ==========  ========================================================================
 part        required tokens; optional tokens
 ==========  ========================================================================
-``net``     ``res<int>`` input resolution, ``cls<int>`` classes; flag ``sev3``
+``net``     ``res<int>`` input resolution, ``cls<int>`` classes; ``in<int>`` input channels; flag ``sev3``
 ``stem``    ``k s c``; ``n<act>``
 ``ir``      ``r k s e c``; ``g<groups> se<ratio> n<act>``; one skip flag
 ``ds``      ``r k s c``; ``se<ratio> n<act>``; one skip flag
@@ -18,6 +18,9 @@ part        required tokens; optional tokens
 ``id``      ``r s c``; ``n<act>``
 ``head``    ``c``; ``n<act>``; flag ``poolfirst``
 ==========  ========================================================================
+
+The input is ``in`` channels (default 3, RGB, and then not written): ``in1`` for grey images
+(Fashion-MNIST), ``in4`` for RGB-D, and so on; only the stem sees it.
 
 Keys: ``r`` repeats (0 allowed: the stage is kept as data and lowers to nothing, which is how the
 MnasNet space's "-1 layer" choice on a one-layer block is represented), ``k`` kernel, ``s`` stride
@@ -124,7 +127,8 @@ MAX_CHANNELS = 16384
 MAX_REPEATS = 64
 MAX_STAGES = 64
 # Each bounded integer field (as its ValueError names it) -> its maximum.
-LIMITS = {"resolution": MAX_RESOLUTION, "num_classes": MAX_CLASSES, "stem.channels": MAX_CHANNELS,
+LIMITS = {"resolution": MAX_RESOLUTION, "num_classes": MAX_CLASSES, "in_channels": MAX_CHANNELS,
+          "stem.channels": MAX_CHANNELS,
           "stage.channels": MAX_CHANNELS, "stage.groups": MAX_CHANNELS, "stage.repeats": MAX_REPEATS,
           "head.channels": MAX_CHANNELS, "stages": MAX_STAGES}
 
@@ -149,7 +153,7 @@ def _format_number(value: float) -> str:
 
 @dataclass(frozen=True)
 class Stem:
-    """Regular kxk conv from the RGB input, with BN and activation."""
+    """Regular kxk conv from the input image (its channels: `Arch.in_channels`), with BN and activation."""
 
     kernel: int
     stride: int
@@ -267,10 +271,12 @@ class Arch:
     stages: tuple[Stage, ...]
     head: Head
     se_style: str = "mnas"
+    in_channels: int = 3
 
     def __post_init__(self):
         _check_int(self.resolution, "resolution", 1)
         _check_int(self.num_classes, "num_classes", 1)
+        _check_int(self.in_channels, "in_channels", 1)
         _check(isinstance(self.stem, Stem), "stem", "a Stem", self.stem)
         object.__setattr__(self, "stages", tuple(self.stages))
         _check(1 <= len(self.stages) <= MAX_STAGES, "stages", f"1 to {MAX_STAGES} stages", len(self.stages))
@@ -281,6 +287,8 @@ class Arch:
 
     def __str__(self) -> str:
         header = ["net", f"res{self.resolution}", f"cls{self.num_classes}"]
+        if self.in_channels != 3:
+            header.append(f"in{self.in_channels}")
         if self.se_style == "v3":
             header.append("sev3")
         parts = ["_".join(header), str(self.stem), *map(str, self.stages), str(self.head)]
@@ -322,9 +330,9 @@ _INT = re.compile(r"0|[1-9][0-9]*")
 _NUMBER = re.compile(r"(0|[1-9][0-9]*)(\.[0-9]+)?")
 
 # Per part: required keys, optional keys, allowed flags.
-_INT_KEYS = {"r", "k", "s", "c", "g", "res", "cls"}  # the others are decimals, except n (a name)
+_INT_KEYS = {"r", "k", "s", "c", "g", "res", "cls", "in"}  # the others are decimals, except n (a name)
 _PART_GRAMMAR = {
-    "net": (("res", "cls"), (), ("sev3",)),
+    "net": (("res", "cls"), ("in",), ("sev3",)),
     "stem": (("k", "s", "c"), ("n",), ()),
     "ir": (("r", "k", "s", "e", "c"), ("g", "se", "n"), tuple(_SKIP_FLAGS)),
     "ds": (("r", "k", "s", "c"), ("se", "n"), tuple(_SKIP_FLAGS)),
@@ -336,9 +344,10 @@ _PART_GRAMMAR = {
 # allowed values); a value of more than _MAX_INT_DIGITS digits is refused before int() reads it.
 _MAX_INT_DIGITS = 18
 _KEY_LIMITS = {"r": MAX_REPEATS, "k": max(_CONV_KERNELS), "s": max(_STRIDES), "c": MAX_CHANNELS, "g": MAX_CHANNELS,
-               "res": MAX_RESOLUTION, "cls": MAX_CLASSES}
+               "res": MAX_RESOLUTION, "cls": MAX_CLASSES, "in": MAX_CHANNELS}
 _KEY_MEANING = {"r": "repeats", "k": "kernel", "s": "stride", "e": "expansion", "c": "channels",
-                "g": "groups", "se": "SE ratio", "n": "activation", "res": "resolution", "cls": "classes"}
+                "g": "groups", "se": "SE ratio", "n": "activation", "res": "resolution", "cls": "classes",
+                "in": "input channels"}
 
 
 def _split(text: str, separator: str, offset: int):
@@ -464,5 +473,5 @@ def parse(text: str) -> Arch:
     _, values, flags = _parse_part(head, head_pos, "head")
     head_obj = _build(Head, values, {"c": "channels", "n": "act"}, head, head_pos, pool_first="poolfirst" in flags)
 
-    return _build(Arch, net_values, {"res": "resolution", "cls": "num_classes"}, net, net_pos, stem=stem_obj,
+    return _build(Arch, net_values, {"res": "resolution", "cls": "num_classes", "in": "in_channels"}, net, net_pos, stem=stem_obj,
                   stages=tuple(stages), head=head_obj, se_style="v3" if "sev3" in net_flags else "mnas")

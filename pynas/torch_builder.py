@@ -137,7 +137,7 @@ class Network(nn.Module):
         super().__init__()
         self.arch = arch
         stem = arch.stem
-        self.stem = ConvBnAct(3, stem.channels, stem.kernel, stem.stride, act=stem.act)
+        self.stem = ConvBnAct(arch.in_channels, stem.channels, stem.kernel, stem.stride, act=stem.act)
         blocks, channels = [], stem.channels
         for stage in arch.stages:
             for repeat in range(stage.repeats):

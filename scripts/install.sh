@@ -19,5 +19,18 @@ fi
 # build/; without isolation, rebuilds of build/{wheel_tag} are incremental.
 python3 -m pip install -q "scikit-build-core>=0.10" "pybind11>=2.13" "cmake>=3.15" ninja
 
+# Fashion-MNIST, the built-in dataset of the accuracy evaluators: Debian's dataset-fashion-mnist
+# (MIT licence; files in /usr/share/datasets/fashion-mnist/). Nothing is downloaded at run time.
+if [[ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]]; then
+  if command -v apt-get >/dev/null && [[ $(id -u) == 0 ]]; then
+    echo "install.sh: installing Debian's dataset-fashion-mnist"
+    apt-get install -y -q dataset-fashion-mnist >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q dataset-fashion-mnist >/dev/null; } \
+      || echo "install.sh: WARNING: apt-get could not install dataset-fashion-mnist; the fashion-mnist dataset will be missing"
+  else
+    echo "install.sh: NOTE: Fashion-MNIST is not installed: on Debian/Ubuntu run 'apt-get install dataset-fashion-mnist' as root;" \
+      "elsewhere put the four *-idx?-ubyte.gz files in a folder and set PYNAS_FASHION_MNIST to it"
+  fi
+fi
+
 echo "install.sh: building and installing pynas[test]"
 python3 -m pip install -q --no-build-isolation ".[test]"

@@ -842,3 +842,23 @@ def test_scale_width_identity_and_divisor():
 def test_scale_width_rejects_bad_multiplier(multiplier):
     with pytest.raises(ValueError, match="^multiplier: "):
         scale_width(preset("mnasnet-a1"), multiplier)
+
+
+# Input channels (issue 13): grey images (Fashion-MNIST) are in1; 3 (RGB) is the default and not written.
+def test_input_channels_round_trip_and_default():
+    rgb = parse("net_res28_cls10:stem_k3_s2_c8:ir_r1_k3_s1_e6_c8:head_c16")
+    assert rgb.in_channels == 3 and "_in" not in str(rgb)
+    grey = parse("net_res28_cls10_in1:stem_k3_s2_c8:ir_r1_k3_s1_e6_c8:head_c16")
+    assert grey.in_channels == 1 and parse(str(grey)) == grey
+    assert str(grey).startswith("net_res28_cls10_in1:")
+    assert parse("net_in3_res28_cls10:stem_k3_s2_c8:ir_r1_k3_s1_e6_c8:head_c16") == rgb  # 3 is the default
+
+
+@pytest.mark.parametrize("token, message", [("in0", "in_channels: expected an integer in [1, 16384], got 0"),
+                                            ("in16385", "in_channels: expected an integer in [1, 16384]"),
+                                            ("in01", "input channels must be a non-negative integer"),
+                                            ("in", "unknown token for 'net'"),
+                                            ("in1_in2", "duplicate input channels")])
+def test_bad_input_channels_name_the_token(token, message):
+    with pytest.raises(ArchParseError, match=re.escape(message)):
+        parse(f"net_res28_cls10_{token}:stem_k3_s2_c8:ir_r1_k3_s1_e6_c8:head_c16")

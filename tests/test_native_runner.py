@@ -426,3 +426,15 @@ def test_the_activation_estimate_covers_the_runners_arena(name):
         arena = NativeNetwork(arch, fused=fused).network.arena_bytes
         assert arena <= 1.05 * estimate, (fused, arena, estimate)
     assert NativeNetwork(arch, fused=False).network.arena_bytes >= 0.8 * estimate
+
+
+def test_grey_input_architectures_match_pytorch():
+    """in1 (one input channel, Fashion-MNIST's grey images) through the IR, the native stem and PyTorch."""
+    space = get_space("mnasnet", resolution=28, num_classes=10, in_channels=1)
+    for i, arch in enumerate(space.sample(3, seed=5)):
+        assert arch.in_channels == 1 and lower(arch).ops[0].cin == 1
+        model = randomise_batchnorm(build_torch(arch), i)
+        image = np.random.default_rng(i).standard_normal((1, 1, 28, 28)).astype(np.float32)
+        with torch.no_grad():
+            want = model(torch.from_numpy(image))[0].numpy()
+        assert relative_error(NativeNetwork(arch, model, threads=1).run(image), want) < 1e-4

@@ -150,3 +150,17 @@ def test_other_resolutions(space):
     assert arch.resolution == 160 and arch.num_classes == 10
     assert lower(arch).output.cout == 10
     assert small.encode(arch) == space.encode(arch.replace(resolution=224, num_classes=1000))
+
+
+def test_input_channels_option(space):
+    grey = MnasNetSpace(resolution=28, num_classes=10, in_channels=1)
+    arch = grey.sample(1, seed=0)[0]
+    assert arch.in_channels == 1 and str(arch).startswith("net_res28_cls10_in1:")
+    assert grey.options() == {"resolution": 28, "num_classes": 10, "in_channels": 1}
+    assert get_space("mnasnet", **grey.options()).decode(grey.encode(arch)) == arch
+    assert space.options() == {"resolution": 224, "num_classes": 1000}  # RGB configs are unchanged
+    with pytest.raises(ValueError, match=r"in_channels: expected one of \(3,\), got 1"):
+        MnasNetSpace(resolution=28, num_classes=10).encode(arch)
+    with pytest.raises(ValueError, match="in_channels"):
+        MnasNetSpace(in_channels=0)
+    assert grey.layout_name() == "mnasnet_res28_cls10_in1"  # a bundle of RGB networks does not price these

@@ -60,7 +60,8 @@ def cmd_run(args) -> None:
 
     arch = arch_from_args(args)
     net = NativeNetwork(arch, threads=args.threads, seed=0, fused=not args.per_op)
-    image = np.random.default_rng(0).standard_normal((arch.resolution, arch.resolution, 3)).astype(np.float32)
+    shape = (arch.resolution, arch.resolution, arch.in_channels)
+    image = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     net.time_runs(image, max(1, args.runs // 10))  # warm-up: caches, page faults, CPU clock
     seconds = sorted(net.time_runs(image, args.runs))
     median = 1e3 * statistics.median(seconds)

@@ -143,7 +143,7 @@ def lower(arch: Arch, batch: int = 1) -> Graph:
     """The ordered op graph of `arch` for a batch of `batch` images."""
     if not isinstance(batch, int) or batch < 1:
         raise ValueError(f"batch: expected an integer >= 1, got {batch!r}")
-    b = _Builder(batch=batch, height=arch.resolution, width=arch.resolution)
+    b = _Builder(batch=batch, channels=arch.in_channels, height=arch.resolution, width=arch.resolution)
     b.conv("stem", arch.stem.channels, arch.stem.kernel, arch.stem.stride, act=arch.stem.act, role="stem")
     for index, stage in enumerate(arch.stages):
         for repeat in range(stage.repeats):

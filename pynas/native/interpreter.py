@@ -14,8 +14,8 @@ from pynas.native.weights import OpWeights
 
 
 def run_reference(graph: Graph, weights: dict[int, OpWeights], image: np.ndarray) -> np.ndarray:
-    """Logits (num_classes,) for one H x W x 3 image."""
-    expected = (graph.arch.resolution, graph.arch.resolution, 3)
+    """Logits (num_classes,) for one H x W x C image (C = the architecture's input channels)."""
+    expected = (graph.arch.resolution, graph.arch.resolution, graph.arch.in_channels)
     if graph.batch != 1 or image.shape != expected:
         raise ValueError(f"image: expected shape {expected} (batch 1, HxWxC), got {image.shape}")
     values = {NETWORK_INPUT: np.asarray(image, np.float64)}

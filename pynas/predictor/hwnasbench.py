@@ -219,7 +219,7 @@ def block_keys(arch: Arch | str) -> list[str]:
     arch = _arch(arch)
     space = _fbnet_space_of(arch)
     res, stem = arch.resolution, arch.stem
-    keys = [f"ConvNorm_H{res}_W{res}_Cin3_Cout{stem.channels}_kernel{stem.kernel}_stride{stem.stride}_group1"]
+    keys = [f"ConvNorm_H{res}_W{res}_Cin{arch.in_channels}_Cout{stem.channels}_kernel{stem.kernel}_stride{stem.stride}_group1"]
     for layer, stage in zip(space.layers, arch.stages):
         shape = f"H{layer.size}_W{layer.size}_Cin{layer.cin}_Cout{layer.cout}"
         if stage.block == "id":

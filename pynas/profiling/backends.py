@@ -154,7 +154,7 @@ def _torch_module(arch: Arch, segment: str | None):
 
     model = fold_batchnorm(build_torch(arch)).eval()
     if segment is None:
-        return model, (arch.resolution, arch.resolution, 3)
+        return model, (arch.resolution, arch.resolution, arch.in_channels)
     by_id = segment_by_id(arch)
     if segment not in by_id:
         raise ValueError(f"segment: expected one of {', '.join(by_id)} (segments of {arch}), got {segment!r}")

@@ -10,8 +10,8 @@ SPACES = {"mnasnet": MnasNetSpace, "fbnet": FBNetSpace, "nb201": NB201Space}
 
 
 def get_space(name: str, **options) -> SearchSpace:
-    """The space `name` with its options (MnasNet: resolution, num_classes; FBNet: setting,
-    resolution, num_classes; NAS-Bench-201: none, resolution only 32)."""
+    """The space `name` with its options (MnasNet: resolution, num_classes, in_channels; FBNet:
+    setting, resolution, num_classes, in_channels; NAS-Bench-201: none, resolution only 32)."""
     if name not in SPACES:
         raise ValueError(f"unknown search space {name!r}: expected one of {', '.join(SPACES)}")
     # A misspelt or foreign option is a ValueError naming it, not a TypeError from the constructor.
@@ -34,7 +34,8 @@ def spaces_holding(arch) -> list[str]:
     if not isinstance(arch, Arch):
         raise ValueError(f"arch: expected an Arch or a NAS-Bench-201 Cell, got {type(arch).__name__}")
 
-    candidates = [("mnasnet", MnasNetSpace(resolution=arch.resolution, num_classes=arch.num_classes))]
+    candidates = [("mnasnet", MnasNetSpace(resolution=arch.resolution, num_classes=arch.num_classes,
+                                           in_channels=arch.in_channels))]
     candidates += [(f"fbnet ({setting})", FBNetSpace(setting)) for setting in SETTINGS]
     found = []
     for label, space in candidates:

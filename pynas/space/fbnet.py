@@ -86,15 +86,18 @@ def _out_size(size: int, stride: int) -> int:
 class FBNetSpace(SearchSpace):
     name = "fbnet"
 
-    def __init__(self, setting: str = "imagenet", resolution: int | None = None, num_classes: int | None = None):
+    def __init__(self, setting: str = "imagenet", resolution: int | None = None, num_classes: int | None = None,
+                 in_channels: int = 3):
         """`setting` 'imagenet' or 'cifar100'; `resolution` and `num_classes` default to the
-        setting's (other values make architectures HW-NAS-Bench has no tables for)."""
+        setting's (other values, and `in_channels` other than 3, make architectures HW-NAS-Bench
+        has no tables for)."""
         if setting not in SETTINGS:
             raise ValueError(f"setting: expected one of {', '.join(SETTINGS)}, got {setting!r}")
         self.setting = setting
         config = SETTINGS[setting]
         self.resolution = config.resolution if resolution is None else resolution
         self.num_classes = config.num_classes if num_classes is None else num_classes
+        self.in_channels = in_channels
         self.stem = Stem(kernel=3, stride=config.stem_stride, channels=STEM_CHANNELS)
         self.head = Head(channels=config.head_channels)
         self.decisions = tuple(Decision(f"layer{i}", CHOICES) for i in range(sum(STAGE_LAYERS)))
@@ -111,7 +114,10 @@ class FBNetSpace(SearchSpace):
         self.decode((0,) * len(self.decisions))  # a bad class count fails here, not later
 
     def options(self) -> dict:
-        return {"setting": self.setting, "resolution": self.resolution, "num_classes": self.num_classes}
+        options = {"setting": self.setting, "resolution": self.resolution, "num_classes": self.num_classes}
+        if self.in_channels != 3:  # written only when set, so RGB runs' configs stay as they were
+            options["in_channels"] = self.in_channels
+        return options
 
     def layer_stage(self, layer: int, choice: str) -> Stage:
         """The stage of layer `layer` (0..21) with choice `choice` (one of CHOICES)."""
@@ -125,7 +131,7 @@ class FBNetSpace(SearchSpace):
     def decode(self, tokens: Sequence[int]) -> Arch:
         tokens = self.check_tokens(tokens)
         stages = tuple(self.layer_stage(i, CHOICES[t]) for i, t in enumerate(tokens))
-        return Arch(self.resolution, self.num_classes, self.stem, stages, self.head)
+        return Arch(self.resolution, self.num_classes, self.stem, stages, self.head, in_channels=self.in_channels)
 
     def choices(self, tokens: Sequence[int]) -> tuple[str, ...]:
         """The choice names of a token vector, e.g. ('k3_e1', 'skip', ...)."""
@@ -141,6 +147,7 @@ class FBNetSpace(SearchSpace):
 
         expect("resolution", arch.resolution, (self.resolution,))
         expect("num_classes", arch.num_classes, (self.num_classes,))
+        expect("in_channels", arch.in_channels, (self.in_channels,))
         expect("se_style", arch.se_style, ("mnas",))
         expect("stem", arch.stem, (self.stem,))
         expect("head", arch.head, (self.head,))
@@ -183,7 +190,8 @@ class FBNetSpace(SearchSpace):
         n = len(self.decisions)
         slots = tuple(BlockSlot(name=f"l{i}", stage=i, chunk_tokens=(i,), repeats_token=None, repeats=(1,),
                                 state_token=None, next_state=(0,)) for i in range(n))
-        layout = TableLayout(space=f"{self.name}_{self.setting}_res{self.resolution}_cls{self.num_classes}",
+        layout = TableLayout(space=f"{self.name}_{self.setting}_res{self.resolution}_cls{self.num_classes}"
+                             + (f"_in{self.in_channels}" if self.in_channels != 3 else ""),
                              decision_names=tuple(d.name for d in self.decisions), cardinalities=self.cardinalities,
                              states=("fixed",), initial_state=0, blocks=slots)
         return TableSpec(layout, self._table_cells)

@@ -51,9 +51,10 @@ _OP_BLOCK = {"conv": ("cn", 1.0), "dsconv": ("ds", 1.0), "mbconv3": ("ir", 3.0),
 class MnasNetSpace(SearchSpace):
     name = "mnasnet"
 
-    def __init__(self, resolution: int = 224, num_classes: int = 1000):
+    def __init__(self, resolution: int = 224, num_classes: int = 1000, in_channels: int = 3):
         self.resolution = resolution
         self.num_classes = num_classes
+        self.in_channels = in_channels  # 1 for grey images (Fashion-MNIST); only the stem sees it
         self.stem = Stem(kernel=3, stride=2, channels=32)
         self.head = Head(channels=1280)
         choices = dict(op=OPS, kernel=KERNELS, se=SE_RATIOS, skip=SKIPS, filters=FILTER_MULTIPLIERS,
@@ -63,10 +64,13 @@ class MnasNetSpace(SearchSpace):
         self.channel_choices = tuple(tuple(round_half_up(c * m) for m in FILTER_MULTIPLIERS) for c in BASE_CHANNELS)
         # Architecture -> token must be unique: the width choices of a block must differ.
         assert all(len(set(c)) == len(c) for c in self.channel_choices)
-        self.decode((0,) * len(self.decisions))  # a bad resolution or class count fails here, not later
+        self.decode((0,) * len(self.decisions))  # a bad resolution, class or channel count fails here, not later
 
     def options(self) -> dict:
-        return {"resolution": self.resolution, "num_classes": self.num_classes}
+        options = {"resolution": self.resolution, "num_classes": self.num_classes}
+        if self.in_channels != 3:  # written only when set, so RGB runs' configs stay as they were
+            options["in_channels"] = self.in_channels
+        return options
 
     def _block_stage(self, block: int, choice: dict) -> Stage:
         kind, expansion = _OP_BLOCK[choice["op"]]
@@ -82,7 +86,8 @@ class MnasNetSpace(SearchSpace):
             choice = {field: decision.choices[token]
                       for field, decision, token in zip(_FIELDS, self.decisions[span], tokens[span])}
             stages.append(self._block_stage(block, choice))
-        return Arch(self.resolution, self.num_classes, self.stem, tuple(stages), self.head)
+        return Arch(self.resolution, self.num_classes, self.stem, tuple(stages), self.head,
+                    in_channels=self.in_channels)
 
     def encode(self, arch: Arch) -> tuple[int, ...]:
         def expect(field, got, allowed):
@@ -93,6 +98,7 @@ class MnasNetSpace(SearchSpace):
 
         expect("resolution", arch.resolution, (self.resolution,))
         expect("num_classes", arch.num_classes, (self.num_classes,))
+        expect("in_channels", arch.in_channels, (self.in_channels,))
         expect("se_style", arch.se_style, ("mnas",))
         expect("stem", arch.stem, (self.stem,))
         expect("head", arch.head, (self.head,))
@@ -180,7 +186,8 @@ class MnasNetSpace(SearchSpace):
             state_token=block * width + 4,
             next_state=tuple(1 + len(FILTER_MULTIPLIERS) * block + f for f in range(len(FILTER_MULTIPLIERS))))
             for block in range(len(BASE_CHANNELS)))
-        layout = TableLayout(space=f"{self.name}_res{self.resolution}_cls{self.num_classes}",
+        layout = TableLayout(space=f"{self.name}_res{self.resolution}_cls{self.num_classes}"
+                             + (f"_in{self.in_channels}" if self.in_channels != 3 else ""),
                              decision_names=tuple(d.name for d in self.decisions), cardinalities=self.cardinalities,
                              states=tuple(states), initial_state=0, blocks=slots)
         return TableSpec(layout, lambda: self._table_cells(layout))
