@@ -11,13 +11,13 @@ from __future__ import annotations
 import os
 import sys
 
-from pynas.cli import archs, device, flags, predictors, profile, search, store
+from pynas.cli import archs, device, flags, predictors, profile, search, store, supernet
 
 
 def build_parser() -> flags.Parser:
     parser = flags.Parser(prog="pynas", description="Hardware-aware neural architecture search.")
     commands = parser.add_subparsers(dest="command", required=True)
-    for module in (archs, profile, predictors, device, store, search):
+    for module in (archs, profile, predictors, device, store, search, supernet):
         module.add_parsers(commands)
     return parser
 
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as done:  # --help, or a bad flag (its one-line error is printed): the status
         return done.code if isinstance(done.code, int) else 2
     command = " ".join(filter(None, [args.command, getattr(args, "db_command", None),
-                                     getattr(args, "device_command", None)]))
+                                     getattr(args, "device_command", None), getattr(args, "supernet_command", None)]))
     try:
         args.run(args)
     except (ValueError, BackendUnavailable, MissingKeyError, FileNotFoundError, IsADirectoryError,

@@ -1,6 +1,6 @@
 """Training a MnasNet-space supernet once per dataset, its file, and scoring its sub-networks.
 
-    supernet, meta = train_supernet(space, data, epochs=2, dataset="fashion-mnist", out="sn.pt")
+    supernet, meta = train_supernet(space, "fashion-mnist", epochs=2, out="sn.pt")
     supernet, meta = load_supernet("sn.pt", space)            # refuses another space / options
     net = supernet.extract(tokens)                              # build_torch(arch) with its weights
     recalibrate(net, images); accuracy(net, x_val, y_val)       # what SupernetEvaluator does
@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pynas.data import load_dataset
 from pynas.space.mnasnet import FILTER_MULTIPLIERS, KERNELS, LAYER_DELTAS, OPS, SE_RATIOS, SKIPS, MnasNetSpace
 from pynas.train.supernet_layers import DynamicConv, Supernet
 
@@ -69,22 +70,25 @@ def to_tensor(x: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> tor
     return torch.from_numpy(np.ascontiguousarray((_unit(x) - mean) / std))
 
 
-def _check_data(space: MnasNetSpace, data, what: str) -> None:
-    """The dataset's images fit the space (channels, resolution, classes); labels in range."""
-    x, y = data.x_train, data.y_train
-    channels = Supernet.input_channels(space)
-    if x.ndim != 4 or x.shape[1:] != (channels, space.resolution, space.resolution):
-        raise ValueError(f"{what}: expected training images (N, {channels}, {space.resolution}, "
-                         f"{space.resolution}) for space {space.name} {space.options()}, got {tuple(x.shape)}")
-    if len(y) != len(x) or len(y) == 0:
-        raise ValueError(f"{what}: expected one label per training image (at least one), got {len(y)} for {len(x)}")
-    if int(data.num_classes) != space.num_classes or y.min() < 0 or y.max() >= space.num_classes:
-        raise ValueError(f"{what}: expected labels in [0, {space.num_classes}) (the space's num_classes), got "
-                         f"{data.num_classes} classes, labels {int(y.min())}..{int(y.max())}")
+def _check_data(space: MnasNetSpace, data) -> None:
+    """The dataset feeds the space's networks: its channels and classes (any resolution: images are
+    resized to the space's)."""
+    if data.channels != space.in_channels or data.num_classes != space.num_classes:
+        raise ValueError(f"dataset {data.name}: expected {space.in_channels}-channel images of "
+                         f"{space.num_classes} classes (space {space.name} {space.options()}), got "
+                         f"{data.channels} channels, {data.num_classes} classes")
+
+
+def images(x: np.ndarray, mean: Sequence[float], std: Sequence[float], resolution: int) -> torch.Tensor:
+    """`to_tensor`, resized (bilinear) to `resolution` where the images have another size."""
+    tensor = to_tensor(x, mean, std)
+    if tuple(tensor.shape[2:]) != (resolution, resolution):
+        tensor = F.interpolate(tensor, size=(resolution, resolution), mode="bilinear", align_corners=False)
+    return tensor
 
 
 def sandwich_step(supernet: Supernet, x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer,
-                  rng: np.random.Generator, random_subnets: int = 2, distill: bool = True) -> float:
+                  rng: np.random.Generator, random_subnets: int = 2, distill: bool = False) -> float:
     """One step of the sandwich rule on a batch; returns the largest sub-network's loss."""
     space = supernet.space
     optimizer.zero_grad(set_to_none=True)
@@ -113,35 +117,35 @@ def _optimizer(supernet: Supernet, lr: float, momentum: float, weight_decay: flo
                            lr=lr, momentum=momentum, nesterov=True)
 
 
-def train_supernet(space: MnasNetSpace, data, epochs: int, *, dataset: str, out: str | Path | None = None,
+def train_supernet(space: MnasNetSpace, data, epochs: int, *, data_seed: int = 0, out: str | Path | None = None,
                    seed: int = 0, batch_size: int = 128, lr: float = 0.05, momentum: float = 0.9,
                    weight_decay: float = 3e-5, train_images: int | None = None, random_subnets: int = 2,
-                   distill: bool = True, max_steps: int | None = None,
+                   distill: bool = False, max_steps: int | None = None,
                    progress: Callable[[int, int, float], None] | None = None) -> tuple[Supernet, dict]:
-    """Train the supernet of `space` on `data` (a `pynas.data` Dataset: `x_train` (N, C, H, W),
-    `y_train`, `num_classes`, `sha256`; `dataset` is its spec, what an evaluator reloads it by).
-    `train_images`: the first N of a seeded permutation (all by default); `max_steps` stops early
-    (tests). `progress(step, steps, loss)` after each step. Writes `out` if given."""
+    """Train the supernet of `space` on `data` (a `pynas.data` spec, loaded with `data_seed`, or a
+    Dataset: its name is the spec an evaluator reloads it by, its sha256 what it checks).
+    `train_images`: the first N of a seeded permutation of the training split (all by default);
+    `max_steps` stops early (tests). `progress(step, steps, loss)` after each step. Writes `out`."""
     for name, value, low in (("epochs", epochs, 1), ("batch_size", batch_size, 1), ("random_subnets", random_subnets, 0)):
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise ValueError(f"{name}: expected an integer >= {low}, got {value!r}")
     for name, value in (("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay)):
         if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
             raise ValueError(f"{name}: expected a finite number >= 0, got {value!r}")
-    if not isinstance(dataset, str) or not dataset:
-        raise ValueError(f"dataset: expected the dataset's spec (a non-empty string), got {dataset!r}")
-    _check_data(space, data, f"dataset {dataset}")
+    if out is not None and Path(out).is_dir():
+        raise ValueError(f"out: expected a file path, got the folder {out}")
+    if isinstance(data, str):
+        data = load_dataset(data, seed=data_seed)
+    _check_data(space, data)
     n = len(data.x_train)
     if train_images is not None and not (isinstance(train_images, int) and 1 <= train_images <= n):
         raise ValueError(f"train_images: expected an integer in [1, {n}] (the dataset's training images), "
                          f"got {train_images!r}")
-    if out is not None and Path(out).is_dir():
-        raise ValueError(f"out: expected a file path, got the folder {out}")
 
     rng = np.random.default_rng(seed)
     subset = np.sort(rng.permutation(n)[:train_images or n])
     mean, std = normalisation(data.x_train[subset])
-    x_all = to_tensor(data.x_train[subset], mean, std)
+    x_all = images(data.x_train[subset], mean, std, space.resolution)
     y_all = torch.from_numpy(np.asarray(data.y_train[subset], dtype=np.int64))
     torch.manual_seed(seed)
     supernet = Supernet(space).train()
@@ -168,8 +172,8 @@ def train_supernet(space: MnasNetSpace, data, epochs: int, *, dataset: str, out:
                 progress(step, steps, loss)
     import pynas
 
-    meta = {"space": space.name, "space_options": space.options(), "dataset": dataset,
-            "dataset_sha256": str(data.sha256), "train_images": int(len(subset)), "epochs": epochs, "steps": step,
+    meta = {"space": space.name, "space_options": space.options(), "dataset": data.name,
+            "data_seed": data_seed, "dataset_sha256": str(data.sha256), "train_images": int(len(subset)), "epochs": epochs, "steps": step,
             "seed": seed, "batch_size": batch_size, "lr": lr, "momentum": momentum, "weight_decay": weight_decay,
             "random_subnets": random_subnets, "distill": distill, "mean": mean, "std": std,
             "final_loss": float(np.mean(losses[-max(1, per_epoch // 4):])), "train_seconds": time.perf_counter() - start,
@@ -184,7 +188,7 @@ def save_supernet(path: str | Path, supernet: Supernet, meta: dict) -> None:
                 "state_dict": {k: v.detach().clone() for k, v in supernet.state_dict().items()}}, str(path))
 
 
-_META_KEYS = ("space", "space_options", "dataset", "dataset_sha256", "epochs", "seed", "mean", "std", "pynas_version")
+_META_KEYS = ("space", "space_options", "dataset", "data_seed", "dataset_sha256", "epochs", "seed", "mean", "std", "pynas_version")
 
 
 def load_supernet(path: str | Path, space: MnasNetSpace | None = None) -> tuple[Supernet, dict]:

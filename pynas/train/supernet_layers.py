@@ -239,7 +239,7 @@ class Supernet(nn.Module):
     @staticmethod
     def input_channels(space: MnasNetSpace) -> int:
         """Channels of the space's input images."""
-        return getattr(space.decode((0,) * len(space.decisions)), "in_channels", 3)  # TODO: in_channels from main
+        return space.in_channels
 
     def choices(self, arch: Arch) -> list[list[LayerChoice]]:
         """Per block, the layers `arch` runs (checked to be an architecture of this space)."""

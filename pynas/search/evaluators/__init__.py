@@ -4,6 +4,8 @@
   accuracy, a cheap noisy proxy as MnasNet's 5-epoch training; 200: the 200-epoch test accuracy,
   what a NAS-Bench-201 search is judged by): a lookup in the benchmark's table, space nb201 only.
 * ``python:MODULE:FUNCTION`` / ``python:FILE.py:FUNCTION``: a user's function (`python.py`).
+* ``supernet:PATH``: a sub-network of a weight-sharing supernet trained once on a dataset
+  (`pynas supernet train`), BN-recalibrated, scored on the validation split (`supernet.py`).
 
 Training-based evaluators (proxy training, zero-cost proxies, a supernet) and Ray plug in through
 the same interface (`base.Evaluator.submit` for asynchronous batches).
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 from pynas.search.evaluators.base import Candidate, Evaluator, Outcome, Pending
 
-KINDS = ("nb201:DATASET", "python:MODULE:FUNCTION", "python:FILE.py:FUNCTION")
+KINDS = ("nb201:DATASET", "python:MODULE:FUNCTION", "python:FILE.py:FUNCTION", "supernet:PATH")
 
 
 def make_evaluator(spec: str, space, fidelity: int | None = None) -> Evaluator:
@@ -34,6 +36,12 @@ def make_evaluator(spec: str, space, fidelity: int | None = None) -> Evaluator:
         from pynas.search.evaluators.table import NB201Evaluator
 
         return NB201Evaluator(rest, fidelity=12 if fidelity is None else fidelity)
+    if kind == "supernet":
+        if fidelity is not None:
+            raise ValueError("fidelity: expected none with a supernet: evaluator (its training is in the file)")
+        from pynas.search.evaluators.supernet import SupernetEvaluator
+
+        return SupernetEvaluator.from_spec(spec, space)
     raise ValueError(f"evaluator: expected one of {', '.join(KINDS)}, got {spec!r}")
 
 

@@ -1,0 +1,121 @@
+"""`supernet:PATH`: accuracy of a candidate as a sub-network of a trained weight-sharing supernet.
+
+    evaluator = make_evaluator("supernet:fmnist.pt", get_space("mnasnet", resolution=28, num_classes=10,
+                               in_channels=1))
+    evaluator.evaluate([Candidate(tokens, arch, text), ...])   # seconds each, no training
+
+The file (`pynas supernet train`, `pynas.train.supernet`) says its space and options (another
+space is refused) and its dataset (reloaded by name and seed, refused unless its sha256 is the one
+trained on). Per candidate: the sub-network's weights copied into `build_torch(arch)`, its
+BatchNorm statistics recalibrated on a fixed seeded subset of the training images (shared weights
+leave no statistics that fit every sub-network, OFA), then top-1 accuracy on the validation split.
+Deterministic for a fixed thread count. A non-finite output is a failed Outcome, never 0.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from pathlib import Path
+from typing import Sequence
+
+from pynas.search.evaluators.base import Candidate, Evaluator, Outcome
+
+PREFIX = "supernet"
+CALIBRATION_IMAGES = 500
+CALIBRATION_SEED = 0
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class SupernetEvaluator(Evaluator):
+    """Sub-network accuracy (percent) on the validation split of the supernet's dataset.
+    `data`: the Dataset already in hand (checked against the file's sha256); `val_images`: the
+    first N validation images only (all by default); `threads`: torch's thread count."""
+
+    name = PREFIX
+
+    def __init__(self, path: str | Path, space, *, data=None, calibration_images: int = CALIBRATION_IMAGES,
+                 val_images: int | None = None, threads: int = 1):
+        import numpy as np
+        import torch
+
+        from pynas.data import load_dataset
+        from pynas.train.supernet import images, load_supernet
+
+        for field, value in (("calibration_images", calibration_images), ("threads", threads)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{field}: expected an integer >= 1, got {value!r}")
+        if val_images is not None and (not isinstance(val_images, int) or isinstance(val_images, bool)
+                                       or val_images < 1):
+            raise ValueError(f"val_images: expected an integer >= 1 or None (all), got {val_images!r}")
+        self.path = Path(path)
+        self.supernet, self.meta = load_supernet(self.path, space)  # ValueError: missing, malformed, other space
+        self.space, self.threads = space, threads
+        self.file_sha256 = _sha256(self.path)
+        if data is None:
+            data = load_dataset(self.meta["dataset"], seed=self.meta["data_seed"])
+        if data.sha256 != self.meta["dataset_sha256"]:
+            raise ValueError(f"supernet file {self.path}: dataset {self.meta['dataset']}: expected sha256 "
+                             f"{self.meta['dataset_sha256'][:16]}... (what it was trained on), got {data.sha256[:16]}...")
+        self.data = data
+        mean, std, resolution = self.meta["mean"], self.meta["std"], space.resolution
+        chosen = np.sort(np.random.default_rng(CALIBRATION_SEED).permutation(len(data.x_train))[:calibration_images])
+        self.calibration = images(data.x_train[chosen], mean, std, resolution)
+        count = len(data.x_val) if val_images is None else min(val_images, len(data.x_val))
+        self.x_val = images(data.x_val[:count], mean, std, resolution)
+        self.y_val = torch.from_numpy(np.asarray(data.y_val[:count], dtype=np.int64))
+        self.calibration_images, self.val_images = len(chosen), count
+
+    @classmethod
+    def from_spec(cls, spec: str, space, **options) -> "SupernetEvaluator":
+        """From `supernet:PATH` (what `--evaluator` takes)."""
+        prefix, colon, path = spec.partition(":") if isinstance(spec, str) else ("", "", "")
+        if prefix != PREFIX or not colon or not path:
+            raise ValueError(f"evaluator: expected {PREFIX}:PATH (a file of `pynas supernet train`), got {spec!r}")
+        return cls(path, space, **options)
+
+    def _one(self, candidate: Candidate) -> Outcome:
+        import torch
+
+        from pynas.train.supernet import accuracy, recalibrate
+
+        start = time.perf_counter()
+        try:
+            arch = self.space.decode(candidate.tokens)
+        except (ValueError, TypeError) as error:
+            return Outcome(None, error=f"not an architecture of the supernet's space: {error}")
+        previous = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        try:
+            net = recalibrate(self.supernet.extract(arch), self.calibration)
+            value = accuracy(net, self.x_val, self.y_val)
+        finally:
+            torch.set_num_threads(previous)
+        seconds = time.perf_counter() - start
+        if not math.isfinite(value):
+            return Outcome(None, error="the sub-network's outputs are not finite (NaN/inf) on the validation images",
+                           seconds=seconds)
+        return Outcome(value, seconds=seconds)
+
+    def evaluate(self, candidates: Sequence[Candidate]) -> list[Outcome]:
+        return [self._one(c) for c in candidates]
+
+    def fingerprint(self) -> dict:
+        return {"evaluator": PREFIX, "sha256": self.file_sha256, "dataset": self.meta["dataset"],
+                "dataset_sha256": self.meta["dataset_sha256"], "calibration_images": self.calibration_images,
+                "calibration_seed": CALIBRATION_SEED, "val_images": self.val_images}
+
+    def describe(self) -> str:
+        return (f"{PREFIX}:{self.path}, sub-network top-1 on {self.val_images} validation images of "
+                f"{self.meta['dataset']} after BN recalibration on {self.calibration_images} training images "
+                f"(supernet trained {self.meta['epochs']} epochs)")
+
+
+__all__ = ["SupernetEvaluator"]
