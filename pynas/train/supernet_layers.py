@@ -283,9 +283,15 @@ class Supernet(nn.Module):
 
 
 def _init_weights(module: nn.Module) -> None:
-    """As `torch_builder`: He init (fan out) for convs, unit BN, small classifier weights."""
+    """As `torch_builder` (He init, fan out; unit BN; small classifier weights), except depthwise
+    kernels: their fan out is k x k, not channels x k x k. torch's count (what `torch_builder` gets)
+    makes them ~sqrt(channels) too small, and BatchNorm after them turns that into gradients of
+    norm ~300 at the first step (scale invariance: gradient ~ 1 / |w|), which kept the sandwich's
+    loss at chance for the first epoch on Fashion-MNIST."""
     for m in module.modules():
-        if isinstance(m, DynamicConv):
+        if isinstance(m, DynamicConv) and m.depthwise:
+            nn.init.normal_(m.weight, 0.0, (2.0 / m.weight[0].numel()) ** 0.5)
+        elif isinstance(m, DynamicConv):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.ones_(m.weight)
