@@ -9,6 +9,17 @@ The space is `get_space("mnasnet", resolution=R, num_classes=10, in_channels=1)`
 `bench_archs(space)`: `space.sample_tokens(30, seed=BENCH_SEED)`, what other sections (stand-alone
 10-epoch training, zero-cost proxies) score too, so their Kendall tau can be taken against these.
 Every figure is at one torch thread; times on a shared machine are inflated by its other load.
+
+First figures (2026-12-03, `nice taskset -c 1`, a 2-core machine shared with 4 other sessions: times
+inflated 2-4x): 8,000 images, 2 epochs, batch 128 = 126 sandwich steps in 1,635 s (8-18 s/step);
+the largest's loss 2.3 -> 0.8. Largest and smallest sub-networks (the two trained every step): 74.4%
+and 75.8% on 1,000 validation images after recalibration (73.4 / 75.9 with batch statistics, so the
+recalibration is right). The 30 `bench_archs`: 5.8..14.3% (chance), 1.0..19.8 s per evaluation
+(median 3.4 s, 2,000 validation + 500 calibration images). A uniform sub-network mixes candidates
+(conv ops, kernel 3 in inverted residuals, widths) that 2 random samples per step train ~60 times
+in 126 steps: far too few. Stand-alone, 2 epochs on the same 8,000 images, archs 0-5: 80.2, 74.5,
+76.5, 71.8, 81.1, 80.4% (38-180 s each): the supernet's numbers do not rank them (tau meaningless).
+Needed: many more steps (OFA: hundreds of epochs), or OFA's progressive shrinking.
 """
 from __future__ import annotations
 
