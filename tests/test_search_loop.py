@@ -236,7 +236,7 @@ def test_bad_arguments_are_refused_before_anything_is_written(tmp_path, evaluato
 
 
 def test_evaluator_specs_are_checked(tmp_path, evaluator_file):
-    for spec, message in (("nope", "evaluator: expected one of nb201:DATASET"),
+    for spec, message in (("nope", "evaluator: expected one of nb201:cifar10|cifar100|imagenet16, python:"),
                           (f"python:{evaluator_file}:missing", "expected a function missing in"),
                           ("python:no_such_module_here:f", "importing module no_such_module_here failed"),
                           (f"python:{tmp_path}/none.py:f", "expected a Python file at"),

@@ -99,7 +99,7 @@ def _check_int(name: str, value, low: int) -> int:
 def configure(space, predictor, target_ms: float, evaluator: str, budget: int, *, strategy: str = DEFAULT_STRATEGY,
               reward: str = DEFAULT_REWARD, seed: int = 0, strategy_options: dict | None = None,
               batch_size: int | None = None, max_asks: int | None = None, fidelity: int | None = None,
-              check_range: bool = True) -> tuple[dict, object, object, object]:
+              evaluator_options: dict | None = None, check_range: bool = True) -> tuple[dict, object, object, object]:
     """Check every argument before any work; (config, space, latency model, evaluator)."""
     from pynas.space import SearchSpace, get_space
 
@@ -117,7 +117,7 @@ def configure(space, predictor, target_ms: float, evaluator: str, budget: int, *
         raise ValueError(f"space: expected a space name or a SearchSpace, got {type(space).__name__}")
     model = target_model(predictor, space)
     distribution = check_target(model, space, reward_fn.target_ms) if check_range else None
-    judge = make_evaluator(evaluator, space, fidelity=fidelity)
+    judge = make_evaluator(evaluator, space, fidelity=fidelity, options=evaluator_options)
     config = {
         "space": {"name": space.name, "options": space.options()},
         "predictor": {"bundle": model.name if not _is_folder(predictor) else str(Path(predictor).resolve()),
@@ -125,7 +125,7 @@ def configure(space, predictor, target_ms: float, evaluator: str, budget: int, *
         "reward": reward_fn.to_json(),
         "strategy": {"name": strategy, "options": dict(strategy_options or {})},
         "evaluator": {"spec": evaluator, "fidelity": getattr(judge, "fidelity", fidelity),
-                      "fingerprint": judge.fingerprint()},
+                      "options": dict(evaluator_options or {}), "fingerprint": judge.fingerprint()},
         "budget": budget, "seed": seed, "batch_size": batch_size, "max_asks": max_asks,
         "target_distribution": distribution,
     }

@@ -1,6 +1,6 @@
 """The accuracy evaluator interface: the budget of a search is counted in its evaluations.
 
-    evaluator = make_evaluator("nb201:imagenet16", space, fidelity=12)
+    evaluator = make_evaluator("nb201:imagenet16", space, fidelity=12)   # options=: an evaluator's own
     outcomes = evaluator.evaluate([Candidate(tokens, arch, text), ...])   # one Outcome each
 
 An evaluation either gives an accuracy (percent) or fails with a reason: a failure is an Outcome
