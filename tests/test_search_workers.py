@@ -246,6 +246,7 @@ def test_budget_seconds_stops_the_run_and_a_resume_respects_it(tmp_path):
     assert whole.stop_reason == "budget_seconds" and whole.config["budget_seconds"] == 0.2
     sums = np.cumsum([s for _, s in seconds_by_step(tmp_path / "whole")])
     assert sums[-1] >= 0.2 > sums[-2]  # stopped at the first step that reached it
+    assert f"of budget 0.2 s ({sums[-1]:.1f} s spent)" in search.report(tmp_path / "whole")
     again = search.resume(tmp_path / "whole")
     assert again.stop_reason == "budget_seconds" and again.evaluated == whole.evaluated  # nothing more spent
     with pytest.raises(Interrupt):
