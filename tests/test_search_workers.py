@@ -233,6 +233,16 @@ def test_bad_executions_are_refused(kwargs, message):
         Execution(**kwargs)
 
 
+def test_ray_not_installed_names_the_extra(monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else find_spec(name, *a))
+    with pytest.raises(ValueError, match=r"executor ray: expected the ray package, not installed \(pip install "
+                                         r"'pynas\[ray\]'\)"):
+        Execution("ray")
+
+
 def seconds_by_step(folder):
     with sqlite3.connect(folder / LOG_NAME) as db:
         return db.execute("SELECT step, SUM(seconds) FROM samples WHERE cached = 0 GROUP BY step ORDER BY step"

@@ -5,8 +5,8 @@
   what a NAS-Bench-201 search is judged by): a lookup in the benchmark's table, space nb201 only.
 * ``python:MODULE:FUNCTION`` / ``python:FILE.py:FUNCTION``: a user's function (`python.py`).
 
-Training-based evaluators (proxy training, zero-cost proxies, a supernet) and Ray plug in through
-the same interface (`base.Evaluator.submit` for asynchronous batches).
+Training-based evaluators (proxy training, zero-cost proxies, a supernet) plug in through the same
+interface; `pynas.search.workers` runs any of them on a process pool or Ray, one task per candidate.
 """
 from __future__ import annotations
 
