@@ -198,6 +198,11 @@ class SearchLog:
         """Distinct evaluations spent (rows evaluated, not answered from the cache)."""
         return self._db.execute("SELECT COUNT(*) FROM samples WHERE status != 'pending' AND cached = 0").fetchone()[0]
 
+    def evaluated_seconds(self) -> float:
+        """What the distinct evaluations cost, in seconds, as their evaluator reported it."""
+        return float(self._db.execute("SELECT COALESCE(SUM(seconds), 0) FROM samples WHERE status != 'pending' "
+                                      "AND cached = 0").fetchone()[0])
+
     def asked(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
 

@@ -11,6 +11,9 @@
 Evaluators with options (the train evaluator's proxy resolution, width, threads, ...) take them as
 keyword arguments of their `from_spec`; an unknown option is refused naming the ones it takes. The
 options are part of the run's config (and its fingerprint where they change a score).
+
+Training-based evaluators (proxy training, zero-cost proxies, a supernet) plug in through the same
+interface; `pynas.search.workers` runs any of them on a process pool or Ray, one task per candidate.
 """
 from __future__ import annotations
 
