@@ -32,10 +32,13 @@ class Candidate:
 @dataclass(frozen=True)
 class Outcome:
     """`accuracy` in percent, or None with `error` saying why; `seconds` what the evaluation cost
-    (the wall time spent, or for a table the cost it stands for, e.g. the benchmark's training time)."""
+    (the wall time spent, or for a table the cost it stands for, e.g. the benchmark's training time);
+    `score` the raw number behind `accuracy` where that is a mapping of something else (a zero-cost
+    proxy's score, whose percentile in the space is the accuracy), else None."""
     accuracy: float | None
     error: str | None = None
     seconds: float = 0.0
+    score: float | None = None
 
     def __post_init__(self):
         if (self.accuracy is None) == (self.error is None):
