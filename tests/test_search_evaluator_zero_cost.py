@@ -115,6 +115,14 @@ def test_a_search_runs_on_zero_cost_params(tmp_path):
                         out=tmp_path / "run", strategy="random", seed=0)
     assert result.evaluated == 10 and result.stop_reason == "budget"
     assert result.config["evaluator"]["fingerprint"]["proxy"] == "params"
+    import pynas
+    from pynas.search.log import SearchLog
+
+    with SearchLog.open(tmp_path / "run", pynas.__version__) as log:
+        done = [r for r in log.samples() if r.status == "done" and not r.cached]
+    # the raw score (log of the parameter count) is logged beside the percentile the reward used
+    truth = {str(c): math.log(count_params(c)) for c in (get_space("nb201").decode(r.tokens) for r in done)}
+    assert all(r.score == pytest.approx(truth[r.arch]) and 0 <= r.accuracy <= 100 for r in done)
 
 
 def test_dataset_inputs_as_an_option():

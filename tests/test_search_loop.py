@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from pynas import search
-from pynas.search.log import LOG_NAME, LogError, SearchLog
+from pynas.search.log import FORMAT_VERSION, LOG_NAME, LogError, SearchLog
 from pynas.search.loop import StrategyError
 from pynas.search.report import pareto_mask
 from pynas.search.strategies import STRATEGIES
@@ -260,10 +260,10 @@ def test_a_new_run_refuses_an_existing_log_and_a_resume_refuses_a_foreign_file(t
         search.resume(tmp_path / "nothing")
     with sqlite3.connect(done.folder / LOG_NAME) as db:
         db.execute("UPDATE meta SET value = '99' WHERE key = 'format_version'")
-    with pytest.raises(LogError, match="format_version: expected 1, got 99"):
+    with pytest.raises(LogError, match=f"format_version: expected {FORMAT_VERSION}, got 99"):
         search.resume(done.folder)
     with sqlite3.connect(done.folder / LOG_NAME) as db:
-        db.execute("UPDATE meta SET value = '1' WHERE key = 'format_version'")
+        db.execute(f"UPDATE meta SET value = '{FORMAT_VERSION}' WHERE key = 'format_version'")
         db.execute("""UPDATE meta SET value = '"0.0.1"' WHERE key = 'pynas_version'""")
     with pytest.raises(LogError, match="pynas_version: expected .* got '0.0.1'"):
         search.resume(done.folder)

@@ -345,16 +345,17 @@ def _evaluate(log: SearchLog, rows: list, cache: dict, judge, space, reward_fn, 
             seen.add(r.tokens)
         else:
             first = cache[r.tokens]
-            outcome = Outcome(first.accuracy, None, 0.0) if first.status == "done" else Outcome(None, first.error, 0.0)
+            outcome = (Outcome(first.accuracy, None, 0.0, score=first.score) if first.status == "done"
+                       else Outcome(None, first.error, 0.0))
             attempts, cached = 0, True
         reward = None
         if outcome.ok:
             reward = finite_or_none(float(reward_fn(outcome.accuracy, r.latency_ms)))
         record = (r.id, "done" if outcome.ok else "failed", outcome.accuracy, outcome.error, attempts, reward, cached,
-                  0.0 if cached else outcome.seconds)
+                  0.0 if cached else outcome.seconds, outcome.score)
         records.append(record)
         by_id[r.id] = replace(r, status=record[1], accuracy=outcome.accuracy, error=outcome.error, attempts=attempts,
-                              reward=reward, cached=cached, seconds=record[7])
+                              reward=reward, cached=cached, seconds=record[7], score=outcome.score)
         if not cached:
             cache.setdefault(r.tokens, by_id[r.id])
     log.record(records)
