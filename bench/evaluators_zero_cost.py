@@ -1,13 +1,18 @@
 """Zero-cost proxies on NAS-Bench-201: Spearman rho with the 200-epoch test accuracy, and their cost.
 
     nice taskset -c 0 python bench/evaluators_zero_cost.py [--archs 1000] [--seed 0] [--data random,fmnist]
-        [--batch 64] [--timed 20] [--json scores.json]
+        [--batch 64] [--timed 20] [--json scores.json] [--shard I/N]
+    python bench/evaluators_zero_cost.py --merge part0.json part1.json     # the table of all shards
+
+`--shard I/N` scores every N-th cell of the sample from the I-th (one process per core), writing its
+--json as it goes (every 25 cells: a stopped shard restarts where it was); `--merge` reads the
+shards' files and prints the table over the whole sample.
 
 A fixed seeded sample of --archs cells (uniform over the 15,625); each built with
 `pynas.train.nb201.build_nb201` (PyTorch default init, seeded per cell) and scored by every proxy of
 `pynas.train.proxies` on one batch: ``random`` (Gaussian inputs, uniform labels) and ``fmnist``
-(CIFAR-like data from Fashion-MNIST: 28x28 grey padded to 32x32, three equal channels, normalised by
-the training set's mean and std; the real labels). synflow, params and flops do not depend on the
+(CIFAR-like data from Fashion-MNIST: 28x28 grey resized to 32x32, three equal channels, normalised by
+the training set's mean and std; the real labels; as `--evaluator-option data=fashion-mnist`). synflow, params and flops do not depend on the
 data. Spearman rho against the benchmark's cifar10, cifar100 and imagenet16 test accuracy after 200
 epochs; a proxy's non-finite scores (a cell whose input never reaches its output) rank last, and
 their number is reported. Seconds per architecture per proxy: each proxy alone on the first
@@ -20,7 +25,6 @@ synflow 0.74, jacob_cov 0.73, snip 0.58, grad_norm 0.58; NASWOT (Mellor et al. v
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import sys
 import time
@@ -28,36 +32,18 @@ from pathlib import Path
 
 import numpy as np
 
-FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 PUBLISHED = {"synflow": 0.74, "jacob_cov": 0.73, "snip": 0.58, "grad_norm": 0.58, "naswot": 0.80}
 DATA_FREE = ("synflow", "params", "flops")  # scored once, whatever the batch
 DATASETS = ("cifar10", "cifar100", "imagenet16")
 
 
-def read_idx(path: Path) -> np.ndarray:
-    """An idx file (gzip) as a uint8 array: magic 0x0000 08 <dims>, big-endian sizes, then the bytes."""
-    raw = gzip.decompress(path.read_bytes())
-    if raw[:2] != b"\0\0" or raw[2] != 0x08:
-        raise ValueError(f"{path}: expected an idx file of unsigned bytes (magic 0x0000 08 ..), got {raw[:4].hex()}")
-    dims = raw[3]
-    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims))
-    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * dims)
-    if data.size != int(np.prod(shape)):
-        raise ValueError(f"{path}: expected {int(np.prod(shape))} values for shape {shape}, got {data.size}")
-    return data.reshape(shape)
+def fmnist_batch(batch: int, seed: int):
+    """(x, y): `batch` seeded Fashion-MNIST training images as the zero-cost evaluator's
+    `data=fashion-mnist` option makes them (normalised, 28 -> 32 bilinear, three equal channels)."""
+    from pynas.search.evaluators.zero_cost import dataset_batch
+    from pynas.space.nb201 import NB201Space
 
-
-def fmnist_batch(batch: int, seed: int, folder: Path = FASHION_MNIST):
-    """(x, y): `batch` seeded training images as N x 3 x 32 x 32 float32, normalised, and labels."""
-    import torch
-
-    images = read_idx(folder / "train-images-idx3-ubyte.gz").astype(np.float32) / 255.0
-    labels = read_idx(folder / "train-labels-idx1-ubyte.gz").astype(np.int64)
-    mean, std = images.mean(), images.std()
-    pick = np.random.default_rng(seed).choice(len(images), size=batch, replace=False)
-    x = (np.pad(images[pick], ((0, 0), (2, 2), (2, 2))) - mean) / std  # a black border, as the digits' own
-    x = np.repeat(x[:, None], 3, axis=1)
-    return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(labels[pick])
+    return dataset_batch("fashion-mnist", NB201Space(), batch, seed)
 
 
 def random_batch(batch: int, seed: int, num_classes: int = 10):
@@ -85,6 +71,8 @@ def score_cells(args) -> dict:
     torch.set_num_threads(1)
     space = NB201Space()
     tokens = space.sample_tokens(args.archs, seed=args.seed)
+    part, parts = args.shard
+    mine = list(range(part, len(tokens), parts))
     batches = {"random": random_batch(args.batch, args.seed)}
     if "fmnist" in args.data:
         batches["fmnist"] = fmnist_batch(args.batch, args.seed)
@@ -92,13 +80,21 @@ def score_cells(args) -> dict:
     names = list(PROXIES)
     scores = {d: {p: [] for p in names} for d in batches}
     spent = {p: 0.0 for p in names}
+    done: list[int] = []
+    if args.json and Path(args.json).is_file():  # a stopped shard: continue after what it saved
+        saved = json.loads(Path(args.json).read_text())
+        if saved.get("config") == _config(args):
+            scores, spent, done = saved["scores"], saved["spent"], saved["positions"]
     start = time.perf_counter()
-    for i, row in enumerate(tokens):
+    for i in mine:
+        if i in done:
+            continue
+        row = tokens[i]
         torch.manual_seed(args.seed * 100_003 + i)
         model = build_nb201(space.decode(row))
         free = {}
         for d, (x, y) in batches.items():
-            if i < args.timed:  # each proxy alone: its own cost
+            if len(done) < args.timed:  # each proxy alone: its own cost
                 got = {}
                 for p in names:
                     if p in free:
@@ -111,23 +107,47 @@ def score_cells(args) -> dict:
                 got = free | score_all(model, x, y, [p for p in names if p not in free])
             free = {p: got[p] for p in DATA_FREE}
             for p in names:
-                scores[d][p].append(got[p])
-        if args.progress and (i + 1) % 50 == 0:
-            print(f"  {i + 1}/{len(tokens)} cells, {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
-    timed = min(args.timed, len(tokens))
+                scores[d][p].append(float(got[p]))
+        done.append(i)
+        if len(done) % 25 == 0:
+            _save(args, space, tokens, done, scores, spent)
+            if args.progress:
+                print(f"  {len(done)}/{len(mine)} cells, {time.perf_counter() - start:.0f} s", file=sys.stderr,
+                      flush=True)
+    return _save(args, space, tokens, done, scores, spent)
+
+
+def _config(args) -> dict:
+    return {"archs": args.archs, "seed": args.seed, "batch": args.batch, "data": list(args.data),
+            "shard": list(args.shard), "timed": args.timed}
+
+
+def _save(args, space, tokens, done, scores, spent) -> dict:
+    timed = min(args.timed, len(done))
     # Data-free proxies ran once per cell, the others once per batch kind.
-    seconds = {p: spent[p] / max(timed * (1 if p in DATA_FREE else len(batches)), 1) for p in names}
-    return {"indices": space.index_of(tokens).tolist(), "seconds": seconds, "scores": scores,
-            "wall_s": time.perf_counter() - start}
+    seconds = {p: spent[p] / max(timed * (1 if p in DATA_FREE else len(scores)), 1) for p in spent}
+    result = {"config": _config(args), "positions": done, "indices": space.index_of(tokens[done]).tolist(),
+              "seconds": seconds, "spent": spent, "timed": timed, "scores": scores}
+    if args.json:
+        Path(args.json).write_text(json.dumps(result))
+    return result
+
+
+def merge(paths: list[str]) -> dict:
+    """The shards' results as one (seconds: weighted by the cells each timed)."""
+    parts = [json.loads(Path(p).read_text()) for p in paths]
+    scores = {d: {p: sum((part["scores"][d][p] for part in parts), []) for p in parts[0]["scores"][d]}
+              for d in parts[0]["scores"]}
+    timed = sum(part["timed"] for part in parts)
+    seconds = {p: sum(part["seconds"][p] * part["timed"] for part in parts) / max(timed, 1) for p in parts[0]["seconds"]}
+    return {"indices": sum((part["indices"] for part in parts), []), "seconds": seconds, "scores": scores}
 
 
 def run(args) -> list[dict]:
     """One row per (data, proxy): rho with each dataset's 200-epoch test accuracy."""
     from pynas.space.nb201 import benchmark
 
-    result = score_cells(args)
-    if args.json:
-        Path(args.json).write_text(json.dumps(result))
+    result = merge(args.merge) if args.merge else score_cells(args)
     data = benchmark()
     index = np.array(result["indices"])
     rows = []
@@ -163,7 +183,15 @@ def parse(argv=None):
     ap.add_argument("--timed", type=int, default=20, help="cells on which each proxy is timed alone")
     ap.add_argument("--json", help="write the raw scores here")
     ap.add_argument("--progress", action="store_true")
+    ap.add_argument("--shard", default="0/1", help="I/N: score the cells at positions I, I+N, ... of the sample")
+    ap.add_argument("--merge", nargs="+", metavar="JSON", help="print the table of these shards' --json files")
     args = ap.parse_args(argv)
+    try:
+        part, parts = (int(v) for v in args.shard.split("/"))
+        assert 0 <= part < parts
+    except (ValueError, AssertionError):
+        ap.error(f"--shard: expected I/N with 0 <= I < N, got {args.shard!r}")
+    args.shard = (part, parts)
     args.data = [d for d in args.data.split(",") if d]
     bad = [d for d in args.data if d not in ("random", "fmnist")]
     if bad or not args.data:
