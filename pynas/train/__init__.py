@@ -1,0 +1,1 @@
+"""Accuracy of architectures: proxy training, zero-cost proxies, weight-sharing supernets."""
