@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from pynas.arch import Arch
-from pynas.data import Dataset
+from pynas.data import Dataset, check_feeds
 from pynas.torch_builder import build_torch
 
 RECIPE = {  # what else decides a score (kept in evaluators' fingerprints)
@@ -181,10 +181,7 @@ def train_and_score(arch: Arch, data: Dataset, epochs: int, *, seed: int = 0, th
     threads = _check_int("threads", threads, 1)
     batch_size = _check_int("batch_size", batch_size, 1)
     lr = _check_positive("lr", lr)
-    if arch.in_channels != data.channels or arch.num_classes != data.num_classes:
-        from pynas.data import check_feeds
-
-        check_feeds(data, arch)  # raises the DatasetError naming the field
+    check_feeds(data, arch)  # a DatasetError naming in_channels or num_classes
     train_idx = subset(len(data.x_train), train_images, seed, "train_images", low=2)
     val_idx = subset(len(data.x_val), val_images, seed + 1, "val_images")
     x_train, y_train = prepared(data, "train", arch.resolution, train_idx)

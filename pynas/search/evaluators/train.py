@@ -29,6 +29,7 @@ import numpy as np
 from pynas.arch import Arch
 from pynas.data import DatasetError, load_dataset
 from pynas.search.evaluators.base import Candidate, Evaluator, Outcome
+from pynas.train import proxy_task, trainer  # torch: this module is imported only for train: specs
 
 PREFIX = "train"
 DEFAULT_EPOCHS = 5  # MnasNet's proxy training (5 epochs on ImageNet), a rank signal not a final figure
@@ -67,8 +68,6 @@ class TrainEvaluator(Evaluator):
                  width_mult: float = 1.0, exact: bool = False, threads: int = 1, batch_size: int | None = None,
                  lr: float | None = None, train_images: int | None = None, val_images: int | None = None,
                  seed: int = 0):
-        from pynas.train import proxy_task, trainer
-
         self.epochs = _int_option("epochs", epochs, 1, none_ok=False)
         self.resolution = _int_option("resolution", resolution, 1)
         self.width_mult = _positive_option("width_mult", width_mult)
@@ -97,8 +96,6 @@ class TrainEvaluator(Evaluator):
                              f"{h}x{w}, not square), got none")
         self.dataset = dataset
         self.name = f"{PREFIX}:{dataset}:{self.epochs}"
-        self._adapt, self._train, self._describe_task = proxy_task.adapt, trainer.train_and_score, proxy_task.describe
-        self._recipe = dict(trainer.RECIPE)
 
     @classmethod
     def from_spec(cls, rest: str, space, *, resolution: int | None = None, width_mult: float = 1.0,
@@ -116,24 +113,22 @@ class TrainEvaluator(Evaluator):
 
     def proxy(self, arch: Arch) -> Arch:
         """The architecture trained for `arch` (a DatasetError if exact and it does not fit)."""
-        return self._adapt(arch, self.data, resolution=self.resolution, width_mult=self.width_mult, exact=self.exact)
+        return proxy_task.adapt(arch, self.data, resolution=self.resolution, width_mult=self.width_mult, exact=self.exact)
 
     def evaluate(self, candidates: Sequence[Candidate]) -> list[Outcome]:
         """Each candidate trained in turn; a failure (a header that does not fit with exact, a
         diverged loss) is that candidate's Outcome with the reason, the others still train."""
-        from pynas.train.trainer import TrainingError
-
         outcomes = []
         for candidate in candidates:
             start = time.perf_counter()
             try:
                 if not isinstance(candidate.arch, Arch):
                     raise ValueError(f"expected a block architecture, got {type(candidate.arch).__name__}")
-                score = self._train(self.proxy(candidate.arch), self.data, self.epochs, seed=self.seed,
+                score = trainer.train_and_score(self.proxy(candidate.arch), self.data, self.epochs, seed=self.seed,
                                     threads=self.threads, batch_size=self.batch_size, lr=self.lr,
                                     train_images=self.train_images, val_images=self.val_images)
                 outcomes.append(Outcome(score.accuracy_percent, seconds=time.perf_counter() - start))
-            except (DatasetError, TrainingError, ValueError, RuntimeError, MemoryError) as error:
+            except (DatasetError, trainer.TrainingError, ValueError, RuntimeError, MemoryError) as error:
                 text = " ".join(str(error).split())
                 outcomes.append(Outcome(None, error=f"{type(error).__name__}: {text}"[:500],
                                         seconds=time.perf_counter() - start))
@@ -148,12 +143,12 @@ class TrainEvaluator(Evaluator):
                 "resolution": self.resolution, "width_mult": self.width_mult, "exact": self.exact,
                 "threads": self.threads, "batch_size": self.batch_size, "lr": self.lr,
                 "train_images": self.train_images, "val_images": self.val_images, "seed": self.seed,
-                "recipe": self._recipe, "pynas": pynas.__version__, "torch": torch.__version__}
+                "recipe": dict(trainer.RECIPE), "pynas": pynas.__version__, "torch": torch.__version__}
 
     def describe(self) -> str:
         images = (f"{self.train_images or len(self.data.x_train)} training / "
                   f"{self.val_images or len(self.data.x_val)} validation images")
-        task = self._describe_task(self.data, resolution=self.resolution, width_mult=self.width_mult, exact=self.exact)
+        task = proxy_task.describe(self.data, resolution=self.resolution, width_mult=self.width_mult, exact=self.exact)
         return (f"{self.name}: proxy training, {self.epochs} epochs on {self.data.name} ({images}), {task}; SGD "
                 f"nesterov lr {self.lr:g} batch {self.batch_size}, cosine, {self.threads} thread(s), top-1 on validation")
 
