@@ -149,7 +149,7 @@ class TrainEvaluator(Evaluator):
         images = (f"{self.train_images or len(self.data.x_train)} training / "
                   f"{self.val_images or len(self.data.x_val)} validation images")
         task = proxy_task.describe(self.data, resolution=self.resolution, width_mult=self.width_mult, exact=self.exact)
-        return (f"{self.name}: proxy training, {self.epochs} epochs on {self.data.name} ({images}), {task}; SGD "
+        return (f"{self.name}: proxy training, {self.epochs} epoch{'s' if self.epochs != 1 else ''} on {self.data.name} ({images}), {task}; SGD "
                 f"nesterov lr {self.lr:g} batch {self.batch_size}, cosine, {self.threads} thread(s), top-1 on validation")
 
 
