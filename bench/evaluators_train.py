@@ -1,7 +1,7 @@
 """Bench section: the `train` evaluator (proxy training on Fashion-MNIST) on 30 MnasNet architectures.
 
-    nice taskset -c 1 python bench/evaluators_train.py [--epochs 1,3,10] [--resolution 16] [--width-mult 0.25]
-        [--train-images 640] [--val-images 1000] [--batch-size 64] [--lr 0.05] [--json OUT]
+    nice taskset -c 1 python bench/evaluators_train.py [--epochs 10,1,3] [--resolution 16] [--width-mult 0.25]
+        [--train-images 1024] [--val-images 1000] [--batch-size 64] [--lr 0.05] [--json OUT]
 
 The 30 architectures are `bench_archs()` (`get_space("mnasnet").sample(30, seed=13)`, ImageNet-
 shaped; the supernet comparison uses the same ones). Each is trained by the real evaluator
@@ -12,11 +12,13 @@ epoch count: accuracy min / median / max, Kendall tau against the longest run's 
 proxy's rank agreement with more training), seconds per evaluation.
 
 The defaults are sized so that 30 x (1 + 3 + 10) epochs fit 30 minutes on one shared core: at 28 px
-and x0.5 widths an epoch of 10,000 images took 35-130 s here (2 cores, 4-5 sessions), so the
-section trains a seeded 640 images at 16 px and x0.25 widths, batch 64 (10 steps an epoch), and
-scores on 1,000 validation images: 1,200 training images took 4-10 ms per image per epoch when
-measured (under contention), a projected 56 minutes. A proxy that small is noisy: its figures
-bound what a very cheap proxy can do, not what proxy training can.
+and x0.5 widths an epoch of 10,000 images took 35-130 s here (2 cores, 4-5 sessions), and 1,200
+images at 16 px projected 56 minutes at the worst contention seen, so the section trains a seeded
+1,024 images at 16 px and x0.25 widths, batch 64 (16 steps an epoch), and scores on 1,000
+validation images: 19.5 minutes of training measured (22 minutes in all, load average ~4.5 on 2
+cores); `--train-images 640` took 11.6 minutes. A proxy that small is noisy (the 10-epoch ranks of
+the 640- and 1,024-image runs agree only to Kendall tau 0.49): its figures bound what a very cheap
+proxy can do, not what proxy training can. `bench/evaluators_train-results.json` holds that run.
 """
 from __future__ import annotations
 
@@ -43,7 +45,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--archs", type=int, default=30, help="the first N of bench_archs()")
     p.add_argument("--resolution", type=int, default=16)
     p.add_argument("--width-mult", type=float, default=0.25)
-    p.add_argument("--train-images", type=int, default=640)
+    p.add_argument("--train-images", type=int, default=1024)
     p.add_argument("--val-images", type=int, default=1000)
     p.add_argument("--batch-size", type=int, default=64, help="64: a small subset needs steps more than big batches")
     p.add_argument("--lr", type=float, default=0.05)
