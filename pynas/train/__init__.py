@@ -1,6 +1,7 @@
-"""Accuracy of architectures without the benchmark's table: networks to train or score, zero-cost
-proxies (`proxies`), later proxy training and supernets.
+"""Accuracy of architectures: proxy training, zero-cost proxies, weight-sharing supernets.
 
-Modules: nb201 (NAS-Bench-201's network for a cell, in PyTorch), proxies (scores at
-initialisation). This floor may import arch, ir, space and torch_builder, never search or cli.
+Modules: `nb201` (NAS-Bench-201's network for a cell, in PyTorch), `proxies` (zero-cost scores at
+initialisation), `trainer` (proxy training), `proxy_task` (an architecture's header adapted to the
+data), `supernet_layers` and `supernet` (the MnasNet space's weight-sharing supernet). This floor may
+import data, arch, ir, space and torch_builder, never search or cli.
 """
