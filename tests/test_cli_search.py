@@ -55,7 +55,7 @@ def test_a_search_on_mnasnet_with_a_shipped_bundle_and_a_python_evaluator(tmp_pa
     (["--space", "nb201", "--predictor", "nb201-pixel3", "--evaluator", "nb201:mnist", "--target-ms", 5,
       "--budget", 5], "dataset: expected one of cifar10, cifar100, imagenet16, got 'mnist'"),
     (["--space", "nb201", "--predictor", "nb201-pixel3", "--evaluator", "table", "--target-ms", 5, "--budget", 5],
-     "evaluator: expected one of nb201:DATASET, python:MODULE:FUNCTION"),
+     "evaluator: expected one of nb201:cifar10|cifar100|imagenet16, python:MODULE:FUNCTION"),
     ([*NB201, "--target-ms", 0, "--budget", 5], "--target-ms: expected a finite number in (0, inf], got '0'"),
     ([*NB201, "--target-ms", -3, "--budget", 5], "--target-ms: expected a finite number in (0, inf], got '-3'"),
     ([*NB201, "--target-ms", 500, "--budget", 5],

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from pynas import search
-from pynas.search.log import LOG_NAME, LogError, SearchLog
+from pynas.search.log import FORMAT_VERSION, LOG_NAME, LogError, SearchLog
 from pynas.search.loop import StrategyError
 from pynas.search.report import pareto_mask
 from pynas.search.strategies import STRATEGIES
@@ -236,7 +236,7 @@ def test_bad_arguments_are_refused_before_anything_is_written(tmp_path, evaluato
 
 
 def test_evaluator_specs_are_checked(tmp_path, evaluator_file):
-    for spec, message in (("nope", "evaluator: expected one of nb201:DATASET"),
+    for spec, message in (("nope", "evaluator: expected one of nb201:cifar10|cifar100|imagenet16, python:"),
                           (f"python:{evaluator_file}:missing", "expected a function missing in"),
                           ("python:no_such_module_here:f", "importing module no_such_module_here failed"),
                           (f"python:{tmp_path}/none.py:f", "expected a Python file at"),
@@ -260,10 +260,10 @@ def test_a_new_run_refuses_an_existing_log_and_a_resume_refuses_a_foreign_file(t
         search.resume(tmp_path / "nothing")
     with sqlite3.connect(done.folder / LOG_NAME) as db:
         db.execute("UPDATE meta SET value = '99' WHERE key = 'format_version'")
-    with pytest.raises(LogError, match="format_version: expected 1, got 99"):
+    with pytest.raises(LogError, match=f"format_version: expected {FORMAT_VERSION}, got 99"):
         search.resume(done.folder)
     with sqlite3.connect(done.folder / LOG_NAME) as db:
-        db.execute("UPDATE meta SET value = '1' WHERE key = 'format_version'")
+        db.execute(f"UPDATE meta SET value = '{FORMAT_VERSION}' WHERE key = 'format_version'")
         db.execute("""UPDATE meta SET value = '"0.0.1"' WHERE key = 'pynas_version'""")
     with pytest.raises(LogError, match="pynas_version: expected .* got '0.0.1'"):
         search.resume(done.folder)

@@ -5,8 +5,19 @@ import sys
 import textwrap
 
 SCRIPT = textwrap.dedent("""
-    import sys
-    sys.modules["torch"] = None  # any `import torch` now raises ImportError
+    import importlib.abc, sys
+
+    # Any `import torch` raises ImportError and torch is not in sys.modules, as on a board without it.
+    # (Not sys.modules["torch"] = None: libraries that look for torch there, scipy's array API via
+    # xgboost -> scikit-learn, would find None and fail where a board would not.)
+    class NoTorch(importlib.abc.MetaPathFinder):
+
+        def find_spec(self, name, path=None, target=None):
+            if name == "torch" or name.startswith("torch."):
+                raise ImportError(f"No module named {name!r} (hidden by the test)")
+            return None
+
+    sys.meta_path.insert(0, NoTorch())
     import pynas, pynas.arch, pynas.presets, pynas.ir, pynas.space, pynas.cli, pynas.store, pynas.predictor.table
     assert pynas.store.this_device().logical_cores >= 1  # phones fingerprint themselves without torch
     from pynas.ir import fuse, lower

@@ -9,31 +9,23 @@ import warnings
 import numpy as np
 
 from pynas import ui
-from pynas.cli import flags
+from pynas.cli import execution as where, flags
+from pynas.cli.evaluator_options import FLAGS as EVALUATOR_FLAGS, add_flags as add_evaluator_flags, key_values, \
+    options_from_args as evaluator_options
 
 NEW_RUN_FLAGS = ("space", "predictor", "target_ms", "target_quantile", "reward", "strategy", "strategy_option",
-                 "evaluator", "fidelity", "budget", "seed", "out", "batch_size", "resolution", "setting")
+                 "evaluator", *EVALUATOR_FLAGS, "fidelity", "budget", "budget_seconds", "seed", "out", "batch_size", "resolution", "setting")
 
 
 def _options(pairs: list[str]) -> dict:
-    """--strategy-option KEY=VALUE pairs; VALUE read as JSON where it parses (numbers, true/false), else text."""
-    options = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.isidentifier():
-            raise ValueError(f"--strategy-option: expected KEY=VALUE, got {pair!r}")
-        try:
-            options[key] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key] = value
-    return options
+    return key_values(pairs, "--strategy-option")
 
 
 class Tracker:
     """The progress bar's label: best reward, best accuracy under T, the front's size (recomputed at most
     every half second: the label is what a person reads, not a per-sample cost)."""
 
-    def __init__(self, bar, budget: int, target_ms: float):
+    def __init__(self, bar, budget: int | None, target_ms: float):
         self.bar, self.budget, self.target = bar, budget, target_ms
         self.points: list[tuple[float, float]] = []
         self.best_reward = self.best_under = -np.inf
@@ -52,7 +44,7 @@ class Tracker:
                 if r.latency_ms <= self.target:
                     self.best_under = max(self.best_under, r.accuracy)
         now = time.monotonic()
-        if now - self.last > 0.5 or self.evaluated >= self.budget:
+        if now - self.last > 0.5 or (self.budget is not None and self.evaluated >= self.budget):
             self.last = now
             if self.points:
                 acc, lat = np.array(self.points).T
@@ -66,8 +58,11 @@ def cmd_search(args) -> None:
     from pynas.search import target as targets
 
     modes = [m for m in ("resume", "report") if getattr(args, m)]
+    execution = None if args.report else where.execution_from_args(args)  # checked before any work
     if modes:
         given = [f"--{f.replace('_', '-')}" for f in NEW_RUN_FLAGS if getattr(args, f, None) not in (None, [])]
+        if args.report:
+            given += [f"--{f.replace('_', '-')}" for f in where.FLAGS if getattr(args, f, None) not in (None, False)]
         if len(modes) > 1 or given:
             raise ValueError(f"--{modes[0]}: expected alone (the run's settings are in its log), got also "
                              f"{', '.join(['--' + m for m in modes[1:]] + given)}")
@@ -81,13 +76,14 @@ def cmd_search(args) -> None:
 
         with SearchLog.open(folder, pynas.__version__) as log:  # checked before any work
             budget, target, done = log.config["budget"], log.config["reward"]["target_ms"], log.evaluated()
-        with ui.Progress(budget, description="search (resumed)") as bar:
+        with ui.Progress(budget or log.config["max_asks"], description="search (resumed)") as bar:
             bar.update(done, "")
-            run = search.resume(folder, progress=Tracker(bar, budget, target))
+            run = search.resume(folder, progress=Tracker(bar, budget, target), execution=execution)
         _finish(run)
         return
-    missing = [f for f, v in (("--space", args.space), ("--evaluator", args.evaluator), ("--budget", args.budget),
-                              ("--out", args.out)) if v is None]
+    budget = args.budget if args.budget is not None else args.budget_seconds
+    missing = [f for f, v in (("--space", args.space), ("--evaluator", args.evaluator),
+                              ("--budget (or --budget-seconds)", budget), ("--out", args.out)) if v is None]
     if args.target_ms is None and args.target_quantile is None:
         missing.append("--target-ms (or --target-quantile)")
     if missing:
@@ -110,18 +106,23 @@ def cmd_search(args) -> None:
         configured = search.configure(
             space, args.predictor, target_ms, args.evaluator, args.budget, strategy=args.strategy, reward=args.reward,
             seed=args.seed, strategy_options=_options(args.strategy_option), batch_size=args.batch_size,
-            fidelity=args.fidelity)
+            fidelity=args.fidelity, evaluator_options=evaluator_options(args), budget_seconds=args.budget_seconds)
     config, space, model, judge = configured
     from pynas.cli.common import print_warnings
 
     print_warnings("search", caught)
     print(f"latency model: {model.name} ({model.path}) over {space.name}; evaluator {judge.describe()}")
     print(targets.describe(config["target_distribution"], target_ms))
+    budgets = [f"{args.budget} evaluations" if args.budget is not None else "",
+               f"{args.budget_seconds:g} s of evaluation" if args.budget_seconds is not None else ""]
+    if execution is not None:
+        print(f"evaluations on {execution.executor}: {execution.workers} worker(s), "
+              f"{execution.threads} thread(s) each{' at ' + execution.ray_address if execution.ray_address else ''}")
     print(f"reward {search.make_reward(args.reward, target_ms).describe()}; strategy {args.strategy}, "
-          f"budget {args.budget} evaluations, seed {args.seed}")
+          f"budget {' or '.join(filter(None, budgets))}, seed {args.seed}")
     sys.stdout.flush()
-    with ui.Progress(args.budget, description="search") as bar:
-        run = search.start(configured, args.out, progress=Tracker(bar, args.budget, target_ms))
+    with ui.Progress(args.budget or config["max_asks"], description="search") as bar:
+        run = search.start(configured, args.out, progress=Tracker(bar, args.budget, target_ms), execution=execution)
     _finish(run)
 
 
@@ -157,15 +158,21 @@ def add_parsers(commands) -> None:
                    help=f"default {DEFAULT}: lands at ~T in one search; soft/hard/v3: MnasNet's (see the README)")
     p.add_argument("--strategy", choices=list(STRATEGIES), help=f"default {DEFAULT_STRATEGY}")
     p.add_argument("--strategy-option", action="append", metavar="KEY=VALUE", help="a strategy's option (repeatable)")
-    p.add_argument("--evaluator", help="nb201:cifar10|cifar100|imagenet16, python:MODULE:FUNCTION or "
-                                       "python:FILE.py:FUNCTION")
+    p.add_argument("--evaluator", help="nb201:cifar10|cifar100|imagenet16, python:MODULE:FUNCTION, "
+                                       "python:FILE.py:FUNCTION, train:DATASET[:EPOCHS], zero-cost:PROXY or "
+                                       "supernet:PATH")
+    add_evaluator_flags(p)
     p.add_argument("--fidelity", type=int, choices=(12, 200), help="nb201 evaluators: 12 (default: 12-epoch "
                                                                     "validation accuracy, a proxy) or 200 (test)")
     p.add_argument("--budget", type=flags.integer(1, 10_000_000), help="accuracy evaluations")
+    p.add_argument("--budget-seconds", type=flags.number(0, low_open=True), metavar="S",
+                   help="stop when the evaluations' cost (as their evaluator reports it) sums to S seconds; with "
+                        "--budget, whichever comes first")
     p.add_argument("--seed", type=flags.integer(0, 2**32 - 1), default=None)
     p.add_argument("--batch-size", type=flags.integer(1, 100_000), help="rows asked at a time (the strategy's default)")
     p.add_argument("--out", metavar="DIR", help="a new folder for the run's log and results")
     p.add_argument("--resume", metavar="DIR", help="continue the search in DIR")
     p.add_argument("--report", metavar="DIR", help="print the results of the search in DIR (writes pareto.png, "
                                                    "best.txt, summary.json)")
+    where.add_flags(p)
     p.set_defaults(run=cmd_search)

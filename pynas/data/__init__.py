@@ -26,6 +26,7 @@ The architecture's header decides what a network takes (`Arch.resolution`, `Arch
 evaluators resize images to the header's resolution and refuse an architecture whose input
 channels differ from the data's (`check_feeds`).
 """
-from pynas.data.dataset import Dataset, DatasetError, check_feeds, load_dataset
+from pynas.data.dataset import Dataset, DatasetError, check_feeds
+from pynas.data.load import load_dataset
 
 __all__ = ["Dataset", "DatasetError", "check_feeds", "load_dataset"]

@@ -1,4 +1,4 @@
-"""`Dataset` (arrays and what they hold) and `load_dataset(spec)` (see the package docstring)."""
+"""`Dataset` (arrays and what they hold), its seeded split and `check_feeds`."""
 from __future__ import annotations
 
 import hashlib
@@ -59,27 +59,6 @@ def check_feeds(data: Dataset, arch) -> None:
     if arch.num_classes != data.num_classes:
         raise DatasetError(f"architecture {arch}: num_classes: expected {data.num_classes} (the classes of "
                            f"{data.name}), got {arch.num_classes}")
-
-
-def load_dataset(spec: str, seed: int = 0) -> Dataset:
-    """The dataset `spec` names (see the package docstring), split with `seed`."""
-    from pynas.data import sources
-
-    if not isinstance(spec, str) or not spec:
-        raise DatasetError(f"dataset: expected fashion-mnist, digits, a folder or a file.npz, got {spec!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise DatasetError(f"seed: expected an integer >= 0, got {seed!r}")
-    if spec == "fashion-mnist":
-        return sources.fashion_mnist(int(seed))
-    if spec == "digits":
-        return sources.digits(int(seed))
-    path = Path(spec)
-    if path.suffix == ".npz":
-        return sources.npz(path, int(seed))
-    if path.is_dir():
-        return sources.image_folder(path, int(seed))
-    raise DatasetError(f"dataset {spec}: expected fashion-mnist, digits, a folder of class folders or a file.npz, "
-                       f"got {'a file of another kind' if path.exists() else 'no such file or folder'}")
 
 
 def split(name: str, x: np.ndarray, y: np.ndarray, seed: int, *, validation: int | None = None,

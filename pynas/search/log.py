@@ -10,7 +10,8 @@ Tables:
   strategy and its options, evaluator and its fingerprint, budget, seed, batch size.
 * ``samples``: one row per asked architecture, in ask order: its step and place in the step, tokens
   (JSON list), architecture string, predicted latency (ms), status ``pending`` (asked, not yet
-  evaluated), ``done`` or ``failed``, accuracy (percent, NULL unless done), error, attempts, reward,
+  evaluated), ``done`` or ``failed``, accuracy (percent, NULL unless done), the evaluator's raw score
+  where it has one (a zero-cost proxy's: its accuracy is the score's percentile), error, attempts, reward,
   whether it was answered from the cache of earlier evaluations (no budget spent), the
   evaluation's cost in seconds, and wall times.
 * ``state``: the strategy's state after the last step it was told (JSON values + an npz of arrays,
@@ -32,7 +33,7 @@ import numpy as np
 from pynas.search.strategies.base import State
 
 FORMAT = "pynas-search-log"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: samples.score (an evaluator's raw score, e.g. a zero-cost proxy's)
 LOG_NAME = "search.sqlite"
 
 _SCHEMA = """
@@ -46,6 +47,7 @@ CREATE TABLE samples (
   latency_ms REAL NOT NULL,
   status TEXT NOT NULL CHECK (status IN ('pending', 'done', 'failed')),
   accuracy REAL,
+  score REAL,
   error TEXT,
   attempts INTEGER NOT NULL DEFAULT 0,
   reward REAL,
@@ -79,6 +81,7 @@ class Sample:
     reward: float | None
     cached: bool
     seconds: float
+    score: float | None = None  # the evaluator's raw score, where it has one (zero-cost proxies)
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -165,9 +168,9 @@ class SearchLog:
         try:
             rows = self._db.execute(
                 "SELECT id, step, place, tokens, arch, latency_ms, status, accuracy, error, attempts, reward, cached, "
-                f"seconds FROM samples {where} ORDER BY id", params).fetchall()
+                f"seconds, score FROM samples {where} ORDER BY id", params).fetchall()
             return [Sample(r[0], r[1], r[2], tuple(json.loads(r[3])), r[4], r[5], r[6], r[7], r[8], r[9], r[10],
-                           bool(r[11]), r[12]) for r in rows]
+                           bool(r[11]), r[12], r[13]) for r in rows]
         except (sqlite3.DatabaseError, json.JSONDecodeError, TypeError) as error:
             raise LogError(f"{self.path}: samples: expected rows of a pynas search log ({error})") from None
 
@@ -185,18 +188,24 @@ class SearchLog:
         self._db.execute("COMMIT")
         return self.step_samples(step)
 
-    def record(self, outcomes: list[tuple[int, str, float | None, str | None, int, float | None, bool, float]]) -> None:
-        """(sample id, status, accuracy, error, attempts, reward, cached, seconds) rows, one transaction."""
+    def record(self, outcomes: list[tuple]) -> None:
+        """(sample id, status, accuracy, error, attempts, reward, cached, seconds, score) rows, one transaction."""
         now = time.time()
         self._db.execute("BEGIN")
         self._db.executemany("UPDATE samples SET status = ?, accuracy = ?, error = ?, attempts = ?, reward = ?, "
-                             "cached = ?, seconds = ?, evaluated_at = ? WHERE id = ?",
-                             [(s, a, e, n, r, int(c), sec, now, i) for i, s, a, e, n, r, c, sec in outcomes])
+                             "cached = ?, seconds = ?, score = ?, evaluated_at = ? WHERE id = ?",
+                             [(s, a, e, n, r, int(c), sec, finite_or_none(score), now, i)
+                              for i, s, a, e, n, r, c, sec, score in outcomes])
         self._db.execute("COMMIT")
 
     def evaluated(self) -> int:
         """Distinct evaluations spent (rows evaluated, not answered from the cache)."""
         return self._db.execute("SELECT COUNT(*) FROM samples WHERE status != 'pending' AND cached = 0").fetchone()[0]
+
+    def evaluated_seconds(self) -> float:
+        """What the distinct evaluations cost, in seconds, as their evaluator reported it."""
+        return float(self._db.execute("SELECT COALESCE(SUM(seconds), 0) FROM samples WHERE status != 'pending' "
+                                      "AND cached = 0").fetchone()[0])
 
     def asked(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM samples").fetchone()[0]

@@ -16,8 +16,15 @@ Resume. The log holds the state after the last step told; a step asked but not t
 again from that state (a strategy is deterministic from its state, so the same rows come back,
 which is checked) and its pending rows are evaluated (re-queued), its done rows reused. So a run
 killed at any point and resumed ends with exactly the samples of an uninterrupted run, and
-nothing is evaluated twice. The budget counts distinct evaluations; the run also ends after
-`max_asks` rows (a strategy that keeps asking what it has seen: recorded as the stop reason).
+nothing is evaluated twice. The budget counts distinct evaluations (`budget`), or the seconds
+they cost as the evaluator reports them (`budget_seconds`: the run stops at the first step that
+brings their sum to it), or both (whichever is reached first); the run also ends after `max_asks`
+rows (a strategy that keeps asking what it has seen). The stop reason names which.
+
+Workers (`execution`, `pynas.search.workers`): a step's evaluations run in parallel on a process
+pool or Ray, one step in flight at a time, the outcomes taken in candidate order: the same seed
+gives the same search on any executor, and a run may resume on another one (the executor is not
+part of the evaluator's fingerprint). Training evaluators default to a pool, the others in-process.
 """
 from __future__ import annotations
 
@@ -33,9 +40,11 @@ from pynas.search.problem import Problem
 from pynas.search.reward import DEFAULT as DEFAULT_REWARD, make_reward
 from pynas.search.strategies import STRATEGIES, make_strategy
 from pynas.search.target import check_target
+from pynas.search.workers import Execution, close as close_workers, default_execution, with_workers
 
 DEFAULT_STRATEGY = "evolution"
 MAX_ASKS_PER_EVALUATION = 20  # default max_asks = this x budget
+MAX_ASKS_SECONDS_ONLY = 1_000_000  # default max_asks of a run budgeted in seconds only (evaluations that cost 0 s)
 
 
 class StrategyError(RuntimeError):
@@ -96,20 +105,38 @@ def _check_int(name: str, value, low: int) -> int:
     return int(value)
 
 
-def configure(space, predictor, target_ms: float, evaluator: str, budget: int, *, strategy: str = DEFAULT_STRATEGY,
-              reward: str = DEFAULT_REWARD, seed: int = 0, strategy_options: dict | None = None,
-              batch_size: int | None = None, max_asks: int | None = None, fidelity: int | None = None,
-              check_range: bool = True) -> tuple[dict, object, object, object]:
-    """Check every argument before any work; (config, space, latency model, evaluator)."""
+def _check_seconds(value) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not (
+            np.isfinite(value) and value > 0):
+        raise ValueError(f"budget_seconds: expected a finite number of seconds > 0, got {value!r}")
+    return float(value)
+
+
+def configure(space, predictor, target_ms: float, evaluator: str, budget: int | None, *,
+              strategy: str = DEFAULT_STRATEGY, reward: str = DEFAULT_REWARD, seed: int = 0,
+              strategy_options: dict | None = None, batch_size: int | None = None, max_asks: int | None = None,
+              fidelity: int | None = None, evaluator_options: dict | None = None,
+              check_range: bool = True,
+              budget_seconds: float | None = None) -> tuple[dict, object, object, object]:
+    """Check every argument before any work; (config, space, latency model, evaluator). `budget`
+    (evaluations) or `budget_seconds` (their summed cost) or both; None for the one not used."""
     from pynas.space import SearchSpace, get_space
 
-    budget = _check_int("budget", budget, 1)
+    budget_seconds = _check_seconds(budget_seconds)
+    if budget is None and budget_seconds is None:
+        raise ValueError("budget: expected a number of evaluations or budget_seconds (or both), got neither")
+    budget = None if budget is None else _check_int("budget", budget, 1)
     seed = _check_int("seed", seed, 0)
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy: expected one of {', '.join(STRATEGIES)}, got {strategy!r}")
     if batch_size is not None:
         batch_size = _check_int("batch_size", batch_size, 1)
-    max_asks = MAX_ASKS_PER_EVALUATION * budget if max_asks is None else _check_int("max_asks", max_asks, 1)
+    if max_asks is None:
+        max_asks = MAX_ASKS_PER_EVALUATION * budget if budget is not None else MAX_ASKS_SECONDS_ONLY
+    else:
+        max_asks = _check_int("max_asks", max_asks, 1)
     reward_fn = make_reward(reward, target_ms)  # checks the name and T > 0
     if isinstance(space, str):
         space = get_space(space)
@@ -117,7 +144,7 @@ def configure(space, predictor, target_ms: float, evaluator: str, budget: int, *
         raise ValueError(f"space: expected a space name or a SearchSpace, got {type(space).__name__}")
     model = target_model(predictor, space)
     distribution = check_target(model, space, reward_fn.target_ms) if check_range else None
-    judge = make_evaluator(evaluator, space, fidelity=fidelity)
+    judge = make_evaluator(evaluator, space, fidelity=fidelity, options=evaluator_options)
     config = {
         "space": {"name": space.name, "options": space.options()},
         "predictor": {"bundle": model.name if not _is_folder(predictor) else str(Path(predictor).resolve()),
@@ -125,8 +152,8 @@ def configure(space, predictor, target_ms: float, evaluator: str, budget: int, *
         "reward": reward_fn.to_json(),
         "strategy": {"name": strategy, "options": dict(strategy_options or {})},
         "evaluator": {"spec": evaluator, "fidelity": getattr(judge, "fidelity", fidelity),
-                      "fingerprint": judge.fingerprint()},
-        "budget": budget, "seed": seed, "batch_size": batch_size, "max_asks": max_asks,
+                      "options": dict(evaluator_options or {}), "fingerprint": judge.fingerprint()},
+        "budget": budget, "budget_seconds": budget_seconds, "seed": seed, "batch_size": batch_size, "max_asks": max_asks,
         "target_distribution": distribution,
     }
     # The strategy's options are checked now, by building it once (cheap), not after the log exists.
@@ -160,21 +187,37 @@ def _problem(space, model, reward_fn, counter=None) -> Problem:
                    latency=counter if counter is not None else model.predict_batch, reward=reward_fn)
 
 
-def run(space, predictor, target_ms: float, evaluator: str, budget: int, out, *, progress=None, **options) -> Run:
-    """A new search into folder `out` (see the module docstring; `options` as `configure`)."""
-    return start(configure(space, predictor, target_ms, evaluator, budget, **options), out, progress=progress)
+def run(space, predictor, target_ms: float, evaluator: str, budget: int | None, out, *, progress=None,
+        execution: Execution | None = None, **options) -> Run:
+    """A new search into folder `out` (see the module docstring; `options` as `configure`;
+    `execution` where evaluations run, default `workers.default_execution(evaluator)`)."""
+    return start(configure(space, predictor, target_ms, evaluator, budget, **options), out, progress=progress,
+                 execution=execution)
 
 
-def start(configured: tuple, out, *, progress=None) -> Run:
+def start(configured: tuple, out, *, progress=None, execution: Execution | None = None) -> Run:
     """A new search into folder `out` from what `configure` returned (the CLI prints the target's
     place in the space between the two)."""
     config, space, model, judge = configured
-    with SearchLog.create(Path(out), config, _version()) as log:
+    judge = _on_workers(judge, config, space, execution)  # a Ray address that does not answer fails before the log
+    try:
+        log = SearchLog.create(Path(out), config, _version())
+    except BaseException:
+        close_workers(judge)
+        raise
+    with log:
         return _drive(log, space, model, judge, progress)
 
 
-def resume(folder, *, progress=None) -> Run:
-    """Continue the search in `folder` from its log (nothing lost, nothing evaluated twice)."""
+def _on_workers(judge, config: dict, space, execution: Execution | None):
+    if execution is None:
+        execution = default_execution(config["evaluator"]["spec"])
+    return with_workers(judge, config["evaluator"], space, execution)
+
+
+def resume(folder, *, progress=None, execution: Execution | None = None) -> Run:
+    """Continue the search in `folder` from its log (nothing lost, nothing evaluated twice), its
+    evaluations on `execution` (any executor: it is not part of the run's config)."""
     folder = Path(folder)
     with SearchLog.open(folder, _version()) as log:
         config = log.config
@@ -190,10 +233,17 @@ def resume(folder, *, progress=None) -> Run:
         if judge.fingerprint() != config["evaluator"]["fingerprint"]:
             raise ValueError(f"{log.path}: evaluator: expected {config['evaluator']['fingerprint']} (the run's), got "
                              f"{judge.fingerprint()}")
-        return _drive(log, space, model, judge, progress)
+        return _drive(log, space, model, _on_workers(judge, config, space, execution), progress)
 
 
 def _drive(log: SearchLog, space, model, judge, progress) -> Run:
+    try:
+        return _steps(log, space, model, judge, progress)
+    finally:
+        close_workers(judge)
+
+
+def _steps(log: SearchLog, space, model, judge, progress) -> Run:
     config = log.config
     reward_fn = make_reward(config["reward"]["name"], config["reward"]["target_ms"],
                             alpha=config["reward"]["alpha"], beta=config["reward"]["beta"])
@@ -202,6 +252,7 @@ def _drive(log: SearchLog, space, model, judge, progress) -> Run:
     strategy = make_strategy(config["strategy"]["name"], problem, seed=config["seed"], **config["strategy"]["options"])
     batch = config["batch_size"] or strategy.batch_size
     budget, max_asks = config["budget"], config["max_asks"]
+    budget_seconds = config.get("budget_seconds")  # absent in logs written before it existed
 
     saved = log.load_state()
     step, overhead = 0, 0.0
@@ -213,6 +264,7 @@ def _drive(log: SearchLog, space, model, judge, progress) -> Run:
     for s in log.samples("WHERE status != 'pending' AND cached = 0"):
         cache.setdefault(s.tokens, s)
     spent, asked = log.evaluated(), log.asked()  # kept in step from here (queries cost ~0.1 ms each)
+    spent_seconds = log.evaluated_seconds()
     stop = ""
     resuming = True
     while True:
@@ -227,13 +279,16 @@ def _drive(log: SearchLog, space, model, judge, progress) -> Run:
                 raise StrategyError(f"strategy {config['strategy']['name']}: asked other rows at step {step} on "
                                     f"resume than the log holds: the strategy is not deterministic from its state")
         else:
-            if spent >= budget:
+            if budget is not None and spent >= budget:
                 stop = "budget"
+                break
+            if budget_seconds is not None and spent_seconds >= budget_seconds:
+                stop = "budget_seconds"
                 break
             if asked >= max_asks:
                 stop = "max_asks"
                 break
-            tokens = _asked(strategy, min(batch, budget - spent), problem)
+            tokens = _asked(strategy, batch if budget is None else min(batch, budget - spent), problem)
             latency = problem.latency(tokens)
             archs = [space.decode(t) for t in tokens]
             rows = log.add_asked(step, tokens, [str(a) for a in archs], latency)
@@ -242,6 +297,7 @@ def _drive(log: SearchLog, space, model, judge, progress) -> Run:
         overhead += time.perf_counter() - start
         done, fresh = _evaluate(log, rows, cache, judge, space, reward_fn, decoded)
         spent += fresh
+        spent_seconds += sum(r.seconds for r in done if r.status != "pending" and not r.cached)
         start = time.perf_counter()
         accuracy = np.array([np.nan if r.accuracy is None else r.accuracy for r in done])
         latency = np.array([r.latency_ms for r in done])
@@ -289,16 +345,17 @@ def _evaluate(log: SearchLog, rows: list, cache: dict, judge, space, reward_fn, 
             seen.add(r.tokens)
         else:
             first = cache[r.tokens]
-            outcome = Outcome(first.accuracy, None, 0.0) if first.status == "done" else Outcome(None, first.error, 0.0)
+            outcome = (Outcome(first.accuracy, None, 0.0, score=first.score) if first.status == "done"
+                       else Outcome(None, first.error, 0.0))
             attempts, cached = 0, True
         reward = None
         if outcome.ok:
             reward = finite_or_none(float(reward_fn(outcome.accuracy, r.latency_ms)))
         record = (r.id, "done" if outcome.ok else "failed", outcome.accuracy, outcome.error, attempts, reward, cached,
-                  0.0 if cached else outcome.seconds)
+                  0.0 if cached else outcome.seconds, outcome.score)
         records.append(record)
         by_id[r.id] = replace(r, status=record[1], accuracy=outcome.accuracy, error=outcome.error, attempts=attempts,
-                              reward=reward, cached=cached, seconds=record[7])
+                              reward=reward, cached=cached, seconds=record[7], score=outcome.score)
         if not cached:
             cache.setdefault(r.tokens, by_id[r.id])
     log.record(records)
@@ -315,8 +372,9 @@ def _outcomes(judge, candidates: list[Candidate]) -> dict:
     for c, o in zip(candidates, first):
         (results.__setitem__(c.tokens, (o, 1)) if o.ok else retry.append(c))
     if retry:
+        cost = {c.tokens: o.seconds for c, o in zip(candidates, first)}
         for c, o in zip(retry, _submit(judge, retry)):
-            results[c.tokens] = (o, 2)
+            results[c.tokens] = (replace(o, seconds=o.seconds + cost[c.tokens]), 2)  # both attempts were paid for
     return results
 
 

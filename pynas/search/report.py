@@ -47,7 +47,8 @@ def summarise(log: SearchLog) -> dict:
     all_rows = log.samples()
     summary = {"space": config["space"], "predictor": config["predictor"]["bundle"], "reward": config["reward"],
                "strategy": config["strategy"], "evaluator": config["evaluator"]["spec"],
-               "fidelity": config["evaluator"].get("fidelity"), "budget": config["budget"], "seed": config["seed"],
+               "fidelity": config["evaluator"].get("fidelity"), "budget": config["budget"],
+               "budget_seconds": config.get("budget_seconds"), "seconds": log.evaluated_seconds(), "seed": config["seed"],
                "target_ms": target, "evaluated": len(rows) + len(failed), "failed": len(failed),
                "asked": len(all_rows), "pending": sum(r.status == "pending" for r in all_rows),
                "target_distribution": config.get("target_distribution")}
@@ -97,12 +98,20 @@ def _row(r, target: float) -> dict:
             "latency_over_target": r.latency_ms / target, "reward": r.reward, "sample": r.id, "step": r.step}
 
 
+def _budget(summary: dict) -> str:
+    seconds = summary.get("budget_seconds")
+    if seconds is None:
+        return str(summary["budget"])
+    spent = f"{seconds:g} s ({summary['seconds']:.1f} s spent)"
+    return spent if summary["budget"] is None else f"{summary['budget']} or {spent}"
+
+
 def text(summary: dict) -> str:
     from pynas import ui
 
     lines = [f"search {summary['strategy']['name']} on {summary['space']['name']} with {summary['predictor']}, "
              f"{summary['evaluator']} (fidelity {summary['fidelity']}): {summary['evaluated']} evaluated "
-             f"({summary['failed']} failed) of budget {summary['budget']}, {summary['asked']} asked, "
+             f"({summary['failed']} failed) of budget {_budget(summary)}, {summary['asked']} asked, "
              f"reward {summary['reward']['name']}, T = {summary['target_ms']:g} ms"]
     front = summary["front"]
     if front:

@@ -1,5 +1,7 @@
-"""Training networks (needs torch): weight-sharing supernets (`supernet`, `supernet_layers`).
+"""Accuracy of architectures: proxy training, zero-cost proxies, weight-sharing supernets.
 
-A floor above `torch_builder` and `space` and below `search`: the search's training-based
-evaluators call into it; nothing here imports the search.
+Modules: `nb201` (NAS-Bench-201's network for a cell, in PyTorch), `proxies` (zero-cost scores at
+initialisation), `trainer` (proxy training), `proxy_task` (an architecture's header adapted to the
+data), `supernet_layers` and `supernet` (the MnasNet space's weight-sharing supernet). This floor may
+import data, arch, ir, space and torch_builder, never search or cli.
 """

@@ -1,6 +1,6 @@
 """The accuracy evaluator interface: the budget of a search is counted in its evaluations.
 
-    evaluator = make_evaluator("nb201:imagenet16", space, fidelity=12)
+    evaluator = make_evaluator("nb201:imagenet16", space, fidelity=12)   # options=: an evaluator's own
     outcomes = evaluator.evaluate([Candidate(tokens, arch, text), ...])   # one Outcome each
 
 An evaluation either gives an accuracy (percent) or fails with a reason: a failure is an Outcome
@@ -32,10 +32,13 @@ class Candidate:
 @dataclass(frozen=True)
 class Outcome:
     """`accuracy` in percent, or None with `error` saying why; `seconds` what the evaluation cost
-    (the wall time spent, or for a table the cost it stands for, e.g. the benchmark's training time)."""
+    (the wall time spent, or for a table the cost it stands for, e.g. the benchmark's training time);
+    `score` the raw number behind `accuracy` where that is a mapping of something else (a zero-cost
+    proxy's score, whose percentile in the space is the accuracy), else None."""
     accuracy: float | None
     error: str | None = None
     seconds: float = 0.0
+    score: float | None = None
 
     def __post_init__(self):
         if (self.accuracy is None) == (self.error is None):

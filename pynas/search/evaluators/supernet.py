@@ -74,12 +74,13 @@ class SupernetEvaluator(Evaluator):
         self.calibration_images, self.val_images = len(chosen), count
 
     @classmethod
-    def from_spec(cls, spec: str, space, **options) -> "SupernetEvaluator":
-        """From `supernet:PATH` (what `--evaluator` takes)."""
-        prefix, colon, path = spec.partition(":") if isinstance(spec, str) else ("", "", "")
-        if prefix != PREFIX or not colon or not path:
-            raise ValueError(f"evaluator: expected {PREFIX}:PATH (a file of `pynas supernet train`), got {spec!r}")
-        return cls(path, space, **options)
+    def from_spec(cls, path: str, space, *, calibration_images: int = CALIBRATION_IMAGES,
+                  val_images: int | None = None, threads: int = 1) -> "SupernetEvaluator":
+        """From what follows `supernet:` (the registry's convention; options as keywords)."""
+        if not isinstance(path, str) or not path:
+            raise ValueError(f"evaluator: expected {PREFIX}:PATH (a file of `pynas supernet train`), got "
+                             f"{PREFIX}:{path if isinstance(path, str) else ''}")
+        return cls(path, space, calibration_images=calibration_images, val_images=val_images, threads=threads)
 
     def _one(self, candidate: Candidate) -> Outcome:
         import torch
