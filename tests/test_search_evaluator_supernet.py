@@ -46,7 +46,25 @@ def test_spec_and_bad_input(space, path, tmp_path):
     with pytest.raises(ValueError, match="fidelity: expected none with a supernet: evaluator"):
         make_evaluator(f"supernet:{path}", space, fidelity=12)
     with pytest.raises(ValueError, match=r"expected space mnasnet .*'resolution': 32"):
-        make_evaluator(f"supernet:{path}", get_space("mnasnet", resolution=32, num_classes=10, in_channels=1))
+        make_evaluator(f"supernet:{path}", get_space("mnasnet", resolution=32, num_classes=10, in_channels=1),
+                       options={"exact": True})
+    with pytest.raises(ValueError, match=r"expected a supernet of space fbnet \(the search's\), got one of mnasnet"):
+        make_evaluator(f"supernet:{path}", get_space("fbnet"))
+    with pytest.raises(ValueError, match=r"exact: expected true or false, got 'yes'"):
+        make_evaluator(f"supernet:{path}", space, options={"exact": "yes"})
+
+
+def test_proxy_for_the_imagenet_shaped_space(space, path):
+    """A search of the 224 px RGB space (the bundle's) scored by a supernet of grey small images: the
+    tokens decoded in the supernet's own space, the same numbers as a search of that space."""
+    imagenet = get_space("mnasnet")
+    proxy = make_evaluator(f"supernet:{path}", imagenet, options={"calibration_images": 50, "val_images": 50})
+    own = make_evaluator(f"supernet:{path}", space, options={"calibration_images": 50, "val_images": 50})
+    rows = imagenet.sample_tokens(2, seed=1)
+    big = [Candidate(tuple(int(v) for v in t), imagenet.decode(t), str(imagenet.decode(t))) for t in rows]
+    assert [o.accuracy for o in proxy.evaluate(big)] == [o.accuracy for o in own.evaluate(candidates(space, 2, 1))]
+    assert "proxy: each architecture's tokens in mnasnet" in proxy.describe()
+    assert proxy.fingerprint()["proxy_space"] == space.options() and own.fingerprint()["proxy_space"] is None
     other = load_dataset("digits", seed=1)  # another split: another sha256
     with pytest.raises(ValueError, match="dataset digits: expected sha256 .* got"):
         SupernetEvaluator(path, space, data=other)

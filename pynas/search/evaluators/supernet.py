@@ -10,6 +10,13 @@ trained on). Per candidate: the sub-network's weights copied into `build_torch(a
 BatchNorm statistics recalibrated on a fixed seeded subset of the training images (shared weights
 leave no statistics that fit every sub-network, OFA), then top-1 accuracy on the validation split.
 Deterministic for a fixed thread count. A non-finite output is a failed Outcome, never 0.
+
+The proxy task, as the train evaluator's: a supernet trained on grey 28 px images (space
+`mnasnet` with resolution 28, 10 classes, in_channels 1) scores the architectures of a search of
+the ImageNet-shaped space (224 px, 1000 classes, RGB, whose latency the bundle predicts): the
+candidate's tokens, which mean the same block choices in both, are decoded in the supernet's own
+space. The spaces must be the same space (name and decisions); option `exact=True` also requires
+the same options (resolution, classes, input channels).
 """
 from __future__ import annotations
 
@@ -42,7 +49,7 @@ class SupernetEvaluator(Evaluator):
     name = PREFIX
 
     def __init__(self, path: str | Path, space, *, data=None, calibration_images: int = CALIBRATION_IMAGES,
-                 val_images: int | None = None, threads: int = 1):
+                 val_images: int | None = None, threads: int = 1, exact: bool = False):
         import numpy as np
         import torch
 
@@ -55,9 +62,17 @@ class SupernetEvaluator(Evaluator):
         if val_images is not None and (not isinstance(val_images, int) or isinstance(val_images, bool)
                                        or val_images < 1):
             raise ValueError(f"val_images: expected an integer >= 1 or None (all), got {val_images!r}")
+        if not isinstance(exact, bool):
+            raise ValueError(f"exact: expected true or false, got {exact!r}")
         self.path = Path(path)
-        self.supernet, self.meta = load_supernet(self.path, space)  # ValueError: missing, malformed, other space
-        self.space, self.threads = space, threads
+        # ValueError: missing, malformed, other space (or, with exact, other options)
+        self.supernet, self.meta = load_supernet(self.path, space if exact else None)
+        own = self.supernet.space
+        if (own.name, own.cardinalities) != (space.name, space.cardinalities):
+            raise ValueError(f"supernet file {self.path}: expected a supernet of space {space.name} (the search's), "
+                             f"got one of {own.name}")
+        self.proxy = own.options() != space.options()
+        self.space, self.threads, self.exact = own, threads, exact
         self.file_sha256 = _sha256(self.path)
         if data is None:
             data = load_dataset(self.meta["dataset"], seed=self.meta["data_seed"])
@@ -65,7 +80,7 @@ class SupernetEvaluator(Evaluator):
             raise ValueError(f"supernet file {self.path}: dataset {self.meta['dataset']}: expected sha256 "
                              f"{self.meta['dataset_sha256'][:16]}... (what it was trained on), got {data.sha256[:16]}...")
         self.data = data
-        mean, std, resolution = self.meta["mean"], self.meta["std"], space.resolution
+        mean, std, resolution = self.meta["mean"], self.meta["std"], own.resolution
         chosen = np.sort(np.random.default_rng(CALIBRATION_SEED).permutation(len(data.x_train))[:calibration_images])
         self.calibration = images(data.x_train[chosen], mean, std, resolution)
         count = len(data.x_val) if val_images is None else min(val_images, len(data.x_val))
@@ -75,12 +90,13 @@ class SupernetEvaluator(Evaluator):
 
     @classmethod
     def from_spec(cls, path: str, space, *, calibration_images: int = CALIBRATION_IMAGES,
-                  val_images: int | None = None, threads: int = 1) -> "SupernetEvaluator":
+                  val_images: int | None = None, threads: int = 1, exact: bool = False) -> "SupernetEvaluator":
         """From what follows `supernet:` (the registry's convention; options as keywords)."""
         if not isinstance(path, str) or not path:
             raise ValueError(f"evaluator: expected {PREFIX}:PATH (a file of `pynas supernet train`), got "
                              f"{PREFIX}:{path if isinstance(path, str) else ''}")
-        return cls(path, space, calibration_images=calibration_images, val_images=val_images, threads=threads)
+        return cls(path, space, calibration_images=calibration_images, val_images=val_images, threads=threads,
+                   exact=exact)
 
     def _one(self, candidate: Candidate) -> Outcome:
         import torch
@@ -111,12 +127,14 @@ class SupernetEvaluator(Evaluator):
     def fingerprint(self) -> dict:
         return {"evaluator": PREFIX, "sha256": self.file_sha256, "dataset": self.meta["dataset"],
                 "dataset_sha256": self.meta["dataset_sha256"], "calibration_images": self.calibration_images,
-                "calibration_seed": CALIBRATION_SEED, "val_images": self.val_images}
+                "calibration_seed": CALIBRATION_SEED, "val_images": self.val_images,
+                "proxy_space": self.space.options() if self.proxy else None}
 
     def describe(self) -> str:
         return (f"{PREFIX}:{self.path}, sub-network top-1 on {self.val_images} validation images of "
                 f"{self.meta['dataset']} after BN recalibration on {self.calibration_images} training images "
-                f"(supernet trained {self.meta['epochs']} epochs)")
+                f"(supernet trained {self.meta['epochs']} epochs)"
+                + (f"; proxy: each architecture's tokens in {self.space.name} {self.space.options()}" if self.proxy else ""))
 
 
 __all__ = ["SupernetEvaluator"]
