@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-BENCH_SEED = 2024
+BENCH_SEED = 13  # the same 30 architectures as bench/evaluators_train.py's bench_archs() (its seed)
 BENCH_ARCHS = 30
 
 

@@ -194,3 +194,13 @@ def tiny_bundle(small_store, tmp_path_factory):
     return bundle.save(tmp_path_factory.mktemp("bundles") / "tiny", train(data, params={"rounds": 30}, space=space),
                        data, space=space, source=str(small_store))
 
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Small models: one torch thread is faster than two on a shared machine, and the same everywhere
+    (modules that want it: `pytestmark = pytest.mark.usefixtures("one_torch_thread")`)."""
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

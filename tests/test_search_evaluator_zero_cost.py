@@ -14,14 +14,7 @@ from pynas.train.nb201 import count_params
 
 DISCONNECTED = "|skip_connect~0|+|none~0|none~1|+|none~0|none~1|none~2|"
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small models: one thread is faster than two on a shared machine, and the same everywhere."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py
 
 
 def candidates(space, rows):

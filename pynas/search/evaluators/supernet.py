@@ -20,25 +20,17 @@ the same options (resolution, classes, input channels).
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from pathlib import Path
 from typing import Sequence
 
+from pynas.predictor.manifest import sha256_of
 from pynas.search.evaluators.base import Candidate, Evaluator, Outcome
 
 PREFIX = "supernet"
 CALIBRATION_IMAGES = 500
 CALIBRATION_SEED = 0
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class SupernetEvaluator(Evaluator):
@@ -73,7 +65,7 @@ class SupernetEvaluator(Evaluator):
                              f"got one of {own.name}")
         self.proxy = own.options() != space.options()
         self.space, self.threads, self.exact = own, threads, exact
-        self.file_sha256 = _sha256(self.path)
+        self.file_sha256 = sha256_of(self.path)
         if data is None:
             data = load_dataset(self.meta["dataset"], seed=self.meta["data_seed"])
         if data.sha256 != self.meta["dataset_sha256"]:
