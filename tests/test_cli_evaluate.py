@@ -123,3 +123,18 @@ def test_search_on_a_ray_address_that_refuses_is_one_line_before_the_log(tmp_pat
     out, err = capsys.readouterr()
     assert code == 2 and f"ray address 127.0.0.1:{port}: expected a Ray cluster there, got no answer" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_preset_outside_the_space_with_the_train_evaluator(capsys):
+    """Train scores an architecture as a network: any valid string or preset (MnasNet-A1 is not in the
+    MnasNet search space); an evaluator of points of the space refuses it, exit 2, naming the space."""
+    code, out, _ = evaluate(capsys, "mnasnet-a1", "--evaluator", "train:digits:1", "--executor", "serial",
+                            "--proxy-resolution", 8, "--width-mult", 0.25, "--evaluator-option", "lr=0.1")
+    assert code == 0 and "header adapted to in1 cls10 res8" in out and "accuracy" in out.splitlines()[-1]
+    code, _, err = evaluate(capsys, "mnasnet-a1", "--evaluator", "zero-cost:params")
+    assert code == 2 and "ARCH 1: expected an architecture of space mnasnet (evaluator zero-cost: scores points" in err
+    code, _, err = evaluate(capsys, "mnasnet-a1", "--evaluator", "train:digits:1", "--evaluator-option", "lr")
+    assert code == 2 and "--evaluator-option: expected KEY=VALUE, got 'lr'" in err
+    code, _, err = evaluate(capsys, "mnasnet-a1", "--evaluator", "train:digits:1", "--width-mult", 0.5,
+                            "--evaluator-option", "width_mult=0.5")
+    assert code == 2 and "--width-mult: expected it or --evaluator-option width_mult=..., got both" in err

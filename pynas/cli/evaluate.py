@@ -35,8 +35,16 @@ def _read_file(path: Path) -> list[tuple[str, str]]:
             if line.strip() and not line.strip().startswith("#")]
 
 
-def _candidate(space, text: str, place: str):
-    """The Candidate of architecture `text` in `space`; ValueError naming `place`."""
+# Evaluators that score an architecture as such (its network), not as a point of a space: they take
+# architectures outside the space too (a preset, a user's own), with no tokens.
+ARCHITECTURE_KINDS = ("train", "python")
+
+
+def _candidate(space, text: str, place: str, evaluator: str):
+    """The Candidate of architecture `text` in `space` (for a train: or python: evaluator, any valid
+    architecture string or preset, in the space or not); ValueError naming `place`."""
+    from pynas.search.evaluators import Candidate
+
     try:
         if space.name == "nb201":
             arch = space.parse(text)
@@ -44,13 +52,18 @@ def _candidate(space, text: str, place: str):
             from pynas.presets import resolve
 
             arch = resolve(text)
-        tokens = tuple(int(t) for t in space.encode(arch))
-        arch = space.decode(tokens)  # the space's own form of it (what a search would have evaluated)
     except ValueError as error:
         raise ValueError(f"{place}: expected an architecture of space {space.name}, got {text[:80]!r}: "
                          f"{' '.join(str(error).split())}") from None
-    from pynas.search.evaluators import Candidate
-
+    try:
+        tokens = tuple(int(t) for t in space.encode(arch))
+    except ValueError as error:
+        if evaluator.partition(":")[0] in ARCHITECTURE_KINDS:
+            return Candidate((), arch, str(arch))
+        raise ValueError(f"{place}: expected an architecture of space {space.name} (evaluator "
+                         f"{evaluator.partition(':')[0]}: scores points of the space), got {text[:80]!r}: "
+                         f"{' '.join(str(error).split())}") from None
+    arch = space.decode(tokens)  # the space's own form of it (what a search would have evaluated)
     return Candidate(tokens, arch, str(arch))
 
 
@@ -74,7 +87,7 @@ def cmd_evaluate(args) -> None:
     if args.space is None:
         args.space = "nb201" if all(text.startswith("|") for text, _ in lines) else "mnasnet"
     space = space_from_args(args)
-    candidates = [_candidate(space, text, place) for text, place in lines]
+    candidates = [_candidate(space, text, place, args.evaluator) for text, place in lines]
 
     from pynas.search.evaluators import make_evaluator
     from pynas.search.workers import close, default_execution, with_workers

@@ -134,12 +134,24 @@ def evaluate_task(config: dict, candidate: dict, threads: int, task_id: int | No
         space, judge = _judge(config)
         _set_threads(threads)
         tokens = tuple(int(t) for t in candidate["tokens"])
-        outcomes = judge.evaluate([Candidate(tokens, space.decode(tokens), candidate["text"])])
+        outcomes = judge.evaluate([Candidate(tokens, _architecture(space, tokens, candidate["text"]), candidate["text"])])
         if len(outcomes) != 1 or not isinstance(outcomes[0], Outcome):
             raise ValueError(f"evaluator {judge.name}: expected 1 outcome, got {len(outcomes)}")
         return dataclasses.asdict(outcomes[0])
     except Exception as error:  # noqa: BLE001  a user's evaluator may raise anything: this candidate failed
         return {"accuracy": None, "error": f"{type(error).__name__}: {' '.join(str(error).split())}"[:500]}
+
+
+def _architecture(space, tokens: tuple, text: str):
+    """The candidate's architecture: decoded from its tokens, or (no tokens: an architecture outside
+    the space, which `pynas evaluate` gives a train: or python: evaluator) parsed from its string."""
+    if tokens:
+        return space.decode(tokens)
+    if space.name == "nb201":
+        return space.parse(text)
+    from pynas.arch import parse
+
+    return parse(text)
 
 
 def _init_pool_worker(threads: int, started) -> None:
