@@ -18,6 +18,9 @@ PYNAS="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/py
 RUN="runs/search-$(date +%Y%m%d-%H%M%S)-$$"
 "$PYNAS" search --space nb201 --predictor nb201-pixel3 --target-quantile 0.25 --evaluator nb201:imagenet16 \
   --budget 200 --seed 0 --out "$RUN"
+# Accuracy without a benchmark table: a zero-cost proxy (synflow, at initialisation, milliseconds) on
+# two NAS-Bench-201 cells, reported as each one's percentile in the space (see README: the evaluators).
+"$PYNAS" evaluate $("$PYNAS" sample --space nb201 -n 2 --seed 0) --evaluator zero-cost:synflow
 "$PYNAS" describe mnasnet-a1 --kernels blocks
 "$PYNAS" sample --space mnasnet -n 5 --seed 0
 # A latency predictor for the machine in hand: its own if `pynas device init` made one before, else
