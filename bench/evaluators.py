@@ -134,7 +134,8 @@ def summary(folder: Path) -> str:
         best = e2e["summary"].get("best") or {}
         lines += ["## end to end (supernet evaluator, budget 1000)",
                   f"wall {e2e['wall_s'] / 60:.1f} min; pick {best.get('accuracy')} % at predicted "
-                  f"{best.get('latency_ms')} ms = {best.get('latency_ms', float('nan')) / E2E_TARGET_MS:.3f} x T"]
+                  f"{best.get('latency_ms', float('nan')):.3f} ms = "
+                  f"{best.get('latency_ms', float('nan')) / E2E_TARGET_MS:.3f} x T"]
     return "\n".join(lines)
 
 
