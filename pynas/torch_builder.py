@@ -158,16 +158,23 @@ def _init_weights(module: nn.Module) -> None:
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, 0.0, 0.01)
-            nn.init.zeros_(m.bias)
+        else:
+            init_norm_or_linear(m)
+
+
+def init_norm_or_linear(m: nn.Module) -> None:
+    """Unit BatchNorm, small classifier weights (zero biases); other modules are left alone."""
+    if isinstance(m, nn.BatchNorm2d):
+        nn.init.ones_(m.weight)
+        nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.Linear):
+        nn.init.normal_(m.weight, 0.0, 0.01)
+        nn.init.zeros_(m.bias)
 
 
 def build_torch(arch: Arch | str) -> Network:
-    """An nn.Module for `arch` (an Arch, preset name or arch string) taking N x 3 x R x R input."""
+    """An nn.Module for `arch` (an Arch, preset name or arch string) taking N x C x R x R input
+    (C = `arch.in_channels`)."""
     if isinstance(arch, str):
         from pynas.presets import resolve
         arch = resolve(arch)

@@ -32,7 +32,7 @@ from torch import nn
 from pynas.arch import Arch, round_half_up
 from pynas.ir.lower import expanded_channels, se_channels
 from pynas.space.mnasnet import BASE_CHANNELS, BASE_LAYERS, FILTER_MULTIPLIERS, LAYER_DELTAS, MnasNetSpace
-from pynas.torch_builder import Block, Network, build_torch
+from pynas.torch_builder import Block, Network, build_torch, init_norm_or_linear
 
 MAX_KERNEL = 5
 MAX_EXPANSION = 6.0
@@ -293,9 +293,5 @@ def _init_weights(module: nn.Module) -> None:
             nn.init.normal_(m.weight, 0.0, (2.0 / m.weight[0].numel()) ** 0.5)
         elif isinstance(m, DynamicConv):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, 0.0, 0.01)
-            nn.init.zeros_(m.bias)
+        else:
+            init_norm_or_linear(m)
