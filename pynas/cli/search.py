@@ -17,10 +17,6 @@ NEW_RUN_FLAGS = ("space", "predictor", "target_ms", "target_quantile", "reward",
                  "evaluator", *EVALUATOR_FLAGS, "fidelity", "budget", "budget_seconds", "seed", "out", "batch_size", "resolution", "setting")
 
 
-def _options(pairs: list[str]) -> dict:
-    return key_values(pairs, "--strategy-option")
-
-
 class Tracker:
     """The progress bar's label: best reward, best accuracy under T, the front's size (recomputed at most
     every half second: the label is what a person reads, not a per-sample cost)."""
@@ -105,7 +101,7 @@ def cmd_search(args) -> None:
                                                    args.target_quantile)
         configured = search.configure(
             space, args.predictor, target_ms, args.evaluator, args.budget, strategy=args.strategy, reward=args.reward,
-            seed=args.seed, strategy_options=_options(args.strategy_option), batch_size=args.batch_size,
+            seed=args.seed, strategy_options=key_values(args.strategy_option, "--strategy-option"), batch_size=args.batch_size,
             fidelity=args.fidelity, evaluator_options=evaluator_options(args), budget_seconds=args.budget_seconds)
     config, space, model, judge = configured
     from pynas.cli.common import print_warnings

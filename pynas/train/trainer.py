@@ -81,13 +81,13 @@ def evaluation_seed(seed: int, arch_text: str) -> int:
     return int.from_bytes(digest[:8], "big") & (2**63 - 1)
 
 
-def _check_int(name: str, value, low: int) -> int:
+def check_int(name: str, value, low: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
         raise ValueError(f"{name}: expected an integer >= {low}, got {value!r}")
     return int(value)
 
 
-def _check_positive(name: str, value) -> float:
+def check_positive(name: str, value) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
         raise ValueError(f"{name}: expected a finite number > 0, got {value!r}")
     return float(value)
@@ -97,7 +97,7 @@ def subset(count: int, wanted: int | None, seed: int, name: str, low: int = 1) -
     """Sorted indices of a seeded `wanted` of `count` images (None: all of them)."""
     if wanted is None:
         return None
-    wanted = _check_int(name, wanted, low)
+    wanted = check_int(name, wanted, low)
     if wanted > count:
         raise ValueError(f"{name}: expected at most {count} (the split's images), got {wanted}")
     if wanted == count:
@@ -177,11 +177,11 @@ def train_and_score(arch: Arch, data: Dataset, epochs: int, *, seed: int = 0, th
     (or a seeded `val_images` of it). The subsets depend on `seed` only, so every architecture of a
     search sees the same images; weights and batch order depend on (seed, architecture)."""
     start = time.perf_counter()
-    epochs = _check_int("epochs", epochs, 1)
-    seed = _check_int("seed", seed, 0)
-    threads = _check_int("threads", threads, 1)
-    batch_size = _check_int("batch_size", batch_size, 1)
-    lr = _check_positive("lr", lr)
+    epochs = check_int("epochs", epochs, 1)
+    seed = check_int("seed", seed, 0)
+    threads = check_int("threads", threads, 1)
+    batch_size = check_int("batch_size", batch_size, 1)
+    lr = check_positive("lr", lr)
     check_feeds(data, arch)  # a DatasetError naming in_channels or num_classes
     train_idx = subset(len(data.x_train), train_images, seed, "train_images", low=2)
     val_idx = subset(len(data.x_val), val_images, seed + 1, "val_images")

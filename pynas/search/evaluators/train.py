@@ -20,11 +20,9 @@ architecture string its weights and batch order).
 """
 from __future__ import annotations
 
-import math
 import time
 from typing import Sequence
 
-import numpy as np
 
 from pynas.arch import Arch
 from pynas.data import DatasetError, load_dataset
@@ -38,15 +36,11 @@ DEFAULT_EPOCHS = 5  # MnasNet's proxy training (5 epochs on ImageNet), a rank si
 def _int_option(name: str, value, low: int, none_ok: bool = True):
     if value is None and none_ok:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"evaluator option {name}: expected an integer >= {low}, got {value!r}")
-    return int(value)
+    return trainer.check_int(f"evaluator option {name}", value, low)
 
 
 def _positive_option(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
-        raise ValueError(f"evaluator option {name}: expected a finite number > 0, got {value!r}")
-    return float(value)
+    return trainer.check_positive(f"evaluator option {name}", value)
 
 
 def parse_spec(rest: str) -> tuple[str, int]:
