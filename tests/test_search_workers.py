@@ -103,6 +103,20 @@ def test_serial_pool_and_ray_give_the_same_outcomes(local_ray, space, tmp_path):
     assert errors and any("diverged" in e for e in errors) and all(a != 0 for a, _ in serial)
 
 
+def test_a_pynas_checkout_in_the_working_directory_does_not_shadow_the_ray_workers_pynas(space, tmp_path,
+                                                                                       monkeypatch):
+    # Ray puts the driver's cwd first on its workers' sys.path; CI runs from a clean clone, whose
+    # pynas/ has no compiled _core. Here a checkout that cannot be imported at all stands for it.
+    checkout = tmp_path / "checkout"
+    (checkout / "pynas").mkdir(parents=True)
+    (checkout / "pynas" / "__init__.py").write_text("raise ImportError('the checkout shadowed pynas')\n")
+    monkeypatch.chdir(checkout)
+    cands = candidates(space, n=4, seed=3)
+    serial = outcomes(space, "nb201:cifar10", Execution("serial"), cands)
+    assert outcomes(space, "nb201:cifar10", Execution("ray", workers=2), cands) == serial
+    assert all(error is None for _, error in serial)
+
+
 def kill_when_marked(mark, timeout=60):
     def kill():
         deadline = time.monotonic() + timeout

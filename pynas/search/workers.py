@@ -166,6 +166,38 @@ def _ray_task(config: dict, candidate: dict, threads: int) -> dict:
     return evaluate_task(config, candidate, threads)
 
 
+def _ray_entry(shadowing: tuple[str, ...]):
+    """The function Ray runs on a worker. Ray puts the driver's working directory (and script
+    directory) at the front of every worker's sys.path; when that directory holds another pynas (a
+    checkout: sources without the compiled _core), the worker's `import pynas` would find it instead
+    of the pynas the driver runs, and every task would fail to import. The function is made inside
+    this one so that Ray's cloudpickle ships it by value: it runs, and drops those entries, before
+    the worker imports pynas."""
+
+    def run(config: dict, candidate: dict, threads: int) -> dict:
+        import sys
+
+        sys.path[:] = [entry for entry in sys.path if entry not in shadowing]
+        from pynas.search.workers import _ray_task
+
+        return _ray_task(config, candidate, threads)
+
+    return run
+
+
+def _shadowing_entries() -> tuple[str, ...]:
+    """The directories Ray adds to its workers' sys.path that hold a pynas other than this one."""
+    import pynas
+
+    ours = os.path.realpath(os.path.dirname(pynas.__file__))
+    found = []
+    for folder in (os.path.abspath(os.curdir), os.path.dirname(os.path.realpath(sys.argv[0] or "."))):
+        other = os.path.join(folder, "pynas")
+        if os.path.isdir(other) and os.path.realpath(other) != ours:
+            found += [folder, os.path.realpath(folder)]
+    return tuple(dict.fromkeys(found))
+
+
 # -- in the driver ----------------------------------------------------------------------------
 def _outcome(fields: dict) -> Outcome:
     return Outcome(**fields)
@@ -288,7 +320,7 @@ class _Ray:
             else:
                 _connect(ray, execution.ray_address)
             self.started_ray = True
-        self.remote = ray.remote(_ray_task).options(num_cpus=execution.threads, max_retries=1, retry_exceptions=False)
+        self.remote = ray.remote(_ray_entry(_shadowing_entries())).options(num_cpus=execution.threads, max_retries=1, retry_exceptions=False)
 
     def submit(self, config: dict, tasks: list[dict]) -> Pending:
         config_ref = self.ray.put(config)
