@@ -87,38 +87,55 @@ def run(args) -> list[dict]:
     from pynas.ir import lower
     from pynas.search.evaluators import Candidate
     from pynas.search.evaluators.supernet import SupernetEvaluator
-    from pynas.train.supernet import load_supernet, train_supernet
+    from pynas.train.supernet import load_supernet, normalisation, train_supernet
 
     torch.set_num_threads(1)
     space = bench_space(args.resolution)
     data = load_dataset("fashion-mnist", seed=0)
-    path = Path(args.supernet or args.out)
-    if args.supernet:
-        _, meta = load_supernet(path, space)
-    else:
-        def progress(step, steps, loss):
-            if step % 10 == 0 or step == steps:
-                print(f"  step {step}/{steps} loss {loss:.3f}", file=sys.stderr, flush=True)
+    archs = bench_archs(space, args.archs)
+    rows = [{"index": i, "arch": str(space.decode(t)), "mmacs": lower(space.decode(t)).macs / 1e6}
+            for i, t in enumerate(archs)]
+    if not args.no_supernet:
+        path = Path(args.supernet or args.out)
+        if args.supernet:
+            _, meta = load_supernet(path, space)
+        else:
+            def progress(step, steps, loss):
+                if step % 10 == 0 or step == steps:
+                    print(f"  step {step}/{steps} loss {loss:.3f}", file=sys.stderr, flush=True)
 
-        _, meta = train_supernet(space, data, args.epochs, out=path, train_images=args.train_images,
-                                 batch_size=args.batch_size, lr=args.lr, seed=args.seed, progress=progress)
-    print(f"supernet {path}: {meta['steps']} steps, {meta['train_images']} images, {meta['epochs']} epochs, "
-          f"train {meta['train_seconds']:.0f} s, final loss {meta['final_loss']:.3f}", file=sys.stderr)
-    evaluator = SupernetEvaluator(path, space, data=data, val_images=args.val_images)
-    rows = []
-    for index, tokens in enumerate(bench_archs(space, args.archs)):
-        arch = space.decode(tokens)
-        outcome = evaluator.evaluate([Candidate(tokens, arch, str(arch))])[0]
-        rows.append({"index": index, "arch": str(arch), "mmacs": lower(arch).macs / 1e6,
-                     "supernet_acc": outcome.accuracy, "error": outcome.error, "eval_seconds": outcome.seconds,
-                     "train_seconds": meta["train_seconds"], "train_steps": meta["steps"]})
-        print(f"  arch {index}: {outcome.accuracy} ({outcome.seconds:.1f} s)", file=sys.stderr, flush=True)
-    for row in rows[:args.standalone]:
-        arch = space.decode(bench_archs(space, args.archs)[row["index"]])
+            _, meta = train_supernet(space, data, args.epochs, out=path, train_images=args.train_images,
+                                     batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                                     sampling=args.sampling, progress=progress)
+        print(f"supernet {path}: {meta.get('sampling', 'sandwich')} sampling, {meta['steps']} steps, "
+              f"{meta['train_images']} images, {meta['epochs']} epochs, train {meta['train_seconds']:.0f} s, "
+              f"final loss {meta['final_loss']:.3f}", file=sys.stderr)
+        evaluator = SupernetEvaluator(path, space, data=data, val_images=args.val_images)
+        for row, tokens in zip(rows, archs):
+            arch = space.decode(tokens)
+            outcome = evaluator.evaluate([Candidate(tokens, arch, str(arch))])[0]
+            row.update(supernet_acc=outcome.accuracy, error=outcome.error, eval_seconds=outcome.seconds,
+                       train_seconds=meta["train_seconds"], train_steps=meta["steps"],
+                       sampling=meta.get("sampling", "sandwich"))
+            print(f"  arch {row['index']}: {outcome.accuracy} ({outcome.seconds:.1f} s)", file=sys.stderr, flush=True)
+    known = {}
+    if args.standalone_from:
+        known = {r["arch"]: r for r in json.loads(Path(args.standalone_from).read_text()) if "standalone_acc" in r}
+    alone_images = args.standalone_images or args.train_images
+    subset = np.sort(np.random.default_rng(args.seed).permutation(len(data.x_train))[:alone_images])
+    mean, std = normalisation(data.x_train[subset])
+    for row, tokens in list(zip(rows, archs))[:args.standalone]:
+        if row["arch"] in known:
+            for key in ("standalone_acc", "standalone_seconds", "standalone_epochs", "standalone_images"):
+                row[key] = known[row["arch"]].get(key)
+            continue
         row["standalone_acc"], row["standalone_seconds"] = standalone_accuracy(
-            arch, data, meta["mean"], meta["std"], meta["train_images"], args.standalone_epochs, args.seed)
+            space.decode(tokens), data, mean, std, alone_images, args.standalone_epochs, args.seed)
+        row["standalone_epochs"], row["standalone_images"] = args.standalone_epochs, alone_images
         print(f"  stand-alone {row['index']}: {row['standalone_acc']:.2f} ({row['standalone_seconds']:.0f} s)",
               file=sys.stderr, flush=True)
+        if args.json:  # after each: a long run killed half-way keeps what it did (--standalone-from)
+            Path(args.json).write_text(json.dumps(rows, indent=1))
     return rows
 
 
@@ -136,26 +153,33 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="supernet-fmnist.pt", help="where the trained supernet goes")
     parser.add_argument("--standalone", type=int, default=0, help="also train the first N archs alone")
     parser.add_argument("--standalone-epochs", type=int, default=2)
+    parser.add_argument("--standalone-images", type=int, help="stand-alone training images (--train-images)")
+    parser.add_argument("--standalone-from", metavar="JSON", help="reuse the stand-alone rows of an earlier --json")
+    parser.add_argument("--no-supernet", action="store_true", help="only the stand-alone training")
+    parser.add_argument("--sampling", default="fair", help="the supernet's training: fair or sandwich")
     parser.add_argument("--json", help="write the rows here")
     args = parser.parse_args(argv)
     rows = run(args)
     from pynas import ui
 
-    print(ui.table(["#", "MMACs", "supernet %", "eval s", "alone %"],
-                   [[r["index"], f"{r['mmacs']:.2f}", "-" if r["supernet_acc"] is None else f"{r['supernet_acc']:.2f}",
-                     f"{r['eval_seconds']:.1f}", f"{r['standalone_acc']:.2f}" if "standalone_acc" in r else "-"]
-                    for r in rows], right=(0, 1, 2, 3, 4)))
-    ok = [r for r in rows if r["supernet_acc"] is not None]
-    print(f"supernet: trained {rows[0]['train_seconds']:.0f} s ({rows[0]['train_steps']} steps); "
-          f"{len(ok)}/{len(rows)} scored, median {np.median([r['eval_seconds'] for r in rows]):.2f} s per evaluation, "
-          f"accuracy {min(r['supernet_acc'] for r in ok):.2f}..{max(r['supernet_acc'] for r in ok):.2f}")
-    paired = [r for r in ok if "standalone_acc" in r]
+    def cell(row, key):
+        return "-" if row.get(key) is None else f"{row[key]:.2f}"
+
+    print(ui.table(["#", "MMACs", "supernet %", "eval s", "alone %", "alone s"],
+                   [[r["index"], f"{r['mmacs']:.2f}", cell(r, "supernet_acc"), cell(r, "eval_seconds"),
+                     cell(r, "standalone_acc"), cell(r, "standalone_seconds")] for r in rows], right=(0, 1, 2, 3, 4, 5)))
+    ok = [r for r in rows if r.get("supernet_acc") is not None]
+    if ok:
+        print(f"supernet ({ok[0]['sampling']}): trained {ok[0]['train_seconds']:.0f} s ({ok[0]['train_steps']} steps); "
+              f"{len(ok)}/{len(rows)} scored, median {np.median([r['eval_seconds'] for r in ok]):.2f} s per "
+              f"evaluation, accuracy {min(r['supernet_acc'] for r in ok):.2f}..{max(r['supernet_acc'] for r in ok):.2f}")
+    paired = [r for r in ok if r.get("standalone_acc") is not None]
     if len(paired) >= 3:
         from scipy.stats import kendalltau
 
         tau = kendalltau([r["supernet_acc"] for r in paired], [r["standalone_acc"] for r in paired])[0]
-        print(f"Kendall tau (supernet vs stand-alone {paired[0].get('standalone_seconds', 0):.0f}-s trainings, "
-              f"{len(paired)} archs): {tau:.2f}")
+        print(f"Kendall tau, supernet vs stand-alone ({paired[0]['standalone_epochs']} epochs on "
+              f"{paired[0]['standalone_images']} images), {len(paired)} archs: {tau:.2f}")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
     return 0

@@ -11,17 +11,27 @@ def test_train_writes_a_supernet_file(tmp_path, capsys):
     from pynas.train.supernet import load_supernet
 
     out = tmp_path / "digits.pt"
-    assert main(["supernet", "train", "--dataset", "digits", "--resolution", "16", "--epochs", "1",
-                 "--train-images", "32", "--batch-size", "32", "--out", str(out)]) == 0
-    assert f"search with --evaluator supernet:{out}" in capsys.readouterr().out
-    _, meta = load_supernet(out, get_space("mnasnet", resolution=16, num_classes=10, in_channels=1))
-    assert meta["dataset"] == "digits" and meta["train_images"] == 32 and meta["steps"] == 1
+    for sampling in ("fair", "sandwich"):
+        assert main(["supernet", "train", "--dataset", "digits", "--resolution", "16", "--epochs", "1",
+                     "--train-images", "32", "--batch-size", "32", "--sampling", sampling, "--out", str(out)]) == 0
+        assert f"search with --evaluator supernet:{out}" in capsys.readouterr().out
+        _, meta = load_supernet(out, get_space("mnasnet", resolution=16, num_classes=10, in_channels=1))
+        assert meta["dataset"] == "digits" and meta["train_images"] == 32 and meta["steps"] == 1
+        assert meta["sampling"] == sampling
+
+
+def test_the_flag_offers_the_trainers_samplings():
+    from pynas.cli.supernet import SAMPLINGS as flag_choices
+    from pynas.train.supernet import SAMPLINGS
+
+    assert flag_choices == SAMPLINGS
 
 
 @pytest.mark.parametrize("argv, message", [
     (["--space", "fbnet"], "--space: expected mnasnet"),
     (["--epochs", "0"], "argument --epochs: expected an integer 1..10000"),
     (["--train-images", "100000"], "--train-images: expected at most 1438"),
+    (["--sampling", "spos"], "argument --sampling: invalid choice: 'spos' (choose from 'fair', 'sandwich')"),
 ])
 def test_bad_flags(tmp_path, capsys, argv, message):
     args = {"--dataset": "digits", "--epochs": "1", "--out": str(tmp_path / "x.pt")}

@@ -89,6 +89,46 @@ def test_sandwich_step_changes_weights_and_is_deterministic(space, digits):
     assert all(torch.equal(results[0][k], results[1][k]) for k in results[0])
 
 
+def test_fair_subnets_run_every_op_once_per_block_and_are_seeded(space):
+    from pynas.space.mnasnet import OPS
+    from pynas.train.supernet import fair_subnets
+
+    subnets = fair_subnets(space, np.random.default_rng(3))
+    assert len(subnets) == len(OPS) and subnets == fair_subnets(space, np.random.default_rng(3))
+    ops = [i for i, d in enumerate(space.decisions) if d.name.endswith(".op")]
+    assert len(ops) == 7
+    for i in ops:  # each block: every op exactly once across the step's sub-networks
+        assert sorted(t[i] for t in subnets) == list(range(len(OPS)))
+    others = {tuple(t[i] for i in range(len(t)) if i not in ops) for t in subnets}
+    assert len(others) > 1  # the other choices are sampled, not shared
+    for t in subnets:
+        space.decode(t)  # every one is an architecture of the space
+
+
+def test_a_fair_step_trains_every_op_candidate(space, digits):
+    from pynas.train.supernet import _optimizer, fair_step, images, normalisation
+
+    mean, std = normalisation(digits.x_train)
+    x, y = images(digits.x_train[:16], mean, std, RES), torch.from_numpy(digits.y_train[:16])
+    torch.manual_seed(0)
+    net = Supernet(space).train()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    assert np.isfinite(fair_step(net, x, y, _optimizer(net, 0.05, 0.9, 3e-5), np.random.default_rng(0)))
+    changed = {k for k, v in net.state_dict().items() if not torch.equal(v, before[k])}
+    for block in range(1, 6):  # blocks 2-6 have >= 1 layer: their first runs in every sub-network
+        for op in (".conv.conv.", ".ds.dw.", ".ir.expand."):
+            assert any(k.startswith(f"blocks.{block}.0{op}") for k in changed), (block, op)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(sampling="spos"), "sampling: expected one of fair, sandwich, got 'spos'"),
+    (dict(sampling="fair", distill=True), "distill: expected only with sampling sandwich"),
+])
+def test_bad_sampling_is_refused(space, digits, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        train_supernet(space, digits, 1, max_steps=1, **kwargs)
+
+
 @pytest.fixture(scope="module")
 def trained(space, digits, tmp_path_factory):
     path = tmp_path_factory.mktemp("supernet") / "digits.pt"

@@ -8,6 +8,10 @@ from pathlib import Path
 
 from pynas.cli import flags
 
+# pynas.train.supernet.SAMPLINGS, spelled here so that building the parser imports no torch (a test
+# checks that the two agree).
+SAMPLINGS = ("fair", "sandwich")
+
 
 def cmd_train(args) -> None:
     import torch
@@ -38,7 +42,7 @@ def cmd_train(args) -> None:
 
         _, meta = train_supernet(space, data, args.epochs, data_seed=args.data_seed, out=args.out, seed=args.seed,
                                  batch_size=args.batch_size, lr=args.lr, train_images=args.train_images,
-                                 progress=progress)
+                                 sampling=args.sampling, progress=progress)
     print(f"wrote {args.out}: {meta['steps']} steps on {meta['train_images']} images of {data.name}, final loss "
           f"{meta['final_loss']:.3f}, {time.perf_counter() - start:.0f} s; search with --evaluator supernet:{args.out}")
 
@@ -46,7 +50,7 @@ def cmd_train(args) -> None:
 def add_parsers(commands) -> None:
     p = commands.add_parser("supernet", help="weight-sharing supernets (train once, evaluate sub-networks in seconds)")
     sub = p.add_subparsers(dest="supernet_command", required=True)
-    t = sub.add_parser("train", help="train a space's supernet on a dataset (sandwich rule, in-place distillation)",
+    t = sub.add_parser("train", help="train a space's supernet on a dataset (fair op sampling or the sandwich rule)",
                        description="Writes FILE for `pynas search --evaluator supernet:FILE`; the space's classes and "
                                    "input channels are the dataset's.")
     t.add_argument("--space", default="mnasnet", help="mnasnet (the default; the only space with a supernet)")
@@ -57,6 +61,9 @@ def add_parsers(commands) -> None:
     t.add_argument("--train-images", type=flags.integer(1), help="a seeded subset of the training split (default all)")
     t.add_argument("--batch-size", type=flags.integer(1, 100_000), default=128)
     t.add_argument("--lr", type=flags.number(0, 10, low_open=True), default=0.05, help="SGD learning rate (cosine)")
+    t.add_argument("--sampling", choices=SAMPLINGS, default=SAMPLINGS[0],
+                   help="sub-networks per step: fair (each op once per block, FairNAS) or sandwich (largest, "
+                        "smallest, 2 random)")
     t.add_argument("--seed", type=flags.integer(0, 2**32 - 1), default=0)
     t.add_argument("--threads", type=flags.threads, default=1, help="torch threads (results depend on it)")
     t.add_argument("--out", metavar="FILE", required=True)

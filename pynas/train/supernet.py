@@ -5,12 +5,14 @@
     net = supernet.extract(tokens)                              # build_torch(arch) with its weights
     recalibrate(net, images); accuracy(net, x_val, y_val)       # what SupernetEvaluator does
 
-Training is the sandwich rule (BigNAS / OFA's progressive shrinking without its phases): each step
-runs the largest sub-network, the smallest and `random_subnets` uniform samples of the space on the
-same batch, sums their gradients and steps once; the others learn from the largest's soft labels
-(in-place distillation) when `distill` is on. SGD with Nesterov momentum and a cosine schedule to
-0, weight decay on conv and linear weights only. Seeded: the same seed, data and thread count give
-the same weights bit for bit.
+Each training step runs several sub-networks on the same batch, sums their gradients and steps
+once. `fair` sampling (the default) is FairNAS's strict fairness for the op choice: four
+sub-networks in which every block runs each op once, every other choice uniform. `sandwich` is the
+sandwich rule (BigNAS; OFA's progressive shrinking without its phases): the largest sub-network, the
+smallest and `random_subnets` uniform samples, the others optionally learning from the largest's soft
+labels (in-place distillation, `distill`). SGD with Nesterov momentum and a cosine schedule to 0,
+weight decay on conv and linear weights only. Seeded: the same seed, data and thread count give the
+same weights bit for bit.
 
 The file is `torch.save` of a dict of primitives and tensors (no pickled objects) read back with
 `torch.load(weights_only=True)`: ``format`` / ``version``, ``meta`` (space name and options, dataset
@@ -87,24 +89,58 @@ def images(x: np.ndarray, mean: Sequence[float], std: Sequence[float], resolutio
     return tensor
 
 
-def sandwich_step(supernet: Supernet, x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer,
-                  rng: np.random.Generator, random_subnets: int = 2, distill: bool = False) -> float:
-    """One step of the sandwich rule on a batch; returns the largest sub-network's loss."""
-    space = supernet.space
+SAMPLINGS = ("fair", "sandwich")
+
+
+def sandwich_subnets(space: MnasNetSpace, rng: np.random.Generator, random_subnets: int = 2) -> list[tuple[int, ...]]:
+    """The sandwich rule's sub-networks of a step: the largest, the smallest, `random_subnets` uniform."""
+    return [largest_tokens(space), smallest_tokens(space)] + [
+        tuple(int(rng.integers(d.cardinality)) for d in space.decisions) for _ in range(random_subnets)]
+
+
+def fair_subnets(space: MnasNetSpace, rng: np.random.Generator) -> list[tuple[int, ...]]:
+    """FairNAS's strict fairness (Chu et al., ICCV 2021) for the op, the choice whose candidates share
+    no weights: len(OPS) sub-networks in which every block runs each op once (a random permutation
+    per block), so every candidate gets one gradient per step; every other choice uniform. Under
+    the sandwich rule a conv candidate is trained only when a uniform sample picks it (1 in 4 of 2
+    samples a step), and a supernet trained so ranks nothing (bench/evaluators_supernet.py)."""
+    order = {i: rng.permutation(len(OPS)) for i, d in enumerate(space.decisions) if d.name.endswith(".op")}
+    return [tuple(int(order[i][j]) if i in order else int(rng.integers(d.cardinality))
+                  for i, d in enumerate(space.decisions)) for j in range(len(OPS))]
+
+
+def train_step(supernet: Supernet, x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer,
+               subnets: Sequence[Sequence[int]], distill: bool = False) -> float:
+    """One step on a batch: the gradients of every sub-network in `subnets` summed, one update.
+    With `distill`, all but the first learn from the first one's soft labels (in-place
+    distillation: the first is then the largest). Returns the mean of the sub-networks' losses."""
     optimizer.zero_grad(set_to_none=True)
-    logits = supernet(x, largest_tokens(space))
-    loss = F.cross_entropy(logits, y)
-    loss.backward()
-    target = F.softmax(logits.detach(), 1) if distill else None
-    others = [smallest_tokens(space)] + [tuple(int(rng.integers(d.cardinality)) for d in space.decisions)
-                                         for _ in range(random_subnets)]
-    for tokens in others:
-        out = supernet(x, tokens)
-        other = -(target * F.log_softmax(out, 1)).sum(1).mean() if distill else F.cross_entropy(out, y)
-        other.backward()
+    target, losses = None, []
+    for tokens in subnets:
+        out = supernet(x, tuple(tokens))
+        if target is not None:
+            loss = -(target * F.log_softmax(out, 1)).sum(1).mean()
+        else:
+            loss = F.cross_entropy(out, y)
+            if distill:
+                target = F.softmax(out.detach(), 1)
+        loss.backward()
+        losses.append(float(loss.detach()))
     nn.utils.clip_grad_norm_(supernet.parameters(), CLIP_NORM)
     optimizer.step()
-    return float(loss.detach())
+    return float(np.mean(losses))
+
+
+def sandwich_step(supernet: Supernet, x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer,
+                  rng: np.random.Generator, random_subnets: int = 2, distill: bool = False) -> float:
+    """One step of the sandwich rule (`sandwich_subnets`) on a batch."""
+    return train_step(supernet, x, y, optimizer, sandwich_subnets(supernet.space, rng, random_subnets), distill)
+
+
+def fair_step(supernet: Supernet, x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer,
+              rng: np.random.Generator) -> float:
+    """One step of strict fairness (`fair_subnets`) on a batch."""
+    return train_step(supernet, x, y, optimizer, fair_subnets(supernet.space, rng))
 
 
 def _optimizer(supernet: Supernet, lr: float, momentum: float, weight_decay: float) -> torch.optim.SGD:
@@ -119,13 +155,19 @@ def _optimizer(supernet: Supernet, lr: float, momentum: float, weight_decay: flo
 
 def train_supernet(space: MnasNetSpace, data, epochs: int, *, data_seed: int = 0, out: str | Path | None = None,
                    seed: int = 0, batch_size: int = 128, lr: float = 0.05, momentum: float = 0.9,
-                   weight_decay: float = 3e-5, train_images: int | None = None, random_subnets: int = 2,
-                   distill: bool = False, max_steps: int | None = None,
+                   weight_decay: float = 3e-5, train_images: int | None = None, sampling: str = "fair",
+                   random_subnets: int = 2, distill: bool = False, max_steps: int | None = None,
                    progress: Callable[[int, int, float], None] | None = None) -> tuple[Supernet, dict]:
     """Train the supernet of `space` on `data` (a `pynas.data` spec, loaded with `data_seed`, or a
     Dataset: its name is the spec an evaluator reloads it by, its sha256 what it checks).
     `train_images`: the first N of a seeded permutation of the training split (all by default);
-    `max_steps` stops early (tests). `progress(step, steps, loss)` after each step. Writes `out`."""
+    `max_steps` stops early (tests). `progress(step, steps, loss)` after each step. Writes `out`.
+    `sampling`: the sub-networks of each step, `fair` (`fair_subnets`) or `sandwich`
+    (`sandwich_subnets`, with `random_subnets` and `distill`)."""
+    if sampling not in SAMPLINGS:
+        raise ValueError(f"sampling: expected one of {', '.join(SAMPLINGS)}, got {sampling!r}")
+    if distill and sampling != "sandwich":
+        raise ValueError(f"distill: expected only with sampling sandwich (its largest is the teacher), got sampling {sampling}")
     for name, value, low in (("epochs", epochs, 1), ("batch_size", batch_size, 1), ("random_subnets", random_subnets, 0)):
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise ValueError(f"{name}: expected an integer >= {low}, got {value!r}")
@@ -162,7 +204,9 @@ def train_supernet(space: MnasNetSpace, data, epochs: int, *, data_seed: int = 0
             if step == steps:
                 break
             batch = order[i * batch_size:(i + 1) * batch_size]
-            loss = sandwich_step(supernet, x_all[batch], y_all[batch], optimizer, rng, random_subnets, distill)
+            subnets = (fair_subnets(space, rng) if sampling == "fair"
+                       else sandwich_subnets(space, rng, random_subnets))
+            loss = train_step(supernet, x_all[batch], y_all[batch], optimizer, subnets, distill)
             if not math.isfinite(loss):
                 raise ValueError(f"training diverged at step {step}: loss {loss} (try a lower lr than {lr})")
             losses.append(loss)
@@ -175,7 +219,7 @@ def train_supernet(space: MnasNetSpace, data, epochs: int, *, data_seed: int = 0
     meta = {"space": space.name, "space_options": space.options(), "dataset": data.name,
             "data_seed": data_seed, "dataset_sha256": str(data.sha256), "train_images": int(len(subset)), "epochs": epochs, "steps": step,
             "seed": seed, "batch_size": batch_size, "lr": lr, "momentum": momentum, "weight_decay": weight_decay,
-            "random_subnets": random_subnets, "distill": distill, "mean": mean, "std": std,
+            "sampling": sampling, "random_subnets": random_subnets, "distill": distill, "mean": mean, "std": std,
             "final_loss": float(np.mean(losses[-max(1, per_epoch // 4):])), "train_seconds": time.perf_counter() - start,
             "threads": torch.get_num_threads(), "pynas_version": pynas.__version__}
     if out is not None:
