@@ -10,6 +10,8 @@ straight line.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -155,11 +157,21 @@ def _init_weights(module: nn.Module) -> None:
     """He init for convs, unit BN, small classifier weights (as MnasNet/MobileNet training does)."""
     for m in module.modules():
         if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            init_conv(m.weight, m.groups)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
         else:
             init_norm_or_linear(m)
+
+
+def init_conv(weight: torch.Tensor, groups: int = 1) -> None:
+    """He init, normal with fan out, where a grouped conv's fan out is (out / groups) x k x k (as
+    MnasNet's and timm's): torch's own count (out x k x k) makes a depthwise kernel ~sqrt(channels)
+    too small, and the BatchNorm after it turns that into gradients ~sqrt(channels) too large
+    (scale invariance: gradient ~ 1 / |w|), which slows or stalls the first epochs."""
+    out, _, kh, kw = weight.shape
+    with torch.no_grad():
+        weight.normal_(0.0, math.sqrt(2.0 / (out // groups * kh * kw)))
 
 
 def init_norm_or_linear(m: nn.Module) -> None:

@@ -170,3 +170,17 @@ def test_fold_batchnorm_keeps_outputs():
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(folded(x), model(x), rtol=1e-4, atol=1e-5)
+
+
+def test_convs_get_he_init_by_their_true_fan_out():
+    # A depthwise 5x5 of 480 channels: each input reaches 25 outputs, not 480 x 25 (torch's count).
+    torch.manual_seed(0)
+    net = build_torch("net_res32_cls10:stem_k3_s2_c16:ir_r1_k5_s1_e6_c80_noskip:ir_r1_k3_s2_e6_c80:head_c128")
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    depthwise = [m for m in convs if m.groups > 1]
+    assert depthwise and all(m.groups == m.in_channels == m.out_channels for m in depthwise)
+    for m in convs:
+        k = m.kernel_size[0] * m.kernel_size[1]
+        want = (2.0 / (m.out_channels // m.groups * k)) ** 0.5
+        got = float(m.weight.detach().std())
+        assert abs(got / want - 1) < 0.15, (m, got, want)

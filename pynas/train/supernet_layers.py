@@ -32,7 +32,7 @@ from torch import nn
 from pynas.arch import Arch, round_half_up
 from pynas.ir.lower import expanded_channels, se_channels
 from pynas.space.mnasnet import BASE_CHANNELS, BASE_LAYERS, FILTER_MULTIPLIERS, LAYER_DELTAS, MnasNetSpace
-from pynas.torch_builder import Block, Network, build_torch, init_norm_or_linear
+from pynas.torch_builder import Block, Network, build_torch, init_conv, init_norm_or_linear
 
 MAX_KERNEL = 5
 MAX_EXPANSION = 6.0
@@ -283,15 +283,10 @@ class Supernet(nn.Module):
 
 
 def _init_weights(module: nn.Module) -> None:
-    """As `torch_builder` (He init, fan out; unit BN; small classifier weights), except depthwise
-    kernels: their fan out is k x k, not channels x k x k. torch's count (what `torch_builder` gets)
-    makes them ~sqrt(channels) too small, and BatchNorm after them turns that into gradients of
-    norm ~300 at the first step (scale invariance: gradient ~ 1 / |w|), which kept the sandwich's
-    loss at chance for the first epoch on Fashion-MNIST."""
+    """As `torch_builder` (He init with a grouped conv's true fan out; unit BN; small classifier
+    weights): a stored depthwise kernel (channels, 1, k, k) is a conv of `channels` groups."""
     for m in module.modules():
-        if isinstance(m, DynamicConv) and m.depthwise:
-            nn.init.normal_(m.weight, 0.0, (2.0 / m.weight[0].numel()) ** 0.5)
-        elif isinstance(m, DynamicConv):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        if isinstance(m, DynamicConv):
+            init_conv(m.weight, m.weight.shape[0] if m.depthwise else 1)
         else:
             init_norm_or_linear(m)
