@@ -100,7 +100,7 @@ def summary(folder: Path) -> str:
         sys.path.insert(0, str(HERE))
         import evaluators_zero_cost as zc
 
-        merged = argparse.Namespace(merge=[str(p) for p in shards])
+        merged = argparse.Namespace(merge=[str(p) for p in shards], nb201_csv=str(zc.NB201_CSV))
         lines += ["## zero-cost proxies (NAS-Bench-201, Spearman rho with 200-epoch test accuracy)",
                   zc.table(zc.run(merged)), ""]
     train = json.loads((folder / "train.json").read_text()) if (folder / "train.json").is_file() else None
@@ -114,7 +114,8 @@ def summary(folder: Path) -> str:
         ok = [r for r in supernet if r["supernet_acc"] is not None]
         acc = np.array([r["supernet_acc"] for r in ok])
         lines += ["## supernet (the same 30 architectures)",
-                  f"trained {supernet[0]['train_seconds']:.0f} s ({supernet[0]['train_steps']} steps); {len(ok)}/"
+                  f"{ok[0].get('sampling', 'sandwich')} sampling, trained {ok[0]['train_seconds']:.0f} s "
+                  f"({ok[0]['train_steps']} steps); {len(ok)}/"
                   f"{len(supernet)} scored; accuracy {acc.min():.1f}..{acc.max():.1f} (median {np.median(acc):.1f}); "
                   f"{np.median([r['eval_seconds'] for r in supernet]):.2f} s per evaluation (median)"]
         if train:
@@ -123,6 +124,12 @@ def summary(folder: Path) -> str:
                 pairs = [(by_index[i], a) for i, a in enumerate(row["accuracies"]) if i in by_index and a is not None]
                 tau = kendalltau(*zip(*pairs))[0]
                 lines.append(f"Kendall tau, supernet vs {row['evaluator']}: {tau:.3f} ({len(pairs)} archs)")
+        alone = [(r["supernet_acc"], r["standalone_acc"]) for r in ok if r.get("standalone_acc") is not None]
+        if len(alone) >= 3:
+            r0 = next(r for r in ok if r.get("standalone_acc") is not None)
+            lines.append(f"Kendall tau, supernet vs stand-alone ({r0['standalone_epochs']} epochs on "
+                         f"{r0['standalone_images']} images at the supernet's resolution): "
+                         f"{kendalltau(*zip(*alone))[0]:.3f} ({len(alone)} archs)")
         lines.append("")
     if (folder / "ray.json").is_file():
         rows = json.loads((folder / "ray.json").read_text())

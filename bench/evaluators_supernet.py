@@ -156,7 +156,7 @@ def main(argv=None) -> int:
     parser.add_argument("--standalone-images", type=int, help="stand-alone training images (--train-images)")
     parser.add_argument("--standalone-from", metavar="JSON", help="reuse the stand-alone rows of an earlier --json")
     parser.add_argument("--no-supernet", action="store_true", help="only the stand-alone training")
-    parser.add_argument("--sampling", default="fair", help="the supernet's training: fair or sandwich")
+    parser.add_argument("--sampling", default="sandwich", help="the supernet's training: sandwich or fair")
     parser.add_argument("--json", help="write the rows here")
     args = parser.parse_args(argv)
     rows = run(args)

@@ -31,7 +31,7 @@ def test_the_flag_offers_the_trainers_samplings():
     (["--space", "fbnet"], "--space: expected mnasnet"),
     (["--epochs", "0"], "argument --epochs: expected an integer 1..10000"),
     (["--train-images", "100000"], "--train-images: expected at most 1438"),
-    (["--sampling", "spos"], "argument --sampling: invalid choice: 'spos' (choose from 'fair', 'sandwich')"),
+    (["--sampling", "spos"], "argument --sampling: invalid choice: 'spos' (choose from 'sandwich', 'fair')"),
 ])
 def test_bad_flags(tmp_path, capsys, argv, message):
     args = {"--dataset": "digits", "--epochs": "1", "--out": str(tmp_path / "x.pt")}

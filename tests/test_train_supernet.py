@@ -121,7 +121,7 @@ def test_a_fair_step_trains_every_op_candidate(space, digits):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(sampling="spos"), "sampling: expected one of fair, sandwich, got 'spos'"),
+    (dict(sampling="spos"), "sampling: expected one of sandwich, fair, got 'spos'"),
     (dict(sampling="fair", distill=True), "distill: expected only with sampling sandwich"),
 ])
 def test_bad_sampling_is_refused(space, digits, kwargs, message):

@@ -10,7 +10,7 @@ from pynas.cli import flags
 
 # pynas.train.supernet.SAMPLINGS, spelled here so that building the parser imports no torch (a test
 # checks that the two agree).
-SAMPLINGS = ("fair", "sandwich")
+SAMPLINGS = ("sandwich", "fair")
 
 
 def cmd_train(args) -> None:
@@ -50,7 +50,7 @@ def cmd_train(args) -> None:
 def add_parsers(commands) -> None:
     p = commands.add_parser("supernet", help="weight-sharing supernets (train once, evaluate sub-networks in seconds)")
     sub = p.add_subparsers(dest="supernet_command", required=True)
-    t = sub.add_parser("train", help="train a space's supernet on a dataset (fair op sampling or the sandwich rule)",
+    t = sub.add_parser("train", help="train a space's supernet on a dataset (the sandwich rule or fair op sampling)",
                        description="Writes FILE for `pynas search --evaluator supernet:FILE`; the space's classes and "
                                    "input channels are the dataset's.")
     t.add_argument("--space", default="mnasnet", help="mnasnet (the default; the only space with a supernet)")
@@ -62,8 +62,8 @@ def add_parsers(commands) -> None:
     t.add_argument("--batch-size", type=flags.integer(1, 100_000), default=128)
     t.add_argument("--lr", type=flags.number(0, 10, low_open=True), default=0.05, help="SGD learning rate (cosine)")
     t.add_argument("--sampling", choices=SAMPLINGS, default=SAMPLINGS[0],
-                   help="sub-networks per step: fair (each op once per block, FairNAS) or sandwich (largest, "
-                        "smallest, 2 random)")
+                   help="sub-networks per step: sandwich (largest, smallest, 2 random; the default) or fair "
+                        "(each op once per block, FairNAS)")
     t.add_argument("--seed", type=flags.integer(0, 2**32 - 1), default=0)
     t.add_argument("--threads", type=flags.threads, default=1, help="torch threads (results depend on it)")
     t.add_argument("--out", metavar="FILE", required=True)
