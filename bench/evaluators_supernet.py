@@ -106,8 +106,9 @@ def run(args) -> list[dict]:
 
             _, meta = train_supernet(space, data, args.epochs, out=path, train_images=args.train_images,
                                      batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                                     sampling=args.sampling, progress=progress)
-        print(f"supernet {path}: {meta.get('sampling', 'sandwich')} sampling, {meta['steps']} steps, "
+                                     sampling=args.sampling, distill=args.distill, progress=progress)
+        print(f"supernet {path}: {meta.get('sampling', 'sandwich')} sampling{' + distill' * meta['distill']}, "
+              f"{meta['steps']} steps, "
               f"{meta['train_images']} images, {meta['epochs']} epochs, train {meta['train_seconds']:.0f} s, "
               f"final loss {meta['final_loss']:.3f}", file=sys.stderr)
         evaluator = SupernetEvaluator(path, space, data=data, val_images=args.val_images)
@@ -156,7 +157,8 @@ def main(argv=None) -> int:
     parser.add_argument("--standalone-images", type=int, help="stand-alone training images (--train-images)")
     parser.add_argument("--standalone-from", metavar="JSON", help="reuse the stand-alone rows of an earlier --json")
     parser.add_argument("--no-supernet", action="store_true", help="only the stand-alone training")
-    parser.add_argument("--sampling", default="sandwich", help="the supernet's training: sandwich or fair")
+    parser.add_argument("--sampling", default="sandwich", help="the supernet's training: sandwich, fair or progressive")
+    parser.add_argument("--distill", action="store_true", help="in-place distillation (sandwich, progressive)")
     parser.add_argument("--json", help="write the rows here")
     args = parser.parse_args(argv)
     rows = run(args)

@@ -11,7 +11,7 @@ def test_train_writes_a_supernet_file(tmp_path, capsys):
     from pynas.train.supernet import load_supernet
 
     out = tmp_path / "digits.pt"
-    for sampling in ("fair", "sandwich"):
+    for sampling in ("sandwich", "fair", "progressive"):
         assert main(["supernet", "train", "--dataset", "digits", "--resolution", "16", "--epochs", "1",
                      "--train-images", "32", "--batch-size", "32", "--sampling", sampling, "--out", str(out)]) == 0
         assert f"search with --evaluator supernet:{out}" in capsys.readouterr().out
@@ -31,12 +31,14 @@ def test_the_flag_offers_the_trainers_samplings():
     (["--space", "fbnet"], "--space: expected mnasnet"),
     (["--epochs", "0"], "argument --epochs: expected an integer 1..10000"),
     (["--train-images", "100000"], "--train-images: expected at most 1438"),
-    (["--sampling", "spos"], "argument --sampling: invalid choice: 'spos' (choose from 'sandwich', 'fair')"),
+    (["--sampling", "fair", "--distill", ""], "--distill: expected only with --sampling sandwich or progressive"),
+    (["--sampling", "spos"], "argument --sampling: invalid choice: 'spos' (choose from 'sandwich', 'fair', 'progressive')"),
 ])
 def test_bad_flags(tmp_path, capsys, argv, message):
     args = {"--dataset": "digits", "--epochs": "1", "--out": str(tmp_path / "x.pt")}
     for flag, value in zip(argv[::2], argv[1::2]):
         args[flag] = value
-    assert main(["supernet", "train", *[x for kv in args.items() for x in kv]]) == 2
+    # A value "" stands for a flag without one (--distill).
+    assert main(["supernet", "train", *[x for kv in args.items() for x in kv if x != ""]]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "x.pt").exists()

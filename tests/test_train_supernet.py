@@ -120,9 +120,30 @@ def test_a_fair_step_trains_every_op_candidate(space, digits):
             assert any(k.startswith(f"blocks.{block}.0{op}") for k in changed), (block, op)
 
 
+def test_progressive_subnets_free_the_choices_phase_by_phase(space):
+    from pynas.train.supernet import PHASES, progressive_subnets
+
+    largest, smallest = largest_tokens(space), smallest_tokens(space)
+    fields = [d.name.split(".", 1)[1] for d in space.decisions]
+    rng = np.random.default_rng(0)
+    for phase in range(len(PHASES)):
+        free = {name for names in PHASES[:phase + 1] for name in names}
+        subnets = [t for _ in range(20) for t in progressive_subnets(space, rng, (phase + 0.5) / len(PHASES))[1:]]
+        for t in subnets:  # a choice not yet free is the largest's
+            assert all(v == b for v, b, f in zip(t, largest, fields) if f not in free)
+        for f in free:  # a free one varies (and the phase's smallest takes the smallest's value)
+            column = [v for t in subnets for v, name in zip(t, fields) if name == f]
+            assert len(set(column)) > 1, (phase, f)
+        low = progressive_subnets(space, rng, phase / len(PHASES))[1]
+        assert all(v == (s if f in free else b) for v, s, b, f in zip(low, smallest, largest, fields))
+    assert progressive_subnets(space, rng, 0.99)[0] == largest
+    with pytest.raises(ValueError, match=r"done: expected a fraction of the steps in \[0, 1\), got 1.0"):
+        progressive_subnets(space, rng, 1.0)
+
+
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(sampling="spos"), "sampling: expected one of sandwich, fair, got 'spos'"),
-    (dict(sampling="fair", distill=True), "distill: expected only with sampling sandwich"),
+    (dict(sampling="spos"), "sampling: expected one of sandwich, fair, progressive, got 'spos'"),
+    (dict(sampling="fair", distill=True), "distill: expected only with sampling sandwich or progressive"),
 ])
 def test_bad_sampling_is_refused(space, digits, kwargs, message):
     with pytest.raises(ValueError, match=message):

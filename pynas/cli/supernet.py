@@ -10,7 +10,7 @@ from pynas.cli import flags
 
 # pynas.train.supernet.SAMPLINGS, spelled here so that building the parser imports no torch (a test
 # checks that the two agree).
-SAMPLINGS = ("sandwich", "fair")
+SAMPLINGS = ("sandwich", "fair", "progressive")
 
 
 def cmd_train(args) -> None:
@@ -23,6 +23,9 @@ def cmd_train(args) -> None:
 
     if args.space != "mnasnet":
         raise ValueError(f"--space: expected mnasnet (the only space with a supernet), got {args.space}")
+    if args.distill and args.sampling == "fair":
+        raise ValueError("--distill: expected only with --sampling sandwich or progressive (their largest sub-network "
+                         "is the teacher), got --sampling fair")
     data = load_dataset(args.dataset, seed=args.data_seed)
     # The classes and input channels are the data's; the resolution the data's unless given.
     space = get_space(args.space, resolution=args.resolution or data.resolution[0], num_classes=data.num_classes,
@@ -42,7 +45,7 @@ def cmd_train(args) -> None:
 
         _, meta = train_supernet(space, data, args.epochs, data_seed=args.data_seed, out=args.out, seed=args.seed,
                                  batch_size=args.batch_size, lr=args.lr, train_images=args.train_images,
-                                 sampling=args.sampling, progress=progress)
+                                 sampling=args.sampling, distill=args.distill, progress=progress)
     print(f"wrote {args.out}: {meta['steps']} steps on {meta['train_images']} images of {data.name}, final loss "
           f"{meta['final_loss']:.3f}, {time.perf_counter() - start:.0f} s; search with --evaluator supernet:{args.out}")
 
@@ -62,8 +65,11 @@ def add_parsers(commands) -> None:
     t.add_argument("--batch-size", type=flags.integer(1, 100_000), default=128)
     t.add_argument("--lr", type=flags.number(0, 10, low_open=True), default=0.05, help="SGD learning rate (cosine)")
     t.add_argument("--sampling", choices=SAMPLINGS, default=SAMPLINGS[0],
-                   help="sub-networks per step: sandwich (largest, smallest, 2 random; the default) or fair "
-                        "(each op once per block, FairNAS)")
+                   help="sub-networks per step: sandwich (largest, smallest, 2 random; the default), fair "
+                        "(each op once per block, FairNAS) or progressive (the sandwich rule over kernel/SE/width, "
+                        "then + skip, + op, + depth: OFA's progressive shrinking)")
+    t.add_argument("--distill", action="store_true",
+                   help="sandwich/progressive: the other sub-networks learn from the largest's soft labels")
     t.add_argument("--seed", type=flags.integer(0, 2**32 - 1), default=0)
     t.add_argument("--threads", type=flags.threads, default=1, help="torch threads (results depend on it)")
     t.add_argument("--out", metavar="FILE", required=True)

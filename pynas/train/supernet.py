@@ -92,7 +92,12 @@ def images(x: np.ndarray, mean: Sequence[float], std: Sequence[float], resolutio
     return tensor
 
 
-SAMPLINGS = ("sandwich", "fair")
+SAMPLINGS = ("sandwich", "fair", "progressive")
+# Progressive shrinking's phases (OFA, Cai et al. 2020), each an equal share of the steps: the choices
+# each phase sets free, in order; a choice not yet free takes the largest sub-network's value. The
+# choices that vary inside the same weights (kernel, SE, width) first; then those that switch
+# modules in or out (skip, op, depth), which from scratch keep the loss at chance (see above).
+PHASES = (("kernel", "se", "filters"), ("skip",), ("op",), ("layers",))
 
 
 def sandwich_subnets(space: MnasNetSpace, rng: np.random.Generator, random_subnets: int = 2) -> list[tuple[int, ...]]:
@@ -111,6 +116,21 @@ def fair_subnets(space: MnasNetSpace, rng: np.random.Generator) -> list[tuple[in
     order = {i: rng.permutation(len(OPS)) for i, d in enumerate(space.decisions) if d.name.endswith(".op")}
     return [tuple(int(order[i][j]) if i in order else int(rng.integers(d.cardinality))
                   for i, d in enumerate(space.decisions)) for j in range(len(OPS))]
+
+
+def progressive_subnets(space: MnasNetSpace, rng: np.random.Generator, done: float,
+                        random_subnets: int = 2) -> list[tuple[int, ...]]:
+    """The sandwich rule within the part of the space free at `done` (the fraction of the steps
+    taken, in [0, 1)): the largest, the smallest of the free choices (the rest at the largest's)
+    and `random_subnets` uniform over the free choices."""
+    if not 0.0 <= done < 1.0:
+        raise ValueError(f"done: expected a fraction of the steps in [0, 1), got {done!r}")
+    free = {name for phase in PHASES[:int(done * len(PHASES)) + 1] for name in phase}
+    largest, smallest = largest_tokens(space), smallest_tokens(space)
+    is_free = [d.name.split(".", 1)[1] in free for d in space.decisions]
+    return [largest, tuple(s if f else b for s, b, f in zip(smallest, largest, is_free))] + [
+        tuple(int(rng.integers(d.cardinality)) if f else b for d, b, f in zip(space.decisions, largest, is_free))
+        for _ in range(random_subnets)]
 
 
 def train_step(supernet: Supernet, x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer,
@@ -166,12 +186,14 @@ def train_supernet(space: MnasNetSpace, data, epochs: int, *, data_seed: int = 0
     Dataset: its name is the spec an evaluator reloads it by, its sha256 what it checks).
     `train_images`: the first N of a seeded permutation of the training split (all by default);
     `max_steps` stops early (tests). `progress(step, steps, loss)` after each step. Writes `out`.
-    `sampling`: the sub-networks of each step, `fair` (`fair_subnets`) or `sandwich`
-    (`sandwich_subnets`, with `random_subnets` and `distill`)."""
+    `sampling`: the sub-networks of each step, `sandwich` (`sandwich_subnets`), `fair`
+    (`fair_subnets`) or `progressive` (`progressive_subnets`); `random_subnets` and `distill` for
+    sandwich and progressive."""
     if sampling not in SAMPLINGS:
         raise ValueError(f"sampling: expected one of {', '.join(SAMPLINGS)}, got {sampling!r}")
-    if distill and sampling != "sandwich":
-        raise ValueError(f"distill: expected only with sampling sandwich (its largest is the teacher), got sampling {sampling}")
+    if distill and sampling == "fair":
+        raise ValueError("distill: expected only with sampling sandwich or progressive (their first sub-network, the "
+                         "largest, is the teacher), got sampling fair")
     for name, value, low in (("epochs", epochs, 1), ("batch_size", batch_size, 1), ("random_subnets", random_subnets, 0)):
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise ValueError(f"{name}: expected an integer >= {low}, got {value!r}")
@@ -208,8 +230,12 @@ def train_supernet(space: MnasNetSpace, data, epochs: int, *, data_seed: int = 0
             if step == steps:
                 break
             batch = order[i * batch_size:(i + 1) * batch_size]
-            subnets = (fair_subnets(space, rng) if sampling == "fair"
-                       else sandwich_subnets(space, rng, random_subnets))
+            if sampling == "fair":
+                subnets = fair_subnets(space, rng)
+            elif sampling == "progressive":
+                subnets = progressive_subnets(space, rng, step / steps, random_subnets)
+            else:
+                subnets = sandwich_subnets(space, rng, random_subnets)
             loss = train_step(supernet, x_all[batch], y_all[batch], optimizer, subnets, distill)
             if not math.isfinite(loss):
                 raise ValueError(f"training diverged at step {step}: loss {loss} (try a lower lr than {lr})")
