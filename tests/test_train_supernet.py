@@ -106,14 +106,15 @@ def test_fair_subnets_run_every_op_once_per_block_and_are_seeded(space):
 
 
 def test_a_fair_step_trains_every_op_candidate(space, digits):
-    from pynas.train.supernet import _optimizer, fair_step, images, normalisation
+    from pynas.train.supernet import _optimizer, fair_subnets, images, normalisation, train_step
 
     mean, std = normalisation(digits.x_train)
     x, y = images(digits.x_train[:16], mean, std, RES), torch.from_numpy(digits.y_train[:16])
     torch.manual_seed(0)
     net = Supernet(space).train()
     before = {k: v.clone() for k, v in net.state_dict().items()}
-    assert np.isfinite(fair_step(net, x, y, _optimizer(net, 0.05, 0.9, 3e-5), np.random.default_rng(0)))
+    subnets = fair_subnets(space, np.random.default_rng(0))
+    assert np.isfinite(train_step(net, x, y, _optimizer(net, 0.05, 0.9, 3e-5), subnets))
     changed = {k for k, v in net.state_dict().items() if not torch.equal(v, before[k])}
     for block in range(1, 6):  # blocks 2-6 have >= 1 layer: their first runs in every sub-network
         for op in (".conv.conv.", ".ds.dw.", ".ir.expand."):

@@ -6,16 +6,17 @@
     recalibrate(net, images); accuracy(net, x_val, y_val)       # what SupernetEvaluator does
 
 Each training step runs several sub-networks on the same batch, sums their gradients and steps
-once. `sandwich` (the default) is the sandwich rule (BigNAS; OFA's progressive shrinking without its
-phases): the largest sub-network, the smallest and `random_subnets` uniform samples, the others
-optionally learning from the largest's soft labels (in-place distillation, `distill`). `fair` is
-FairNAS's strict fairness for the op choice: four sub-networks in which every block runs each op
-once, every other choice uniform. Neither ranks uniform samples of the space yet at the budgets
-measured (bench/evaluators_supernet.py, README): from scratch, sub-networks that differ in op and
-depth in all seven blocks at once keep the loss at chance for hundreds of steps, while the same
-variation in one block, or widths, kernels and SE everywhere, train about as fast as a fixed network. SGD with Nesterov momentum and a cosine schedule to 0,
-weight decay on conv and linear weights only. Seeded: the same seed, data and thread count give the
-same weights bit for bit.
+once (`train_step`). `sampling` picks them: `sandwich` (the default; BigNAS) runs the largest, the
+smallest and `random_subnets` uniform samples, the others optionally learning from the largest's
+soft labels (in-place distillation, `distill`); `fair` (FairNAS) runs four sub-networks in which
+every block runs each op once, every other choice uniform; `progressive` (OFA's progressive
+shrinking) is the sandwich rule over the choices set free so far (`PHASES`). None ranks uniform
+samples of the space yet at the budgets measured (bench/evaluators_supernet.py, README): from
+scratch, sub-networks that differ in op and depth in all seven blocks at once keep the loss at
+chance for hundreds of steps, while the same variation in one block, or widths, kernels and SE
+everywhere, train about as fast as a fixed network. SGD with Nesterov momentum and a cosine schedule
+to 0, weight decay on conv and linear weights only. Seeded: the same seed, data and thread count
+give the same weights bit for bit.
 
 The file is `torch.save` of a dict of primitives and tensors (no pickled objects) read back with
 `torch.load(weights_only=True)`: ``format`` / ``version``, ``meta`` (space name and options, dataset
@@ -159,12 +160,6 @@ def sandwich_step(supernet: Supernet, x: torch.Tensor, y: torch.Tensor, optimize
                   rng: np.random.Generator, random_subnets: int = 2, distill: bool = False) -> float:
     """One step of the sandwich rule (`sandwich_subnets`) on a batch."""
     return train_step(supernet, x, y, optimizer, sandwich_subnets(supernet.space, rng, random_subnets), distill)
-
-
-def fair_step(supernet: Supernet, x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer,
-              rng: np.random.Generator) -> float:
-    """One step of strict fairness (`fair_subnets`) on a batch."""
-    return train_step(supernet, x, y, optimizer, fair_subnets(supernet.space, rng))
 
 
 def _optimizer(supernet: Supernet, lr: float, momentum: float, weight_decay: float) -> torch.optim.SGD:
