@@ -10,7 +10,7 @@ import pynas
 
 PACKAGE = Path(pynas.__file__).resolve().parent
 FLOORS = ["_core", "arch", "timing", "ui", "presets", "data", "ir", "space", "torch_builder", "native", "runtimes", "store",
-          "profiling", "predictor", "train", "search", "cli"]
+          "profiling", "predictor", "verify", "train", "search", "ship", "cli"]
 
 
 def module_name(path: Path) -> str:
