@@ -52,10 +52,12 @@ def profile_over_adb(serial: str, oplist_entries: Iterable[Item], store: Store, 
                      adb: str = "adb", threads: int = 1, budget_seconds: float = 2.0, target_ci: float = 0.01,
                      min_runs: int = 10, pin: int | None = None, session: str | None = None, limit: int | None = None,
                      remote_dir: str = REMOTE_DIR, remote_output: str = "measurements.jsonl",
-                     timeout: float | None = None, band_rows: int = 0) -> ImportResult:
+                     timeout: float | None = None, band_rows: int = 0, reference: str | None = None,
+                     cpu_time: bool = False) -> ImportResult:
     """Measure `oplist_entries` on device `serial` with `profiler` (a pynas-profile binary built for
     it) and import the measurements into `store`; returns the import's result. Options are
-    pynas-profile's (--threads, --budget-seconds, ...); `timeout` bounds each adb command in
+    pynas-profile's (--threads, --budget-seconds, ..., --reference KEY: time the entries of KEY's
+    type as ratios to that entry, interleaved; --cpu-time); `timeout` bounds each adb command in
     seconds (None: no bound). Raises AdbError (ProfilerError when pynas-profile itself failed)
     with adb's or the profiler's stderr."""
     profiler = Path(profiler)
@@ -68,7 +70,7 @@ def profile_over_adb(serial: str, oplist_entries: Iterable[Item], store: Store, 
         if not value or any(c.isspace() for c in value):
             raise ValueError(f"{name}: expected a path without whitespace, got {value!r}")
     args = _profiler_args(threads=threads, budget_seconds=budget_seconds, target_ci=target_ci, min_runs=min_runs,
-                          pin=pin, session=session, limit=limit)
+                          pin=pin, session=session, limit=limit, reference=reference, cpu_time=cpu_time)
     device = _Device(adb, serial, timeout)
     with tempfile.TemporaryDirectory(prefix="pynas-adb-") as tmp:
         oplist = Path(tmp) / "oplist.txt"
@@ -94,7 +96,16 @@ def profile_over_adb(serial: str, oplist_entries: Iterable[Item], store: Store, 
         return import_jsonl(store, local)
 
 
-def _profiler_args(*, threads, budget_seconds, target_ci, min_runs, pin, session, limit) -> list[str]:
+def answers(serial: str, *, adb: str = "adb", timeout: float = 10.0) -> None:
+    """Whether device `serial` runs a shell command within `timeout` seconds: AdbError (no adb, no
+    such device, no answer in time) before anything is pushed."""
+    if not isinstance(serial, str) or not serial:
+        raise ValueError(f"serial: expected a device serial (see `adb devices`), got {serial!r}")
+    _Device(adb, serial, timeout).run(["shell", "true"])
+
+
+def _profiler_args(*, threads, budget_seconds, target_ci, min_runs, pin, session, limit, reference=None,
+                   cpu_time=False) -> list[str]:
     """pynas-profile's options; the values are checked here so a mistake fails before any adb call."""
     def integer(name, value, minimum):
         if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
@@ -116,6 +127,12 @@ def _profiler_args(*, threads, budget_seconds, target_ci, min_runs, pin, session
         args += ["--session", session]
     if limit is not None:
         args += ["--limit", integer("limit", limit, 0)]
+    if reference is not None:
+        if not isinstance(reference, str) or not reference or any(c.isspace() for c in reference):
+            raise ValueError(f"reference: expected an op list entry's key, got {reference!r}")
+        args += ["--reference", reference]
+    if cpu_time:
+        args.append("--cpu-time")
     return args
 
 
