@@ -55,10 +55,12 @@ def cmd_search(args) -> None:
 
     modes = [m for m in ("resume", "report") if getattr(args, m)]
     execution = None if args.report else where.execution_from_args(args)  # checked before any work
+    adb = None if args.report else _adb_from_args(args)
     if modes:
         given = [f"--{f.replace('_', '-')}" for f in NEW_RUN_FLAGS if getattr(args, f, None) not in (None, [])]
         if args.report:
-            given += [f"--{f.replace('_', '-')}" for f in where.FLAGS if getattr(args, f, None) not in (None, False)]
+            given += [f"--{f.replace('_', '-')}" for f in (*where.FLAGS, *VERIFY_FLAGS)
+                      if getattr(args, f, None) not in (None, False)]
         if len(modes) > 1 or given:
             raise ValueError(f"--{modes[0]}: expected alone (the run's settings are in its log), got also "
                              f"{', '.join(['--' + m for m in modes[1:]] + given)}")
@@ -75,7 +77,7 @@ def cmd_search(args) -> None:
         with ui.Progress(budget or log.config["max_asks"], description="search (resumed)") as bar:
             bar.update(done, "")
             run = search.resume(folder, progress=Tracker(bar, budget, target), execution=execution)
-        _finish(run)
+        _finish(run, args, adb)
         return
     budget = args.budget if args.budget is not None else args.budget_seconds
     missing = [f for f, v in (("--space", args.space), ("--evaluator", args.evaluator),
@@ -119,18 +121,50 @@ def cmd_search(args) -> None:
     sys.stdout.flush()
     with ui.Progress(args.budget or config["max_asks"], description="search") as bar:
         run = search.start(configured, args.out, progress=Tracker(bar, args.budget, target_ms), execution=execution)
-    _finish(run)
+    _finish(run, args, adb)
 
 
-def _finish(run) -> None:
+VERIFY_FLAGS = ("no_verify", "adb", "profiler")
+
+
+def _adb_from_args(args):
+    """--adb SERIAL (with --profiler) checked before the search: the device answers, now."""
+    if args.profiler is not None and args.adb is None:
+        raise ValueError("--profiler: expected with --adb only (the pynas-profile binary to run on the device)")
+    if args.adb is None:
+        return None
+    if args.no_verify:
+        raise ValueError("--adb: expected without --no-verify (the device is only used to verify the pick)")
+    from pathlib import Path
+
+    from pynas.profiling.adb import AdbError, answers
+    from pynas.verify.measure import OverAdb
+
+    if args.profiler is None or not Path(args.profiler).is_file():
+        raise ValueError(f"--profiler: expected the pynas-profile binary built for the device with --adb "
+                         f"(bash scripts/build-profiler.sh aarch64), got {args.profiler!r}")
+    adb = OverAdb(args.adb, args.profiler)
+    try:
+        answers(adb.serial, adb=adb.adb, timeout=adb.timeout)
+    except AdbError as error:
+        raise ValueError(f"--adb: {error}") from None
+    return adb
+
+
+def _finish(run, args, adb) -> None:
     from pynas import search
+    from pynas.search.verification import verify_best
 
     per_sample = 1000 * run.overhead_s / max(run.asked, 1)
     throughput = run.latency_rows / run.latency_seconds if run.latency_seconds else float("nan")
     print(f"stopped: {run.stop_reason}; {run.evaluated} evaluated, {run.asked} asked; overhead {per_sample:.3f} ms "
           f"per sample (strategy, reward, log); latency model {throughput:,.0f} archs/s in the loop")
+    if not args.no_verify:
+        print("verifying the best architecture under T (measuring it where the run's bundle runs)...")
+        sys.stdout.flush()
+    verify_best(run.folder, adb=adb, skip="--no-verify" if args.no_verify else None)
     print(search.report(run.folder))
-    print(f"wrote {run.folder}/summary.json, best.txt, pareto.png")
+    print(f"wrote {run.folder}/summary.json, best.txt, pareto.png, verification.json")
 
 
 def add_parsers(commands) -> None:
@@ -170,5 +204,10 @@ def add_parsers(commands) -> None:
     p.add_argument("--resume", metavar="DIR", help="continue the search in DIR")
     p.add_argument("--report", metavar="DIR", help="print the results of the search in DIR (writes pareto.png, "
                                                    "best.txt, summary.json)")
+    p.add_argument("--no-verify", action="store_true",
+                   help="do not measure the best architecture at the end (by default it is measured here when the "
+                        "run's bundle is this machine's, or on --adb SERIAL: `pynas verify`)")
+    p.add_argument("--adb", metavar="SERIAL", help="verify the best architecture on this Android device (needs --profiler)")
+    p.add_argument("--profiler", metavar="PATH", help="with --adb: pynas-profile built for the device")
     where.add_flags(p)
     p.set_defaults(run=cmd_search)

@@ -1,6 +1,7 @@
 """A search's results from its log: the Pareto front, the best architecture under T, files.
 
-`summarise(log)` -> a dict (written as `summary.json`); `write(folder)` writes `summary.json`,
+`summarise(log)` -> a dict (written as `summary.json`, with the run's `verification` when it has
+one: `pynas.search.verification`); `write(folder)` writes `summary.json`,
 `best.txt` (the architecture string on its first line, then its figures) and `pareto.png` (all
 evaluated samples, the front, the target line; needs matplotlib: `pip install 'pynas[search]'`,
 and says so when it is missing), and returns the text report (`pynas search --report DIR`).
@@ -133,6 +134,10 @@ def text(summary: dict) -> str:
             lines.append(f"  NAS-Bench-201 ground truth ({truth['dataset']}, 200 epochs): its test accuracy "
                          f"{truth['pick_test_accuracy']:.2f}, the best under T {truth['best_test_accuracy_under_target']:.2f} "
                          f"(regret {truth['regret']:.2f} points)")
+    if summary.get("verification") is not None:
+        from pynas.search.verification import text as verification_text
+
+        lines.append(verification_text(summary["verification"]))
     return "\n".join(lines)
 
 
@@ -141,9 +146,14 @@ def write(folder: Path | str) -> str:
     import pynas
 
     folder = Path(folder)
+    from pynas.search import verification
+
     with SearchLog.open(folder, pynas.__version__) as log:
         summary = summarise(log)
         points = [(r.latency_ms, r.accuracy) for r in _evaluated(log)]
+    verified = verification.on_record(folder, summary.get("best"))
+    if verified is not None:
+        summary["verification"] = verified
     (folder / "summary.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
     best = summary.get("best")
     if best is not None:

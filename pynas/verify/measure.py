@@ -117,7 +117,7 @@ class Verification:
 
 def check_bundle(bundle, adb: OverAdb | None) -> None:
     """The bundle must describe this machine, or adb must be given; errors name --predictor / --adb."""
-    from pynas.predictor.device import FIX, describe, describes_a_host, differences
+    from pynas.predictor.device import describe, describes_a_host, differences
 
     manifest = bundle.manifest
     if not describes_a_host(manifest) or not manifest.device.get("cpu_model"):
@@ -133,8 +133,8 @@ def check_bundle(bundle, adb: OverAdb | None) -> None:
     diffs = differences(manifest)
     if diffs:
         raise ValueError(f"--predictor: bundle {manifest.name} was made on {describe(manifest)}, not this machine "
-                         f"({'; '.join(diffs)}): verify measures here; use a bundle of this machine ({FIX.split(': ', 1)[1]}) "
-                         f"or --adb SERIAL")
+                         f"({'; '.join(diffs)}): verify measures here; use a bundle of this machine (`pynas device init`) or "
+                         f"--adb SERIAL")
 
 
 @dataclass(frozen=True)

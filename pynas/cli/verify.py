@@ -1,0 +1,129 @@
+"""`pynas verify ARCH...`: measure architectures where their latency bundle runs, against its prediction.
+
+    pynas verify mnasnet-a1 runs/a --tolerance 5 --passes 5 --json verify.json
+
+ARCH: a preset, an architecture string, or a search's run folder (its best architecture under T,
+from best.txt; without --predictor, with the run's bundle). Measured as `pynas.verify.measure`
+says (ratios to the bundle's profiling reference, interleaved, over several passes, on the
+profiling run's scale). Exit status: 0 every architecture within the tolerance, 1 one or more
+over it (a result), 3 none over but the machine too unsteady to judge one or more (run it again
+on a quieter machine, or with more --passes), 2 bad input (before anything is timed).
+"""
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+from pynas import ui
+from pynas.cli import flags
+
+EXIT_OVER, EXIT_UNSTEADY = 1, 3
+
+
+def _is_run(text: str) -> bool:
+    return Path(text).is_dir()
+
+
+def _run_arch(folder: Path) -> tuple[str, str]:
+    """(best architecture, the run's bundle) of search run folder `folder`."""
+    best, summary = folder / "best.txt", folder / "summary.json"
+    if not best.is_file() or not summary.is_file():
+        raise ValueError(f"ARCH: {folder} is a folder but not a finished search run (expected best.txt and "
+                         f"summary.json in it: `pynas search --report {folder}` writes them, if it has a best "
+                         f"architecture under T)")
+    try:
+        predictor = json.loads(summary.read_text(encoding="utf-8"))["predictor"]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"ARCH: {summary}: unreadable ({type(error).__name__}: {error})") from None
+    return best.read_text(encoding="utf-8").splitlines()[0].strip(), predictor
+
+
+def _short(arch: str, width: int = 48) -> str:
+    return arch if len(arch) <= width else arch[:width - 3] + "..."
+
+
+def cmd_verify(args) -> None:
+    from pynas.predictor.device import default_bundle
+    from pynas.verify.measure import OVER, UNSTEADY, OverAdb, load_bundle, verify
+
+    archs, run_bundle = [], None
+    for text in args.arch:
+        if _is_run(text):
+            arch, bundle = _run_arch(Path(text))
+            run_bundle = run_bundle or bundle
+            archs.append(arch)
+        else:
+            archs.append(text)
+    if args.profiler is not None and args.adb is None:
+        raise ValueError("--profiler: expected with --adb only (the pynas-profile binary to run on the device)")
+    adb = None
+    if args.adb is not None:
+        if args.profiler is None:
+            raise ValueError("--profiler: expected the pynas-profile binary built for the device with --adb "
+                             "(bash scripts/build-profiler.sh aarch64)")
+        if not Path(args.profiler).is_file():
+            raise FileNotFoundError(f"--profiler: expected the pynas-profile binary, got {args.profiler!r}, which "
+                                    f"is not a file")
+        adb = OverAdb(args.adb, args.profiler, adb=args.adb_command)
+    predictor = args.predictor or run_bundle
+    if predictor is None:
+        predictor = default_bundle("native", args.threads or 1)
+        if predictor is None:
+            raise ValueError(f"--predictor: none given and this machine has no bundle of its own for native at "
+                             f"{args.threads or 1} thread(s) (`pynas device init`): name one (`pynas predictors`)")
+    with warnings.catch_warnings():  # a bundle of another machine is refused below, by name
+        warnings.simplefilter("ignore")
+        bundle = load_bundle(predictor)
+    if args.threads is not None and args.threads != bundle.manifest.threads:
+        raise ValueError(f"--threads: expected the bundle's thread count ({bundle.manifest.threads}: its latencies "
+                         f"are for that many), got {args.threads}")
+    if args.json is not None and Path(args.json).is_dir():
+        raise IsADirectoryError(f"--json: expected a file to write, got the folder {args.json}")
+    results = verify(archs, bundle, passes=args.passes, tolerance=args.tolerance / 100, adb=adb)
+    rows = [[_short(v.arch), f"{v.predicted_ms:.3f}", f"{v.measured_ms:.3f}", f"{v.p10_ms:.3f}..{v.p90_ms:.3f}",
+             f"{v.ratio:.3f}", v.verdict] for v in results]
+    print(ui.table(["architecture", "predicted ms", "measured ms", "p10..p90", "measured/predicted", "verdict"],
+                   rows, right={1, 2, 3, 4}))
+    first = results[0]
+    scale = ("the bundle's profiling run" if first.scale == "profiled" else "this verification (the bundle ships "
+             "no profiled times)")
+    print(f"{first.bundle} on {first.device}, {first.threads} thread(s), {first.clock} time, {args.passes} passes; "
+          f"measured = ratio to the reference network x its fast state in {scale} "
+          f"({first.reference_bundle_fast_ms or first.reference_fast_ms:.3f} ms; now {first.reference_fast_ms:.3f} ms)")
+    for v in results:
+        if v.verdict != "ok" or not v.steady:
+            print(f"{_short(v.arch)}: {v.verdict}: {v.reason}")
+    if args.json is not None:
+        Path(args.json).write_text(json.dumps([v.to_json() for v in results], indent=1) + "\n", encoding="utf-8")
+        print(f"wrote {args.json}")
+    verdicts = {v.verdict for v in results}
+    if OVER in verdicts:
+        raise SystemExit(EXIT_OVER)
+    if UNSTEADY in verdicts:
+        raise SystemExit(EXIT_UNSTEADY)
+
+
+def add_parsers(commands) -> None:
+    from pynas.verify.measure import DEFAULT_PASSES, DEFAULT_TOLERANCE
+
+    p = commands.add_parser(
+        "verify", help="measure architectures here (or over adb) against their predicted latency",
+        description="Times each ARCH with the bundle's backend as a ratio to the bundle's profiling reference, "
+                    "interleaved, over several passes, and prints predicted vs measured. Exit status: 0 all within "
+                    "--tolerance, 1 one or more over it, 3 the machine too unsteady to judge (none over), 2 bad input.")
+    p.add_argument("arch", nargs="+", metavar="ARCH",
+                   help="a preset, an architecture string, or a search run folder (its best architecture)")
+    p.add_argument("--predictor", help="latency bundle (default: the run's, else this machine's own from "
+                                       "`pynas device init`)")
+    p.add_argument("--tolerance", type=flags.number(0, 900, low_open=True), default=100 * DEFAULT_TOLERANCE,
+                   metavar="PCT", help=f"measured within this many %% of predicted is ok (default {100 * DEFAULT_TOLERANCE:g})")
+    p.add_argument("--passes", type=flags.integer(2, 1000), default=DEFAULT_PASSES,
+                   help=f"interleaved timings of each architecture (default {DEFAULT_PASSES})")
+    p.add_argument("--threads", type=flags.threads,
+                   help="this machine's bundle at this many threads (default 1); with --predictor, must be its own")
+    p.add_argument("--adb", metavar="SERIAL", help="measure on this Android device (native bundles; needs --profiler)")
+    p.add_argument("--profiler", metavar="PATH", help="with --adb: pynas-profile built for the device")
+    p.add_argument("--adb-command", default="adb", metavar="PATH", help="the adb program (default: adb on PATH)")
+    p.add_argument("--json", metavar="OUT", help="also write the verifications as JSON")
+    p.set_defaults(run=cmd_verify)
