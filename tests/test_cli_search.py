@@ -28,6 +28,7 @@ def test_a_search_on_nb201_prints_the_target_the_front_and_the_ground_truth(tmp_
     best = (tmp_path / "run" / "best.txt").read_text().splitlines()[0]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert best == summary["best"]["arch"] and best.startswith("|") and summary["best"]["latency_over_target"] <= 1
+    assert summary["verification"] == {"skipped": "nb201 architectures are not networks pynas runs", "arch": best}
     code, again, err = search(capsys, "--report", tmp_path / "run")
     assert code == 0 and best in again
 
@@ -45,6 +46,34 @@ def test_a_search_on_mnasnet_with_a_shipped_bundle_and_a_python_evaluator(tmp_pa
     assert code == 0, err
     assert "stopped: budget; 20 evaluated" in out
     assert (tmp_path / "run" / "best.txt").read_text().startswith("net_res224_cls1000:")
+    verification = json.loads((tmp_path / "run" / "summary.json").read_text())["verification"]
+    assert verification["skipped"] == "bundle made on another machine"
+    assert "x86-avx512-native was made on" in verification["detail"]
+    assert "verification: skipped (bundle made on another machine)" in out
+
+
+def test_a_search_with_a_bundle_of_this_machine_verifies_its_pick(tiny_bundle, tmp_path, capsys, monkeypatch):
+    """The best under T measured at the end (tests/conftest.py's tiny bundle: MnasNet at 32x32, made
+    here); --report keeps the record, --no-verify on --resume records the skip."""
+    (tmp_path / "my_eval.py").write_text("def accuracy(archs):\n    return [len(a) % 97 for a in archs]\n")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = search(capsys, "--space", "mnasnet", "--resolution", 32, "--predictor", tiny_bundle,
+                            "--target-quantile", 0.5, "--evaluator", "python:my_eval:accuracy", "--budget", 8,
+                            "--strategy", "random", "--out", "run")
+    assert code == 0, err
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    v = summary["verification"]
+    assert v["arch"] == summary["best"]["arch"] and v["predicted_ms"] == summary["best"]["latency_ms"]
+    assert v["measured_ms"] > 0 and len(v["passes"]) == 5 and v["verdict"] in ("ok", "over tolerance", "too unsteady")
+    assert v["measured_over_target"] == pytest.approx(v["measured_ms"] / summary["target_ms"])
+    assert f"verified on this machine" in out and "measured/predicted" in out
+    code, again, err = search(capsys, "--report", "run")
+    assert code == 0 and json.loads((tmp_path / "run" / "summary.json").read_text())["verification"] == v
+    code, out, err = search(capsys, "--report", "run", "--no-verify")
+    assert code == 2 and "--report: expected alone" in err and "--no-verify" in err
+    code, out, err = search(capsys, "--resume", "run", "--no-verify")
+    assert code == 0, err
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["verification"] == {"skipped": "--no-verify"}
 
 
 @pytest.mark.parametrize("args, message", [

@@ -152,7 +152,10 @@ def _adb_from_args(args):
 
 
 def _finish(run, args, adb) -> None:
+    import pynas
     from pynas import search
+    from pynas.search.log import SearchLog
+    from pynas.search.report import summarise
     from pynas.search.verification import verify_best
 
     per_sample = 1000 * run.overhead_s / max(run.asked, 1)
@@ -162,7 +165,9 @@ def _finish(run, args, adb) -> None:
     if not args.no_verify:
         print("verifying the best architecture under T (measuring it where the run's bundle runs)...")
         sys.stdout.flush()
-    verify_best(run.folder, adb=adb, skip="--no-verify" if args.no_verify else None)
+    with SearchLog.open(run.folder, pynas.__version__) as log:
+        config, best = log.config, summarise(log).get("best")
+    verify_best(run.folder, config, best, adb=adb, skip="--no-verify" if args.no_verify else None)
     print(search.report(run.folder))
     print(f"wrote {run.folder}/summary.json, best.txt, pareto.png, verification.json")
 

@@ -1,8 +1,13 @@
 """A search's pick measured at the end of the run: `verification.json` in the run folder.
 
+    from pynas.search.log import SearchLog
+    from pynas.search.report import summarise
     from pynas.search.verification import verify_best
-    record = verify_best("runs/a")          # measured here when the run's bundle is this machine's
-    record = verify_best("runs/a", adb=OverAdb("R5CT1234", "build/profiler-aarch64/pynas-profile"))
+
+    with SearchLog.open(Path("runs/a"), pynas.__version__) as log:
+        config, best = log.config, summarise(log)["best"]
+    record = verify_best("runs/a", config, best)   # measured here when the run's bundle is this machine's
+    record = verify_best("runs/a", config, best, adb=OverAdb("R5CT1234", "build/profiler-aarch64/pynas-profile"))
 
 The best architecture under T (`report.summarise`) is measured with `pynas.verify.measure.verify`
 against the latency the search saw for it, when the run's bundle describes the machine in hand (or
@@ -45,19 +50,15 @@ def write(folder: Path | str, record: dict) -> dict:
     return record
 
 
-def verify_best(folder: Path | str, *, adb=None, skip: str | None = None, passes: int | None = None,
-                tolerance: float | None = None, harness: dict | None = None) -> dict:
-    """Measure the run's best architecture under T (see the module docstring), write and return
-    the record: `skip` records that reason instead (e.g. '--no-verify')."""
+def verify_best(folder: Path | str, config: dict, best: dict | None, *, adb=None, skip: str | None = None,
+                passes: int | None = None, tolerance: float | None = None, harness: dict | None = None) -> dict:
+    """Measure the run's best architecture under T (`best`, as `report.summarise` gives it; the
+    run's `config`, its log's) as the module docstring says, write and return the record: `skip`
+    records that reason instead (e.g. '--no-verify')."""
     import warnings
 
-    import pynas
-    from pynas.search.log import SearchLog
-    from pynas.search.report import summarise
     from pynas.verify.measure import DEFAULT_PASSES, DEFAULT_TOLERANCE, check_bundle, verify
 
-    with SearchLog.open(Path(folder), pynas.__version__) as log:
-        config, best = log.config, summarise(log).get("best")
     if skip is not None:
         return write(folder, {"skipped": skip})
     if best is None:
@@ -71,9 +72,12 @@ def verify_best(folder: Path | str, *, adb=None, skip: str | None = None, passes
     with warnings.catch_warnings():  # a bundle of another machine warned when the search started
         warnings.simplefilter("ignore")
         try:
-            predictor = bundles.load(config["predictor"]["path"])
+            predictor = bundles.load(config["predictor"]["bundle"])
         except ValueError as error:
             return write(folder, {"skipped": f"bundle unreadable: {error}", "arch": best["arch"]})
+    if predictor.manifest.files != config["predictor"]["files"]:
+        return write(folder, {"skipped": f"bundle {predictor.name} changed since the search (its files' hashes "
+                                         f"differ from the run's record)", "arch": best["arch"]})
     try:
         check_bundle(predictor, adb)
     except ValueError as error:
