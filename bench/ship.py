@@ -1,0 +1,122 @@
+"""Issue 14's benchmark: a found architecture's measured latency against its target, compound scaling,
+NetAdapt and Network Slimming against uniform width scaling. Prints tables.
+
+    python bench/ship.py --out ship-out [--sections verify,scale,adapt,slim] [--predictor BUNDLE]
+    python bench/ship.py --from ship-out            # the tables of what a run saved
+
+The bundle must be one made on this machine (`pynas device init`; the default is this machine's).
+
+* ``verify``: 20 searches (`pynas search --space mnasnet --evaluator zero-cost:params --budget 300`,
+  evolution, seeds 0..19) at targets T = 5, 6, ..., 24 ms; each verifies its pick at the end
+  (`pynas.verify`: ratio to the bundle's profiling reference, 5 interleaved passes). The table:
+  T, predicted, measured (the ratio on the bundle's scale: what profiling would have recorded), its
+  p10-p90 spread, measured / T, and `now` (the same ratio x the reference's speed during this run).
+  Target: measured within +-5% of T; the hard constraint measured <= T and >= 0.9 T. `zero-cost:params`
+  makes the search pick the largest network under T (the latency side is what is checked here; any
+  evaluator's pick lands under T the same way).
+* ``scale``: compound scaling (phi 0..3) of the T = 8 ms search's pick: resolution, MACs, params,
+  predicted and measured ms.
+* ``adapt`` / ``slim``: NetAdapt and Network Slimming to a target, against the uniform width
+  multiplier at the same predicted latency, all scored by the same Fashion-MNIST proxy training.
+
+Each section writes DIR/<section>.json; `--from DIR` prints the tables again.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SECTIONS = ("verify", "scale", "adapt", "slim")
+VERIFY_TARGETS = tuple(float(t) for t in range(5, 25))  # ms: the 6th-95th percentile of the space here
+VERIFY_BUDGET = 300
+SCALE_SOURCE_TARGET = 8.0
+
+
+def _pynas(*args: str) -> list[str]:
+    return [sys.executable, "-P", "-m", "pynas.cli", *args]
+
+
+def _default_bundle() -> str:
+    from pynas.predictor.device import default_bundle
+
+    name = default_bundle("native", 1)
+    if name is None:
+        sys.exit("bench/ship.py: --predictor: no bundle of this machine; run `pynas device init` first")
+    return name
+
+
+def run_verify(out: Path, bundle: str, log) -> dict:
+    rows = []
+    for seed, target in enumerate(VERIFY_TARGETS):
+        run = out / f"search-T{target:g}"
+        if not (run / "summary.json").is_file():
+            command = _pynas("search", "--space", "mnasnet", "--predictor", bundle, "--target-ms", f"{target:g}",
+                             "--evaluator", "zero-cost:params", "--budget", str(VERIFY_BUDGET), "--seed", str(seed),
+                             "--out", str(run))
+            began = time.perf_counter()
+            subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=True)
+            print(f"   T {target:g} ms: {time.perf_counter() - began:.0f} s", flush=True)
+        summary = json.loads((run / "summary.json").read_text())
+        rows.append({"target_ms": target, "verification": summary.get("verification"),
+                     "best": summary.get("best")})
+    return {"bundle": bundle, "budget": VERIFY_BUDGET, "rows": rows}
+
+
+def verify_table(result: dict) -> str:
+    lines = [f"bundle {result['bundle']}, {len(result['rows'])} searches of {result['budget']} evaluations",
+             "| T ms | predicted | measured | p10-p90 | measured/T | now | verdict |", "|---|---|---|---|---|---|---|"]
+    within, hard, judged = 0, 0, 0
+    for row in result["rows"]:
+        v, t = row["verification"] or {}, row["target_ms"]
+        if "measured_ms" not in v:
+            lines.append(f"| {t:g} | | | | | | {v.get('skipped', 'not verified')} |")
+            continue
+        judged += 1
+        m = v["measured_ms"]
+        within += abs(m / t - 1) <= 0.05
+        hard += 0.9 * t <= m <= t
+        lines.append(f"| {t:g} | {v['predicted_ms']:.3f} | {m:.3f} | {v['p10_ms']:.3f}-{v['p90_ms']:.3f} | "
+                     f"{m / t:.3f} | {v['now_ms']:.3f} | {v['verdict']} |")
+    lines.append(f"within +-5% of T: {within}/{judged}; in [0.9 T, T]: {hard}/{judged}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", help="a folder for the sections' results")
+    parser.add_argument("--from", dest="source", help="print the tables of an earlier --out")
+    parser.add_argument("--sections", default=",".join(SECTIONS))
+    parser.add_argument("--predictor", help="a bundle of this machine (default: its own)")
+    args = parser.parse_args(argv)
+    sections = args.sections.split(",")
+    unknown = sorted(set(sections) - set(SECTIONS))
+    if unknown or bool(args.out) == bool(args.source):
+        parser.error(f"--sections: expected some of {','.join(SECTIONS)}, got {unknown}" if unknown
+                     else "expected one of --out DIR or --from DIR")
+    folder = Path(args.source or args.out)
+    if args.out:
+        folder.mkdir(parents=True, exist_ok=True)
+        bundle = args.predictor or _default_bundle()
+        with open(folder / "log.txt", "a") as log:
+            for section in sections:
+                print(f"== {section}", flush=True)
+                result = RUNNERS[section](folder, bundle, log)
+                (folder / f"{section}.json").write_text(json.dumps(result, indent=1))
+    for section in sections:
+        path = folder / f"{section}.json"
+        if path.is_file():
+            print(f"## {section}\n{TABLES[section](json.loads(path.read_text()))}\n")
+    return 0
+
+
+RUNNERS = {"verify": run_verify}
+TABLES = {"verify": verify_table}
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    raise SystemExit(main())
