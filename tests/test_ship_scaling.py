@@ -21,7 +21,7 @@ def efficientnet_round_filters(filters: int, width: float, divisor: int = 8) -> 
     new = max(divisor, int(filters + divisor / 2) // divisor * divisor)
     if new < 0.9 * filters:
         new += divisor
-    return int(new)
+    return new
 
 
 def efficientnet_round_repeats(repeats: int, depth: float) -> int:
@@ -47,7 +47,7 @@ class FakePredictor:
 
 def grid(step=scaling.PHI_STEP):
     return [round(scaling.PHI_RANGE[0] + i * step, 10)
-            for i in range(int(round((scaling.PHI_RANGE[1] - scaling.PHI_RANGE[0]) / step)) + 1)]
+            for i in range(round((scaling.PHI_RANGE[1] - scaling.PHI_RANGE[0]) / step) + 1)]
 
 
 # -- the arithmetic ---------------------------------------------------------------------------------

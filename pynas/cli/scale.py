@@ -197,7 +197,7 @@ def _scale(arch, p, args, alpha: float, beta: float, gamma: float) -> tuple[dict
 
 
 def add_parsers(commands) -> None:
-    from pynas.ship.scaling import ALPHA, BETA, GAMMA, PHI_RANGE
+    from pynas.ship.scaling import ALPHA, BETA, GAMMA, PHI_RANGE, PHI_STEP
 
     p = commands.add_parser(
         "scale", help="EfficientNet compound scaling: by phi, or the largest under a latency target",
@@ -210,12 +210,12 @@ def add_parsers(commands) -> None:
                                                                    f"[{PHI_RANGE[0]:g}, {PHI_RANGE[1]:g}]; "
                                                                    f"fractional and negative (smaller) allowed")
     mode.add_argument("--target-ms", type=flags.number(0, low_open=True), metavar="T",
-                      help=f"the largest phi (on a grid of step 0.05) whose predicted latency is <= T ms")
+                      help=f"the largest phi (on a grid of step {PHI_STEP:g}) whose predicted latency is <= T ms")
     p.add_argument("--predictor", help="bundle name (`pynas predictors`) or folder (./NAME) of kind xgboost; "
                                        "default: this machine's own (`pynas device init`)")
     p.add_argument("--grid", action="store_true", help="with --target-ms: also search (alpha, beta, gamma) in steps "
-                                                       "of 0.05 under the constraint, keep the most MACs (about a "
-                                                       "minute)")
+                                                       "of 0.05 under the constraint, keep the most MACs (63 "
+                                                       "triples: a minute or two)")
     p.add_argument("--alpha", type=flags.number(1), help=f"depth coefficient (default {ALPHA:g})")
     p.add_argument("--beta", type=flags.number(1), help=f"width coefficient (default {BETA:g})")
     p.add_argument("--gamma", type=flags.number(1), help=f"resolution coefficient (default {GAMMA:g})")
