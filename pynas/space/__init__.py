@@ -1,4 +1,5 @@
 """Search spaces by name."""
+import functools
 import inspect
 
 from pynas.space.base import Decision, SearchSpace
@@ -22,23 +23,29 @@ def get_space(name: str, **options) -> SearchSpace:
     return SPACES[name](**options)
 
 
+@functools.lru_cache(maxsize=16)
+def _candidate_spaces(resolution: int, num_classes: int, in_channels: int) -> tuple:
+    """The spaces `spaces_holding` tries, built once per header: building FBNet's spaces took about
+    half of pricing a batch of architectures that bundles check this way."""
+    from pynas.space.fbnet import SETTINGS
+
+    return (("mnasnet", MnasNetSpace(resolution=resolution, num_classes=num_classes, in_channels=in_channels)),
+            *((f"fbnet ({setting})", FBNetSpace(setting)) for setting in SETTINGS))
+
+
 def spaces_holding(arch) -> list[str]:
     """The known spaces `arch` (an Arch or a NAS-Bench-201 Cell) belongs to, as 'name' or 'name
     (setting)': to name the space of an architecture that a tool made for another space is asked
     to handle."""
     from pynas.arch import Arch
-    from pynas.space.fbnet import SETTINGS
 
     if isinstance(arch, Cell):
         return ["nb201"]
     if not isinstance(arch, Arch):
         raise ValueError(f"arch: expected an Arch or a NAS-Bench-201 Cell, got {type(arch).__name__}")
 
-    candidates = [("mnasnet", MnasNetSpace(resolution=arch.resolution, num_classes=arch.num_classes,
-                                           in_channels=arch.in_channels))]
-    candidates += [(f"fbnet ({setting})", FBNetSpace(setting)) for setting in SETTINGS]
     found = []
-    for label, space in candidates:
+    for label, space in _candidate_spaces(arch.resolution, arch.num_classes, arch.in_channels):
         try:
             space.encode(arch)
         except ValueError:
