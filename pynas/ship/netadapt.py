@@ -47,7 +47,19 @@ expansion proposal narrows all the stage's repeats.
 
 Before any work `adapt` checks that the target is reachable: the architecture with every group at
 its narrowest and every expansion at its least (`smallest_arch`) predicted above the target is a
-ValueError naming --target-ms.
+ValueError naming --target-ms. A model bundle refuses to price a network far below those its
+network term was fitted on; shrinks it refuses are left out of a step (and the log says how many
+and why), and when it refuses the narrowest architecture no target is ruled out beforehand: the run
+then stops where no shrink it prices cuts delta.
+
+Cost: a step evaluates one proposal per width group and ir stage (13 for MnasNet-A1), and going
+from the seed to a target x% lower takes about x / (100 delta_fraction) steps; a larger delta
+fraction (fewer, coarser steps) or a cheaper evaluator (fewer images, `width_mult`) bounds it.
+
+For a comparison at one target (the issue's bench): `compare_with_uniform` runs (or takes) NetAdapt's
+result, finds the widest uniform width multiplier predicted within the target
+(`uniform_width_baseline`), and scores both with the same evaluator in one batch (and times both
+with a `measure` callback when given).
 """
 from __future__ import annotations
 
@@ -314,8 +326,8 @@ class AdaptResult:
     def to_json(self) -> dict:
         return {"start": str(self.start), "start_ms": self.start_ms, "start_accuracy": self.start_accuracy,
                 "target_ms": self.target_ms, "delta_ms": self.delta_ms, "reached": self.reached,
-                "stop": self.stop, "stop_reason": self.stop_reason, "arch": str(self.arch), "predicted_ms": self.predicted_ms,
-                "accuracy": self.accuracy, "steps": [s.to_json() for s in self.steps]}
+                "stop": self.stop, "stop_reason": self.stop_reason, "arch": str(self.arch),
+                "predicted_ms": self.predicted_ms, "accuracy": self.accuracy, "steps": [s.to_json() for s in self.steps]}
 
 
 class EvaluationError(RuntimeError):
