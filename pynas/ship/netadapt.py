@@ -1,0 +1,485 @@
+"""NetAdapt on the latency model: narrow an architecture one width at a time down to a target latency.
+
+    from pynas.ship import netadapt
+    result = netadapt.adapt(arch, predictor, 8.0, evaluator, log=print)    # evaluator: pynas.search.evaluators
+    result.arch, result.predicted_ms, result.accuracy, result.reached, result.steps
+    baseline = netadapt.uniform_width_baseline(arch, predictor, 8.0)       # width multiplier at the same target
+    figures = netadapt.compare_with_uniform(arch, predictor, 8.0, evaluator)  # both scored by one evaluator
+
+NetAdapt (Yang et al., ECCV 2018) as MobileNetV3 applied it (Howard et al. 2019, sec. 4.2): from a
+seed architecture, each step
+
+1. proposes, per block, the smallest shrink that cuts the predicted latency by at least delta
+   (MobileNetV3: delta = 1% of the seed's latency; `propose`): for every ir stage a smaller
+   expansion ratio, and for every *width group* a narrower output width;
+2. scores every proposal with a short evaluation (`pynas.search.evaluators`: `train:DATASET:EPOCHS`
+   proxy training, or a user's `python:` function);
+3. keeps the proposal with the best ratio of accuracy change to latency cut,
+   (acc_new - acc_current) / (ms_current - ms_new), acc_current being the accuracy of the previous
+   step's architecture (the seed's own, evaluated first, for the first step);
+
+until the predicted latency is at most the target. A failed evaluation is logged and its proposal
+left out of that step (never scored 0); a step where every evaluation failed, or where no shrink
+cuts delta any more, ends the run short of the target (`AdaptResult.reached` False, with the reason).
+
+Width groups: an identity shortcut adds a block's input to its output, so both must keep one width.
+Inside a stage every repeat after the first has that shortcut (all repeats share `c`); a stage
+whose first repeat keeps its input's shape (stride 1, the same channels) and has a shortcut (an
+identity or pool skip, or an ``id`` layer, which is then the identity) is tied to the stage (or
+stem) before it, and a group of tied stages narrows together, as MobileNetV3 narrows "all blocks
+that share the same bottleneck size". A stem tied this way narrows with its group; otherwise the
+stem and the head keep their widths (the issue's method adapts the blocks). Stages of 0 repeats
+lower to nothing and are left as they are.
+
+Grids: widths are multiples of 8 (`WIDTH_STEP`, at least 8: what `make_divisible` gives mobile
+networks), expansion ratios multiples of 0.25 (`EXPANSION_STEP`, at least `MIN_EXPANSION` = 1,
+below which an inverted residual would narrow). A proposal is the largest grid value below the
+current one whose predicted cut reaches delta (the predictor prices all the grid's values of a step
+in one batch). A value is skipped when its architecture does not lower (grouped 1x1 convs that no
+longer divide the channels) or when it would tie widths that were apart (a group narrowed to the
+width of the next one, whose first repeat would gain a shortcut: NetAdapt narrows, it does not
+rewire).
+
+Differences from the papers: a proposal is trained from scratch by the evaluator instead of
+fine-tuned from the previous step's weights, so its accuracy carries the evaluator's noise; and one
+expansion ratio holds for a whole stage (the architecture language has one per stage), so an
+expansion proposal narrows all the stage's repeats.
+
+Before any work `adapt` checks that the target is reachable: the architecture with every group at
+its narrowest and every expansion at its least (`smallest_arch`) predicted above the target is a
+ValueError naming --target-ms. A model bundle refuses to price a network far below those its
+network term was fitted on; shrinks it refuses are left out of a step (and the log says how many
+and why), and when it refuses the narrowest architecture no target is ruled out beforehand: the run
+then stops where no shrink it prices cuts delta.
+
+Cost: a step evaluates one proposal per width group and ir stage (13 for MnasNet-A1), and going
+from the seed to a target x% lower takes about x / (100 delta_fraction) steps; a larger delta
+fraction (fewer, coarser steps) or a cheaper evaluator (fewer images, `width_mult`) bounds it.
+
+For a comparison at one target (the issue's bench): `compare_with_uniform` runs (or takes) NetAdapt's
+result, finds the widest uniform width multiplier predicted within the target
+(`uniform_width_baseline`), and scores both with the same evaluator in one batch (and times both
+with a `measure` callback when given).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from pynas.arch import Arch, Stage, scale_width
+from pynas.ir.lower import lower
+
+WIDTH_STEP = 8
+EXPANSION_STEP = 0.25
+MIN_EXPANSION = 1.0
+DEFAULT_DELTA_FRACTION = 0.01  # MobileNetV3's delta: 1% of the seed's latency
+UNIFORM_STEP = 0.01  # the grid of width multipliers the uniform baseline tries, from 1 down
+STOPS = ("target", "max-steps", "no-proposal", "all-failed")
+
+
+# ---------------------------------------------------------------------------------------------
+# Width groups and proposals
+
+@dataclass(frozen=True)
+class WidthGroup:
+    """Stages (indices into `Arch.stages`) whose output widths identity shortcuts tie together;
+    `stem` when the stem's width is tied to them too."""
+    stages: tuple[int, ...]
+    stem: bool
+    channels: int
+
+
+def _tied_to_input(stage: Stage, block_in: int) -> bool:
+    """Whether the stage's first repeat adds (or is) its input unchanged: narrowing one side only
+    would remove that shortcut (or turn an identity id layer into a 1x1 conv)."""
+    keeps_shape = stage.stride == 1 and stage.channels == block_in
+    return keeps_shape and (stage.block == "id" or stage.skip in ("identity", "pool"))
+
+
+def width_groups(arch: Arch) -> list[WidthGroup]:
+    """The width groups holding at least one stage, in network order."""
+    groups: list[dict] = [{"stages": [], "stem": True, "channels": arch.stem.channels}]
+    for index, stage in enumerate(arch.stages):
+        if stage.repeats == 0:
+            continue
+        if _tied_to_input(stage, groups[-1]["channels"]):
+            groups[-1]["stages"].append(index)
+        else:
+            groups.append({"stages": [index], "stem": False, "channels": stage.channels})
+    return [WidthGroup(tuple(g["stages"]), g["stem"], g["channels"]) for g in groups if g["stages"]]
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """One shrink: `kind` "channels" (the group's output width) or "expansion" (one ir stage's
+    ratio), the stages it changes, the value before and after, the new architecture, its
+    predicted ms and the cut from the current one."""
+    kind: str
+    stages: tuple[int, ...]
+    before: float
+    after: float
+    arch: Arch
+    predicted_ms: float
+    cut_ms: float
+
+    def describe(self) -> str:
+        where = ("stage " if len(self.stages) == 1 else "stages ") + ",".join(map(str, self.stages))
+        if self.kind == "channels":
+            return f"{where} c{int(self.before)}->c{int(self.after)}"
+        return f"{where} e{self.before:g}->e{self.after:g}"
+
+    def to_json(self) -> dict:
+        return {"change": self.describe(), "kind": self.kind, "stages": list(self.stages), "before": self.before,
+                "after": self.after, "arch": str(self.arch), "predicted_ms": self.predicted_ms, "cut_ms": self.cut_ms}
+
+
+def _with_channels(arch: Arch, group: WidthGroup, channels: int) -> Arch:
+    stages = list(arch.stages)
+    for index in group.stages:
+        stages[index] = dataclasses.replace(stages[index], channels=channels)
+    stem = dataclasses.replace(arch.stem, channels=channels) if group.stem else arch.stem
+    return arch.replace(stem=stem, stages=tuple(stages))
+
+
+def _with_expansion(arch: Arch, index: int, expansion: float) -> Arch:
+    stages = list(arch.stages)
+    stages[index] = dataclasses.replace(stages[index], expansion=expansion)
+    return arch.replace(stages=tuple(stages))
+
+
+def _channel_values(current: int) -> list[int]:
+    """Grid widths below `current`, widest first."""
+    top = (current - 1) // WIDTH_STEP * WIDTH_STEP
+    return list(range(top, WIDTH_STEP - 1, -WIDTH_STEP))
+
+
+def _expansion_values(current: float) -> list[float]:
+    """Grid expansions below `current`, largest first."""
+    steps = math.ceil(round(current / EXPANSION_STEP, 9)) - 1  # the grid value just below current
+    return [k * EXPANSION_STEP for k in range(steps, round(MIN_EXPANSION / EXPANSION_STEP) - 1, -1)]
+
+
+def _ties(arch: Arch) -> list[tuple[tuple[int, ...], bool]]:
+    return [(g.stages, g.stem) for g in width_groups(arch)]
+
+
+def _families(arch: Arch) -> list[tuple[str, tuple[int, ...], float]]:
+    """(kind, stages, current value) for every width group's width and every ir stage's expansion."""
+    families = [("channels", g.stages, float(g.channels)) for g in width_groups(arch)]
+    families += [("expansion", (i,), s.expansion) for i, s in enumerate(arch.stages) if s.block == "ir" and s.repeats]
+    return families
+
+
+def _grid(arch: Arch, kind: str, stages: tuple[int, ...], current: float) -> list[tuple[float, Callable[[], Arch]]]:
+    """(grid value, a maker of its architecture) below `current`, largest first."""
+    if kind == "channels":
+        group = next(g for g in width_groups(arch) if g.stages == stages)
+        return [(float(c), lambda c=c: _with_channels(arch, group, c)) for c in _channel_values(int(current))]
+    return [(e, lambda e=e: _with_expansion(arch, stages[0], e)) for e in _expansion_values(current)]
+
+
+def _valid(arch: Arch, make: Callable[[], Arch]) -> Arch | None:
+    """The shrunk architecture, or None if it is invalid, does not lower (grouped 1x1 convs must
+    divide their channels) or ties widths `arch` keeps apart (a narrower width equal to the next
+    group's would add a shortcut: NetAdapt only narrows)."""
+    try:
+        candidate = make()
+        lower(candidate)
+    except ValueError:
+        return None
+    return candidate if _ties(candidate) == _ties(arch) else None
+
+
+def _predict(predictor, archs: Sequence[Arch]) -> list[float]:
+    if not archs:
+        return []
+    values = [float(v) for v in predictor.predict_batch(list(archs))]
+    if len(values) != len(archs):
+        raise ValueError(f"predictor: expected {len(archs)} latencies, got {len(values)}")
+    return values
+
+
+def _predict_each(predictor, archs: Sequence[Arch]) -> tuple[list[float | None], str | None]:
+    """Latencies of `archs`, None for one the predictor refuses (a model bundle refuses a network
+    far below the range its network term was fitted on, and a batch fails with its worst row: the
+    batch is halved until the refused rows stand alone), and the first refusal's reason."""
+    try:
+        return list(_predict(predictor, archs)), None
+    except ValueError as error:
+        if len(archs) == 1:
+            return [None], " ".join(str(error).split())
+    half = len(archs) // 2
+    left, left_reason = _predict_each(predictor, archs[:half])
+    right, right_reason = _predict_each(predictor, archs[half:])
+    return left + right, left_reason or right_reason
+
+
+def propose(arch: Arch, predictor, delta_ms: float, current_ms: float | None = None,
+            log: Callable[[str], None] | None = None) -> list[Proposal]:
+    """Per width group and per ir stage, the smallest shrink of `arch` whose predicted latency is at
+    least `delta_ms` below the current one (`current_ms`, else predicted now); none for a width or
+    expansion no grid value cuts that much. `predictor.predict_batch(archs)` prices them all at once;
+    values it refuses to price are left out, and `log` told how many and why."""
+    if not (isinstance(delta_ms, (int, float)) and math.isfinite(delta_ms) and delta_ms > 0):
+        raise ValueError(f"delta_ms: expected a number > 0, got {delta_ms!r}")
+    if current_ms is None:
+        current_ms = _predict(predictor, [arch])[0]
+    families = []
+    for kind, stages, before in _families(arch):
+        values = [(value, _valid(arch, make)) for value, make in _grid(arch, kind, stages, before)]
+        families.append((kind, stages, before, [(value, a) for value, a in values if a is not None]))
+    flat = [candidate for *_, values in families for _, candidate in values]
+    latencies, refusal = _predict_each(predictor, flat)
+    if refusal is not None and log is not None:
+        log(f"{sum(ms is None for ms in latencies)} of {len(flat)} shrinks left out: the latency model cannot "
+            f"price them ({refusal})")
+    predicted = iter(latencies)
+    proposals = []
+    for kind, stages, before, values in families:
+        priced = [(value, candidate, next(predicted)) for value, candidate in values]
+        chosen = next(((v, a, ms) for v, a, ms in priced if ms is not None and current_ms - ms >= delta_ms), None)
+        if chosen is not None:
+            value, candidate, ms = chosen
+            proposals.append(Proposal(kind, stages, before, value, candidate, ms, current_ms - ms))
+    return proposals
+
+
+def smallest_arch(arch: Arch) -> Arch:
+    """`arch` with every width group at its narrowest grid width and every ir stage at its least
+    expansion (each the least valid value, in network order): the bound below which NetAdapt's
+    steps cannot go."""
+    for kind, stages, current in _families(arch):
+        for _, make in reversed(_grid(arch, kind, stages, current)):
+            candidate = _valid(arch, make)
+            if candidate is not None:
+                arch = candidate
+                break
+    return arch
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+
+@dataclass(frozen=True)
+class Scored:
+    """A proposal's evaluation: its accuracy and ratio, or the error that left it out."""
+    proposal: Proposal
+    accuracy: float | None
+    ratio: float | None
+    error: str | None = None
+
+    def to_json(self) -> dict:
+        return {**self.proposal.to_json(), "accuracy": self.accuracy, "ratio": self.ratio, "error": self.error}
+
+
+@dataclass(frozen=True)
+class Step:
+    """One NetAdapt step: the proposal kept and every proposal scored."""
+    index: int
+    chosen: Scored
+    scored: tuple[Scored, ...]
+
+    def line(self) -> str:
+        c = self.chosen
+        return (f"step {self.index}: {c.proposal.describe()}  {c.proposal.predicted_ms:.3f} ms "
+                f"(-{c.proposal.cut_ms:.3f})  accuracy {c.accuracy:.2f}  ratio {c.ratio:+.3f} %/ms  "
+                f"({sum(s.error is None for s in self.scored)} of {len(self.scored)} proposals scored)")
+
+    def to_json(self) -> dict:
+        return {"step": self.index, "chosen": self.chosen.to_json(), "proposals": [s.to_json() for s in self.scored]}
+
+
+@dataclass
+class AdaptResult:
+    start: Arch
+    start_ms: float
+    start_accuracy: float
+    target_ms: float
+    delta_ms: float
+    steps: list[Step] = field(default_factory=list)
+    stop: str = ""  # why it stopped: one of STOPS
+    stop_reason: str = ""  # the same in words, with the figures
+
+    @property
+    def arch(self) -> Arch:
+        return self.steps[-1].chosen.proposal.arch if self.steps else self.start
+
+    @property
+    def predicted_ms(self) -> float:
+        return self.steps[-1].chosen.proposal.predicted_ms if self.steps else self.start_ms
+
+    @property
+    def accuracy(self) -> float:
+        return self.steps[-1].chosen.accuracy if self.steps else self.start_accuracy
+
+    @property
+    def reached(self) -> bool:
+        return self.predicted_ms <= self.target_ms
+
+    @property
+    def stalled(self) -> bool:
+        """Stopped above the target with nothing left to try (not for want of --max-steps)."""
+        return self.stop in ("no-proposal", "all-failed")
+
+    def to_json(self) -> dict:
+        return {"start": str(self.start), "start_ms": self.start_ms, "start_accuracy": self.start_accuracy,
+                "target_ms": self.target_ms, "delta_ms": self.delta_ms, "reached": self.reached,
+                "stop": self.stop, "stop_reason": self.stop_reason, "arch": str(self.arch),
+                "predicted_ms": self.predicted_ms, "accuracy": self.accuracy, "steps": [s.to_json() for s in self.steps]}
+
+
+class EvaluationError(RuntimeError):
+    """The seed architecture's evaluation failed: without its accuracy no ratio can be computed."""
+
+
+def check_target(arch: Arch, predictor, target_ms: float) -> float | None:
+    """The predicted ms of `smallest_arch(arch)` (None if the predictor cannot price it: a model
+    bundle refuses networks far below those it was fitted on, and then no target is ruled out
+    here); a ValueError naming --target-ms if the target is below it (no sequence of NetAdapt's
+    shrinks can reach it)."""
+    if not (isinstance(target_ms, (int, float)) and not isinstance(target_ms, bool) and math.isfinite(target_ms)
+            and target_ms > 0):
+        raise ValueError(f"--target-ms: expected a latency in ms > 0, got {target_ms!r}")
+    try:
+        floor_ms = _predict(predictor, [smallest_arch(arch)])[0]
+    except ValueError:
+        return None
+    if floor_ms > target_ms:
+        raise ValueError(f"--target-ms: {target_ms:g} ms is below the smallest architecture NetAdapt reaches from "
+                         f"{arch} ({floor_ms:.3f} ms predicted, every width at its narrowest and every expansion at "
+                         f"its least)")
+    return floor_ms
+
+
+def _evaluate(evaluator, archs: Sequence[Arch]) -> list:
+    from pynas.search.evaluators import Candidate
+
+    # No tokens: an adapted architecture leaves any space's grid; train: and python: evaluators
+    # score the architecture itself (as `pynas evaluate` does for one outside the space).
+    outcomes = evaluator.submit([Candidate((), a, str(a)) for a in archs]).result()
+    if len(outcomes) != len(archs):
+        raise ValueError(f"evaluator {evaluator.name}: expected {len(archs)} outcomes, got {len(outcomes)}")
+    return outcomes
+
+
+def _accuracy(outcome) -> tuple[float | None, str | None]:
+    if outcome.error is not None:
+        return None, outcome.error
+    if outcome.accuracy is None or not math.isfinite(outcome.accuracy):
+        return None, f"no finite accuracy ({outcome.accuracy!r})"
+    return float(outcome.accuracy), None
+
+
+def adapt(arch: Arch, predictor, target_ms: float, evaluator, *, delta_fraction: float = DEFAULT_DELTA_FRACTION,
+          max_steps: int | None = None, log: Callable[[str], None] | None = None) -> AdaptResult:
+    """NetAdapt from `arch` down to `target_ms` (see the module docstring). `predictor` answers
+    `predict_batch(archs)` in ms (a model bundle: a table bundle cannot price widths off its
+    space's grid); `evaluator` is a `pynas.search.evaluators.Evaluator` that scores architectures
+    without tokens (train:, python:). `log` receives one line per step and per failed evaluation."""
+    say = log or (lambda line: None)
+    if not (isinstance(delta_fraction, (int, float)) and math.isfinite(delta_fraction) and 0 < delta_fraction < 1):
+        raise ValueError(f"--delta: expected a fraction of the start latency in (0, 1), got {delta_fraction!r}")
+    if max_steps is not None and (isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1):
+        raise ValueError(f"--max-steps: expected an integer >= 1, got {max_steps!r}")
+    check_target(arch, predictor, target_ms)
+    start_ms = _predict(predictor, [arch])[0]
+    accuracy, error = _accuracy(_evaluate(evaluator, [arch])[0])
+    if error is not None:
+        raise EvaluationError(f"evaluating the starting architecture {arch} failed: {error}")
+    result = AdaptResult(arch, start_ms, accuracy, float(target_ms), delta_fraction * start_ms)
+    say(f"start: {start_ms:.3f} ms  accuracy {accuracy:.2f}  target {target_ms:g} ms  delta {result.delta_ms:.3f} ms")
+    current, current_ms = arch, start_ms
+    while current_ms > target_ms:
+        if max_steps is not None and len(result.steps) >= max_steps:
+            result.stop, result.stop_reason = "max-steps", f"--max-steps {max_steps} taken"
+            break
+        proposals = propose(current, predictor, result.delta_ms, current_ms, log=say)
+        if not proposals:
+            result.stop = "no-proposal"
+            result.stop_reason = f"no shrink of any stage cuts {result.delta_ms:.3f} ms (delta) any more"
+            break
+        scored = []
+        for proposal, outcome in zip(proposals, _evaluate(evaluator, [p.arch for p in proposals])):
+            new_accuracy, error = _accuracy(outcome)
+            if error is not None:
+                say(f"step {len(result.steps) + 1}: {proposal.describe()} left out: evaluation failed: {error}")
+                scored.append(Scored(proposal, None, None, error))
+            else:
+                scored.append(Scored(proposal, new_accuracy, (new_accuracy - accuracy) / proposal.cut_ms))
+        ok = [s for s in scored if s.error is None]
+        if not ok:
+            result.stop = "all-failed"
+            result.stop_reason = f"every proposal's evaluation failed at step {len(result.steps) + 1}"
+            break
+        # The best accuracy per ms given up; ties to the bigger cut, then the earlier block.
+        best = max(ok, key=lambda s: (s.ratio, s.proposal.cut_ms, -ok.index(s)))
+        result.steps.append(Step(len(result.steps) + 1, best, tuple(scored)))
+        say(result.steps[-1].line())
+        current, current_ms, accuracy = best.proposal.arch, best.proposal.predicted_ms, best.accuracy
+    if result.reached:
+        result.stop = "target"
+        result.stop_reason = f"reached the target: {current_ms:.3f} ms <= {target_ms:g} ms"
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# The baseline: one width multiplier for the whole network
+
+@dataclass(frozen=True)
+class UniformBaseline:
+    multiplier: float
+    arch: Arch
+    predicted_ms: float
+
+
+def uniform_width_baseline(arch: Arch, predictor, target_ms: float) -> UniformBaseline:
+    """The largest width multiplier m on a grid of `UNIFORM_STEP` in (0, 1] whose
+    `scale_width(arch, m)` (MobileNet's rule: every stem and stage width to make_divisible(c * m),
+    the head kept) is predicted at most `target_ms`; a ValueError naming --target-ms if none is."""
+    multipliers = [round(k * UNIFORM_STEP, 6) for k in range(round(1 / UNIFORM_STEP), 0, -1)]
+    scaled: dict[float, Arch] = {}
+    for m in multipliers:
+        try:
+            scaled[m] = scale_width(arch, m)
+        except ValueError:  # grouped 1x1 convs that do not divide the scaled width
+            continue
+    distinct = {str(a): a for a in scaled.values()}
+    by_text = dict(zip(distinct, _predict(predictor, list(distinct.values()))))
+    for m, candidate in scaled.items():
+        if by_text[str(candidate)] <= target_ms:
+            return UniformBaseline(m, candidate, by_text[str(candidate)])
+    least = min(by_text.values())
+    raise ValueError(f"--target-ms: {target_ms:g} ms is below every uniform width multiplier of {arch} "
+                     f"(the least predicted: {least:.3f} ms)")
+
+
+def compare_with_uniform(arch: Arch, predictor, target_ms: float, evaluator, *, adapted: AdaptResult | None = None,
+                         measure: Callable[[Arch], float] | None = None, **adapt_options) -> dict:
+    """NetAdapt's architecture against the uniform width multiplier at the same target, both scored
+    by `evaluator` in one batch (and timed by `measure(arch) -> ms` if given, e.g. a profiling
+    backend's steady timing): {"netadapt": {...}, "uniform": {...}, "accuracy_gain": points}.
+    `adapted` reuses a finished run; else `adapt(arch, ..., **adapt_options)` runs here."""
+    baseline = uniform_width_baseline(arch, predictor, target_ms)
+    if adapted is None:
+        adapted = adapt(arch, predictor, target_ms, evaluator, **adapt_options)
+    if not adapted.reached:
+        raise ValueError(f"--target-ms: NetAdapt stopped at {adapted.predicted_ms:.3f} ms above {target_ms:g} ms "
+                         f"({adapted.stop_reason}): no architecture at the target to compare")
+    rows = {"netadapt": {"arch": adapted.arch, "predicted_ms": adapted.predicted_ms, "steps": len(adapted.steps)},
+            "uniform": {"arch": baseline.arch, "predicted_ms": baseline.predicted_ms,
+                        "multiplier": baseline.multiplier}}
+    outcomes = _evaluate(evaluator, [rows["netadapt"]["arch"], rows["uniform"]["arch"]])
+    for row, outcome in zip(rows.values(), outcomes):
+        row["accuracy"], row["error"] = _accuracy(outcome)
+        if measure is not None:
+            row["measured_ms"] = float(measure(row["arch"]))
+        row["arch"] = str(row["arch"])
+    a, u = rows["netadapt"]["accuracy"], rows["uniform"]["accuracy"]
+    return {**rows, "target_ms": target_ms, "accuracy_gain": None if a is None or u is None else a - u}
+
+
+__all__ = ["AdaptResult", "DEFAULT_DELTA_FRACTION", "EXPANSION_STEP", "EvaluationError", "MIN_EXPANSION", "Proposal",
+           "STOPS", "Scored", "Step", "UniformBaseline", "WIDTH_STEP", "WidthGroup", "adapt", "check_target",
+           "compare_with_uniform", "propose", "smallest_arch", "uniform_width_baseline", "width_groups"]
