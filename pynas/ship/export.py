@@ -64,7 +64,7 @@ from pathlib import Path
 import numpy as np
 
 from pynas import runtimes
-from pynas.arch import Arch, parse
+from pynas.arch import Arch
 
 FORMATS = ("torch", "onnx", "tflite")
 RUNTIME = {"torch": "torch", "onnx": "onnxruntime", "tflite": "litert"}  # pynas.runtimes' names
