@@ -14,6 +14,7 @@ import importlib.util
 import io
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -126,13 +127,47 @@ def converted_path(name: str, module, example: np.ndarray, key: str | None) -> P
     return None
 
 
+def convert_to_file(name: str, module, example: np.ndarray, path: Path) -> None:
+    """Convert `module` (as it is: fold BatchNorm first where wanted) for runtime `name`
+    (onnxruntime or litert) into `path`, exactly as the cache's conversions; what the converter
+    prints goes to a log in the temporary folder, removed on success, named (with its tail) by the
+    RuntimeError of a failure."""
+    reason = unavailable(name)
+    if reason:
+        raise RuntimeError(f"runtime {name} is unavailable: {reason}")
+    if name not in ("onnxruntime", "litert"):
+        raise ValueError(f"runtime: expected onnxruntime or litert (the runtimes that read a file), got {name!r}")
+    import tempfile
+
+    handle, log = tempfile.mkstemp(prefix=f"pynas-{name}-", suffix=".log")
+    os.close(handle)
+    log = Path(log)
+    with _converter_output_to(log):
+        (_convert_onnx if name == "onnxruntime" else _convert_litert)(module.eval(), example, Path(path))
+    log.unlink(missing_ok=True)  # kept only when the conversion failed (the error names it)
+
+
+def file_runner(name: str, path: Path, threads: int = 1) -> Callable:
+    """A callable running the converted model in `path` (.onnx for onnxruntime, .tflite for litert)
+    on an N x C x H x W float32 numpy array shaped as it was converted."""
+    reason = unavailable(name)
+    if reason:
+        raise RuntimeError(f"runtime {name} is unavailable: {reason}")
+    if name not in ("onnxruntime", "litert"):
+        raise ValueError(f"runtime: expected onnxruntime or litert (the runtimes that read a file), got {name!r}")
+    if not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads: expected an integer >= 1, got {threads!r}")
+    return (_onnx_runner if name == "onnxruntime" else _litert_runner)(Path(path), threads)
+
+
 def _convert_onnx(module, example: np.ndarray, path: Path) -> None:
     import torch
 
     buffer = io.BytesIO()
     # The TorchScript exporter: the dynamo one needs onnxscript and is slower to export.
-    torch.onnx.export(module, (torch.from_numpy(example),), buffer, dynamo=False, opset_version=17,
-                      input_names=["x"])
+    with _without_converter_deprecations():
+        torch.onnx.export(module, (torch.from_numpy(example),), buffer, dynamo=False, opset_version=17,
+                          input_names=["x"])
     path.write_bytes(buffer.getvalue())
 
 
@@ -140,7 +175,19 @@ def _convert_litert(module, example: np.ndarray, path: Path) -> None:
     import litert_torch
     import torch
 
-    litert_torch.convert(module, (torch.from_numpy(example),)).export(str(path))
+    with _without_converter_deprecations():
+        litert_torch.convert(module, (torch.from_numpy(example),)).export(str(path))
+
+
+@contextlib.contextmanager
+def _without_converter_deprecations():
+    """The converters warn that they (torch's TorchScript exporter) or functions of torch they call
+    (litert-torch on torch 2.13) are deprecated: nothing a user of pynas can act on, and the test
+    suite makes every warning an error."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        yield
 
 
 def _onnx_runner(path: Path, threads: int) -> Callable:
