@@ -84,6 +84,8 @@ def test_a_search_run_folder_verifies_its_best_with_its_bundle(tiny_bundle, tmp_
     ([ARCH, "--predictor", "TINY", "--adb", "R5CT"], "--profiler: expected the pynas-profile binary"),
     ([ARCH, "--predictor", "TINY", "--profiler", "x"], "--profiler: expected with --adb only"),
     ([ARCH, "--predictor", "TINY", "--threads", 2], "--threads: expected the bundle's thread count (1"),
+    ([ARCH, "--predictor", "TINY", "--backend", "onnxruntime"], "--backend: expected the bundle's backend (native"),
+    ([ARCH, "--backend", "bogus"], "argument --backend: invalid choice: 'bogus'"),
     ([ARCH, "--predictor", "TINY", "--adb", "R5CT", "--profiler", "PROFILER", "--adb-command", "/nonexistent/adb"],
      "--adb: adb: cannot run '/nonexistent/adb'"),
     (["EMPTYDIR"], "ARCH: EMPTYDIR is a folder but not a finished search run"),

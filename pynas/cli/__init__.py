@@ -11,13 +11,13 @@ from __future__ import annotations
 import os
 import sys
 
-from pynas.cli import adapt, archs, device, evaluate, flags, predictors, profile, scale, search, store, supernet, verify
+from pynas.cli import adapt, archs, device, evaluate, export, flags, predictors, profile, scale, search, store, supernet, verify
 
 
 def build_parser() -> flags.Parser:
     parser = flags.Parser(prog="pynas", description="Hardware-aware neural architecture search.")
     commands = parser.add_subparsers(dest="command", required=True)
-    for module in (archs, profile, predictors, device, store, search, evaluate, supernet, verify, scale, adapt):
+    for module in (archs, profile, predictors, device, store, search, evaluate, supernet, verify, scale, adapt, export):
         module.add_parsers(commands)
     return parser
 
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
             NotADirectoryError, PermissionError) as error:  # (a search log's LogError is a ValueError)
         print(f"pynas {command}: error: {_one_line(error)}", file=sys.stderr)
         return 2
-    except (profile.NothingMeasured, device.NoBundle, evaluate.EvaluationFailed) as error:
+    except (profile.NothingMeasured, device.NoBundle, evaluate.EvaluationFailed, export.ExportCheckFailed) as error:
         print(f"pynas {command}: error: {_one_line(error)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -68,13 +68,17 @@ def cmd_verify(args) -> None:
         adb = OverAdb(args.adb, args.profiler, adb=args.adb_command)
     predictor = args.predictor or run_bundle
     if predictor is None:
-        predictor = default_bundle("native", args.threads or 1)
+        predictor = default_bundle(args.backend or "native", args.threads or 1)
         if predictor is None:
-            raise ValueError(f"--predictor: none given and this machine has no bundle of its own for native at "
-                             f"{args.threads or 1} thread(s) (`pynas device init`): name one (`pynas predictors`)")
+            raise ValueError(f"--predictor: none given and this machine has no bundle of its own for "
+                             f"{args.backend or 'native'} at {args.threads or 1} thread(s) (`pynas device init "
+                             f"--backend {args.backend or 'native'}`): name one (`pynas predictors`)")
     with warnings.catch_warnings():  # a bundle of another machine is refused below, by name
         warnings.simplefilter("ignore")
         bundle = load_bundle(predictor)
+    if args.backend is not None and args.backend != bundle.manifest.backend:
+        raise ValueError(f"--backend: expected the bundle's backend ({bundle.manifest.backend}: it measures with "
+                         f"that), got {args.backend}")
     if args.threads is not None and args.threads != bundle.manifest.threads:
         raise ValueError(f"--threads: expected the bundle's thread count ({bundle.manifest.threads}: its latencies "
                          f"are for that many), got {args.threads}")
@@ -105,6 +109,7 @@ def cmd_verify(args) -> None:
 
 
 def add_parsers(commands) -> None:
+    from pynas.profiling.backends import BACKENDS
     from pynas.verify.measure import DEFAULT_PASSES, DEFAULT_TOLERANCE
 
     p = commands.add_parser(
@@ -120,6 +125,9 @@ def add_parsers(commands) -> None:
                    metavar="PCT", help=f"measured within this many %% of predicted is ok (default {100 * DEFAULT_TOLERANCE:g})")
     p.add_argument("--passes", type=flags.integer(2, 1000), default=DEFAULT_PASSES,
                    help=f"interleaved timings of each architecture (default {DEFAULT_PASSES})")
+    p.add_argument("--backend", choices=[b for b in BACKENDS if b != "torch_cl"],
+                   help="this machine's bundle of this backend (default native; an exported file's runtime: "
+                        "onnxruntime, litert, torch); with --predictor, must be its own")
     p.add_argument("--threads", type=flags.threads,
                    help="this machine's bundle at this many threads (default 1); with --predictor, must be its own")
     p.add_argument("--adb", metavar="SERIAL", help="measure on this Android device (native bundles; needs --profiler)")

@@ -487,7 +487,8 @@ class Exported:
 
     def verify_hint(self) -> str:
         """The command that times the exported architecture on the format's runtime."""
-        return f"pynas verify {shlex.quote(str(self.source.arch))} --backend {RUNTIME[self.format]}"
+        return (f"pynas verify {shlex.quote(str(self.source.arch))} --backend {RUNTIME[self.format]} "
+                f"(this machine's {RUNTIME[self.format]} bundle: `pynas device init --backend {RUNTIME[self.format]}`)")
 
     def report(self) -> str:
         arch, shape = self.source.arch, f"1x{self.source.arch.in_channels}x{self.source.arch.resolution}x{self.source.arch.resolution}"
