@@ -86,6 +86,103 @@ def verify_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def _verify(archs: list[str], bundle: str, out: Path, log) -> list[dict]:
+    """`pynas verify` of `archs` (5 interleaved passes): its JSON records."""
+    command = _pynas("verify", *archs, "--predictor", bundle, "--tolerance", "900", "--json", str(out))
+    done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT)
+    if done.returncode not in (0, 3):  # 3: too unsteady to judge, still a measurement (said in the table)
+        sys.exit(f"bench/ship.py: {' '.join(command)} failed (exit {done.returncode}); see the log")
+    return json.loads(out.read_text())
+
+
+def run_scale(out: Path, bundle: str, log) -> dict:
+    """Compound scaling phi 0..3 of the T = 8 ms search's pick (run the verify section first)."""
+    from pynas.predictor.bundle import load
+    from pynas.ship.scaling import scaling_table
+
+    source = out / f"search-T{SCALE_SOURCE_TARGET:g}" / "best.txt"
+    if not source.is_file():
+        sys.exit(f"bench/ship.py: the scale section scales {source}'s architecture: run the verify section first")
+    arch = source.read_text().splitlines()[0]
+    rows = scaling_table(arch, load(bundle), phis=(0, 1, 2, 3))
+    measured = _verify([r["arch"] for r in rows], bundle, out / "scale-verify.json", log)
+    for row, m in zip(rows, measured):
+        row.update(measured_ms=m["measured_ms"], p10_ms=m["p10_ms"], p90_ms=m["p90_ms"], verdict=m["verdict"])
+    return {"bundle": bundle, "source": str(source), "rows": rows}
+
+
+def scale_table(result: dict) -> str:
+    lines = [f"the pick of {result['source']}, bundle {result['bundle']}",
+             "| phi | resolution | MMACs | params M | predicted ms | measured ms | measured/predicted |",
+             "|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        star = " *" if r.get("beyond_fitted") else ""
+        lines.append(f"| {r['phi']:g} | {r['resolution']} | {r['macs'] / 1e6:.0f} | {r['params'] / 1e6:.2f} | "
+                     f"{r['predicted_ms']:.2f}{star} | {r['measured_ms']:.2f} ({r['p10_ms']:.2f}-{r['p90_ms']:.2f}) | "
+                     f"{r['measured_ms'] / r['predicted_ms']:.3f} |")
+    lines.append("*: beyond the latency range the bundle's network term was fitted on")
+    return "\n".join(lines)
+
+
+ADAPT_SEED = "mnasnet-a1"
+ADAPT_TARGET_FRACTION = 0.75  # of the seed's predicted latency
+# Proposals are scored by a cheap proxy (the step's choice); the final pair by a longer one.
+ADAPT_STEP_EVALUATOR = ["--evaluator", "train:fashion-mnist:2", "--proxy-resolution", "16", "--width-mult", "0.5",
+                        "--evaluator-option", "train_images=4000", "--evaluator-option", "val_images=2000"]
+ADAPT_FINAL_EVALUATOR = ["--evaluator", "train:fashion-mnist:5", "--proxy-resolution", "28", "--width-mult", "0.5",
+                         "--evaluator-option", "train_images=10000", "--evaluator-option", "val_images=5000"]
+
+
+def run_adapt(out: Path, bundle: str, log) -> dict:
+    """NetAdapt from MnasNet-A1 to 0.75 x its predicted latency (delta 5%), against the uniform width
+    multiplier at the same target; both scored by the final evaluator (3 seeds) and measured."""
+    from pynas.predictor.bundle import load
+    from pynas.presets import resolve
+    from pynas.ship.netadapt import uniform_width_baseline
+
+    predictor = load(bundle)
+    seed_ms = float(predictor.predict(resolve(ADAPT_SEED)))
+    target = round(ADAPT_TARGET_FRACTION * seed_ms, 3)
+    run = out / "adapt-run.json"
+    if not run.is_file():
+        subprocess.run(_pynas("adapt", ADAPT_SEED, "--target-ms", f"{target}", "--predictor", bundle, "--delta", "0.05",
+                              *ADAPT_STEP_EVALUATOR, "--json", str(run)), stdout=log, stderr=subprocess.STDOUT, check=True)
+    adapted = json.loads(run.read_text())["arch"]
+    uniform = uniform_width_baseline(resolve(ADAPT_SEED), predictor, target)
+    archs = {"netadapt": adapted, "uniform": str(uniform.arch)}
+    scores = {}
+    for seed in (0, 1, 2):
+        csv = out / f"adapt-final-{seed}.csv"
+        if not csv.is_file():
+            subprocess.run(_pynas("evaluate", *archs.values(), "--space", "mnasnet", *ADAPT_FINAL_EVALUATOR,
+                                  "--evaluator-option", f"seed={seed}", "--csv", str(csv)),
+                           stdout=log, stderr=subprocess.STDOUT, check=True)
+        import csv as csvlib
+
+        for name, row in zip(archs, csvlib.DictReader(csv.open())):
+            scores.setdefault(name, []).append(float(row["accuracy"]))
+    measured = _verify(list(archs.values()), bundle, out / "adapt-verify.json", log)
+    rows = {name: {"arch": a, "predicted_ms": float(predictor.predict(a)), "accuracy": scores[name],
+                   "measured_ms": m["measured_ms"]} for (name, a), m in zip(archs.items(), measured)}
+    rows["uniform"]["multiplier"] = uniform.multiplier
+    return {"bundle": bundle, "seed_arch": ADAPT_SEED, "seed_ms": seed_ms, "target_ms": target, "rows": rows}
+
+
+def adapt_table(result: dict) -> str:
+    import statistics
+
+    lines = [f"{result['seed_arch']} ({result['seed_ms']:.2f} ms predicted) to T = {result['target_ms']:g} ms, bundle "
+             f"{result['bundle']}", "| method | predicted ms | measured ms | accuracy (3 seeds) | mean |",
+             "|---|---|---|---|---|"]
+    for name, r in result["rows"].items():
+        label = name + (f" x{r['multiplier']:.2f}" if "multiplier" in r else "")
+        lines.append(f"| {label} | {r['predicted_ms']:.3f} | {r['measured_ms']:.3f} | "
+                     f"{' / '.join(f'{a:.1f}' for a in r['accuracy'])} | {statistics.mean(r['accuracy']):.2f} |")
+    gain = statistics.mean(result["rows"]["netadapt"]["accuracy"]) - statistics.mean(result["rows"]["uniform"]["accuracy"])
+    lines.append(f"NetAdapt - uniform: {gain:+.2f} points")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", help="a folder for the sections' results")
@@ -114,8 +211,8 @@ def main(argv=None) -> int:
     return 0
 
 
-RUNNERS = {"verify": run_verify}
-TABLES = {"verify": verify_table}
+RUNNERS = {"verify": run_verify, "scale": run_scale, "adapt": run_adapt}
+TABLES = {"verify": verify_table, "scale": scale_table, "adapt": adapt_table}
 
 if __name__ == "__main__":
     os.environ.setdefault("PYTHONHASHSEED", "0")
