@@ -1,15 +1,15 @@
 """A search's results from its log: the Pareto front, the best architecture under T, files.
 
-`summarise(log)` -> a dict (written as `summary.json`, with the run's `verification` and
-`verified_pick` when it has them: `pynas.search.verification`); `write(folder)` writes
+`summarise(log)` -> a dict (written as `summary.json`, with the run's `verification` when it has
+one and its `verified_pick`, None without one: `pynas.search.verification`); `write(folder)` writes
 `summary.json`, `best.txt` (the architecture to ship on its first line, then its figures) and
 `pareto.png` (all evaluated samples, the front, the target line; needs matplotlib: `pip install
 'pynas[search]'`, and says so when it is missing), and returns the text report (`pynas search
 --report DIR`).
 
 best.txt's first line is the run's pick: the verified pick when the end-of-search verification
-found one that differs from the best under T (the best under T measured over T on the machine; the
-pick, ranked next, measured <= T), else the best under T. Its next lines are `key value` figures;
+found one that differs from the best under T (the best under T did not measure <= T on the
+machine, a runner-up did), else the best under T. Its next lines are `key value` figures;
 with a verified pick they say so (`verified_pick rank R ...`) and what the best under T measured
 (`predicted_best ARCH ...`). `pynas verify RUN` and `pynas scale RUN` read the first line.
 
