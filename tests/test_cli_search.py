@@ -59,10 +59,18 @@ def test_a_search_with_a_bundle_of_this_machine_verifies_its_pick(tiny_bundle, t
     monkeypatch.chdir(tmp_path)
     code, out, err = search(capsys, "--space", "mnasnet", "--resolution", 32, "--predictor", tiny_bundle,
                             "--target-quantile", 0.5, "--evaluator", "python:my_eval:accuracy", "--budget", 8,
-                            "--strategy", "random", "--out", "run")
+                            "--strategy", "random", "--verify-top", 3, "--out", "run")
     assert code == 0, err
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     v = summary["verification"]
+    assert 1 <= len(v["candidates"]) <= 3 and v["candidates"][0]["arch"] == v["arch"]
+    pick = summary["verified_pick"]
+    if pick is None:
+        assert v["pick"] is None and v["no_pick"].startswith("none of the ")
+        assert all(not c["fits"] for c in v["candidates"])
+    else:
+        assert pick == v["pick"] and pick["measured_ms"] <= summary["target_ms"]
+        assert (tmp_path / "run" / "best.txt").read_text().splitlines()[0] == pick["arch"]
     assert v["arch"] == summary["best"]["arch"] and v["predicted_ms"] == summary["best"]["latency_ms"]
     assert v["measured_ms"] > 0 and len(v["passes"]) == 5 and v["verdict"] in ("ok", "over tolerance", "too unsteady")
     assert v["measured_over_target"] == pytest.approx(v["measured_ms"] / summary["target_ms"])
@@ -74,6 +82,105 @@ def test_a_search_with_a_bundle_of_this_machine_verifies_its_pick(tiny_bundle, t
     code, out, err = search(capsys, "--resume", "run", "--no-verify")
     assert code == 0, err
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["verification"] == {"skipped": "--no-verify"}
+
+
+def _search_over_tiny(capsys, tiny_bundle, tmp_path, monkeypatch, *extra):
+    (tmp_path / "my_eval.py").write_text("def accuracy(archs):\n    return [len(a) % 97 for a in archs]\n")
+    monkeypatch.chdir(tmp_path)
+    return search(capsys, "--space", "mnasnet", "--resolution", 32, "--predictor", tiny_bundle,
+                  "--target-quantile", 0.7, "--evaluator", "python:my_eval:accuracy", "--budget", 12,
+                  "--strategy", "random", "--seed", 1, "--out", "run", *extra)
+
+
+def _fake_measure(monkeypatch, measured_over_target):
+    """`verify` as the search's verification calls it, faked: the n-th architecture asked measures
+    measured_over_target(n) x T (n from 1); returns the architectures asked, in order."""
+    from pynas.search import verification
+    from pynas.verify import measure
+
+    asked = []
+
+    def fake(archs, predictor, *, predicted_ms, **options):
+        out = []
+        for arch, predicted in zip(archs, predicted_ms):
+            asked.append(arch)
+            measured = measured_over_target(len(asked)) * fake.target
+            out.append(measure.Verification(
+                arch=arch, bundle="tiny", predicted_ms=predicted, measured_ms=measured, p10_ms=0.98 * measured,
+                p90_ms=1.02 * measured, ratio=measured / predicted, verdict=measure.OK, steady=True, reason="fake",
+                tolerance=0.1, uncertainty=0.02, backend="native", threads=1, clock="cpu", device="this machine",
+                reference="network:fake", reference_source="fake", scale="profiled", reference_fast_ms=1.0,
+                reference_bundle_fast_ms=1.0, raw_ms=measured, now_ms=measured, clean_passes=5))
+        return out
+
+    real = verification.verify_pick
+
+    def verify_pick(folder, config, ranked, **options):
+        fake.target = config["reward"]["target_ms"]
+        return real(folder, config, ranked, **options)
+
+    monkeypatch.setattr(verification, "verify", fake)
+    monkeypatch.setattr(verification, "verify_pick", verify_pick)
+    return asked
+
+
+def test_when_the_best_measures_over_t_the_next_that_fits_is_the_verified_pick(tiny_bundle, tmp_path, capsys,
+                                                                                 monkeypatch):
+    from pynas.cli import scale, verify as verify_cli
+
+    asked = _fake_measure(monkeypatch, lambda n: 1.06 if n == 1 else 0.97)
+    code, out, err = _search_over_tiny(capsys, tiny_bundle, tmp_path, monkeypatch)
+    assert code == 0, err
+    run = tmp_path / "run"
+    summary = json.loads((run / "summary.json").read_text())
+    record = json.loads((run / "verification.json").read_text())
+    best = summary["best"]
+    assert asked[0] == best["arch"] and len(asked) == 3  # one batch: ranks 1..3
+    assert [c["rank"] for c in record["candidates"]] == [1, 2, 3]
+    assert [c["arch"] for c in record["candidates"]] == asked
+    first, second = record["candidates"][:2]
+    assert first["measured_over_target"] == pytest.approx(1.06) and not first["fits"]
+    assert second["fits"] and second["measured_ms"] <= summary["target_ms"]
+    pick = record["pick"]
+    assert pick["rank"] == 2 and pick["arch"] == second["arch"] != best["arch"]
+    assert summary["verified_pick"] == pick and summary["verification"] == record
+    assert set(pick) == {"arch", "rank", "sample", "accuracy", "predicted_ms", "measured_ms", "p10_ms", "p90_ms",
+                         "measured_over_target", "verdict"}
+    assert (pick["accuracy"], -pick["predicted_ms"]) <= (best["accuracy"], -best["latency_ms"])
+    lines = (run / "best.txt").read_text().splitlines()
+    assert lines[0] == pick["arch"]
+    assert any(line.startswith("verified_pick rank 2 ") for line in lines)
+    assert any(line.startswith(f"predicted_best {best['arch']} ") and "over T" in line for line in lines)
+    assert "verified pick (the model to ship, best.txt's first line): rank 2" in out
+    # The files tell it again; pynas verify and pynas scale take the pick from best.txt.
+    code, again, err = search(capsys, "--report", "run")
+    assert code == 0 and "verified pick (the model to ship, best.txt's first line): rank 2" in again
+    assert (run / "best.txt").read_text().splitlines()[0] == pick["arch"]
+    assert verify_cli._run_arch(run) == (pick["arch"], str(tiny_bundle))
+    assert str(scale.arch_from(str(run))) == pick["arch"]
+    # A resumed run verifies again at its end (here the best fits: it is its own pick).
+    asked = _fake_measure(monkeypatch, lambda n: 0.99)
+    code, out, err = search(capsys, "--resume", "run", "--verify-top", 1)
+    assert code == 0, err
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["verified_pick"]["rank"] == 1 and summary["verified_pick"]["arch"] == best["arch"]
+    assert asked == [best["arch"]] and len(summary["verification"]["candidates"]) == 1
+    lines = (run / "best.txt").read_text().splitlines()
+    assert lines[0] == best["arch"] and lines[-1].startswith("verified_pick rank 1: the best under T measured <= T")
+
+
+def test_when_none_of_the_top_k_fits_best_txt_keeps_the_predicted_best(tiny_bundle, tmp_path, capsys, monkeypatch):
+    asked = _fake_measure(monkeypatch, lambda n: 1.02)
+    code, out, err = _search_over_tiny(capsys, tiny_bundle, tmp_path, monkeypatch, "--verify-top", 2)
+    assert code == 0, err
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    record = summary["verification"]
+    assert len(asked) == 2 and [c["rank"] for c in record["candidates"]] == [1, 2]
+    assert record["pick"] is None and record["no_pick"] == "none of the top 2 measured <= T"
+    assert summary["verified_pick"] is None
+    lines = (tmp_path / "run" / "best.txt").read_text().splitlines()
+    assert lines[0] == summary["best"]["arch"] and "verified_pick none: none of the top 2 measured <= T" in lines
+    assert "verified pick: none (none of the top 2 measured <= T)" in out
 
 
 @pytest.mark.parametrize("args, message", [
@@ -101,6 +208,10 @@ def test_a_search_with_a_bundle_of_this_machine_verifies_its_pick(tiny_bundle, t
      "population"),
     ([*NB201, "--target-ms", 5, "--budget", 5, "--strategy", "evolution", "--strategy-option", "warp=1"],
      "unknown option 'warp'"),
+    ([*NB201, "--target-ms", 5, "--budget", 5, "--verify-top", 0], "--verify-top: expected an integer 1..1000, got '0'"),
+    ([*NB201, "--target-ms", 5, "--budget", 5, "--verify-top", "x"], "--verify-top: expected an integer 1..1000, got 'x'"),
+    ([*NB201, "--target-ms", 5, "--budget", 5, "--verify-top", 3, "--no-verify"],
+     "--verify-top: expected without --no-verify"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, args, message):
     out = tmp_path / "run"

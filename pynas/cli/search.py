@@ -1,4 +1,14 @@
-"""`pynas search`: a new search, `--resume DIR` after a kill, `--report DIR` for its results."""
+"""`pynas search`: a new search, `--resume DIR` after a kill, `--report DIR` for its results.
+
+    pynas search --space mnasnet --target-ms 8 --evaluator zero-cost:params --budget 300 --out runs/a
+    pynas search --resume runs/a --verify-top 12
+    pynas search --report runs/a
+
+At its end (a new or resumed run) the search verifies its pick where the run's bundle runs (this
+machine, or --adb SERIAL): the architectures predicted <= T, best first, are measured until one
+measures <= T, up to --verify-top K (default 8); that one is the verified pick, best.txt's first
+line (`pynas.search.verification`). --no-verify skips it.
+"""
 from __future__ import annotations
 
 import json
@@ -124,11 +134,14 @@ def cmd_search(args) -> None:
     _finish(run, args, adb)
 
 
-VERIFY_FLAGS = ("no_verify", "adb", "profiler")
+VERIFY_FLAGS = ("no_verify", "adb", "profiler", "verify_top")
 
 
 def _adb_from_args(args):
-    """--adb SERIAL (with --profiler) checked before the search: the device answers, now."""
+    """--adb SERIAL (with --profiler) checked before the search: the device answers, now; also
+    --verify-top, which needs a verification."""
+    if args.verify_top is not None and args.no_verify:
+        raise ValueError("--verify-top: expected without --no-verify (it is how many candidates to verify)")
     if args.profiler is not None and args.adb is None:
         raise ValueError("--profiler: expected with --adb only (the pynas-profile binary to run on the device)")
     if args.adb is None:
@@ -155,19 +168,21 @@ def _finish(run, args, adb) -> None:
     import pynas
     from pynas import search
     from pynas.search.log import SearchLog
-    from pynas.search.report import summarise
-    from pynas.search.verification import verify_best
+    from pynas.search.report import ranked_under_target
+    from pynas.search.verification import DEFAULT_TOP, verify_pick
 
     per_sample = 1000 * run.overhead_s / max(run.asked, 1)
     throughput = run.latency_rows / run.latency_seconds if run.latency_seconds else float("nan")
     print(f"stopped: {run.stop_reason}; {run.evaluated} evaluated, {run.asked} asked; overhead {per_sample:.3f} ms "
           f"per sample (strategy, reward, log); latency model {throughput:,.0f} archs/s in the loop")
+    top = args.verify_top or DEFAULT_TOP
     if not args.no_verify:
-        print("verifying the best architecture under T (measuring it where the run's bundle runs)...")
+        print(f"verifying the pick (measuring the best under T where the run's bundle runs, then the next best "
+              f"until one measures <= T, up to {top})...")
         sys.stdout.flush()
     with SearchLog.open(run.folder, pynas.__version__) as log:
-        config, best = log.config, summarise(log).get("best")
-    verify_best(run.folder, config, best, adb=adb, skip="--no-verify" if args.no_verify else None)
+        config, ranked = log.config, ranked_under_target(log, top)
+    verify_pick(run.folder, config, ranked, top=top, adb=adb, skip="--no-verify" if args.no_verify else None)
     print(search.report(run.folder))
     print(f"wrote {run.folder}/summary.json, best.txt, pareto.png, verification.json")
 
@@ -176,6 +191,7 @@ def add_parsers(commands) -> None:
     from pynas.search.reward import DEFAULT, PRESETS
     from pynas.search.loop import DEFAULT_STRATEGY
     from pynas.search.strategies import STRATEGIES
+    from pynas.search.verification import DEFAULT_TOP
 
     p = commands.add_parser(
         "search", help="search a space for the best architecture under a latency target",
@@ -210,8 +226,11 @@ def add_parsers(commands) -> None:
     p.add_argument("--report", metavar="DIR", help="print the results of the search in DIR (writes pareto.png, "
                                                    "best.txt, summary.json)")
     p.add_argument("--no-verify", action="store_true",
-                   help="do not measure the best architecture at the end (by default it is measured here when the "
-                        "run's bundle is this machine's, or on --adb SERIAL: `pynas verify`)")
+                   help="do not measure the pick at the end (by default the best under T is measured here when the "
+                        "run's bundle is this machine's, or on --adb SERIAL, then the next best until one measures "
+                        "<= T: `pynas verify`)")
+    p.add_argument("--verify-top", type=flags.integer(1, 1000), metavar="K",
+                   help=f"at the end, measure at most the K best architectures predicted under T (default {DEFAULT_TOP})")
     p.add_argument("--adb", metavar="SERIAL", help="verify the best architecture on this Android device (needs --profiler)")
     p.add_argument("--profiler", metavar="PATH", help="with --adb: pynas-profile built for the device")
     where.add_flags(p)

@@ -2,8 +2,9 @@
 
     pynas verify mnasnet-a1 runs/a --tolerance 5 --passes 5 --json verify.json
 
-ARCH: a preset, an architecture string, or a search's run folder (its best architecture under T,
-from best.txt; without --predictor, with the run's bundle). Measured as `pynas.verify.measure`
+ARCH: a preset, an architecture string, or a search's run folder (its pick, best.txt's first line:
+the verified pick when the search's own verification chose one, else its best under T; without
+--predictor, with the run's bundle). Measured as `pynas.verify.measure`
 says (ratios to the bundle's profiling reference, interleaved, over several passes, on the
 profiling run's scale). Exit status: 0 every architecture within the tolerance, 1 one or more
 over it (a result), 3 none over but the machine too unsteady to judge one or more (run it again
@@ -26,7 +27,7 @@ def _is_run(text: str) -> bool:
 
 
 def _run_arch(folder: Path) -> tuple[str, str]:
-    """(best architecture, the run's bundle) of search run folder `folder`."""
+    """(the run's pick, best.txt's first line; the run's bundle) of search run folder `folder`."""
     best, summary = folder / "best.txt", folder / "summary.json"
     if not best.is_file() or not summary.is_file():
         raise ValueError(f"ARCH: {folder} is a folder but not a finished search run (expected best.txt and "
@@ -118,7 +119,7 @@ def add_parsers(commands) -> None:
                     "interleaved, over several passes, and prints predicted vs measured. Exit status: 0 all within "
                     "--tolerance, 1 one or more over it, 3 the machine too unsteady to judge (none over), 2 bad input.")
     p.add_argument("arch", nargs="+", metavar="ARCH",
-                   help="a preset, an architecture string, or a search run folder (its best architecture)")
+                   help="a preset, an architecture string, or a search run folder (its pick: best.txt's first line)")
     p.add_argument("--predictor", help="latency bundle (default: the run's, else this machine's own from "
                                        "`pynas device init`)")
     p.add_argument("--tolerance", type=flags.number(0, 900, low_open=True), default=100 * DEFAULT_TOLERANCE,

@@ -1,10 +1,17 @@
 """A search's results from its log: the Pareto front, the best architecture under T, files.
 
 `summarise(log)` -> a dict (written as `summary.json`, with the run's `verification` when it has
-one: `pynas.search.verification`); `write(folder)` writes `summary.json`,
-`best.txt` (the architecture string on its first line, then its figures) and `pareto.png` (all
-evaluated samples, the front, the target line; needs matplotlib: `pip install 'pynas[search]'`,
-and says so when it is missing), and returns the text report (`pynas search --report DIR`).
+one and its `verified_pick`, None without one: `pynas.search.verification`); `write(folder)` writes
+`summary.json`, `best.txt` (the architecture to ship on its first line, then its figures) and
+`pareto.png` (all evaluated samples, the front, the target line; needs matplotlib: `pip install
+'pynas[search]'`, and says so when it is missing), and returns the text report (`pynas search
+--report DIR`).
+
+best.txt's first line is the run's pick: the verified pick when the end-of-search verification
+found one that differs from the best under T (the best under T did not measure <= T on the
+machine, a runner-up did), else the best under T. Its next lines are `key value` figures;
+with a verified pick they say so (`verified_pick rank R ...`) and what the best under T measured
+(`predicted_best ARCH ...`). `pynas verify RUN` and `pynas scale RUN` read the first line.
 
 The best architecture under T is the one with the highest accuracy *as the search saw it* (its
 evaluator's numbers, e.g. a 12-epoch proxy) among the evaluated architectures whose predicted
@@ -67,12 +74,30 @@ def summarise(log: SearchLog) -> dict:
     summary["front"] = [_row(r, target) for r in front]
     rewarded = [r for r in rows if r.reward is not None]
     summary["best_reward"] = _row(max(rewarded, key=lambda r: (r.reward, -r.id)), target) if rewarded else None
-    under = [r for r in rows if r.latency_ms <= target]
-    summary["best"] = _row(min(under, key=lambda r: (-r.accuracy, r.latency_ms, r.id)), target) if under else None
+    ranked = _ranked_under_target(rows, target)
+    summary["best"] = _row(ranked[0], target) if ranked else None
     if summary["best"] is not None and config["space"]["name"] == "nb201" and \
             config["evaluator"]["spec"].startswith("nb201:"):
         summary["ground_truth"] = _nb201_truth(config, summary["best"])
     return summary
+
+
+def _ranked_under_target(rows, target: float) -> list:
+    """The evaluated rows predicted <= T, best first: accuracy (higher first), then predicted latency
+    (lower first), then the earlier sample; an architecture evaluated twice counts once."""
+    ranked, seen = [], set()
+    for r in sorted((r for r in rows if r.latency_ms <= target), key=lambda r: (-r.accuracy, r.latency_ms, r.id)):
+        if r.arch not in seen:
+            seen.add(r.arch)
+            ranked.append(r)
+    return ranked
+
+
+def ranked_under_target(log: SearchLog, limit: int | None = None) -> list[dict]:
+    """The best under T and the runners-up, as `summarise` ranks them (its `best` is the first), as
+    summary rows; `limit`: the first so many."""
+    target = log.config["reward"]["target_ms"]
+    return [_row(r, target) for r in _ranked_under_target(_evaluated(log), target)[:limit]]
 
 
 def _nb201_truth(config: dict, best: dict) -> dict:
@@ -154,16 +179,36 @@ def write(folder: Path | str) -> str:
     verified = verification.on_record(folder, summary.get("best"))
     if verified is not None:
         summary["verification"] = verified
+    summary["verified_pick"] = verification.verified_pick(verified)
     (folder / "summary.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
-    best = summary.get("best")
-    if best is not None:
-        (folder / "best.txt").write_text(
-            f"{best['arch']}\naccuracy {best['accuracy']}\npredicted_latency_ms {best['latency_ms']}\n"
-            f"target_ms {summary['target_ms']}\npredictor {summary['predictor']}\nevaluator {summary['evaluator']}\n",
-            encoding="utf-8")
+    if summary.get("best") is not None:
+        (folder / "best.txt").write_text(_best_text(summary), encoding="utf-8")
     report = text(summary)
     note = _plot(folder / "pareto.png", points, summary)
     return report + ("\n" + note if note else "")
+
+
+def _best_text(summary: dict) -> str:
+    """best.txt: the architecture to ship, then its figures (the module docstring)."""
+    best, pick, record = summary["best"], summary.get("verified_pick"), summary.get("verification") or {}
+    tail = f"target_ms {summary['target_ms']}\npredictor {summary['predictor']}\nevaluator {summary['evaluator']}\n"
+    if pick is not None and pick["arch"] != best["arch"]:
+        return (f"{pick['arch']}\naccuracy {pick['accuracy']}\npredicted_latency_ms {pick['predicted_ms']}\n"
+                f"measured_latency_ms {pick['measured_ms']}\n{tail}"
+                f"verified_pick rank {pick['rank']} of the architectures predicted under T, the first to measure "
+                f"<= T ({pick['measured_over_target']:.3f} x T)\n"
+                f"predicted_best {best['arch']} (accuracy {best['accuracy']}, predicted {best['latency_ms']} ms, "
+                f"measured {record['measured_ms']} ms = {record['measured_over_target']:.3f} x T: "
+                f"{'over T' if record['measured_ms'] > summary['target_ms'] else 'too unsteady to judge'})\n")
+    lines = f"{best['arch']}\naccuracy {best['accuracy']}\npredicted_latency_ms {best['latency_ms']}\n"
+    if pick is not None:
+        lines += f"measured_latency_ms {pick['measured_ms']}\n"
+    lines += tail
+    if pick is not None:
+        lines += f"verified_pick rank 1: the best under T measured <= T ({pick['measured_over_target']:.3f} x T)\n"
+    elif record.get("no_pick"):
+        lines += f"verified_pick none: {record['no_pick']}\n"
+    return lines
 
 
 def _plot(path: Path, points: list[tuple[float, float]], summary: dict) -> str:
@@ -186,6 +231,10 @@ def _plot(path: Path, points: list[tuple[float, float]], summary: dict) -> str:
     best = summary.get("best")
     if best is not None:
         ax.plot([best["latency_ms"]], [best["accuracy"]], "*", color="tab:orange", ms=14, label="best under T")
+    pick = summary.get("verified_pick")
+    if pick is not None and (best is None or pick["arch"] != best["arch"]):
+        ax.plot([pick["predicted_ms"]], [pick["accuracy"]], "D", color="tab:green", ms=8,
+                label=f"verified pick (measured {pick['measured_ms']:.3g} ms)")
     ax.set_xlabel(f"predicted latency, ms ({summary['predictor']})")
     ax.set_ylabel(f"accuracy, % ({summary['evaluator']})")
     ax.set_title(f"{summary['strategy']['name']} on {summary['space']['name']}, {summary['evaluated']} evaluated")
