@@ -38,6 +38,7 @@ import math
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -176,6 +177,19 @@ def train_and_score(arch: Arch, data: Dataset, epochs: int, *, seed: int = 0, th
     on the training split (or a seeded `train_images` of it) and score it on the validation split
     (or a seeded `val_images` of it). The subsets depend on `seed` only, so every architecture of a
     search sees the same images; weights and batch order depend on (seed, architecture)."""
+    return fit(arch, data, epochs, seed=seed, threads=threads, batch_size=batch_size, lr=lr,
+               train_images=train_images, val_images=val_images)[1]
+
+
+def fit(arch: Arch, data: Dataset, epochs: int, *, seed: int = 0, threads: int = 1,
+        batch_size: int = DEFAULT_BATCH_SIZE, lr: float = DEFAULT_LR, train_images: int | None = None,
+        val_images: int | None = None, model: torch.nn.Module | None = None,
+        after_backward: Callable[[torch.nn.Module], None] | None = None) -> tuple[torch.nn.Module, Score]:
+    """`train_and_score` that also returns the trained model (eval mode, BN recalibrated). Two hooks
+    for training that is not a plain proxy run (`pynas.ship.slimming`): `model` starts from given
+    weights (built from `arch`, e.g. a pruned network to fine-tune) instead of a fresh build, and
+    `after_backward(model)` runs after each backward pass, before the optimiser's step (e.g. to add
+    a sparsity penalty's subgradient to the gradients)."""
     start = time.perf_counter()
     epochs = check_int("epochs", epochs, 1)
     seed = check_int("seed", seed, 0)
@@ -198,9 +212,10 @@ def train_and_score(arch: Arch, data: Dataset, epochs: int, *, seed: int = 0, th
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(run_seed)
-            model = build_torch(arch)
+        if model is None:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(run_seed)
+                model = build_torch(arch)
         generator = torch.Generator().manual_seed(run_seed)
         optimizer = _optimizer(model, lr)
         model.train()
@@ -219,6 +234,8 @@ def train_and_score(arch: Arch, data: Dataset, epochs: int, *, seed: int = 0, th
                                         f"{optimizer.param_groups[0]['lr']:.3g})")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                if after_backward is not None:
+                    after_backward(model)
                 optimizer.step()
                 last_losses.append(value)
                 step += 1
@@ -226,9 +243,23 @@ def train_and_score(arch: Arch, data: Dataset, epochs: int, *, seed: int = 0, th
         correct = _correct(model, x_val, y_val)
     finally:
         torch.set_num_threads(previous_threads)
-    return Score(accuracy_percent=100.0 * correct / len(y_val), seconds=time.perf_counter() - start, epochs=epochs,
-                 train_images=count, val_images=len(y_val), steps=total, final_loss=float(np.mean(last_losses)),
-                 seed=run_seed)
+    return model, Score(accuracy_percent=100.0 * correct / len(y_val), seconds=time.perf_counter() - start,
+                        epochs=epochs, train_images=count, val_images=len(y_val), steps=total,
+                        final_loss=float(np.mean(last_losses)), seed=run_seed)
+
+
+def evaluate(model: torch.nn.Module, arch: Arch, data: Dataset, *, seed: int = 0, threads: int = 1,
+             val_images: int | None = None) -> float:
+    """Top-1 in percent of a model (as is: no training, no BN recalibration) on the validation split
+    (or the seeded `val_images` of it that `fit` with the same seed scores on)."""
+    check_feeds(data, arch)
+    x_val, y_val = prepared(data, "val", arch.resolution, subset(len(data.x_val), val_images, seed + 1, "val_images"))
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(check_int("threads", threads, 1))
+    try:
+        return 100.0 * _correct(model, x_val, y_val) / len(y_val)
+    finally:
+        torch.set_num_threads(previous_threads)
 
 
 def _recalibrate_batchnorm(model: torch.nn.Module, x: torch.Tensor, order: torch.Tensor, batch: int) -> None:
@@ -261,5 +292,5 @@ def _correct(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
     return correct
 
 
-__all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_LR", "RECIPE", "Score", "TrainingError", "evaluation_seed", "prepared",
-           "subset", "train_and_score"]
+__all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_LR", "RECIPE", "Score", "TrainingError", "evaluate", "evaluation_seed", "fit",
+           "prepared", "subset", "train_and_score"]

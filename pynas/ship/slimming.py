@@ -1,0 +1,488 @@
+"""Network Slimming (Liu et al. 2017) to a latency target: sparsity training on BatchNorm scale
+factors, pruning planned on the latency model, fine-tuning.
+
+    from pynas.ship.slimming import slim
+    result = slim("mnasnet-a1", load_dataset("fashion-mnist"), bundle.load("amd-epyc-avx2-native-c5f008"),
+                  target_ms=8.0, epochs=3, finetune_epochs=2, train_images=10000)
+    result.pruned_arch, result.pruned_ms, result.accuracy_finetuned
+
+The steps:
+
+1. `train_sparse`: the proxy training of `pynas.train.trainer` with Liu et al.'s penalty
+   lambda x sum |gamma| over every BN scale factor, as they apply it: its subgradient
+   lambda x sign(gamma) added to the gradients after each backward pass.
+2. `plan_pruning`: how many channels each width group and each ``ir`` stage's expansion keeps
+   (`pynas.ship.channels` says which channels are tied), chosen on the latency model so that the
+   pruned architecture's predicted latency is <= T, then which channels (the largest |gamma|).
+3. `prune`: the pruned architecture (still a pynas architecture string: the latency model prices
+   it, `build_torch` builds it) and a network holding the kept channels' weights.
+4. `fine_tune`: the proxy recipe again, from the pruned weights.
+
+Where training happens. The latency model prices the deployment-shaped architecture (224 px RGB,
+1000 classes); training runs on the proxy task (`pynas.train.proxy_task.adapt`: the data's input
+channels and classes, `resolution` px, default 32) at width multiplier 1.0, so that the proxy
+network has exactly the real architecture's channel counts: a plan made from the proxy's scale
+factors applies channel for channel to the real architecture, and the predictor prices the result.
+
+How the widths are chosen (the paper's global |gamma| threshold ignores what a channel costs).
+Greedy on the latency model, NetAdapt-like but ranked by the sparsity training's evidence:
+
+* shrink: from the full widths, each step considers, for every width group and every ``ir``
+  stage's expansion, the move down to the next multiple of 8 channels (8 float32 lanes: one AVX2
+  register, Scalpel's SIMD-aware pruning), prices all moves at once and takes the one that
+  removes the least |gamma| mass (the summed |scale factor| of every BN channel it removes:
+  what the L1 penalty drove down for unneeded channels) per predicted ms saved; until the
+  predicted latency is <= T;
+* grow back: then, while some move fits under T, each step considers adding 1..8 channels to
+  each group or expansion and takes the one that restores the most |gamma| mass per predicted
+  ms it costs (a move the model prices as free first). Here the counts leave the multiples of 8
+  where the model says an unaligned count costs nothing or little more, and stay aligned where
+  it says alignment pays.
+
+A global threshold found by bisection would be closer to the paper, but it takes channels where
+gammas are small, not where latency is: on a CPU the head's 1x1 conv and the late stages'
+expansions cost far more per channel than the early ones, and the per-ms ranking is what lets
+the target be met with the least lost mass.
+
+`uniform_width_baseline` and `compare_with_uniform` are the baseline: the largest MobileNet width
+multiplier (`pynas.arch.scale_width`) whose predicted latency fits T, trained from scratch with the
+same total epochs.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pynas.arch import Arch, scale_width
+from pynas.ship.channels import Layout, Widths, copy_kept, expansion_for  # noqa: F401  (expansion_for: API)
+
+DEFAULT_RESOLUTION = 32
+DEFAULT_L1 = 2e-2  # Liu et al. use 1e-4 over 160 epochs; a few proxy epochs need far more pull (train_sparse)
+DEFAULT_FINETUNE_LR = 0.02  # the proxy recipe's warm-up + cosine from a lower peak: the weights are trained
+SIMD_LANES = 8
+GROW_STEP = 8  # channels a grow-back move may add at once
+UNIFORM_GRID = 200  # multipliers tried by uniform_width_baseline: 1/200 .. 200/200
+
+
+def _resolve(arch: Arch | str) -> Arch:
+    if isinstance(arch, Arch):
+        return arch
+    from pynas.presets import resolve
+
+    return resolve(arch)
+
+
+def _predict(predictor, archs: list[Arch]) -> np.ndarray:
+    if hasattr(predictor, "predict_batch"):
+        return np.asarray(predictor.predict_batch(archs), dtype=np.float64)
+    return np.array([predictor.predict(a) for a in archs], dtype=np.float64)
+
+
+def _predict_where_priced(predictor, archs: list[Arch]) -> np.ndarray:
+    """ms per architecture, NaN for one the bundle refuses to price (a network far below the sizes
+    its network term was fitted on): such widths are out of the model's reach, not an error."""
+    from pynas.predictor.manifest import BundleError
+
+    try:
+        return _predict(predictor, archs)
+    except BundleError:
+        out = []
+        for arch in archs:
+            try:
+                out.append(float(_predict(predictor, [arch])[0]))
+            except BundleError:
+                out.append(math.nan)
+        return np.array(out, dtype=np.float64)
+
+
+def _check_target_value(target_ms, field_name: str) -> float:
+    if isinstance(target_ms, bool) or not isinstance(target_ms, (int, float)) or not (
+            math.isfinite(target_ms) and target_ms > 0):
+        raise ValueError(f"{field_name}: expected a latency in ms > 0, got {target_ms!r}")
+    return float(target_ms)
+
+
+def reachable_range(arch: Arch | str, predictor) -> tuple[float, float]:
+    """(predicted ms of the smallest architecture slimming can reach: every prunable group and
+    expansion at `pynas.ship.channels.MIN_CHANNELS` (NaN if the bundle refuses to price a network
+    that small), predicted ms of `arch` itself)."""
+    arch = _resolve(arch)
+    layout = Layout.of(arch)
+    full = float(_predict(predictor, [arch])[0])  # first: a bundle that cannot price `arch` says so about it
+    return float(_predict_where_priced(predictor, [layout.apply(arch, layout.minimum())])[0]), full
+
+
+def check_target(arch: Arch | str, predictor, target_ms, field_name: str = "target_ms") -> tuple[float, float]:
+    """`reachable_range` of `arch`, after a ValueError naming `field_name` unless target_ms lies
+    in it (below it no pruning reaches T; at or above the full network nothing is pruned). When the
+    bundle does not price the smallest architecture, the floor is the smallest latency the planner
+    reaches through widths it prices (planned with every channel equally important)."""
+    target_ms = _check_target_value(target_ms, field_name)
+    arch = _resolve(arch)
+    smallest, full = reachable_range(arch, predictor)
+    name = getattr(predictor, "name", "the latency model")
+    if target_ms >= full:
+        raise ValueError(f"{field_name}: expected less than {full:.4g} ms (the unpruned architecture's predicted "
+                         f"latency by {name}: nothing to prune), got {target_ms:g}")
+    if math.isnan(smallest):
+        layout = Layout.of(arch)
+        narrowed = [layout.apply(arch, _narrowed(layout, k / 20)) for k in range(1, 20)]
+        priced = _predict_where_priced(predictor, narrowed)
+        smallest = float(np.nanmin(priced)) if not np.isnan(priced).all() else full
+        what = (f"the smallest of the architecture's uniformly narrowed widths that {name} prices: it does not "
+                f"price every group at 8")
+    else:
+        what = f"the smallest architecture slimming reaches, every channel group at 8, predicted by {name}"
+    if target_ms < smallest:
+        raise ValueError(f"{field_name}: expected at least {smallest:.4g} ms ({what}), got {target_ms:g}")
+    return smallest, full
+
+
+def _narrowed(layout: Layout, fraction: float) -> Widths:
+    """Every prunable group and expansion at `fraction` of its channels (at least its minimum)."""
+    widths = layout.full()
+    counts = tuple(max(layout.group_min[g], round(size * fraction)) if g not in layout.frozen_groups else size
+                   for g, size in enumerate(layout.group_size))
+    widths = layout.settle(Widths(counts, widths.expansions)) or widths
+    for s in layout.expansion_stages:
+        reference = layout.layers_of(s)[-1]
+        widths = layout.with_mid(widths, s, max(layout.mid_min(reference), round(reference.mid * fraction))) or widths
+    return widths
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. Sparsity training
+
+
+def l1_on_batchnorm(l1: float):
+    """An `after_backward` hook for `pynas.train.trainer.fit`: adds l1 x sign(gamma) to every BN
+    scale factor's gradient (the subgradient of l1 x sum |gamma|, as Liu et al. apply it)."""
+    import torch
+
+    def add(model) -> None:
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.weight.grad is not None:
+                m.weight.grad.add_(torch.sign(m.weight.detach()), alpha=l1)
+
+    return add
+
+
+def train_sparse(arch: Arch, data, epochs: int, l1: float = DEFAULT_L1, **options):
+    """(model, Score): `arch` (its header fitting `data`: a proxy architecture) trained by the proxy
+    recipe with the L1 penalty on BN scale factors. `options`: `pynas.train.trainer.fit`'s (seed,
+    threads, batch_size, lr, train_images, val_images).
+
+    The paper's lambda (1e-4) suits its 160 epochs; a penalty's total pull on a gamma is about
+    lambda x the summed learning rate x 10 (momentum 0.9), so runs of a few epochs want far more:
+    on mnasnet-a1's Fashion-MNIST proxy (5,000 images, 2 epochs) 1e-3 left the mean |gamma| at 0.96
+    (pruning then chose nearly at random: 74.95-77.35% after fine-tuning, below uniform scaling's
+    79.3%), 2e-2 brought it to 0.26 at no accuracy cost (78.0%) and the slimmed network to 80.0%."""
+    from pynas.train.trainer import fit
+
+    if isinstance(l1, bool) or not isinstance(l1, (int, float)) or not (math.isfinite(l1) and l1 >= 0):
+        raise ValueError(f"l1: expected a finite number >= 0, got {l1!r}")
+    return fit(arch, data, epochs, after_backward=l1_on_batchnorm(float(l1)) if l1 else None, **options)
+
+
+def fine_tune(model, arch: Arch, data, epochs: int, *, lr: float = DEFAULT_FINETUNE_LR, **options):
+    """(model, Score): `model` (built from `arch`, e.g. by `prune`) trained further in place by the
+    proxy recipe (warm-up, cosine to 0 from `lr`), BN recalibrated, scored."""
+    from pynas.train.trainer import fit
+
+    return fit(arch, data, epochs, model=model, lr=lr, **options)
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. Planning
+
+
+@dataclass
+class PruningPlan:
+    """Kept counts and channels, for the real architecture `arch` (and any architecture with its
+    body: the proxy). `kept`: {"spaces": {space: indices}, "mids": {block: indices}, "se": {block:
+    indices}} (see `pynas.ship.channels`)."""
+    arch: Arch
+    pruned_arch: Arch
+    target_ms: float
+    predicted_ms: float  # the original's
+    pruned_ms: float
+    minimum_ms: float  # the smallest architecture slimming reaches
+    widths: Widths
+    kept: dict
+    layout: Layout = field(repr=False)
+    moves: dict = field(default_factory=dict)  # shrink and grow-back steps taken
+
+    def stages(self) -> list[dict]:
+        """Per part (stem, each stage, head): its widths before and after, and per ir stage the
+        expanded channels of each repeat before and after."""
+        mids_before, mids_after = self.layout.mids(self.layout.full()), self.layout.mids(self.widths)
+        rows = [{"part": "stem", "channels": [self.arch.stem.channels, self.pruned_arch.stem.channels]}]
+        for s, (before, after) in enumerate(zip(self.arch.stages, self.pruned_arch.stages)):
+            row = {"part": f"stage {s}", "block": str(before), "channels": [before.channels, after.channels]}
+            if before.block == "ir":
+                layers = self.layout.layers_of(s)
+                row["expansion"] = [before.expansion, after.expansion]
+                row["expanded"] = [[mids_before[l.index] for l in layers], [mids_after[l.index] for l in layers]]
+            rows.append(row)
+        rows.append({"part": "head", "channels": [self.arch.head.channels, self.pruned_arch.head.channels]})
+        return rows
+
+    def as_dict(self) -> dict:
+        return {"arch": str(self.arch), "pruned_arch": str(self.pruned_arch), "target_ms": self.target_ms,
+                "predicted_ms": self.predicted_ms, "pruned_ms": self.pruned_ms, "minimum_ms": self.minimum_ms,
+                "moves": self.moves, "stages": self.stages()}
+
+
+class _Mass:
+    """|gamma| mass kept under given widths: the sum of each space's and each ir layer's top scores."""
+
+    def __init__(self, layout: Layout, scores):
+        self.layout = layout
+        spaces, mids = scores
+        self.space_cum = [np.concatenate([[0.0], np.cumsum(np.sort(s)[::-1])]) for s in spaces]
+        self.mid_cum = {i: np.concatenate([[0.0], np.cumsum(np.sort(s)[::-1])]) for i, s in mids.items()}
+
+    def __call__(self, widths: Widths) -> float:
+        layout = self.layout
+        total = sum(cum[widths.counts[layout.space_group[x]]] for x, cum in enumerate(self.space_cum))
+        mids = layout.mids(widths)
+        return float(total + sum(cum[mids[i]] for i, cum in self.mid_cum.items()))
+
+
+def _aligned_below(n: int) -> int:
+    return (n - 1) // SIMD_LANES * SIMD_LANES
+
+
+def _moves(layout: Layout, widths: Widths, deltas) -> list[Widths]:
+    """Distinct widths one move away: each group's count and each ir stage's reference expanded
+    count changed to delta(n) for each delta in `deltas` (functions of the current count)."""
+    seen, out = {widths}, []
+    for g in layout.prunable_groups():
+        for delta in deltas:
+            w = layout.with_count(widths, g, delta(widths.counts[g]))
+            if w is not None and w not in seen:
+                seen.add(w)
+                out.append(w)
+    for s in layout.expansion_stages:
+        mid = layout.reference_mid(widths, s)
+        for delta in deltas:
+            w = layout.with_mid(widths, s, delta(mid))
+            if w is not None and w not in seen:
+                seen.add(w)
+                out.append(w)
+    return out
+
+
+def plan_widths(layout: Layout, scores, predictor, target_ms: float, *,
+                shrink_only: bool = False) -> tuple[Widths, float, dict]:
+    """(widths, their predicted ms, {"shrink": steps, "grow": steps}): the greedy of the module
+    docstring on `layout.arch` (the architecture the predictor prices). Widths the bundle refuses
+    to price are never chosen; if no priced move is left above the target, the widths reached are
+    returned (their ms > target: the caller decides). `shrink_only`: no grow-back."""
+    arch = layout.arch
+    mass = _Mass(layout, scores)
+    widths, ms = layout.full(), float(_predict(predictor, [arch])[0])
+    shrink = grow = 0
+    down = [lambda n: max(_aligned_below(n), 1)]
+    while ms > target_ms:
+        moves = _moves(layout, widths, down)
+        latencies = _predict_where_priced(predictor, [layout.apply(arch, w) for w in moves])
+        priced = ~np.isnan(latencies)
+        moves, latencies = [w for w, ok in zip(moves, priced) if ok], latencies[priced]
+        if not moves:  # every group at its minimum, or below what the bundle prices
+            return widths, ms, {"shrink": shrink, "grow": grow}
+        current = mass(widths)
+        lost = np.array([current - mass(w) for w in moves])
+        saved = ms - latencies
+        if (saved > 0).any():
+            ratio = np.where(saved > 0, lost / np.maximum(saved, 1e-12), np.inf)
+            best = min(range(len(moves)), key=lambda i: (ratio[i], -saved[i]))
+        else:  # no single move is cheaper here: the least mass lost, towards the minimum that fits
+            best = int(np.argmin(lost))
+        widths, ms = moves[best], float(latencies[best])
+        shrink += 1
+    up = [lambda n, k=k: n + k for k in range(1, GROW_STEP + 1)]
+    while not shrink_only:
+        moves = _moves(layout, widths, up)
+        if not moves:
+            break
+        latencies = _predict(predictor, [layout.apply(arch, w) for w in moves])
+        fits = [i for i in range(len(moves)) if latencies[i] <= target_ms]
+        if not fits:
+            break
+        current = mass(widths)
+        gained = {i: mass(moves[i]) - current for i in fits}
+        cost = {i: latencies[i] - ms for i in fits}
+        best = max(fits, key=lambda i: (cost[i] <= 0, gained[i] / cost[i] if cost[i] > 0 else gained[i] - cost[i]))
+        widths, ms = moves[best], float(latencies[best])
+        grow += 1
+    return widths, ms, {"shrink": shrink, "grow": grow}
+
+
+def plan_pruning(model, arch: Arch | str, predictor, target_ms: float, *, share: bool = True) -> PruningPlan:
+    """The pruning plan for `model` (a `pynas.torch_builder` network, e.g. from `train_sparse`,
+    whose architecture has `arch`'s body: the proxy of `arch`) to meet `target_ms` on `predictor`,
+    which prices `arch` (see the module docstring). `share`: rank by each channel's share of its
+    BN's |gamma| mass (`pynas.ship.channels.Layout.scores`) rather than by raw |gamma|."""
+    arch = _resolve(arch)
+    layout = Layout.of(arch)
+    layout.check_matches(model.arch, "model")
+    smallest, full = check_target(arch, predictor, target_ms)
+    scores = layout.scores(model, share=share)
+    widths, ms, moves = plan_widths(layout, scores, predictor, float(target_ms))
+    if ms > target_ms:  # the scores led where the bundle stops pricing before T was met
+        raise ValueError(f"target_ms: expected a latency the planner reaches through widths {predictor.name} "
+                         f"prices, got {target_ms:g} (it stopped at {ms:.4g} ms)")
+    pruned = layout.apply(arch, widths)
+    return PruningPlan(arch=arch, pruned_arch=pruned, target_ms=float(target_ms), predicted_ms=full, pruned_ms=ms,
+                       minimum_ms=smallest, widths=widths, kept=layout.kept(widths, scores, model), layout=layout,
+                       moves=moves)
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. Pruning
+
+
+def prune(model, arch: Arch | str, plan: PruningPlan):
+    """(pruned_arch, pruned_model): `arch` (the model's architecture: the plan's or its proxy) with
+    the plan's widths, and a fresh `build_torch` of it holding `model`'s kept channels' weights
+    (BN statistics included), in eval mode."""
+    from pynas.torch_builder import build_torch
+
+    arch = _resolve(arch)
+    plan.layout.check_matches(arch, "arch")
+    pruned_arch = plan.layout.apply(arch, plan.widths)
+    pruned_model = build_torch(pruned_arch)
+    copy_kept(plan.layout, model, pruned_model, plan.kept)
+    return pruned_arch, pruned_model.eval()
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. The whole method, and the baseline
+
+
+@dataclass
+class SlimResult:
+    arch: str  # the real architecture, as given
+    pruned_arch: str  # the real architecture, pruned
+    proxy_arch: str  # what was trained (the proxy header, the same widths)
+    pruned_proxy_arch: str
+    target_ms: float
+    predicted_ms: float
+    pruned_ms: float
+    minimum_ms: float
+    accuracy_sparse: float  # top-1 % after sparsity training (the unpruned network)
+    accuracy_pruned: float  # right after pruning, before fine-tuning
+    accuracy_finetuned: float
+    epochs: int
+    finetune_epochs: int
+    l1: float
+    seconds: float
+    stages: list = field(default_factory=list)
+    moves: dict = field(default_factory=dict)
+    model: object = field(default=None, repr=False)  # the fine-tuned pruned proxy network
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "model"}
+
+    def export(self) -> dict:
+        """What `torch.save` writes for the pruned model: tensors and strings only (loadable with
+        weights_only=True); `build_torch(d["arch"]).load_state_dict(d["state_dict"])` rebuilds it."""
+        return {"arch": self.pruned_proxy_arch, "target_arch": self.pruned_arch,
+                "state_dict": self.model.state_dict(), "predicted_ms": self.pruned_ms,
+                "accuracy_percent": self.accuracy_finetuned}
+
+
+def slim(arch: Arch | str, data, predictor, target_ms: float, *, epochs: int = 3, finetune_epochs: int = 2,
+         l1: float = DEFAULT_L1, resolution: int = DEFAULT_RESOLUTION, finetune_lr: float = DEFAULT_FINETUNE_LR,
+         progress=None, **options) -> SlimResult:
+    """Network Slimming of `arch` (priced by `predictor`) to `target_ms`, trained on `data`'s proxy
+    task at `resolution` px (see the module docstring). `options`: `pynas.train.trainer.fit`'s
+    (seed, threads, batch_size, lr, train_images, val_images), shared by all phases. `progress`:
+    called with a phase name as each starts. A target out of reach is a ValueError before any
+    training."""
+    from pynas.train.proxy_task import adapt
+    from pynas.train.trainer import evaluate
+
+    start = time.perf_counter()
+    arch = _resolve(arch)
+    check_target(arch, predictor, target_ms)
+    proxy = adapt(arch, data, resolution=resolution)
+    say = progress or (lambda phase: None)
+    say(f"sparsity training ({epochs} epochs, l1 {l1:g})")
+    model, sparse = train_sparse(proxy, data, epochs, l1=l1, **options)
+    say("planning")
+    plan = plan_pruning(model, arch, predictor, target_ms)
+    pruned_proxy, pruned_model = prune(model, proxy, plan)
+    eval_options = {k: options[k] for k in ("seed", "threads", "val_images") if k in options}
+    pruned_accuracy = evaluate(pruned_model, pruned_proxy, data, **eval_options)
+    say(f"fine-tuning ({finetune_epochs} epochs)")
+    tune_options = {k: v for k, v in options.items() if k != "lr"}  # lr is the sparsity training's
+    pruned_model, tuned = fine_tune(pruned_model, pruned_proxy, data, finetune_epochs, lr=finetune_lr, **tune_options)
+    return SlimResult(arch=str(arch), pruned_arch=str(plan.pruned_arch), proxy_arch=str(proxy),
+                      pruned_proxy_arch=str(pruned_proxy), target_ms=float(target_ms), predicted_ms=plan.predicted_ms,
+                      pruned_ms=plan.pruned_ms, minimum_ms=plan.minimum_ms, accuracy_sparse=sparse.accuracy_percent,
+                      accuracy_pruned=pruned_accuracy, accuracy_finetuned=tuned.accuracy_percent, epochs=epochs,
+                      finetune_epochs=finetune_epochs, l1=float(l1), seconds=time.perf_counter() - start,
+                      stages=plan.stages(), moves=plan.moves, model=pruned_model)
+
+
+def uniform_width_baseline(arch: Arch | str, predictor, target_ms: float) -> tuple[float, Arch, float]:
+    """(multiplier, architecture, predicted ms): the largest width multiplier m in (0, 1] on a grid of
+    1/UNIFORM_GRID steps whose `scale_width(arch, m)` is predicted at or under `target_ms`
+    (MobileNet's uniform scaling: every stem and stage width make_divisible(c x m, 8), the head kept).
+    ValueError naming target_ms when even the narrowest is predicted above it."""
+    arch = _resolve(arch)
+    target_ms = _check_target_value(target_ms, "target_ms")
+    multipliers = [k / UNIFORM_GRID for k in range(UNIFORM_GRID, 0, -1)]
+    scaled = {}
+    for m in multipliers:  # many multipliers give the same widths: price each architecture once
+        scaled.setdefault(str(scale_width(arch, m)), (m, scale_width(arch, m)))
+    candidates = list(scaled.values())
+    latencies = _predict(predictor, [a for _, a in candidates])
+    fitting = [(m, a, float(ms)) for (m, a), ms in zip(candidates, latencies) if ms <= target_ms]
+    if not fitting:
+        raise ValueError(f"target_ms: expected at least {latencies.min():.4g} ms (the narrowest uniform width "
+                         f"multiplier's predicted latency), got {target_ms:g}")
+    return max(fitting, key=lambda row: row[0])
+
+
+def compare_with_uniform(arch: Arch | str, data, predictor, target_ms: float, *, epochs: int = 3,
+                         finetune_epochs: int = 2, resolution: int = DEFAULT_RESOLUTION, progress=None,
+                         **slim_options) -> dict:
+    """Slimming against uniform width scaling at the same target: `slim`, and the uniform baseline's
+    architecture trained from scratch by the proxy recipe for the same total epochs (epochs +
+    finetune_epochs) on the same images and seed. Both targets are checked before any training."""
+    from pynas.train.proxy_task import adapt
+    from pynas.train.trainer import train_and_score
+
+    arch = _resolve(arch)
+    check_target(arch, predictor, target_ms)
+    multiplier, uniform_arch, uniform_ms = uniform_width_baseline(arch, predictor, target_ms)
+    result = slim(arch, data, predictor, target_ms, epochs=epochs, finetune_epochs=finetune_epochs,
+                  resolution=resolution, progress=progress, **slim_options)
+    (progress or (lambda phase: None))(f"uniform width x{multiplier:g} ({epochs + finetune_epochs} epochs)")
+    train_options = {k: v for k, v in slim_options.items() if k not in ("l1", "finetune_lr")}
+    score = train_and_score(adapt(uniform_arch, data, resolution=resolution), data, epochs + finetune_epochs,
+                            **train_options)
+    uniform = {"multiplier": multiplier, "arch": str(uniform_arch), "predicted_ms": uniform_ms,
+               "accuracy": score.accuracy_percent, "epochs": epochs + finetune_epochs, "seconds": score.seconds}
+    return {"slim": result, "uniform": uniform,
+            "accuracy_gain": result.accuracy_finetuned - score.accuracy_percent,
+            "ms_difference": result.pruned_ms - uniform_ms}
+
+
+def measured_ms(arch: Arch | str, backend: str = "native", threads: int = 1, **harness) -> float:
+    """Median ms of `arch` timed on `backend` here (`pynas.profiling.backends`; `harness`: the timing
+    harness's options, e.g. budget_seconds=2.0, target_rel_ci=0.01, pin_cpu=0)."""
+    from pynas.profiling.backends import Backend
+
+    return float(Backend(backend, threads).network(_resolve(arch)).measure(**harness)["median_ms"])
+
+
+__all__ = ["DEFAULT_L1", "DEFAULT_RESOLUTION", "PruningPlan", "SlimResult", "check_target", "compare_with_uniform",
+           "fine_tune", "l1_on_batchnorm", "measured_ms", "plan_pruning", "plan_widths", "prune", "reachable_range",
+           "slim", "train_sparse", "uniform_width_baseline"]

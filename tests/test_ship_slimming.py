@@ -1,0 +1,205 @@
+"""Network Slimming to a latency target (pynas/ship/slimming.py, pynas/ship/channels.py): the L1
+penalty, the tied widths, the plan against a fake latency model, the weight copy (the pruned network
+computes what the original computes with the pruned channels silenced), on small networks at 16-32 px."""
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from pynas.arch import parse, scale_width  # noqa: E402
+from pynas.ir.lower import expanded_channels, lower  # noqa: E402
+from pynas.ship.channels import Layout, copy_kept, expansion_for, mask_pruned  # noqa: E402
+from pynas.ship import slimming  # noqa: E402
+from pynas.torch_builder import build_torch, randomise_batchnorm  # noqa: E402
+
+# Every kind of tie: a ds block on the stem's space (identity), a 2-repeat ir stage (the second
+# repeat on the first's space), a pooling shortcut without projection (tied across stages), a cn stage
+# without shortcut (two spaces of one width group), an id conv, a pooling shortcut with projection;
+# SE on ds, ir and cn blocks.
+EVERY_TIE = ("net_res32_cls10_in1{style}:stem_k3_s1_c16:ds_r1_k3_s1_c16_se0.25:ir_r2_k3_s2_e3_c24_se0.25:"
+             "ir_r2_k5_s1_e4_c24_poolskip:cn_r2_k3_s2_c32_se0.25:id_r1_s1_c40:ir_r1_k3_s1_e2_c40_poolskip_nhs:"
+             "ir_r1_k3_s2_e2_c48_poolskip_se0.5:head_c64")
+# Deployment-shaped (what a latency model prices) and small enough to train on digits in seconds.
+REAL = "net_res224_cls1000:stem_k3_s2_c16:ds_r1_k3_s1_c16_se0.25:ir_r2_k3_s2_e3_c24_se0.25:ir_r1_k5_s2_e4_c40:head_c64"
+
+
+class MacsModel:
+    """A fake latency model: MACs, plus a penalty for channel counts off multiples of 8 (as SIMD
+    kernels have), so alignment matters to the plan."""
+    name = "fake-macs"
+
+    def predict(self, arch) -> float:
+        graph = lower(arch)
+        ragged = sum(op.cout % 8 != 0 for op in graph.ops if op.kind in ("conv", "pwconv", "dwconv"))
+        return graph.macs / 1e6 + 0.05 * ragged
+
+
+@pytest.fixture(scope="module")
+def digits():
+    pytest.importorskip("sklearn")
+    from pynas.data import load_dataset
+
+    return load_dataset("digits", seed=0)
+
+
+def _random_widths(layout, seed):
+    rng = np.random.default_rng(seed)
+    widths = layout.full()
+    for g in layout.prunable_groups():
+        widths = layout.with_count(widths, g, int(rng.integers(layout.group_min[g], layout.group_size[g] + 1))) or widths
+    for s in layout.expansion_stages:
+        reference = layout.layers_of(s)[-1]
+        widths = layout.with_mid(widths, s, int(rng.integers(8, reference.mid + 1))) or widths
+    return widths
+
+
+def test_expansion_for_reproduces_the_count_with_the_shortest_decimal():
+    assert expansion_for(24, 144) == 6.0
+    assert expansion_for(80, 184) == 2.3
+    for cin in (1, 7, 24, 37, 160):
+        for mid in (1, 8, 43, 200, 961):
+            e = expansion_for(cin, mid)
+            assert expanded_channels(cin, e) == mid
+            assert parse(f"net_res8_cls2:stem_k3_s1_c{cin}:ir_r1_k3_s1_e{e}_c8:head_c8").stages[0].expansion == e
+
+
+def test_layout_ties_spaces_through_shortcuts_and_widths_across_repeats():
+    layout = Layout.of(parse(EVERY_TIE.format(style="")))
+    spaces = [(layer.cin_space, layer.cout_space) for layer in layout.layers]
+    stem = layout.stem_space
+    assert spaces[0] == (stem, stem)  # ds on the stem's 16 channels, identity shortcut
+    assert spaces[1][1] == spaces[2][0] == spaces[2][1] == spaces[3][1] == spaces[4][1]  # ir r2 + poolskip: one space
+    cn = layout.arch.stages[3]
+    assert cn.block == "cn" and spaces[5][1] != spaces[6][1]  # noskip: two spaces...
+    assert layout.space_group[spaces[5][1]] == layout.space_group[spaces[6][1]]  # ...of one width group
+    assert spaces[8][0] == spaces[8][1]  # pool shortcut without projection
+    assert spaces[9][0] != spaces[9][1]  # with projection (40 -> 48)
+
+
+def test_plan_keeps_tied_widths_and_one_index_set_per_space_and_meets_the_target():
+    arch = parse(EVERY_TIE.format(style="")).replace(resolution=224, in_channels=3, num_classes=1000)
+    model = randomise_batchnorm(build_torch(arch.replace(resolution=32, in_channels=1, num_classes=10)), 3)
+    predictor = MacsModel()
+    smallest, full = slimming.reachable_range(arch, predictor)
+    target = smallest + 0.4 * (full - smallest)
+    plan = slimming.plan_pruning(model, arch, predictor, target)
+    assert plan.pruned_ms <= target and predictor.predict(plan.pruned_arch) == pytest.approx(plan.pruned_ms)
+    assert plan.pruned_ms < plan.predicted_ms == pytest.approx(full)
+    layout = plan.layout
+    pruned = parse(str(plan.pruned_arch))  # a valid architecture string
+    # Tied widths: the pooled stage's width is its input stage's; each space keeps one index set of
+    # its group's count, which every BN writing into it uses (copy_kept slices them all with it).
+    assert pruned.stages[1].channels == pruned.stages[2].channels
+    for space, kept in plan.kept["spaces"].items():
+        assert len(kept) == plan.widths.counts[layout.space_group[space]]
+        assert list(kept) == sorted(set(kept))
+    for layer in layout.layers:
+        if layer.mid:
+            assert len(plan.kept["mids"][layer.index]) == layout.mids(plan.widths)[layer.index]
+    build_torch(pruned)  # builds
+    rows = plan.stages()
+    assert [r["part"] for r in rows] == ["stem"] + [f"stage {s}" for s in range(len(arch.stages))] + ["head"]
+
+
+def test_plan_prefers_channels_with_small_scale_factors():
+    arch = parse(REAL)
+    model = build_torch(arch.replace(resolution=16, in_channels=1, num_classes=10))
+    bn = model.blocks[1].body[3][1]  # the first ir block's projection BN: 24 output channels
+    with torch.no_grad():
+        bn.weight[:] = 1.0
+        bn.weight[::3] = 0.001  # channels 0, 3, ..., 21 are near-dead
+    layout = Layout.of(arch)
+    group = layout.space_group[layout.layers[1].cout_space]
+    widths = layout.with_count(layout.full(), group, 16)
+    kept = layout.kept(widths, layout.scores(model), model)["spaces"][layout.layers[1].cout_space]
+    assert set(kept) == set(range(24)) - set(range(0, 24, 3))
+
+
+@pytest.mark.parametrize("style", ["", "_sev3"])
+def test_pruned_network_computes_what_the_original_computes_with_pruned_channels_silenced(style):
+    arch = parse(EVERY_TIE.format(style=style))
+    torch.manual_seed(0)
+    model = randomise_batchnorm(build_torch(arch), 1)
+    layout = Layout.of(arch)
+    for seed in range(3):
+        widths = _random_widths(layout, seed)
+        assert widths != layout.full()
+        kept = layout.kept(widths, layout.scores(model), model)
+        pruned = build_torch(layout.apply(arch, widths)).eval()
+        copy_kept(layout, model, pruned, kept)
+        masked = mask_pruned(layout, model, kept).eval()
+        x = torch.randn(4, 1, 32, 32, generator=torch.Generator().manual_seed(seed))
+        with torch.no_grad():
+            want, got, unpruned = masked(x), pruned(x), model.eval()(x)
+        assert torch.allclose(got, want, atol=1e-5), (got - want).abs().max()
+        assert not torch.allclose(unpruned, want, atol=1e-3)  # the check can fail: pruning changed the output
+
+
+def test_prune_builds_the_plans_architecture_with_the_kept_weights():
+    arch = parse(REAL)
+    proxy = arch.replace(resolution=16, in_channels=1, num_classes=10)
+    model = randomise_batchnorm(build_torch(proxy), 2)
+    predictor = MacsModel()
+    plan = slimming.plan_pruning(model, arch, predictor, 0.5 * predictor.predict(arch))
+    pruned_arch, pruned_model = slimming.prune(model, proxy, plan)
+    assert pruned_arch == plan.layout.apply(proxy, plan.widths)
+    assert (pruned_arch.stem, pruned_arch.stages, pruned_arch.head) == (plan.pruned_arch.stem, plan.pruned_arch.stages,
+                                                                      plan.pruned_arch.head)
+    stem_kept = torch.as_tensor(plan.kept["spaces"][plan.layout.stem_space])
+    assert torch.equal(pruned_model.stem[0].weight, model.stem[0].weight[stem_kept])
+    with pytest.raises(ValueError, match="expected the body"):
+        slimming.prune(model, parse(EVERY_TIE.format(style="")), plan)
+
+
+def test_l1_penalty_pulls_batchnorm_scales_towards_zero(digits):
+    from pynas.train.proxy_task import adapt
+
+    proxy = adapt(parse(REAL), digits, resolution=8)
+
+    def total_gamma(l1):
+        model, _ = slimming.train_sparse(proxy, digits, 2, l1=l1, batch_size=64, train_images=640, seed=0)
+        return sum(float(m.weight.detach().abs().sum()) for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+
+    plain, sparse = total_gamma(0.0), total_gamma(0.1)  # strong: 20 steps
+    assert sparse < 0.9 * plain
+
+
+def test_unreachable_target_is_an_error_naming_the_field_before_any_training(digits, monkeypatch):
+    predictor = MacsModel()
+    smallest, full = slimming.reachable_range(REAL, predictor)
+    monkeypatch.setattr(slimming, "train_sparse", lambda *a, **k: pytest.fail("trained before checking the target"))
+    with pytest.raises(ValueError, match=r"^target_ms: expected at least .* got 0\.001"):
+        slimming.slim(REAL, digits, predictor, 0.001)
+    with pytest.raises(ValueError, match=r"^--target-ms: expected less than"):
+        slimming.check_target(REAL, predictor, full * 2, field_name="--target-ms")
+    with pytest.raises(ValueError, match=r"^target_ms: expected a latency in ms > 0"):
+        slimming.check_target(REAL, predictor, float("nan"))
+
+
+def test_uniform_width_baseline_is_the_widest_multiplier_under_the_target():
+    predictor = MacsModel()
+    arch = parse(REAL)
+    target = 0.6 * predictor.predict(arch)
+    multiplier, uniform, ms = slimming.uniform_width_baseline(arch, predictor, target)
+    assert 0 < multiplier < 1 and ms <= target and predictor.predict(uniform) == pytest.approx(ms)
+    wider = scale_width(arch, multiplier + 1 / slimming.UNIFORM_GRID)
+    assert str(wider) == str(uniform) or predictor.predict(wider) > target
+    with pytest.raises(ValueError, match="^target_ms: expected at least"):
+        slimming.uniform_width_baseline(arch, predictor, 1e-6)
+
+
+def test_slim_end_to_end_on_digits(digits):
+    predictor = MacsModel()
+    target = 0.6 * predictor.predict(parse(REAL))
+    phases = []
+    result = slimming.slim(REAL, digits, predictor, target, epochs=2, finetune_epochs=1, l1=1e-3, resolution=8,
+                           batch_size=64, train_images=640, seed=0, progress=phases.append)
+    assert len(phases) == 3
+    assert result.pruned_ms <= target < result.predicted_ms
+    assert parse(result.pruned_arch).resolution == 224 and parse(result.pruned_proxy_arch).resolution == 8
+    assert result.accuracy_finetuned > 30  # 10 classes: chance is 10%
+    exported = result.export()
+    rebuilt = build_torch(exported["arch"])
+    rebuilt.load_state_dict(exported["state_dict"])
+    summary = result.as_dict()
+    assert "model" not in summary and summary["stages"][0]["part"] == "stem"
