@@ -9,7 +9,7 @@ torch = pytest.importorskip("torch")
 from pynas.arch import parse, scale_width  # noqa: E402
 from pynas.ir.lower import expanded_channels, lower  # noqa: E402
 from pynas.ship.channels import Layout, copy_kept, expansion_for, mask_pruned  # noqa: E402
-from pynas.ship import slimming  # noqa: E402
+from pynas.ship import netadapt, slimming  # noqa: E402
 from pynas.torch_builder import build_torch, randomise_batchnorm  # noqa: E402
 
 # Every kind of tie: a ds block on the stem's space (identity), a 2-repeat ir stage (the second
@@ -32,6 +32,9 @@ class MacsModel:
         graph = lower(arch)
         ragged = sum(op.cout % 8 != 0 for op in graph.ops if op.kind in ("conv", "pwconv", "dwconv"))
         return graph.macs / 1e6 + 0.05 * ragged
+
+    def predict_batch(self, archs) -> list[float]:
+        return [self.predict(a) for a in archs]
 
 
 @pytest.fixture(scope="module")
@@ -182,9 +185,9 @@ def test_uniform_width_baseline_is_the_widest_multiplier_under_the_target():
     target = 0.6 * predictor.predict(arch)
     multiplier, uniform, ms = slimming.uniform_width_baseline(arch, predictor, target)
     assert 0 < multiplier < 1 and ms <= target and predictor.predict(uniform) == pytest.approx(ms)
-    wider = scale_width(arch, multiplier + 1 / slimming.UNIFORM_GRID)
+    wider = scale_width(arch, multiplier + netadapt.UNIFORM_STEP)
     assert str(wider) == str(uniform) or predictor.predict(wider) > target
-    with pytest.raises(ValueError, match="^target_ms: expected at least"):
+    with pytest.raises(ValueError, match="^--target-ms: .* is below every uniform width multiplier"):
         slimming.uniform_width_baseline(arch, predictor, 1e-6)
 
 

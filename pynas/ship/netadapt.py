@@ -433,6 +433,9 @@ class UniformBaseline:
     arch: Arch
     predicted_ms: float
 
+    def __iter__(self):  # (multiplier, arch, predicted_ms), as slimming's callers unpack it
+        return iter((self.multiplier, self.arch, self.predicted_ms))
+
 
 def uniform_width_baseline(arch: Arch, predictor, target_ms: float) -> UniformBaseline:
     """The largest width multiplier m on a grid of `UNIFORM_STEP` in (0, 1] whose

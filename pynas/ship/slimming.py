@@ -57,6 +57,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pynas.arch import Arch, scale_width
+from pynas.ship import netadapt
 from pynas.ship.channels import Layout, Widths, copy_kept, expansion_for  # noqa: F401  (expansion_for: API)
 
 DEFAULT_RESOLUTION = 32
@@ -64,7 +65,6 @@ DEFAULT_L1 = 2e-2  # Liu et al. use 1e-4 over 160 epochs; a few proxy epochs nee
 DEFAULT_FINETUNE_LR = 0.02  # the proxy recipe's warm-up + cosine from a lower peak: the weights are trained
 SIMD_LANES = 8
 GROW_STEP = 8  # channels a grow-back move may add at once
-UNIFORM_GRID = 200  # multipliers tried by uniform_width_baseline: 1/200 .. 200/200
 
 
 def _resolve(arch: Arch | str) -> Arch:
@@ -430,24 +430,11 @@ def slim(arch: Arch | str, data, predictor, target_ms: float, *, epochs: int = 3
                       stages=plan.stages(), moves=plan.moves, model=pruned_model)
 
 
-def uniform_width_baseline(arch: Arch | str, predictor, target_ms: float) -> tuple[float, Arch, float]:
-    """(multiplier, architecture, predicted ms): the largest width multiplier m in (0, 1] on a grid of
-    1/UNIFORM_GRID steps whose `scale_width(arch, m)` is predicted at or under `target_ms`
-    (MobileNet's uniform scaling: every stem and stage width make_divisible(c x m, 8), the head kept).
-    ValueError naming target_ms when even the narrowest is predicted above it."""
-    arch = _resolve(arch)
-    target_ms = _check_target_value(target_ms, "target_ms")
-    multipliers = [k / UNIFORM_GRID for k in range(UNIFORM_GRID, 0, -1)]
-    scaled = {}
-    for m in multipliers:  # many multipliers give the same widths: price each architecture once
-        scaled.setdefault(str(scale_width(arch, m)), (m, scale_width(arch, m)))
-    candidates = list(scaled.values())
-    latencies = _predict(predictor, [a for _, a in candidates])
-    fitting = [(m, a, float(ms)) for (m, a), ms in zip(candidates, latencies) if ms <= target_ms]
-    if not fitting:
-        raise ValueError(f"target_ms: expected at least {latencies.min():.4g} ms (the narrowest uniform width "
-                         f"multiplier's predicted latency), got {target_ms:g}")
-    return max(fitting, key=lambda row: row[0])
+def uniform_width_baseline(arch: Arch | str, predictor, target_ms: float):
+    """NetAdapt's baseline (`pynas.ship.netadapt.uniform_width_baseline`: the largest uniform width
+    multiplier predicted at or under `target_ms`), for an architecture or its string; unpacks as
+    (multiplier, architecture, predicted ms)."""
+    return netadapt.uniform_width_baseline(_resolve(arch), predictor, target_ms)
 
 
 def compare_with_uniform(arch: Arch | str, data, predictor, target_ms: float, *, epochs: int = 3,
