@@ -87,6 +87,7 @@ def test_the_first_in_rank_order_to_measure_under_t_is_the_pick_and_unsteady_is_
                 5: (1.05, measure.OK), 6: (0.97, measure.OK), 7: (0.95, measure.OK)}
     fake = FakeMeasure(target, outcomes.get)
     monkeypatch.setattr(verification, "verify", fake)
+    monkeypatch.setattr(verification, "_bias", lambda candidates: 1.0)  # the rank walk alone (bias: below)
     record = verification.verify_pick(run, config, rows, top=8)
     assert fake.calls == [[r["arch"] for r in rows[0:3]], [r["arch"] for r in rows[3:6]]]
     assert [c["rank"] for c in record["candidates"]] == [1, 2, 3, 4, 5, 6]
@@ -118,6 +119,7 @@ def test_no_pick_when_none_of_the_top_k_fits(run, monkeypatch, top, under, reaso
     rows = rows[:under]
     fake = FakeMeasure(config["reward"]["target_ms"], lambda rank: (1.03, measure.OK))
     monkeypatch.setattr(verification, "verify", fake)
+    monkeypatch.setattr(verification, "_bias", lambda candidates: 1.0)  # the rank walk alone
     record = verification.verify_pick(run, config, rows, top=top)
     assert record["pick"] is None and record["no_pick"] == reason
     assert [len(c) for c in fake.calls] == [3, min(top, len(rows)) - 3]
@@ -145,12 +147,34 @@ def test_a_failed_measurement_keeps_the_candidates_measured_before(run, monkeypa
         calls.append(archs)
         if len(calls) > 1:
             raise ValueError("--adb: device went away")
-        return [fake_verification(a, p, 2 * config["reward"]["target_ms"]) for a, p in zip(archs, predicted_ms)]
+        return [fake_verification(a, p, 1.01 * config["reward"]["target_ms"]) for a, p in zip(archs, predicted_ms)]
 
     monkeypatch.setattr(verification, "verify", flaky)
     record = verification.verify_pick(run, config, rows, top=8)
     assert record["skipped"] == "measuring failed: --adb: device went away"
     assert [c["rank"] for c in record["candidates"]] == [1, 2, 3]
+
+
+def test_a_measured_bias_moves_the_next_batch_to_the_architectures_predicted_under_t_over_it(run, monkeypatch):
+    config, rows = ranked(run)
+    target = config["reward"]["target_ms"]
+    calls = []
+
+    def biased(archs, predictor, *, predicted_ms, **options):  # the model under-estimates by 10%
+        calls.append(list(predicted_ms))
+        return [fake_verification(a, p, 1.1 * p) for a, p in zip(archs, predicted_ms)]
+
+    monkeypatch.setattr(verification, "verify", biased)
+    record = verification.verify_pick(run, config, rows, top=8)
+    assert all(p * 1.1 > target for p in calls[0]) or record["pick"]["rank"] <= 3
+    assert all(p <= target / 1.1 + 1e-9 for batch in calls[1:] for p in batch)
+    assert record["corrections"][0]["bias"] == 1.0
+    if len(calls) > 1:
+        assert record["corrections"][1]["bias"] == pytest.approx(1.1)
+        assert record["pick"] is not None and record["pick"]["measured_ms"] <= target
+        # the pick is the best-ranked architecture predicted under T / 1.1
+        first_under = next(i for i, r in enumerate(rows, 1) if r["latency_ms"] * 1.1 <= target)
+        assert record["pick"]["rank"] == first_under
 
 
 @pytest.mark.parametrize("top", [0, -1, 1.5, True])

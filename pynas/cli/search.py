@@ -181,7 +181,7 @@ def _finish(run, args, adb) -> None:
               f"until one measures <= T, up to {top})...")
         sys.stdout.flush()
     with SearchLog.open(run.folder, pynas.__version__) as log:
-        config, ranked = log.config, ranked_under_target(log, top)
+        config, ranked = log.config, ranked_under_target(log)
     verify_pick(run.folder, config, ranked, top=top, adb=adb, skip="--no-verify" if args.no_verify else None)
     print(search.report(run.folder))
     print(f"wrote {run.folder}/summary.json, best.txt, pareto.png, verification.json")
