@@ -194,6 +194,47 @@ def adapt_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+SLIM_OPTIONS = ["--dataset", "fashion-mnist", "--train-images", "5000", "--val-images", "2000", "--epochs", "2",
+                "--finetune-epochs", "1", "--resolution", "32"]
+
+
+def run_slim(out: Path, bundle: str, log) -> dict:
+    """Network Slimming of MnasNet-A1 to the adapt section's target (0.75 x its predicted latency),
+    against the uniform width multiplier trained as many epochs (`pynas slim --compare-uniform`),
+    both measured."""
+    from pynas.predictor.bundle import load
+    from pynas.presets import resolve
+
+    target = round(ADAPT_TARGET_FRACTION * float(load(bundle).predict(resolve(ADAPT_SEED))), 3)
+    result = out / "slim-run.json"
+    if not result.is_file():
+        subprocess.run(_pynas("slim", ADAPT_SEED, "--target-ms", f"{target}", "--predictor", bundle, *SLIM_OPTIONS,
+                              "--compare-uniform", "--json", str(result)), stdout=log, stderr=subprocess.STDOUT,
+                       check=True)
+    run = json.loads(result.read_text())
+    archs = {"slimming": run["pruned_arch"], "uniform": run["uniform"]["arch"]}
+    measured = _verify(list(archs.values()), bundle, out / "slim-verify.json", log)
+    rows = {"slimming": {"arch": archs["slimming"], "predicted_ms": run["pruned_ms"],
+                         "accuracy": run["accuracy_finetuned"], "measured_ms": measured[0]["measured_ms"]},
+            "uniform": {"arch": archs["uniform"], "predicted_ms": run["uniform"]["predicted_ms"],
+                        "accuracy": run["uniform"]["accuracy"], "measured_ms": measured[1]["measured_ms"],
+                        "multiplier": run["uniform"]["multiplier"]}}
+    return {"bundle": bundle, "seed_arch": ADAPT_SEED, "target_ms": target, "options": SLIM_OPTIONS, "rows": rows,
+            "accuracy_sparse": run["accuracy_sparse"], "accuracy_pruned": run["accuracy_pruned"]}
+
+
+def slim_table(result: dict) -> str:
+    lines = [f"{result['seed_arch']} to T = {result['target_ms']:g} ms ({' '.join(result['options'])}), one seed",
+             "| method | predicted ms | measured ms | top-1 |", "|---|---|---|---|"]
+    for name, r in result["rows"].items():
+        label = name + (f" x{r['multiplier']:g}" if "multiplier" in r else "")
+        lines.append(f"| {label} | {r['predicted_ms']:.3f} | {r['measured_ms']:.3f} | {r['accuracy']:.2f} |")
+    gain = result["rows"]["slimming"]["accuracy"] - result["rows"]["uniform"]["accuracy"]
+    lines.append(f"slimming - uniform: {gain:+.2f} points (sparse before pruning {result['accuracy_sparse']:.2f}, "
+                 f"right after pruning {result['accuracy_pruned']:.2f})")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", help="a folder for the sections' results")
@@ -222,8 +263,8 @@ def main(argv=None) -> int:
     return 0
 
 
-RUNNERS = {"verify": run_verify, "scale": run_scale, "adapt": run_adapt}
-TABLES = {"verify": verify_table, "scale": scale_table, "adapt": adapt_table}
+RUNNERS = {"verify": run_verify, "scale": run_scale, "adapt": run_adapt, "slim": run_slim}
+TABLES = {"verify": verify_table, "scale": scale_table, "adapt": adapt_table, "slim": slim_table}
 
 if __name__ == "__main__":
     os.environ.setdefault("PYTHONHASHSEED", "0")
