@@ -97,3 +97,16 @@ def test_a_tiny_run_writes_json_and_a_weights_only_model(tmp_path, capsys):
     build_torch(saved["arch"]).load_state_dict(saved["state_dict"])
     assert saved["target_arch"] == summary["pruned_arch"]
     assert "top-1" in capsys.readouterr().out
+
+
+def test_compare_uniform_reports_the_uniform_width_baseline_at_the_same_target(tmp_path, capsys):
+    pytest.importorskip("sklearn")
+    pytest.importorskip("torch")
+    out = tmp_path / "slim.json"
+    status, message = run(BASE + ["--target-ms", "2.5", "--epochs", "1", "--finetune-epochs", "1", "--resolution", "8",
+                                  "--train-images", "256", "--batch-size", "64", "--compare-uniform", "--json", str(out)])
+    assert status == 0, message
+    summary = json.loads(out.read_text())
+    assert summary["uniform"]["predicted_ms"] <= 2.5 and 0 < summary["uniform"]["multiplier"] < 1
+    assert summary["accuracy_gain"] == pytest.approx(summary["accuracy_finetuned"] - summary["uniform"]["accuracy"])
+    assert f"uniform width baseline: x{summary['uniform']['multiplier']:g}" in capsys.readouterr().out

@@ -59,7 +59,7 @@ def cmd_slim(args) -> None:
     print(f"{arch}: predicted {full:.3f} ms by {predictor.name}; target {args.target_ms:g} ms (slimming reaches "
           f"down to {smallest:.3f} ms); training on {data.describe()} at {args.resolution} px")
     if uniform is not None:
-        print(f"uniform width baseline: x{uniform[0]:g}, predicted {uniform[2]:.3f} ms")
+        print(f"uniform width baseline: x{uniform.multiplier:g}, predicted {uniform.predicted_ms:.3f} ms")
     start = time.perf_counter()
     options = dict(epochs=args.epochs, finetune_epochs=args.finetune_epochs, l1=args.l1, resolution=args.resolution,
                    finetune_lr=args.finetune_lr, seed=args.seed, threads=args.threads, batch_size=args.batch_size,
