@@ -284,10 +284,6 @@ def _from_supernet(path: Path, meta, target: Arch, source: str | None) -> Source
 def _subnetwork(evaluator, target: Arch, source: str, seen: float | None) -> Source:
     """`target`'s sub-network of the evaluator's supernet, recalibrated on its images as it scores
     candidates, with its validation accuracy."""
-    import torch
-
-    from pynas.train.supernet import accuracy, recalibrate
-
     own = evaluator.space
     shaped = target.replace(resolution=own.resolution, num_classes=own.num_classes, in_channels=own.in_channels)
     try:
@@ -296,13 +292,7 @@ def _subnetwork(evaluator, target: Arch, source: str, seen: float | None) -> Sou
         raise ValueError(f"ARCH_OR_RUN: expected an architecture of the supernet's space {own.name}, got "
                          f"{str(target)[:60]}...: {' '.join(str(error).split())}") from None
     arch = own.decode(tokens)
-    previous = torch.get_num_threads()
-    torch.set_num_threads(evaluator.threads)
-    try:
-        net = recalibrate(evaluator.supernet.extract(arch), evaluator.calibration)
-        top1 = accuracy(net, evaluator.x_val, evaluator.y_val)
-    finally:
-        torch.set_num_threads(previous)
+    net, top1 = evaluator.subnetwork(arch)
     meta = evaluator.meta
     origin = (f"supernet {evaluator.path} (sha256 {evaluator.file_sha256[:12]}, {meta['epochs']} epochs on "
               f"{meta['dataset']}), BatchNorm recalibrated on {evaluator.calibration_images} training images as the "

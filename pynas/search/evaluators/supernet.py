@@ -90,23 +90,28 @@ class SupernetEvaluator(Evaluator):
         return cls(path, space, calibration_images=calibration_images, val_images=val_images, threads=threads,
                    exact=exact)
 
-    def _one(self, candidate: Candidate) -> Outcome:
+    def subnetwork(self, arch):
+        """(network, top-1 %): `arch` (of the supernet's own space) as this evaluator scores it, its
+        weights extracted and its BatchNorm recalibrated; `pynas export` ships this network."""
         import torch
 
         from pynas.train.supernet import accuracy, recalibrate
 
+        previous = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        try:
+            net = recalibrate(self.supernet.extract(arch), self.calibration)
+            return net, accuracy(net, self.x_val, self.y_val)
+        finally:
+            torch.set_num_threads(previous)
+
+    def _one(self, candidate: Candidate) -> Outcome:
         start = time.perf_counter()
         try:
             arch = self.space.decode(candidate.tokens)
         except (ValueError, TypeError) as error:
             return Outcome(None, error=f"not an architecture of the supernet's space: {error}")
-        previous = torch.get_num_threads()
-        torch.set_num_threads(self.threads)
-        try:
-            net = recalibrate(self.supernet.extract(arch), self.calibration)
-            value = accuracy(net, self.x_val, self.y_val)
-        finally:
-            torch.set_num_threads(previous)
+        _, value = self.subnetwork(arch)
         seconds = time.perf_counter() - start
         if not math.isfinite(value):
             return Outcome(None, error="the sub-network's outputs are not finite (NaN/inf) on the validation images",
