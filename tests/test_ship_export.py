@@ -208,6 +208,22 @@ def test_a_search_folder_without_trained_weights_is_initialised(tmp_path, monkey
     assert torch.load(done.path, weights_only=True)["meta"]["source"] == str(tmp_path / "run")
 
 
+def test_a_search_folder_exports_its_verified_pick_when_best_txt_names_it(tmp_path, monkeypatch):
+    """With a verified pick other than the best under T, best.txt's first line is the pick: export reads that."""
+    import json
+
+    from pynas.space import get_space
+
+    space = get_space("mnasnet", resolution=32, num_classes=10)
+    summary = tiny_search(tmp_path / "run", space, "zero-cost:params", monkeypatch)
+    other = next(str(a) for a in space.sample(4, seed=7) if str(a) != summary["best"]["arch"])
+    summary["verified_pick"] = {"arch": other, "rank": 2, "accuracy": 1.5}
+    (tmp_path / "run" / "summary.json").write_text(json.dumps(summary))
+    (tmp_path / "run" / "best.txt").write_text(other + "\n")
+    done = ex.export(str(tmp_path / "run"), "torch", tmp_path / "pick.pt")
+    assert str(done.source.arch) == other and done.check.passed
+
+
 @pytest.fixture(scope="module")
 def supernet_file(tmp_path_factory):
     from pynas.data import load_dataset

@@ -119,7 +119,6 @@ class RunPick:
 
     folder: Path
     arch: Arch
-    tokens: tuple[int, ...]
     accuracy: float
     evaluator: str
     space: dict
@@ -157,14 +156,14 @@ def read_run(folder: Path) -> RunPick:
     summary_path = folder / "summary.json"
     try:
         summary = json.loads(summary_path.read_text(encoding="utf-8"))
-        pick = summary["best"]
-        run = RunPick(folder, arch, tuple(int(t) for t in pick["tokens"]), float(pick["accuracy"]),
-                      str(summary["evaluator"]), dict(summary["space"]))
+        # best.txt's first line: the verified pick when the search measured one, else the best under T.
+        pick = summary.get("verified_pick") or summary["best"]
+        run = RunPick(folder, arch, float(pick["accuracy"]), str(summary["evaluator"]), dict(summary["space"]))
     except FileNotFoundError:
         raise ValueError(f"ARCH_OR_RUN {folder}: expected summary.json next to best.txt (`pynas search --report "
                          f"{folder}` writes both), got none") from None
     except (ValueError, KeyError, TypeError) as error:
-        raise ValueError(f"{summary_path}: expected a search summary with best (arch, tokens, accuracy), "
+        raise ValueError(f"{summary_path}: expected a search summary with best (arch, accuracy), "
                          f"evaluator and space, got {type(error).__name__}: {error}") from None
     if pick["arch"] != str(arch):
         raise ValueError(f"{best}:1: expected the pick of {summary_path} ({pick['arch'][:60]}...), got "
@@ -263,8 +262,6 @@ def _from_run_supernet(run: RunPick) -> Source:
         raise ValueError(f"ARCH_OR_RUN {run.folder}: its evaluator {run.evaluator}: expected the supernet the search "
                          f"used (sha256 {config['fingerprint'].get('sha256', '?')[:16]}...), got "
                          f"{evaluator.fingerprint()['sha256'][:16]}... (the file changed since)")
-    if space.decode(run.tokens) != run.arch:
-        raise ValueError(f"{run.folder / 'summary.json'}: best tokens: expected those of best.txt's architecture")
     return _subnetwork(evaluator, run.arch, str(run.folder), run.accuracy)
 
 
