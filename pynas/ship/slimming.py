@@ -76,26 +76,15 @@ def _resolve(arch: Arch | str) -> Arch:
 
 
 def _predict(predictor, archs: list[Arch]) -> np.ndarray:
-    if hasattr(predictor, "predict_batch"):
-        return np.asarray(predictor.predict_batch(archs), dtype=np.float64)
-    return np.array([predictor.predict(a) for a in archs], dtype=np.float64)
+    return np.asarray(netadapt._predict(predictor, archs), dtype=np.float64)
 
 
 def _predict_where_priced(predictor, archs: list[Arch]) -> np.ndarray:
     """ms per architecture, NaN for one the bundle refuses to price (a network far below the sizes
-    its network term was fitted on): such widths are out of the model's reach, not an error."""
-    from pynas.predictor.manifest import BundleError
-
-    try:
-        return _predict(predictor, archs)
-    except BundleError:
-        out = []
-        for arch in archs:
-            try:
-                out.append(float(_predict(predictor, [arch])[0]))
-            except BundleError:
-                out.append(math.nan)
-        return np.array(out, dtype=np.float64)
+    its network term was fitted on): such widths are out of the model's reach, not an error
+    (`netadapt._predict_each` finds the refused rows)."""
+    values, _ = netadapt._predict_each(predictor, archs)
+    return np.array([math.nan if v is None else v for v in values], dtype=np.float64)
 
 
 def _check_target_value(target_ms, field_name: str) -> float:
