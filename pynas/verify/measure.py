@@ -42,8 +42,7 @@ u <= t / 2 (`steady`), and otherwise it is too unsteady to judge.
 """
 from __future__ import annotations
 
-import gzip
-import json
+import functools
 import math
 import os
 import uuid
@@ -147,34 +146,37 @@ class ReferenceChoice:
 
 def _bundle_reference_times(bundle) -> dict[str, list[float]]:
     """Network reference key -> its medians in pairs, from the measurements the bundle ships
-    (pynas device init bundles do), for the bundle's series (backend, its version, threads)."""
+    (pynas device init bundles do), for the bundle's series (backend, its version, threads): the
+    store's reader (`import_jsonl`, errors naming the line and field) and profiling's
+    `series_reference_times`, as the bundle's training read them."""
     from pynas.predictor.predictors import MEASUREMENTS
-    from pynas.profiling.steady import TIMING
 
     path = Path(bundle.folder) / MEASUREMENTS
     if not path.is_file():
         return {}
-    manifest, times = bundle.manifest, {}
-    with gzip.open(path, "rt", encoding="utf-8") as f:
-        for number, line in enumerate(f):
-            if number == 0 or not line.strip():  # the header
-                continue
-            try:
-                row = json.loads(line)
-                harness = row.get("harness") or {}
-                # Networks' rows: their reference is a network ("network:ARCH" from pynas profile,
-                # the bare architecture string from pynas-profile over adb).
-                if harness.get("timing") != TIMING or row.get("kind") != "network":
-                    continue
-                if (row["backend"], row["backend_version"], row["threads"]) != \
-                        (manifest.backend, manifest.backend_version, manifest.threads):
-                    continue
-                ms = float(harness["reference_ms"])
-            except (ValueError, KeyError, TypeError) as error:
-                raise ValueError(f"--predictor: {path}:{number + 1}: unreadable measurement ({error})") from None
-            if math.isfinite(ms) and ms > 0:
-                times.setdefault(harness["reference"], []).append(ms)
-    return times
+    manifest = bundle.manifest
+    return _reference_times(str(path), path.stat().st_mtime_ns, manifest.backend, manifest.backend_version,
+                            manifest.threads)
+
+
+@functools.lru_cache(maxsize=4)
+def _reference_times(path: str, mtime_ns: int, backend: str, backend_version: str, threads: int) -> dict:
+    """Read once per file version: a search's verification measures its candidates in batches."""
+    import tempfile
+
+    from pynas.profiling.steady import series_reference_times
+    from pynas.store import Store, import_jsonl
+
+    with tempfile.TemporaryDirectory() as tmp, Store(Path(tmp) / "m.sqlite") as store:
+        try:
+            import_jsonl(store, path)
+        except ValueError as error:
+            raise ValueError(f"--predictor: {' '.join(str(error).split())}") from None
+        # Networks' rows: their reference is a network ("network:ARCH" from pynas profile, the bare
+        # architecture string from pynas-profile over adb).
+        times = series_reference_times(store.measurements(
+            backend=backend, backend_version=backend_version, threads=threads, kind="network"))
+    return {key: [ms for ms in values if math.isfinite(ms) and ms > 0] for key, values in times.items()}
 
 
 def choose_reference(bundle, arch: Arch) -> ReferenceChoice:
