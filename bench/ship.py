@@ -9,7 +9,8 @@ The bundle must be one made on this machine (`pynas device init`; the default is
 * ``verify``: 20 searches (`pynas search --space mnasnet --evaluator zero-cost:params --budget 300`,
   evolution, seeds 0..19) at targets T = 5, 6, ..., 24 ms; each verifies its pick at the end
   (`pynas.verify`: ratio to the bundle's profiling reference, 5 interleaved passes; the best under
-  T first, then down the ranking until one measures <= T: `pynas.search.verification`). The table:
+  T first, then down the ranking, past those predicted over T / the measured bias, until one
+  measures <= T: `pynas.search.verification`). The table:
   T; the best under T's predicted, measured (the ratio on the bundle's scale: what profiling would
   have recorded), its p10-p90 spread, measured / T and verdict; the verified pick's rank, predicted,
   measured and measured / T. Target, on the verified pick: measured within +-5% of T; the hard
