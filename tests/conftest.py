@@ -204,3 +204,22 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def _fake_verification(arch: str, predicted: float, measured: float, verdict: str = "ok"):
+    """A `pynas.verify.measure.Verification` of `arch` as if measured `measured` ms (p10..p90 +-3%)."""
+    from pynas.verify import measure
+
+    return measure.Verification(
+        arch=arch, bundle="tiny", predicted_ms=predicted, measured_ms=measured, p10_ms=0.97 * measured,
+        p90_ms=1.03 * measured, ratio=measured / predicted, verdict=verdict, steady=verdict != measure.UNSTEADY,
+        reason="fake", tolerance=0.1, uncertainty=0.03, backend="native", threads=1, clock="cpu",
+        device="this machine (fake)", reference="network:fake", reference_source="fake", scale="profiled",
+        reference_fast_ms=1.0, reference_bundle_fast_ms=1.0, raw_ms=measured, now_ms=measured, clean_passes=5)
+
+
+@pytest.fixture
+def fake_measurement():
+    """`(arch, predicted_ms, measured_ms, verdict="ok") -> Verification`: what the search's
+    verification gets from `measure.verify`, without measuring (tests of the choices made on it)."""
+    return _fake_verification

@@ -63,7 +63,9 @@ def test_a_search_with_a_bundle_of_this_machine_verifies_its_pick(tiny_bundle, t
     assert code == 0, err
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     v = summary["verification"]
-    assert 1 <= len(v["candidates"]) <= 3 and v["candidates"][0]["arch"] == v["arch"]
+    searched = [c for c in v["candidates"] if c["round"] == 0]  # then refinement rounds may measure more
+    assert 1 <= len(searched) <= 3 and v["candidates"][0]["arch"] == v["arch"]
+    assert len(v["refinements"]) <= 2 and len(v["candidates"]) <= 3 * (1 + len(v["refinements"]))
     pick = summary["verified_pick"]
     if pick is None:
         assert v["pick"] is None and v["no_pick"].startswith("none of the ")
@@ -145,7 +147,8 @@ def test_when_the_best_measures_over_t_the_next_that_fits_is_the_verified_pick(t
     assert pick["rank"] == 2 and pick["arch"] == second["arch"] != best["arch"]
     assert summary["verified_pick"] == pick and summary["verification"] == record
     assert set(pick) == {"arch", "rank", "sample", "accuracy", "predicted_ms", "measured_ms", "p10_ms", "p90_ms",
-                         "measured_over_target", "verdict"}
+                         "measured_over_target", "verdict", "round"} and pick["round"] == 0
+    assert record["refinements"] == []  # the pick measured 0.97 x T: within 5% of T, nothing to refine
     assert (pick["accuracy"], -pick["predicted_ms"]) <= (best["accuracy"], -best["latency_ms"])
     lines = (run / "best.txt").read_text().splitlines()
     assert lines[0] == pick["arch"]
@@ -171,7 +174,8 @@ def test_when_the_best_measures_over_t_the_next_that_fits_is_the_verified_pick(t
 
 def test_when_none_of_the_top_k_fits_best_txt_keeps_the_predicted_best(tiny_bundle, tmp_path, capsys, monkeypatch):
     asked = _fake_measure(monkeypatch, lambda n: 1.02)
-    code, out, err = _search_over_tiny(capsys, tiny_bundle, tmp_path, monkeypatch, "--verify-top", 2)
+    code, out, err = _search_over_tiny(capsys, tiny_bundle, tmp_path, monkeypatch, "--verify-top", 2,
+                                       "--refine-budget", 0)  # tests/test_search_refine.py refines
     assert code == 0, err
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     record = summary["verification"]
@@ -212,6 +216,12 @@ def test_when_none_of_the_top_k_fits_best_txt_keeps_the_predicted_best(tiny_bund
     ([*NB201, "--target-ms", 5, "--budget", 5, "--verify-top", "x"], "--verify-top: expected an integer 1..1000, got 'x'"),
     ([*NB201, "--target-ms", 5, "--budget", 5, "--verify-top", 3, "--no-verify"],
      "--verify-top: expected without --no-verify"),
+    ([*NB201, "--target-ms", 5, "--budget", 5, "--refine-budget", 4, "--no-verify"],
+     "--refine-budget: expected without --no-verify"),
+    ([*NB201, "--target-ms", 5, "--budget", 5, "--refine-rounds", 1, "--no-verify"],
+     "--refine-rounds: expected without --no-verify"),
+    ([*NB201, "--target-ms", 5, "--budget", 5, "--refine-budget", -1], "--refine-budget: expected an integer 0..10000000"),
+    ([*NB201, "--target-ms", 5, "--budget", 5, "--refine-rounds", 11], "--refine-rounds: expected an integer 0..10"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, args, message):
     out = tmp_path / "run"

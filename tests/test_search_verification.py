@@ -15,13 +15,13 @@ from pynas.search.report import ranked_under_target, write as write_report
 from pynas.verify import measure
 
 
-def fake_verification(arch: str, predicted: float, measured: float, verdict: str = measure.OK):
-    return measure.Verification(
-        arch=arch, bundle="tiny", predicted_ms=predicted, measured_ms=measured, p10_ms=0.97 * measured,
-        p90_ms=1.03 * measured, ratio=measured / predicted, verdict=verdict, steady=verdict != measure.UNSTEADY,
-        reason="fake", tolerance=0.1, uncertainty=0.03, backend="native", threads=1, clock="cpu",
-        device="this machine (fake)", reference="network:fake", reference_source="fake", scale="profiled",
-        reference_fast_ms=1.0, reference_bundle_fast_ms=1.0, raw_ms=measured, now_ms=measured, clean_passes=5)
+fake_verification = None  # tests/conftest.py's, set for each test below
+
+
+@pytest.fixture(autouse=True)
+def _fake_verification(fake_measurement):
+    global fake_verification
+    fake_verification = fake_measurement
 
 
 class FakeMeasure:

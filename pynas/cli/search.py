@@ -7,7 +7,10 @@
 At its end (a new or resumed run) the search verifies its pick where the run's bundle runs (this
 machine, or --adb SERIAL): the architectures predicted <= T, best first, are measured until one
 measures <= T, up to --verify-top K (default 8); that one is the verified pick, best.txt's first
-line (`pynas.search.verification`). --no-verify skips it.
+line (`pynas.search.verification`). When the model's measured bias left the pick more than 5%
+under T, the search goes on at T / bias for --refine-budget N more evaluations (default a quarter
+of those spent; 0: never) and verifies again, at most --refine-rounds R times (default 2):
+`pynas.search.refine`. --no-verify skips all of it.
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ import json
 import sys
 import time
 import warnings
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -87,7 +91,7 @@ def cmd_search(args) -> None:
         with ui.Progress(budget or log.config["max_asks"], description="search (resumed)") as bar:
             bar.update(done, "")
             run = search.resume(folder, progress=Tracker(bar, budget, target), execution=execution)
-        _finish(run, args, adb)
+        _finish(run, args, adb, execution)
         return
     budget = args.budget if args.budget is not None else args.budget_seconds
     missing = [f for f, v in (("--space", args.space), ("--evaluator", args.evaluator),
@@ -131,17 +135,20 @@ def cmd_search(args) -> None:
     sys.stdout.flush()
     with ui.Progress(args.budget or config["max_asks"], description="search") as bar:
         run = search.start(configured, args.out, progress=Tracker(bar, args.budget, target_ms), execution=execution)
-    _finish(run, args, adb)
+    _finish(run, args, adb, execution)
 
 
-VERIFY_FLAGS = ("no_verify", "adb", "profiler", "verify_top")
+VERIFY_FLAGS = ("no_verify", "adb", "profiler", "verify_top", "refine_budget", "refine_rounds")
 
 
 def _adb_from_args(args):
     """--adb SERIAL (with --profiler) checked before the search: the device answers, now; also
     --verify-top, which needs a verification."""
-    if args.verify_top is not None and args.no_verify:
-        raise ValueError("--verify-top: expected without --no-verify (it is how many candidates to verify)")
+    for flag, meaning in (("verify_top", "how many candidates to verify"),
+                          ("refine_budget", "evaluations of a refinement after verifying"),
+                          ("refine_rounds", "how many refinements may follow the verification")):
+        if getattr(args, flag) is not None and args.no_verify:
+            raise ValueError(f"--{flag.replace('_', '-')}: expected without --no-verify (it is {meaning})")
     if args.profiler is not None and args.adb is None:
         raise ValueError("--profiler: expected with --adb only (the pynas-profile binary to run on the device)")
     if args.adb is None:
@@ -164,12 +171,11 @@ def _adb_from_args(args):
     return adb
 
 
-def _finish(run, args, adb) -> None:
+def _finish(run, args, adb, execution) -> None:
     import pynas
     from pynas import search
-    from pynas.search.log import SearchLog
-    from pynas.search.report import ranked_under_target
-    from pynas.search.verification import DEFAULT_TOP, verify_pick
+    from pynas.search.refine import DEFAULT_ROUNDS, close_loop
+    from pynas.search.verification import DEFAULT_TOP
 
     per_sample = 1000 * run.overhead_s / max(run.asked, 1)
     throughput = run.latency_rows / run.latency_seconds if run.latency_seconds else float("nan")
@@ -180,9 +186,21 @@ def _finish(run, args, adb) -> None:
         print(f"verifying the pick (measuring the best under T where the run's bundle runs, then the next best "
               f"until one measures <= T, up to {top})...")
         sys.stdout.flush()
-    with SearchLog.open(run.folder, pynas.__version__) as log:
-        config, ranked = log.config, ranked_under_target(log)
-    verify_pick(run.folder, config, ranked, top=top, adb=adb, skip="--no-verify" if args.no_verify else None)
+
+    def on_round(reason: str, entry: dict) -> None:
+        print(f"refinement {entry['round']}: {reason}: searching on at T / {entry['bias']:.3f} = "
+              f"{entry['target_ms']:.4g} ms for {entry['evaluations']} evaluations, then verifying again")
+        sys.stdout.flush()
+
+    @contextmanager
+    def round_progress(entry: dict):  # a bar per refinement round, as the search's own
+        with ui.Progress(entry["evaluations"], description=f"refinement {entry['round']}") as bar:
+            yield Tracker(bar, entry["evaluations"], entry["target_ms"])
+
+    close_loop(run.folder, top=top, adb=adb, refine_budget=args.refine_budget,
+               rounds=DEFAULT_ROUNDS if args.refine_rounds is None else args.refine_rounds,
+               skip="--no-verify" if args.no_verify else None, on_round=on_round, round_progress=round_progress,
+               execution=execution)
     print(search.report(run.folder))
     print(f"wrote {run.folder}/summary.json, best.txt, pareto.png, verification.json")
 
@@ -231,6 +249,12 @@ def add_parsers(commands) -> None:
                         "<= T: `pynas verify`)")
     p.add_argument("--verify-top", type=flags.integer(1, 1000), metavar="K",
                    help=f"at the end, measure at most the K best architectures predicted under T (default {DEFAULT_TOP})")
+    p.add_argument("--refine-budget", type=flags.integer(0, 10_000_000), metavar="N",
+                   help="evaluations of a refinement round: when the verified pick measured more than 5%% under T "
+                        "because the latency model under-estimates the best ranked, the search goes on at T / bias "
+                        "for N more and verifies again (default: a quarter of the evaluations spent; 0: never)")
+    p.add_argument("--refine-rounds", type=flags.integer(0, 10), metavar="R",
+                   help="refinement rounds at most (default 2)")
     p.add_argument("--adb", metavar="SERIAL", help="verify the best architecture on this Android device (needs --profiler)")
     p.add_argument("--profiler", metavar="PATH", help="with --adb: pynas-profile built for the device")
     where.add_flags(p)

@@ -16,6 +16,11 @@ Tables:
   evaluation's cost in seconds, and wall times.
 * ``state``: the strategy's state after the last step it was told (JSON values + an npz of arrays,
   never pickle); one row, replaced at each step in the same transaction that marks the step told.
+
+The meta table may also hold ``retargets``: the refinement rounds the end-of-search verification
+started (`pynas.search.refine`), oldest first, each the search target it moved to, the bias that
+moved it and the evaluations it adds. The configuration itself is never rewritten: T stays the
+user's target, what the run was asked for.
 """
 from __future__ import annotations
 
@@ -94,8 +99,9 @@ def _connect(path: Path) -> sqlite3.Connection:
 class SearchLog:
     """Open with `SearchLog.create(folder, config)` (a new run) or `SearchLog.open(folder)`."""
 
-    def __init__(self, path: Path, connection: sqlite3.Connection, config: dict):
+    def __init__(self, path: Path, connection: sqlite3.Connection, config: dict, retargets: list | None = None):
         self.path, self._db, self.config = path, connection, config
+        self.retargets: list[dict] = list(retargets or [])
 
     # -- opening ------------------------------------------------------------------------------
     @classmethod
@@ -152,10 +158,27 @@ class SearchLog:
             raise LogError(f"{path}: config: expected the run's configuration as JSON ({error})") from None
         if not isinstance(config, dict):
             raise LogError(f"{path}: config: expected a JSON object, got {type(config).__name__}")
-        return cls(path, db, config)
+        return cls(path, db, config, _checked_retargets(path, meta.get("retargets", [])))
 
     def close(self) -> None:
         self._db.close()
+
+    # -- refinement ---------------------------------------------------------------------------
+    def add_retarget(self, target_ms: float, bias: float, evaluations: int, asks: int) -> dict:
+        """Record a refinement round (one transaction): the search goes on at `target_ms` (the
+        reward's T) for `evaluations` more evaluations and at most `asks` more asks, whatever its
+        budget in evaluations or seconds was."""
+        evaluated, asked = self.evaluated(), self.asked()
+        entry = {"target_ms": float(target_ms), "bias": float(bias), "evaluations": int(evaluations),
+                 "from_evaluated": evaluated, "until_evaluated": evaluated + int(evaluations),
+                 "until_asked": asked + int(asks)}
+        _check_retarget(self.path, entry, len(self.retargets))
+        retargets = [*self.retargets, entry]
+        self._db.execute("BEGIN")
+        self._db.execute("INSERT OR REPLACE INTO meta VALUES ('retargets', ?)", (json.dumps(json.dumps(retargets)),))
+        self._db.execute("COMMIT")
+        self.retargets = retargets
+        return entry
 
     def __enter__(self) -> "SearchLog":
         return self
@@ -231,6 +254,32 @@ class SearchLog:
             return row[0], State(json.loads(row[2]), arrays), row[1]
         except (sqlite3.DatabaseError, ValueError, OSError) as error:
             raise LogError(f"{self.path}: state: expected the strategy's saved state ({error})") from None
+
+
+RETARGET_FIELDS = {"target_ms": float, "bias": float, "evaluations": int, "from_evaluated": int,
+                   "until_evaluated": int, "until_asked": int}
+
+
+def _check_retarget(path: Path, entry, index: int) -> dict:
+    if not isinstance(entry, dict):
+        raise LogError(f"{path}: retargets[{index}]: expected an object, got {type(entry).__name__}")
+    for field, kind in RETARGET_FIELDS.items():
+        value = entry.get(field)
+        if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int) or \
+                not math.isfinite(value) or value < 0 or (field in ("target_ms", "bias") and value <= 0):
+            raise LogError(f"{path}: retargets[{index}].{field}: expected a {'number > 0' if kind is float else 'count >= 0'}"
+                           f", got {value!r}")
+    return entry
+
+
+def _checked_retargets(path: Path, text) -> list[dict]:
+    try:
+        retargets = json.loads(text) if isinstance(text, str) else text
+    except json.JSONDecodeError as error:
+        raise LogError(f"{path}: retargets: expected a JSON list ({error})") from None
+    if not isinstance(retargets, list):
+        raise LogError(f"{path}: retargets: expected a JSON list, got {type(retargets).__name__}")
+    return [_check_retarget(path, e, i) for i, e in enumerate(retargets)]
 
 
 def finite_or_none(value) -> float | None:

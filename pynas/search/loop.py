@@ -243,9 +243,27 @@ def _drive(log: SearchLog, space, model, judge, progress) -> Run:
         close_workers(judge)
 
 
+def retarget(folder, target_ms: float, bias: float, evaluations: int, *, progress=None,
+             execution: Execution | None = None) -> Run:
+    """A refinement round (`pynas.search.refine`): the search in `folder` goes on with its reward's
+    T moved to `target_ms` for `evaluations` more evaluations (recorded in the log first, so a
+    kill during the round resumes the round), from the strategy's state where it stopped."""
+    from pynas import __version__
+
+    evaluations = _check_int("evaluations", evaluations, 1)
+    with SearchLog.open(Path(folder), __version__) as log:
+        log.add_retarget(target_ms, bias, evaluations, MAX_ASKS_PER_EVALUATION * evaluations)
+    return resume(folder, progress=progress, execution=execution)
+
+
+def search_target(log: SearchLog) -> float:
+    """The T the reward uses now: the run's, or its last refinement round's."""
+    return log.retargets[-1]["target_ms"] if log.retargets else log.config["reward"]["target_ms"]
+
+
 def _steps(log: SearchLog, space, model, judge, progress) -> Run:
     config = log.config
-    reward_fn = make_reward(config["reward"]["name"], config["reward"]["target_ms"],
+    reward_fn = make_reward(config["reward"]["name"], search_target(log),
                             alpha=config["reward"]["alpha"], beta=config["reward"]["beta"])
     counter = Counter(model.predict_batch)
     problem = _problem(space, model, reward_fn, counter)
@@ -253,6 +271,9 @@ def _steps(log: SearchLog, space, model, judge, progress) -> Run:
     batch = config["batch_size"] or strategy.batch_size
     budget, max_asks = config["budget"], config["max_asks"]
     budget_seconds = config.get("budget_seconds")  # absent in logs written before it existed
+    if log.retargets:  # a refinement round: its own count of evaluations replaces the run's budgets
+        budget, max_asks = log.retargets[-1]["until_evaluated"], log.retargets[-1]["until_asked"]
+        budget_seconds = None
 
     saved = log.load_state()
     step, overhead = 0, 0.0

@@ -59,7 +59,7 @@ NO_FINGERPRINT = "bundle describes a device without a fingerprint of a machine p
 DEFAULT_TOP = 8  # candidates measured at most (pynas search --verify-top)
 BATCH = 3  # candidates measured together, their passes interleaved
 PICK_FIELDS = ("arch", "rank", "sample", "accuracy", "predicted_ms", "measured_ms", "p10_ms", "p90_ms",
-               "measured_over_target", "verdict")
+               "measured_over_target", "verdict", "round")
 
 
 def read(folder: Path | str) -> dict | None:
@@ -87,10 +87,16 @@ def write(folder: Path | str, record: dict) -> dict:
 
 def verify_pick(folder: Path | str, config: dict, ranked: list[dict], *, top: int = DEFAULT_TOP, adb=None,
                 skip: str | None = None, passes: int | None = None, tolerance: float | None = None,
-                harness: dict | None = None) -> dict:
+                harness: dict | None = None, prior: list[dict] | None = None, round: int = 0,
+                refinements: list[dict] | None = None) -> dict:
     """Measure the run's architectures predicted <= T (`ranked`: best first, as
     `report.ranked_under_target` gives them; the run's `config`, its log's) as the module docstring
-    says, write and return the record: `skip` records that reason instead (e.g. '--no-verify')."""
+    says, write and return the record: `skip` records that reason instead (e.g. '--no-verify').
+
+    A refinement round (`pynas.search.refine`) passes the earlier rounds' `prior` candidates: they
+    are ranked again in `ranked`, count in the bias and may still be the pick, and are not measured
+    again; this `round` measures up to `top` more, the best under T first if it is new, until one
+    of its own fits. `refinements`: the log's retargets, kept in the record."""
     import warnings
 
     if not isinstance(top, int) or isinstance(top, bool) or top < 1:
@@ -121,17 +127,19 @@ def verify_pick(folder: Path | str, config: dict, ranked: list[dict], *, top: in
         reason = NO_FINGERPRINT if "without a fingerprint" in str(error) else OTHER_MACHINE
         return write(folder, {"skipped": reason, "detail": str(error), "arch": best["arch"]})
     target = config["reward"]["target_ms"]
-    candidates, pick, corrections = [], None, []
-    measured_ranks: set[int] = set()
-    while len(candidates) < top:
+    ranks = {row["arch"]: rank for rank, row in enumerate(ranked, 1)}
+    candidates = [{**c, "round": c.get("round", 0), "rank": ranks[c["arch"]]} for c in prior or [] if c["arch"] in ranks]
+    corrections, measured, fits_now = [], {c["arch"] for c in candidates}, False
+    while sum(c.get("round", 0) == round for c in candidates) < top and not fits_now:
         # The latency model's bias on these architectures, as measured so far: the next batch is
         # drawn from those predicted under T / bias (all under T before anything was measured).
-        bias = _bias(candidates)
+        bias, room = _bias(candidates), top - sum(c.get("round", 0) == round for c in candidates)
         batch = [(rank, row) for rank, row in enumerate(ranked, 1)
-                 if rank not in measured_ranks and row["latency_ms"] * bias <= target][:min(BATCH, top - len(candidates))]
+                 if row["arch"] not in measured and (row["latency_ms"] * bias <= target or rank == 1)][:min(BATCH, room)]
         if not batch:
             break
-        corrections.append({"bias": bias, "predicted_limit_ms": target / bias, "ranks": [r for r, _ in batch]})
+        corrections.append({"round": round, "bias": bias, "predicted_limit_ms": target / bias,
+                            "ranks": [r for r, _ in batch]})
         try:
             results = verify([r["arch"] for _, r in batch], predictor, predicted_ms=[r["latency_ms"] for _, r in batch],
                              adb=adb, harness=harness, passes=passes or DEFAULT_PASSES,
@@ -140,13 +148,15 @@ def verify_pick(folder: Path | str, config: dict, ranked: list[dict], *, top: in
             return write(folder, {"skipped": f"measuring failed: {error}", "arch": best["arch"],
                                   "candidates": candidates})
         for (rank, row), v in zip(batch, results):
-            candidates.append(_candidate(rank, row, v.to_json(), target))
-            measured_ranks.add(rank)
-        pick = min((c for c in candidates if c["fits"]), key=lambda c: c["rank"], default=None)
-        if pick is not None:
-            break
-    record = {**{k: v for k, v in candidates[0].items() if k not in ("rank", "sample", "accuracy", "spread", "fits")},
+            candidates.append({**_candidate(rank, row, v.to_json(), target), "round": round})
+            measured.add(row["arch"])
+            fits_now = fits_now or candidates[-1]["fits"]
+    candidates.sort(key=lambda c: c["rank"])
+    pick = min((c for c in candidates if c["fits"]), key=lambda c: c["rank"], default=None)
+    record = {**{k: v for k, v in candidates[0].items()
+                 if k not in ("rank", "sample", "accuracy", "spread", "fits", "round")},
               "top": top, "batch": BATCH, "candidates": candidates, "corrections": corrections,
+              "refinements": list(refinements or []),
               "pick": None if pick is None else {k: pick[k] for k in PICK_FIELDS}}
     if pick is None:
         record["no_pick"] = _no_pick(candidates, len(ranked), top)
@@ -220,13 +230,17 @@ def text(record: dict | None) -> str:
     candidates = record.get("candidates")
     if not candidates:  # a record written before picks were verified
         return "\n".join(lines)
-    rows = [[str(c["rank"]), f"{c['accuracy']:.2f}", f"{c['predicted_ms']:.4g}", f"{c['measured_ms']:.4g}",
-             f"{c['p10_ms']:.4g}..{c['p90_ms']:.4g}", f"{c['measured_over_target']:.3f}", c["verdict"],
-             "yes" if c["fits"] else "no", _short(c["arch"])] for c in candidates]
-    lines += [f"measured in rank order (up to the top {record['top']}, {record['batch']} at a time) until one "
+    rows = [[str(c["rank"]), str(c.get("round", 0)), f"{c['accuracy']:.2f}", f"{c['predicted_ms']:.4g}",
+             f"{c['measured_ms']:.4g}", f"{c['p10_ms']:.4g}..{c['p90_ms']:.4g}", f"{c['measured_over_target']:.3f}",
+             c["verdict"], "yes" if c["fits"] else "no", _short(c["arch"])] for c in candidates]
+    lines += [f"measured in rank order (up to the top {record['top']} a round, {record['batch']} at a time) until one "
               f"measures <= T and is steady enough to judge:",
-              ui.table(["rank", "accuracy", "predicted ms", "measured ms", "p10..p90", "measured/T", "verdict",
-                        "fits", "architecture"], rows, right={0, 1, 2, 3, 4, 5})]
+              ui.table(["rank", "round", "accuracy", "predicted ms", "measured ms", "p10..p90", "measured/T", "verdict",
+                        "fits", "architecture"], rows, right={0, 1, 2, 3, 4, 5, 6})]
+    for i, r in enumerate(record.get("refinements") or [], 1):
+        lines.append(f"refinement {i}: the model under-estimated the best ranked by {r['bias']:.3f}x: searched on at "
+                     f"T / {r['bias']:.3f} = {r['target_ms']:.4g} ms for {r['evaluations']} evaluations "
+                     f"(samples {r['from_evaluated'] + 1}..{r['until_evaluated']}), then verified again")
     pick = record.get("pick")
     if pick is None:
         lines.append(f"verified pick: none ({record['no_pick']}); best.txt keeps the best under T as predicted")

@@ -1,0 +1,182 @@
+"""pynas.search.refine: a pick the model's bias left far under T starts a round of search at T / bias
+(recorded in the log, resumable), then the verification runs again keeping what it measured;
+no round when the pick is within 5% of T, when the model over-estimates, or when the budget or the
+rounds say none. Measuring is faked (measured = ratio x predicted); the search is real."""
+import json
+import os
+import shutil
+import sqlite3
+import sys
+
+import numpy as np
+import pytest
+
+import pynas
+from pynas.cli import main
+from pynas.search import loop, refine, verification
+from pynas.search.log import LogError, SearchLog
+from pynas.search.reward import make_reward
+from pynas.verify import measure
+
+
+@pytest.fixture(scope="module")
+def finished(tiny_bundle, tmp_path_factory):
+    """A converging search (evolution) with no verification yet; each test refines a copy."""
+    folder = tmp_path_factory.mktemp("refine")
+    (folder / "my_eval.py").write_text("def accuracy(archs):\n    return [len(a) % 97 for a in archs]\n")
+    cwd = os.getcwd()
+    os.chdir(folder)
+    sys.path.insert(0, str(folder))
+    try:
+        code = main(["search", "--space", "mnasnet", "--resolution", "32", "--predictor", str(tiny_bundle),
+                     "--target-quantile", "0.6", "--evaluator", "python:my_eval:accuracy", "--budget", "30",
+                     "--strategy", "evolution", "--seed", "3", "--no-verify", "--out", "run"])
+    finally:
+        os.chdir(cwd)
+    assert code == 0
+    yield folder / "run"
+    sys.path.remove(str(folder))
+
+
+@pytest.fixture
+def run(finished, tmp_path):
+    return shutil.copytree(finished, tmp_path / "run")
+
+
+@pytest.fixture
+def measuring(monkeypatch, fake_measurement):
+    """measuring(ratio): measure.verify faked, every architecture measuring `ratio(predicted)` x its
+    prediction; returns the list of calls' architectures."""
+    def install(ratio):
+        calls = []
+
+        def fake(archs, predictor, *, predicted_ms, **options):
+            calls.append(list(archs))
+            return [fake_measurement(a, p, ratio(p) * p) for a, p in zip(archs, predicted_ms)]
+
+        monkeypatch.setattr(verification, "verify", fake)
+        return calls
+
+    return install
+
+
+def log_of(run):
+    return SearchLog.open(run, pynas.__version__)
+
+
+def record(pick_share=None, ratios=(1.06, 1.05, 1.07), verdicts=None, target=10.0):
+    """A verification record: candidates ranked 1.. measuring ratio x a prediction of T, a pick
+    measuring pick_share x T (None: no pick)."""
+    candidates = [{"rank": i + 1, "arch": f"a{i}", "predicted_ms": target, "measured_ms": r * target,
+                   "verdict": (verdicts or {}).get(i, measure.OK)} for i, r in enumerate(ratios)]
+    pick = None if pick_share is None else {"measured_ms": pick_share * target}
+    return {"candidates": candidates, "pick": pick}
+
+
+def test_a_round_starts_only_when_the_pick_is_far_under_t_and_the_model_under_estimates():
+    assert refine.why_refine(record(0.97), 10.0) is None  # within 5% of T: what was asked
+    assert refine.why_refine(record(0.951), 10.0) is None
+    assert "0.940 x T" in refine.why_refine(record(0.94), 10.0) and "1.060x" in refine.why_refine(record(0.94), 10.0)
+    assert "no architecture measured <= T" in refine.why_refine(record(None), 10.0)
+    assert refine.why_refine(record(0.8, ratios=(0.9, 0.95, 1.0)), 10.0) is None  # over-estimates: nothing to move
+    assert refine.why_refine({"skipped": "--no-verify"}, 10.0) is None
+    assert refine.why_refine({"candidates": [], "pick": None}, 10.0) is None
+
+
+def test_the_bias_is_the_median_of_the_best_ranked_steady_candidates():
+    r = record(0.9, ratios=(1.2, 1.04, 1.06, 1.0, 1.0))
+    assert refine.top_bias(r) == pytest.approx(1.06)  # ranks 1..3; 4 and 5 ignored
+    unsteady = record(0.9, ratios=(1.5, 1.04, 1.06, 1.02), verdicts={0: measure.UNSTEADY})
+    assert refine.top_bias(unsteady) == pytest.approx(1.04)  # ranks 2..4, the steady ones
+    r["candidates"].reverse()  # ranks, not list order
+    assert refine.top_bias(r) == pytest.approx(1.06)
+    assert refine.top_bias({"candidates": []}) is None
+
+
+def test_a_pick_far_under_t_searches_on_at_t_over_the_bias_and_verifies_again(run, measuring):
+    calls = measuring(lambda p: 1.25)
+    with log_of(run) as log:
+        before, target = log.evaluated(), log.config["reward"]["target_ms"]
+    rounds = []
+    final = refine.close_loop(run, top=3, refine_budget=6, rounds=1, on_round=lambda why, e: rounds.append((why, e)))
+    assert len(rounds) == 1 and rounds[0][1]["evaluations"] == 6 and rounds[0][1]["round"] == 1
+    [entry] = final["refinements"]
+    assert entry["bias"] == pytest.approx(1.25) and entry["target_ms"] == pytest.approx(target / 1.25)
+    assert entry["from_evaluated"] == before and entry["until_evaluated"] == before + 6
+    with log_of(run) as log:
+        assert log.evaluated() == before + 6 and log.retargets == [entry]
+        new = log.samples("WHERE status = 'done' AND cached = 0")[before:]
+        reward = make_reward(log.config["reward"]["name"], entry["target_ms"])
+        assert log.config["reward"]["target_ms"] == target  # T stays the user's
+    assert len(new) == 6 and all(r.reward == pytest.approx(float(reward(r.accuracy, r.latency_ms))) for r in new)
+    rounds_measured = [c["round"] for c in final["candidates"]]
+    assert 0 in rounds_measured and 1 in rounds_measured  # the first round's measurements kept, not repeated
+    assert sum(len(c) for c in calls) == len(final["candidates"]) == len({c["arch"] for c in final["candidates"]})
+    assert [c["rank"] for c in final["candidates"]] == sorted(c["rank"] for c in final["candidates"])
+    assert final["candidates"][0]["rank"] == 1 and final["arch"] == final["candidates"][0]["arch"]
+    if final["pick"] is not None:
+        assert final["pick"]["measured_ms"] <= target
+        fitting = [c for c in final["candidates"] if c["fits"]]
+        assert final["pick"]["rank"] == min(c["rank"] for c in fitting)
+    assert json.loads((run / "verification.json").read_text()) == final
+
+
+def test_no_round_without_budget_rounds_or_bias(run, measuring):
+    measuring(lambda p: 1.25)
+    with log_of(run) as log:
+        before = log.evaluated()
+    for options in ({"refine_budget": 0}, {"rounds": 0}):
+        final = refine.close_loop(run, top=3, **options)
+        assert final["refinements"] == [] and {c["round"] for c in final["candidates"]} == {0}
+    measuring(lambda p: 0.8)  # the model over-estimates: the best under T fits, far under T
+    final = refine.close_loop(run, top=3, refine_budget=6)
+    assert final["refinements"] == [] and final["pick"]["rank"] == 1
+    with log_of(run) as log:
+        assert log.evaluated() == before and log.retargets == []
+
+
+def test_the_default_round_is_a_quarter_of_the_evaluations_spent():
+    assert refine.default_budget(300) == 75 and refine.default_budget(1) == 1 and refine.default_budget(0) == 1
+
+
+def test_a_killed_round_resumes_as_the_round(run, measuring):
+    with log_of(run) as log:
+        before, target = log.evaluated(), log.config["reward"]["target_ms"]
+
+    def killed(log, rows):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        loop.retarget(run, 0.9 * target, 1.1, 8, progress=killed)
+    with log_of(run) as log:
+        assert log.retargets[0]["until_evaluated"] == before + 8 and before < log.evaluated() < before + 8
+    done = loop.resume(run)
+    assert done.stop_reason == "budget" and done.evaluated == before + 8
+    with log_of(run) as log:
+        new = log.samples("WHERE status = 'done' AND cached = 0")[before:]
+    reward = make_reward(done.config["reward"]["name"], 0.9 * target)
+    assert all(r.reward == pytest.approx(float(reward(r.accuracy, r.latency_ms))) for r in new)
+    # The verification after it is the round's: rounds already spent count against --refine-rounds.
+    measuring(lambda p: 1.25)
+    final = refine.close_loop(run, top=3, rounds=1)
+    assert len(final["refinements"]) == 1 and {c["round"] for c in final["candidates"]} == {1}
+
+
+def test_a_retarget_needs_evaluations(run):
+    with pytest.raises(ValueError, match="evaluations: expected an integer >= 1, got 0"):
+        loop.retarget(run, 1.0, 1.1, 0)
+    with pytest.raises(ValueError, match="--refine-budget: expected an integer >= 0, got -1"):
+        refine.close_loop(run, refine_budget=-1)
+
+
+@pytest.mark.parametrize("value, message", [
+    ('"[{\\"target_ms\\": 0}]"', "retargets[0].target_ms: expected a number > 0, got 0"),
+    ('"{}"', "retargets: expected a JSON list, got dict"),
+    ('"[1]"', "retargets[0]: expected an object, got int"),
+    ('"[nope"', "retargets: expected a JSON list"),
+])
+def test_a_log_with_bad_retargets_is_refused_naming_the_field(run, value, message):
+    with sqlite3.connect(run / "search.sqlite") as db:
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('retargets', ?)", (value,))
+    with pytest.raises(LogError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        log_of(run)
