@@ -93,8 +93,11 @@ def test_the_bias_is_the_median_of_the_best_ranked_steady_candidates():
     assert refine.top_bias({"candidates": []}) is None
 
 
-def test_a_pick_far_under_t_searches_on_at_t_over_the_bias_and_verifies_again(run, measuring):
+def test_a_pick_far_under_t_searches_on_at_t_over_the_bias_and_verifies_again(run, measuring, monkeypatch):
     calls = measuring(lambda p: 1.25)
+    # Any pick is "far under T": whether one lands within 5% depends on the run (the tiny bundle is
+    # measured afresh each session); what follows a round is what is tested.
+    monkeypatch.setattr(refine, "BAND", 1e-12)
     with log_of(run) as log:
         before, target = log.evaluated(), log.config["reward"]["target_ms"]
     rounds = []
