@@ -64,33 +64,43 @@ def log_of(run):
     return SearchLog.open(run, pynas.__version__)
 
 
-def record(pick_share=None, ratios=(1.06, 1.05, 1.07), verdicts=None, target=10.0):
-    """A verification record: candidates ranked 1.. measuring ratio x a prediction of T, a pick
-    measuring pick_share x T (None: no pick)."""
-    candidates = [{"rank": i + 1, "arch": f"a{i}", "predicted_ms": target, "measured_ms": r * target,
-                   "verdict": (verdicts or {}).get(i, measure.OK)} for i, r in enumerate(ratios)]
-    pick = None if pick_share is None else {"measured_ms": pick_share * target}
-    return {"candidates": candidates, "pick": pick}
+def record(pick_share=None, ratios=(1.06, 1.05, 1.07), verdicts=None, target=10.0, pick_rank=None):
+    """A verification record: a first batch of candidates ranked 1.. measuring ratio x a prediction
+    of T, a pick measuring pick_share x T (None: no pick), one of the batch unless pick_rank says."""
+    candidates = [{"rank": i + 1, "arch": f"a{i}", "accuracy": 90.0 - i, "predicted_ms": target,
+                   "measured_ms": r * target, "verdict": (verdicts or {}).get(i, measure.OK), "round": 0}
+                  for i, r in enumerate(ratios)]
+    corrections = [{"round": 0, "bias": 1.0, "ranks": [1, 2, 3][:len(ratios)]}]
+    if pick_share is None:
+        return {"candidates": candidates, "corrections": corrections, "pick": None}
+    rank = pick_rank or 1
+    pick = {"arch": f"a{rank - 1}" if rank <= len(ratios) else "far", "rank": rank, "accuracy": 70.0,
+            "measured_ms": pick_share * target}
+    return {"candidates": candidates, "corrections": corrections, "pick": pick}
 
 
-def test_a_round_starts_only_when_the_pick_is_far_under_t_and_the_model_under_estimates():
-    assert refine.why_refine(record(0.97), 10.0) is None  # within 5% of T: what was asked
+def test_a_round_starts_only_when_the_pick_is_not_what_was_asked_and_the_model_under_estimates():
+    assert refine.why_refine(record(0.97), 10.0) is None  # one of the best ranked, within 5% of T: done
     assert refine.why_refine(record(0.951), 10.0) is None
     assert "0.940 x T" in refine.why_refine(record(0.94), 10.0) and "1.060x" in refine.why_refine(record(0.94), 10.0)
     assert "no architecture measured <= T" in refine.why_refine(record(None), 10.0)
+    far = refine.why_refine(record(0.97, pick_rank=159), 10.0)  # in the band, but from far down the ranking
+    assert "none of the 3 best ranked measured <= T (the pick is rank 159, accuracy 70.00 against 90.00)" in far
     assert refine.why_refine(record(0.8, ratios=(0.9, 0.95, 1.0)), 10.0) is None  # over-estimates: nothing to move
     assert refine.why_refine({"skipped": "--no-verify"}, 10.0) is None
-    assert refine.why_refine({"candidates": [], "pick": None}, 10.0) is None
+    assert refine.why_refine({"candidates": [], "corrections": [], "pick": None}, 10.0) is None
 
 
-def test_the_bias_is_the_median_of_the_best_ranked_steady_candidates():
-    r = record(0.9, ratios=(1.2, 1.04, 1.06, 1.0, 1.0))
-    assert refine.top_bias(r) == pytest.approx(1.06)  # ranks 1..3; 4 and 5 ignored
-    unsteady = record(0.9, ratios=(1.5, 1.04, 1.06, 1.02), verdicts={0: measure.UNSTEADY})
-    assert refine.top_bias(unsteady) == pytest.approx(1.04)  # ranks 2..4, the steady ones
+def test_the_bias_is_the_median_of_the_first_batch_steady_candidates():
+    r = record(0.9, ratios=(1.2, 1.04, 1.06))
+    r["candidates"] += [{"rank": 40, "arch": "x", "measured_ms": 10.0, "predicted_ms": 10.0, "verdict": measure.OK,
+                         "round": 0}]  # a later batch: not the top of the ranking
+    assert refine.batch_bias(r) == pytest.approx(1.06)
+    unsteady = record(0.9, ratios=(1.5, 1.04, 1.06), verdicts={0: measure.UNSTEADY})
+    assert refine.batch_bias(unsteady) == pytest.approx(1.05)  # ranks 2 and 3, the steady ones
     r["candidates"].reverse()  # ranks, not list order
-    assert refine.top_bias(r) == pytest.approx(1.06)
-    assert refine.top_bias({"candidates": []}) is None
+    assert refine.batch_bias(r) == pytest.approx(1.06)
+    assert refine.batch_bias({"candidates": [], "corrections": []}) is None
 
 
 def test_a_pick_far_under_t_searches_on_at_t_over_the_bias_and_verifies_again(run, measuring, monkeypatch):

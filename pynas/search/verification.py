@@ -96,7 +96,8 @@ def verify_pick(folder: Path | str, config: dict, ranked: list[dict], *, top: in
     A refinement round (`pynas.search.refine`) passes the earlier rounds' `prior` candidates: they
     are ranked again in `ranked`, count in the bias and may still be the pick, and are not measured
     again; this `round` measures up to `top` more, the best under T first if it is new, until one
-    of its own fits. `refinements`: the log's retargets, kept in the record."""
+    of its own fits, its batches drawn from under T / the round's bias at least (the last of
+    `refinements`, the log's retargets, kept in the record)."""
     import warnings
 
     if not isinstance(top, int) or isinstance(top, bool) or top < 1:
@@ -133,7 +134,8 @@ def verify_pick(folder: Path | str, config: dict, ranked: list[dict], *, top: in
     while sum(c.get("round", 0) == round for c in candidates) < top and not fits_now:
         # The latency model's bias on these architectures, as measured so far: the next batch is
         # drawn from those predicted under T / bias (all under T before anything was measured).
-        bias, room = _bias(candidates), top - sum(c.get("round", 0) == round for c in candidates)
+        bias = max(_bias(candidates), refinements[-1]["bias"] if refinements else 1.0)
+        room = top - sum(c.get("round", 0) == round for c in candidates)
         batch = [(rank, row) for rank, row in enumerate(ranked, 1)
                  if row["arch"] not in measured and (row["latency_ms"] * bias <= target or rank == 1)][:min(BATCH, room)]
         if not batch:
