@@ -10,7 +10,9 @@ The bundle must be one made on this machine (`pynas device init`; the default is
   evolution, seeds 0..19) at targets T = 5, 6, ..., 24 ms; each verifies its pick at the end
   (`pynas.verify`: ratio to the bundle's profiling reference, 5 interleaved passes; the best under
   T first, then down the ranking, past those predicted over T / the measured bias, until one
-  measures <= T: `pynas.search.verification`). The table:
+  measures <= T: `pynas.search.verification`), and when the pick is far under T or far down the
+  ranking, searches on at T / bias (refinement rounds of 75 evaluations, at most 2:
+  `pynas.search.refine`) and verifies again. The table:
   T; the best under T's predicted, measured (the ratio on the bundle's scale: what profiling would
   have recorded), its p10-p90 spread, measured / T and verdict; the verified pick's rank, predicted,
   measured and measured / T. Target, on the verified pick: measured within +-5% of T; the hard
@@ -74,25 +76,26 @@ def verify_table(result: dict) -> str:
     """The best under T's measurement, then the verified pick's (the first in rank order measured
     <= T, up to --verify-top): the targets are scored on the pick, the model the run ships."""
     lines = [f"bundle {result['bundle']}, {len(result['rows'])} searches of {result['budget']} evaluations",
-             "| T ms | best: predicted | measured | p10-p90 | measured/T | verdict | pick: rank | predicted | "
-             "measured | measured/T |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "| T ms | best: predicted | measured | p10-p90 | measured/T | verdict | rounds | pick: rank | round | "
+             "predicted | measured | measured/T |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     within, hard, judged = 0, 0, 0
     for row in result["rows"]:
         v, t = row["verification"] or {}, row["target_ms"]
         if "measured_ms" not in v:
-            lines.append(f"| {t:g} | | | | | {v.get('skipped', 'not verified')} | | | | |")
+            lines.append(f"| {t:g} | | | | | {v.get('skipped', 'not verified')} | | | | | | |")
             continue
         judged += 1
         pick = row.get("verified_pick")
         best = (f"| {t:g} | {v['predicted_ms']:.3f} | {v['measured_ms']:.3f} | {v['p10_ms']:.3f}-{v['p90_ms']:.3f} | "
-                f"{v['measured_ms'] / t:.3f} | {v['verdict']} |")
+                f"{v['measured_ms'] / t:.3f} | {v['verdict']} | {len(v.get('refinements') or [])} |")
         if pick is None:
-            lines.append(f"{best} none: {v.get('no_pick', 'a record without picks')} | | | |")
+            lines.append(f"{best} none: {v.get('no_pick', 'a record without picks')} | | | | |")
             continue
         m = pick["measured_ms"]
         within += abs(m / t - 1) <= 0.05
         hard += 0.9 * t <= m <= t
-        lines.append(f"{best} {pick['rank']} | {pick['predicted_ms']:.3f} | {m:.3f} | {m / t:.3f} |")
+        lines.append(f"{best} {pick['rank']} | {pick.get('round', 0)} | {pick['predicted_ms']:.3f} | {m:.3f} | "
+                     f"{m / t:.3f} |")
     lines.append(f"verified pick within +-5% of T: {within}/{judged}; in [0.9 T, T]: {hard}/{judged} "
                  f"(a search without a verified pick counts as a miss)")
     return "\n".join(lines)

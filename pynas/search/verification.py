@@ -37,6 +37,11 @@ as `pynas verify` gives them, with `target_ms` and `measured_over_target`), then
 puts the record into summary.json as `verification` and the pick as `verified_pick`, and writes
 the pick as best.txt's first line when it differs from the best under T (the model to ship).
 
+Refinement rounds (`pynas.search.refine`) call it again after searching on at T / bias, with the
+earlier `prior` candidates: they keep their measurements (and `round`), are ranked again, and a
+round measures up to `top` new ones, starting under T / the round's bias; `refinements` (the log's
+retargets) are kept in the record.
+
 It is measured only when the run's bundle describes the machine in hand (or an adb device is
 given); otherwise the record says why not (`{"skipped": reason}`): a bundle of another machine, one
 that names its device without a fingerprint (a phone's table), a space whose architectures pynas
