@@ -223,3 +223,31 @@ def fake_measurement():
     """`(arch, predicted_ms, measured_ms, verdict="ok") -> Verification`: what the search's
     verification gets from `measure.verify`, without measuring (tests of the choices made on it)."""
     return _fake_verification
+
+
+def finished_tiny_search(folder: Path, bundle: Path, *args: str) -> Path:
+    """`pynas search` of MnasNet at 32x32 over the tiny bundle into folder/run, with no verification,
+    scored by a python evaluator (an architecture's string length mod 97); `args`: the search's
+    target, budget, strategy, seed flags. Returns the run's folder."""
+    import sys
+
+    from pynas.cli import main
+
+    (folder / "my_eval.py").write_text("def accuracy(archs):\n    return [len(a) % 97 for a in archs]\n")
+    cwd = os.getcwd()
+    os.chdir(folder)
+    sys.path.insert(0, str(folder))
+    try:
+        code = main(["search", "--space", "mnasnet", "--resolution", "32", "--predictor", str(bundle),
+                     "--evaluator", "python:my_eval:accuracy", "--no-verify", "--out", "run", *args])
+    finally:
+        os.chdir(cwd)
+        sys.path.remove(str(folder))
+    assert code == 0
+    return folder / "run"
+
+
+@pytest.fixture(scope="session")
+def tiny_search():
+    """`finished_tiny_search` (for module-scoped fixtures of finished runs)."""
+    return finished_tiny_search

@@ -3,16 +3,12 @@
 no round when the pick is within 5% of T, when the model over-estimates, or when the budget or the
 rounds say none. Measuring is faked (measured = ratio x predicted); the search is real."""
 import json
-import os
 import shutil
 import sqlite3
-import sys
 
-import numpy as np
 import pytest
 
 import pynas
-from pynas.cli import main
 from pynas.search import loop, refine, verification
 from pynas.search.log import LogError, SearchLog
 from pynas.search.reward import make_reward
@@ -20,22 +16,10 @@ from pynas.verify import measure
 
 
 @pytest.fixture(scope="module")
-def finished(tiny_bundle, tmp_path_factory):
+def finished(tiny_bundle, tiny_search, tmp_path_factory):
     """A converging search (evolution) with no verification yet; each test refines a copy."""
-    folder = tmp_path_factory.mktemp("refine")
-    (folder / "my_eval.py").write_text("def accuracy(archs):\n    return [len(a) % 97 for a in archs]\n")
-    cwd = os.getcwd()
-    os.chdir(folder)
-    sys.path.insert(0, str(folder))
-    try:
-        code = main(["search", "--space", "mnasnet", "--resolution", "32", "--predictor", str(tiny_bundle),
-                     "--target-quantile", "0.6", "--evaluator", "python:my_eval:accuracy", "--budget", "30",
-                     "--strategy", "evolution", "--seed", "3", "--no-verify", "--out", "run"])
-    finally:
-        os.chdir(cwd)
-    assert code == 0
-    yield folder / "run"
-    sys.path.remove(str(folder))
+    return tiny_search(tmp_path_factory.mktemp("refine"), tiny_bundle, "--target-quantile", "0.6", "--budget", "30",
+                       "--strategy", "evolution", "--seed", "3")
 
 
 @pytest.fixture

@@ -3,12 +3,10 @@ measuring function (the real one is exercised by tests/test_cli_search.py and
 tests/test_verify_measure.py): rank order, batches of BATCH, the first to measure <= T wins,
 too unsteady is not accepted, --verify-top bounds it, and the record says why when nothing fits."""
 import json
-from pathlib import Path
 
 import pytest
 
 import pynas
-from pynas.cli import main
 from pynas.search import verification
 from pynas.search.log import SearchLog
 from pynas.search.report import ranked_under_target, write as write_report
@@ -43,25 +41,10 @@ class FakeMeasure:
 
 
 @pytest.fixture(scope="module")
-def run(tiny_bundle, tmp_path_factory):
+def run(tiny_bundle, tiny_search, tmp_path_factory):
     """A finished search (no verification) with many architectures predicted under T."""
-    folder = tmp_path_factory.mktemp("search")
-    (folder / "my_eval.py").write_text("def accuracy(archs):\n    return [len(a) % 97 for a in archs]\n")
-    import os
-    import sys
-
-    cwd = os.getcwd()
-    os.chdir(folder)
-    sys.path.insert(0, str(folder))
-    try:
-        code = main(["search", "--space", "mnasnet", "--resolution", "32", "--predictor", str(tiny_bundle),
-                     "--target-quantile", "0.9", "--evaluator", "python:my_eval:accuracy", "--budget", "24",
-                     "--strategy", "random", "--seed", "2", "--no-verify", "--out", "run"])
-    finally:
-        os.chdir(cwd)
-        sys.path.remove(str(folder))
-    assert code == 0
-    return folder / "run"
+    return tiny_search(tmp_path_factory.mktemp("search"), tiny_bundle, "--target-quantile", "0.9", "--budget", "24",
+                       "--strategy", "random", "--seed", "2")
 
 
 def ranked(run, top=None):

@@ -14,7 +14,6 @@ of those spent; 0: never) and verifies again, at most --refine-rounds R times (d
 """
 from __future__ import annotations
 
-import json
 import sys
 import time
 import warnings
@@ -172,7 +171,6 @@ def _adb_from_args(args):
 
 
 def _finish(run, args, adb, execution) -> None:
-    import pynas
     from pynas import search
     from pynas.search.refine import DEFAULT_ROUNDS, close_loop
     from pynas.search.verification import DEFAULT_TOP
