@@ -66,7 +66,9 @@ def test_a_search_run_folder_verifies_its_best_with_its_bundle(tiny_bundle, tmp_
     folder = tmp_path / "run"
     folder.mkdir()
     (folder / "best.txt").write_text(f"{ARCH}\naccuracy 70\n")
-    (folder / "summary.json").write_text(json.dumps({"predictor": str(tiny_bundle)}))
+    (folder / "summary.json").write_text(json.dumps({
+        "predictor": str(tiny_bundle), "best": {"arch": ARCH, "accuracy": 70.0}, "verified_pick": None,
+        "evaluator": "zero-cost:params", "space": {"name": "mnasnet", "options": {"resolution": 32}}}))
     seen = []
     monkeypatch.setattr(measure, "verify", fake_verify([measure.OK], seen))
     code, out, err = run(capsys, folder, "--passes", 3, "--tolerance", 5)
@@ -88,7 +90,7 @@ def test_a_search_run_folder_verifies_its_best_with_its_bundle(tiny_bundle, tmp_
     ([ARCH, "--backend", "bogus"], "argument --backend: invalid choice: 'bogus'"),
     ([ARCH, "--predictor", "TINY", "--adb", "R5CT", "--profiler", "PROFILER", "--adb-command", "/nonexistent/adb"],
      "--adb: adb: cannot run '/nonexistent/adb'"),
-    (["EMPTYDIR"], "ARCH: EMPTYDIR is a folder but not a finished search run"),
+    (["EMPTYDIR"], "ARCH EMPTYDIR: expected a finished search folder with best.txt and summary.json"),
 ])
 def test_bad_input_is_one_line_exit_2_before_timing(tiny_bundle, tmp_path, capsys, monkeypatch, args, message):
     monkeypatch.setattr(measure, "_local_passes", lambda *a, **k: pytest.fail("timed"))

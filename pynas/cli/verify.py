@@ -28,16 +28,10 @@ def _is_run(text: str) -> bool:
 
 def _run_arch(folder: Path) -> tuple[str, str]:
     """(the run's pick, best.txt's first line; the run's bundle) of search run folder `folder`."""
-    best, summary = folder / "best.txt", folder / "summary.json"
-    if not best.is_file() or not summary.is_file():
-        raise ValueError(f"ARCH: {folder} is a folder but not a finished search run (expected best.txt and "
-                         f"summary.json in it: `pynas search --report {folder}` writes them, if it has a best "
-                         f"architecture under T)")
-    try:
-        predictor = json.loads(summary.read_text(encoding="utf-8"))["predictor"]
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as error:
-        raise ValueError(f"ARCH: {summary}: unreadable ({type(error).__name__}: {error})") from None
-    return best.read_text(encoding="utf-8").splitlines()[0].strip(), predictor
+    from pynas.search.report import read_pick
+
+    pick = read_pick(folder)
+    return str(pick.arch), pick.predictor
 
 
 def _short(arch: str, width: int = 48) -> str:
@@ -48,14 +42,19 @@ def cmd_verify(args) -> None:
     from pynas.predictor.device import default_bundle
     from pynas.verify.measure import OVER, UNSTEADY, OverAdb, load_bundle, verify
 
-    archs, run_bundle = [], None
+    archs, run_bundles = [], {}
     for text in args.arch:
         if _is_run(text):
             arch, bundle = _run_arch(Path(text))
-            run_bundle = run_bundle or bundle
+            run_bundles.setdefault(bundle, text)
             archs.append(arch)
         else:
             archs.append(text)
+    if len(run_bundles) > 1 and args.predictor is None:
+        (a, first), (b, second) = list(run_bundles.items())[:2]
+        raise ValueError(f"ARCH: the runs {first} and {second} searched with different bundles ({a}, {b}): verify "
+                         f"them separately, or name one with --predictor")
+    run_bundle = next(iter(run_bundles), None)
     if args.profiler is not None and args.adb is None:
         raise ValueError("--profiler: expected with --adb only (the pynas-profile binary to run on the device)")
     adb = None

@@ -55,7 +55,6 @@ is False (`pynas export` exits 1).
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shlex
 from dataclasses import dataclass, field
@@ -113,21 +112,6 @@ class Source:
     meta: dict = field(default_factory=dict)  # primitives, for the torch export's meta
 
 
-@dataclass
-class RunPick:
-    """A `pynas search` folder's pick: best.txt's first line, and what summary.json says of the run."""
-
-    folder: Path
-    arch: Arch
-    accuracy: float
-    evaluator: str
-    space: dict
-
-
-def _field(text: str | None) -> str:
-    return "ARCH_OR_RUN" if text is None else f"ARCH_OR_RUN {text}"
-
-
 def parse_arch(text: str, where: str = "ARCH_OR_RUN") -> Arch:
     """A preset name or an architecture string (ValueError naming `where`)."""
     from pynas.presets import resolve
@@ -145,38 +129,14 @@ def parse_arch(text: str, where: str = "ARCH_OR_RUN") -> Arch:
                          f"{text[:80]!r}: {' '.join(str(error).split())}") from None
 
 
-def read_run(folder: Path) -> RunPick:
-    """The pick of the search in `folder` (best.txt, summary.json); ValueError naming the file."""
-    best = folder / "best.txt"
-    if not best.is_file():
-        raise ValueError(f"ARCH_OR_RUN {folder}: expected a search folder with best.txt (`pynas search --report "
-                         f"{folder}` writes it), got a folder without one")
-    lines = best.read_text(encoding="utf-8", errors="replace").splitlines()
-    arch = parse_arch(lines[0].strip() if lines else "", where=f"{best}:1")
-    summary_path = folder / "summary.json"
-    try:
-        summary = json.loads(summary_path.read_text(encoding="utf-8"))
-        # best.txt's first line: the verified pick when the search measured one, else the best under T.
-        pick = summary.get("verified_pick") or summary["best"]
-        run = RunPick(folder, arch, float(pick["accuracy"]), str(summary["evaluator"]), dict(summary["space"]))
-    except FileNotFoundError:
-        raise ValueError(f"ARCH_OR_RUN {folder}: expected summary.json next to best.txt (`pynas search --report "
-                         f"{folder}` writes both), got none") from None
-    except (ValueError, KeyError, TypeError) as error:
-        raise ValueError(f"{summary_path}: expected a search summary with best (arch, accuracy), "
-                         f"evaluator and space, got {type(error).__name__}: {error}") from None
-    if pick["arch"] != str(arch):
-        raise ValueError(f"{best}:1: expected the pick of {summary_path} ({pick['arch'][:60]}...), got "
-                         f"{str(arch)[:60]}...: rerun `pynas search --report {folder}`")
-    return run
-
-
 def resolve_source(arch_or_run: str | None, weights: str | Path | None = None, seed: int = 0) -> Source:
     """The architecture and weights to export (see the module docstring); every input checked."""
+    from pynas.search.report import read_pick
+
     run = target = None
     if arch_or_run is not None:
         if Path(arch_or_run).is_dir():
-            run = read_run(Path(arch_or_run))
+            run = read_pick(arch_or_run, where="ARCH_OR_RUN")
             target = run.arch
         else:
             target = parse_arch(arch_or_run)
@@ -238,7 +198,7 @@ def _from_torch_export(path: Path, target: Arch | None, asked: str | None) -> So
     return Source(module.arch, module, origin, asked or str(path), meta={"from_export": str(path)})
 
 
-def _from_run_supernet(run: RunPick) -> Source:
+def _from_run_supernet(run) -> Source:
     """A supernet search's pick: the evaluator the search built (its options from the run's log),
     which must still be the same (the file's sha256, the dataset's)."""
     import pynas
@@ -520,5 +480,5 @@ def export(arch_or_run: str | None, fmt: str, out: str | Path, *, weights: str |
 
 
 __all__ = ["FORMATS", "TOLERANCE", "Check", "Exported", "Source", "check", "count_batchnorm", "export",
-           "fold_batchnorm", "initialised", "load_torch_export", "parse_arch", "read_run", "require_runtime",
+           "fold_batchnorm", "initialised", "load_torch_export", "parse_arch", "require_runtime",
            "resolve_source", "weights_sha256"]
