@@ -251,3 +251,34 @@ def finished_tiny_search(folder: Path, bundle: Path, *args: str) -> Path:
 def tiny_search():
     """`finished_tiny_search` (for module-scoped fixtures of finished runs)."""
     return finished_tiny_search
+
+@pytest.fixture(scope="session")
+def onnx_export(tmp_path_factory):
+    """(an .onnx of `pynas export`, its architecture: MnasNet at 32 px, one `tiny_bundle` prices)."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from pynas.ship.export import export
+    from pynas.space import get_space
+
+    arch = str(get_space("mnasnet", resolution=32).sample(1, seed=3)[0])
+    path = tmp_path_factory.mktemp("export") / "a.onnx"
+    assert export(arch, "onnx", path).check.passed
+    return path, arch
+
+
+@pytest.fixture(scope="session")
+def onnx_bundle(tiny_bundle, tmp_path_factory):
+    """`tiny_bundle` relabelled as this machine's onnxruntime bundle ("tiny-onnx"): its predictions
+    are a native model's, which is all a test of comparing a file's time with a prediction needs."""
+    import json
+    import shutil
+
+    from pynas.profiling.backends import backend_version
+
+    pytest.importorskip("onnxruntime")
+    folder = tmp_path_factory.mktemp("bundles") / "tiny-onnx"
+    shutil.copytree(tiny_bundle, folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest.update(name="tiny-onnx", backend="onnxruntime", backend_version=backend_version("onnxruntime"))
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder

@@ -111,8 +111,8 @@ def bad_inputs(tmp_path):
          "ARCH_OR_RUN: expected a preset or a pynas architecture string, got a NAS-Bench-201 cell"),
         (["runs/missing", "-o", out], "ARCH_OR_RUN: expected an architecture string, a preset or a search folder, got "
                                       "'runs/missing' (no such folder)"),
-        ([str(tmp_path / "run"), "-o", out], f"ARCH_OR_RUN {tmp_path / 'run'}: expected a search folder with "
-                                             f"best.txt"),
+        ([str(tmp_path / "run"), "-o", out], f"ARCH_OR_RUN {tmp_path / 'run'}: expected a finished search folder "
+                                             f"with best.txt and summary.json"),
         (["-o", out], "ARCH_OR_RUN: expected an architecture string, a preset or a search folder (or --weights FILE "
                       "of a torch export), got none"),
         (["mnasnet-a1", "--weights", str(tmp_path / "none.pt"), "-o", out],
@@ -140,7 +140,7 @@ def test_a_best_txt_that_is_not_an_architecture(tmp_path, run):
     (tmp_path / "run" / "best.txt").write_text("net_res32_cls10:stem_k9_s2_c16:head_c64\naccuracy 1\n")
     code, out, err = run("export", tmp_path / "run", "--format", "torch", "-o", tmp_path / "m.pt")
     assert code == 2 and len(err.strip().splitlines()) == 1
-    assert f"{tmp_path / 'run' / 'best.txt'}:1: expected a preset, an architecture string or a search folder" in err
+    assert f"ARCH_OR_RUN {tmp_path / 'run'}: best.txt:1: expected a preset or an architecture string" in err
     (tmp_path / "run" / "best.txt").write_text(ARCH + "\n")
     code, out, err = run("export", tmp_path / "run", "--format", "torch", "-o", tmp_path / "m.pt")
     assert code == 2 and "expected summary.json next to best.txt" in err and not (tmp_path / "m.pt").exists()

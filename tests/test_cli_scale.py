@@ -73,12 +73,34 @@ def test_target_picks_the_largest_phi(capsys, tmp_path):
     assert [r["phi"] for r in written["rows"]] == [0, fit.phi]
 
 
-def test_a_search_runs_folder_scales_its_best(capsys, tmp_path):
+def finished_run(folder, best: str, predictor: str) -> None:
+    """A search folder as `pynas search --report` leaves it: best.txt and summary.json."""
+    (folder / "best.txt").write_text(f"{best}\naccuracy 50.0\n")
+    (folder / "summary.json").write_text(json.dumps({
+        "predictor": predictor, "best": {"arch": best, "accuracy": 50.0}, "verified_pick": None,
+        "evaluator": "zero-cost:params", "space": {"name": "mnasnet", "options": {"resolution": 224}}}))
+
+
+def test_a_search_runs_folder_scales_its_best_with_its_bundle(capsys, tmp_path):
     best = str(parse(TINY.replace("res32", "res224")))
-    (tmp_path / "best.txt").write_text(f"{best}\naccuracy 50.0\n")
-    status, out, err = run(capsys, tmp_path, "--phi", 1, "--predictor", SHIPPED)
+    finished_run(tmp_path, best, SHIPPED)
+    status, out, err = run(capsys, tmp_path, "--phi", 1)  # no --predictor: the run's bundle
     assert status == 0, err
+    assert out.splitlines()[0].startswith(f"latency model: {SHIPPED} (")
     assert out.splitlines()[1] == str(scaling.compound_scale(best, 1))
+    expected = scaling.scaling_table(best, shipped(), phis=(0, 1))
+    rows = [line.split() for line in out.splitlines()[5:7]]  # after the header and its rule
+    assert [float(r[-1].rstrip("*")) for r in rows] == pytest.approx([r["predicted_ms"] for r in expected], abs=1e-3)
+
+
+def test_predictor_overrides_the_runs_bundle_and_a_bad_run_bundle_names_it(capsys, tmp_path):
+    best = str(parse(TINY.replace("res32", "res224")))
+    finished_run(tmp_path, best, "pixel3")  # a table bundle: scaling refuses it
+    error = fails(capsys, tmp_path, "--phi", 1)
+    assert f"ARCH {tmp_path}: the run's bundle pixel3 (summary.json; --predictor names another): expected a model " \
+           f"bundle (kind xgboost)" in error
+    status, out, err = run(capsys, tmp_path, "--phi", 1, "--predictor", SHIPPED)
+    assert status == 0 and out.splitlines()[0].startswith(f"latency model: {SHIPPED} ("), err
 
 
 def test_phi_without_any_bundle_prints_no_latency(capsys, monkeypatch, tmp_path):
@@ -103,9 +125,11 @@ def test_bad_inputs_fail_in_one_line(capsys, tmp_path):
                                                    "--phi", 1)
     assert "ARCH: expected a preset, an architecture string or a search run's folder" in \
         fails(capsys, tmp_path / "nothing", "--phi", 1)
-    assert "is a folder without best.txt" in fails(capsys, tmp_path, "--phi", 1)
+    assert f"ARCH {tmp_path}: expected a finished search folder with best.txt and summary.json" in \
+        fails(capsys, tmp_path, "--phi", 1)
     (tmp_path / "best.txt").write_text("not an arch\n")
-    assert f"ARCH: {tmp_path / 'best.txt'}: line 1: " in fails(capsys, tmp_path, "--phi", 1)
+    assert f"ARCH {tmp_path}: best.txt:1: expected a preset or an architecture string, got 'not an arch'" in \
+        fails(capsys, tmp_path, "--phi", 1)
     assert "--alpha, --beta, --gamma: expected alpha * beta^2 * gamma^2 within 0.1 of 2" in \
         fails(capsys, "mnasnet-a1", "--phi", 1, "--alpha", 1.5)
     assert "argument --beta: expected a finite number in [1, inf]" in fails(capsys, "mnasnet-a1", "--phi", 1,

@@ -66,7 +66,9 @@ def test_a_search_run_folder_verifies_its_best_with_its_bundle(tiny_bundle, tmp_
     folder = tmp_path / "run"
     folder.mkdir()
     (folder / "best.txt").write_text(f"{ARCH}\naccuracy 70\n")
-    (folder / "summary.json").write_text(json.dumps({"predictor": str(tiny_bundle)}))
+    (folder / "summary.json").write_text(json.dumps({
+        "predictor": str(tiny_bundle), "best": {"arch": ARCH, "accuracy": 70.0}, "verified_pick": None,
+        "evaluator": "zero-cost:params", "space": {"name": "mnasnet", "options": {"resolution": 32}}}))
     seen = []
     monkeypatch.setattr(measure, "verify", fake_verify([measure.OK], seen))
     code, out, err = run(capsys, folder, "--passes", 3, "--tolerance", 5)
@@ -88,7 +90,7 @@ def test_a_search_run_folder_verifies_its_best_with_its_bundle(tiny_bundle, tmp_
     ([ARCH, "--backend", "bogus"], "argument --backend: invalid choice: 'bogus'"),
     ([ARCH, "--predictor", "TINY", "--adb", "R5CT", "--profiler", "PROFILER", "--adb-command", "/nonexistent/adb"],
      "--adb: adb: cannot run '/nonexistent/adb'"),
-    (["EMPTYDIR"], "ARCH: EMPTYDIR is a folder but not a finished search run"),
+    (["EMPTYDIR"], "ARCH EMPTYDIR: expected a finished search folder with best.txt and summary.json"),
 ])
 def test_bad_input_is_one_line_exit_2_before_timing(tiny_bundle, tmp_path, capsys, monkeypatch, args, message):
     monkeypatch.setattr(measure, "_local_passes", lambda *a, **k: pytest.fail("timed"))
@@ -99,4 +101,70 @@ def test_bad_input_is_one_line_exit_2_before_timing(tiny_bundle, tmp_path, capsy
     args = [swap.get(str(a), a) for a in args]
     message = message.replace("EMPTYDIR", str(tmp_path / "empty"))
     code, out, err = run(capsys, *args)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+# -- an exported file ----------------------------------------------------------------------------
+
+def fake_time_interleaved(factor_of_predicted):
+    """backends.time_interleaved's stand-in: the file runs once; its ratio is what `factor_of_predicted` says."""
+    def interleave(item, reference, **options):
+        item.call(0)
+        ratio = factor_of_predicted()
+        return {"ratio": {"median_ms": ratio, "ci_rel": 0.01, "runs": 10}, "reference": {"median_ms": 1.0},
+                "item": {"median_ms": ratio}, "converged": True}
+    return interleave
+
+
+def test_a_file_with_no_bundle_of_its_runtime_is_measured_with_no_prediction(onnx_export, tmp_path, capsys,
+                                                                              monkeypatch):
+    from pynas.profiling import backends
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))  # no `pynas device init` defaults here
+    monkeypatch.setattr(backends, "time_interleaved", fake_time_interleaved(lambda: 0.25))
+    path, arch = onnx_export
+    code, out, err = run(capsys, path, "--passes", 2, "--json", tmp_path / "v.json")
+    assert code == 0, err
+    [record] = json.loads((tmp_path / "v.json").read_text())
+    assert record["file"] == str(path) and record["arch"] == arch and record["predicted_ms"] is None
+    assert record["verdict"] == measure.NO_PREDICTION and record["backend"] == "onnxruntime"
+    row = out.splitlines()[2].split()
+    assert row[1] == "-" and row[4] == "-" and " ".join(row[5:]) == "no prediction"
+    assert "timed in onnxruntime on this machine" in out
+    assert "no prediction to compare: this machine has no onnxruntime bundle at 1 thread(s)" in out
+
+
+@pytest.mark.parametrize("factor, code", [(1.0, 0), (1.5, 1)])
+def test_a_file_against_a_bundle_of_its_runtime(onnx_export, onnx_bundle, capsys, monkeypatch, factor, code):
+    from pynas.predictor import bundle
+    from pynas.profiling import backends
+
+    path, arch = onnx_export
+    predicted = float(bundle.load(onnx_bundle).predict(arch))
+    monkeypatch.setattr(backends, "time_interleaved", fake_time_interleaved(lambda: factor * predicted))
+    got, out, err = run(capsys, path, "--predictor", onnx_bundle, "--passes", 3)
+    assert got == code, err
+    assert f"{predicted:.3f}" in out.splitlines()[2] and f"{factor:.3f}" in out.splitlines()[2]
+    assert "bundle tiny-onnx" in out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["ONNX", ARCH], "ARCH: expected an exported file alone (it is timed in its own runtime), got 2 arguments"),
+    (["ONNX", "--adb", "R5CT"], "--adb: expected with an architecture only"),
+    (["ONNX", "--backend", "native"], "--backend: expected the file's runtime (onnxruntime: .onnx files run there), "
+                                      "got native"),
+    (["ONNX", "--predictor", "TINY"], "--predictor: expected a bundle of onnxruntime (FILE ONNX runs there), got "
+                                      "bundle tiny of native"),
+    (["NOTES"], "FILE NOTES: expected a file of `pynas export` (.pt, .onnx, .tflite), got the extension '.txt'"),
+    (["MISSING"], "FILE MISSING: expected a file, got nothing"),
+])
+def test_bad_file_input_is_one_line_exit_2_before_timing(onnx_export, tiny_bundle, tmp_path, capsys, monkeypatch,
+                                                          args, message):
+    monkeypatch.setattr(measure, "interleaved_passes", lambda *a, **k: pytest.fail("timed"))
+    (tmp_path / "notes.txt").write_text("hello")
+    swap = {"ONNX": str(onnx_export[0]), "TINY": str(tiny_bundle), "NOTES": str(tmp_path / "notes.txt"),
+            "MISSING": str(tmp_path / "gone.tflite")}
+    code, out, err = run(capsys, *[swap.get(a, a) for a in args])
+    for key, value in swap.items():
+        message = message.replace(key, value)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err

@@ -6,8 +6,9 @@
     pynas scale mnasnet-a1 --phi -1 --alpha 1.1 --beta 1.15 --gamma 1.15 --json scaled.json
 
 The arithmetic and the scan are `pynas.ship.scaling`'s (its docstring says how each dimension is
-rounded). Predictions come from --predictor, else this machine's own bundle (`pynas device init`),
-as `pynas predict`; --phi alone needs none (without one, no latency column).
+rounded). Predictions come from --predictor, else (ARCH a search run's folder) the bundle the run
+searched with (its summary.json names it), else this machine's own bundle (`pynas device init`), as
+`pynas predict`; --phi alone needs none (without one, no latency column).
 """
 from __future__ import annotations
 
@@ -26,23 +27,24 @@ GRID_ROWS = 10  # coefficient triples printed by --grid (all in --json)
 
 def arch_from(text: str):
     """ARCH: a preset, an architecture string, or a search run's folder (its best.txt's first line)."""
+    return arch_and_bundle(text)[0]
+
+
+def arch_and_bundle(text: str):
+    """(the architecture, the run's bundle or None) of ARCH: a preset, an architecture string, or a
+    finished search's folder (its pick, best.txt's first line: `pynas.search.report.read_pick`)."""
     from pynas.presets import resolve
 
     if os.path.isdir(text):
-        best = Path(text) / "best.txt"
-        if not best.is_file():
-            raise FileNotFoundError(f"ARCH: {text} is a folder without best.txt (a search run's pick: `pynas search "
-                                    f"--report {text}` writes it)")
-        lines = best.read_text(encoding="utf-8").splitlines()
-        try:
-            return resolve(lines[0] if lines else "")
-        except ValueError as error:
-            raise ValueError(f"ARCH: {best}: line 1: {error}") from None
+        from pynas.search.report import read_pick
+
+        pick = read_pick(text)
+        return pick.arch, pick.predictor
     if ":" not in text and ("/" in text or os.sep in text):
         raise FileNotFoundError(f"ARCH: expected a preset, an architecture string or a search run's folder, got "
                                 f"{text!r}: no such folder")
     try:
-        return resolve(text)
+        return resolve(text), None
     except ValueError as error:
         raise ValueError(f"ARCH: {error}") from None
 
@@ -66,16 +68,27 @@ def _check_output(path: str | None) -> None:
         raise FileNotFoundError(f"--json: expected a file in an existing folder, got {path} ({folder} does not exist)")
 
 
-def _load_predictor(args):
-    """The bundle to price with, or None for --phi on a machine with no bundle of its own."""
+def _load_predictor(args, run_bundle: str | None):
+    """The bundle to price with: --predictor, else the search run's (`run_bundle`), else this
+    machine's own; None for --phi when there is none of these."""
     from pynas.cli.common import load_for_prediction
     from pynas.predictor import device
     from pynas.ship.scaling import check_predictor
 
-    if args.predictor is None and args.phi is not None and device.default_bundle("native", 1) is None:
+    name = args.predictor or run_bundle
+    if name is None and args.phi is not None and device.default_bundle("native", 1) is None:
         print("pynas scale: note: no latency column: this machine has no bundle of its own (`pynas device init`) "
               "and --predictor names none", file=sys.stderr)
         return None
+    if args.predictor is None and run_bundle is not None:
+        try:  # the run's bundle: errors name where it came from (--predictor overrides it)
+            p = load_for_prediction(run_bundle)
+            check_predictor(p)
+        except ValueError as error:
+            why = " ".join(str(error).split()).removeprefix("predictor: ")
+            raise ValueError(f"ARCH {args.arch}: the run's bundle {run_bundle} (summary.json; --predictor names "
+                             f"another): {why}") from None
+        return p
     p = load_for_prediction(args.predictor)
     try:
         check_predictor(p)
@@ -121,7 +134,7 @@ def cmd_scale(args) -> None:
     from pynas.ship import scaling
 
     # Every input is checked before the scan, which can take a minute (--grid).
-    arch = arch_from(args.arch)
+    arch, run_bundle = arch_and_bundle(args.arch)
     given = [f"--{name}" for name in ("alpha", "beta", "gamma") if getattr(args, name) is not None]
     if args.grid and args.target_ms is None:
         raise ValueError("--grid: expected with --target-ms (it picks the coefficients a latency target allows), "
@@ -142,7 +155,7 @@ def cmd_scale(args) -> None:
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        p = _load_predictor(args)
+        p = _load_predictor(args, run_bundle)
         try:
             result = _scale(arch, p, args, alpha, beta, gamma)
         except ValueError as error:
@@ -212,7 +225,8 @@ def add_parsers(commands) -> None:
     mode.add_argument("--target-ms", type=flags.number(0, low_open=True), metavar="T",
                       help=f"the largest phi (on a grid of step {PHI_STEP:g}) whose predicted latency is <= T ms")
     p.add_argument("--predictor", help="bundle name (`pynas predictors`) or folder (./NAME) of kind xgboost; "
-                                       "default: this machine's own (`pynas device init`)")
+                                       "default: a search run's own (its summary.json), else this machine's "
+                                       "(`pynas device init`)")
     p.add_argument("--grid", action="store_true", help="with --target-ms: also search (alpha, beta, gamma) in steps "
                                                        "of 0.05 under the constraint, keep the most MACs (63 "
                                                        "triples: a minute or two)")

@@ -126,13 +126,21 @@ class Backend:
             net = NativeNetwork(arch, weights=_segment_weights(arch, segment), threads=self.threads, segment=segment)
             inputs = _inputs(tuple(net.network.shape(0)))  # tensor 0: the (segment's) input
             return Timed(lambda **options: net.network.measure(inputs, **options), network=net.network, inputs=inputs)
-        from pynas import _core, runtimes
+        from pynas import runtimes
 
         module, shape = _torch_module(arch, segment)
-        nchw = [x.transpose(2, 0, 1)[None].copy() for x in _inputs(shape)]
-        run = runtimes.make_runner(self.name, module, nchw[0], self.threads, key=key)
-        call = lambda i: run(nchw[i % len(nchw)])  # noqa: E731
-        return Timed(lambda **options: _core.time_calls(call, **options), call=call)
+        example = _inputs(shape, count=1)[0].transpose(2, 0, 1)[None].copy()
+        return timed_call(runtimes.make_runner(self.name, module, example, self.threads, key=key), shape)
+
+
+def timed_call(run: Callable[[np.ndarray], object], shape_hwc: tuple[int, int, int]) -> Timed:
+    """A Timed of `run` (a callable on one 1 x C x H x W float32 array: a runtime's runner, e.g. of
+    an exported file) over the inputs every backend's items rotate through, `shape_hwc` their shape."""
+    from pynas import _core
+
+    nchw = [x.transpose(2, 0, 1)[None].copy() for x in _inputs(shape_hwc)]
+    call = lambda i: run(nchw[i % len(nchw)])  # noqa: E731
+    return Timed(lambda **options: _core.time_calls(call, **options), call=call)
 
 
 def _segment_weights(arch: Arch, segment: str | None):

@@ -11,7 +11,12 @@ best.txt's first line is the run's pick: the verified pick when the end-of-searc
 found one that differs from the best under T (the best under T did not measure <= T on the
 machine, a runner-up did), else the best under T. Its next lines are `key value` figures;
 with a verified pick they say so (`verified_pick rank R ...`) and what the best under T measured
-(`predicted_best ARCH ...`). `pynas verify RUN` and `pynas scale RUN` read the first line.
+(`predicted_best ARCH ...`). `read_pick(folder)` is the one reader of a finished run's pick (best.txt's
+first line, checked against summary.json, with the run's bundle, evaluator and space), for `pynas
+verify RUN`, `pynas scale RUN` and `pynas export RUN`:
+
+    pick = read_pick("runs/a")             # ValueError naming ARCH and the file when it is not a finished run
+    print(pick.arch, pick.predictor, pick.accuracy)
 
 The best architecture under T is the one with the highest accuracy *as the search saw it* (its
 evaluator's numbers, e.g. a 12-epoch proxy) among the evaluated architectures whose predicted
@@ -21,10 +26,12 @@ architectures no other beats on both accuracy (higher) and predicted latency (lo
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from pynas.arch import Arch
 from pynas.search.log import SearchLog
 
 FRONT_ROWS = 30  # rows of the front printed (the summary keeps all)
@@ -243,3 +250,56 @@ def _plot(path: Path, points: list[tuple[float, float]], summary: dict) -> str:
     fig.savefig(path)
     plt.close(fig)
     return ""
+
+
+# -- reading a finished run's pick -----------------------------------------------------------------
+@dataclass(frozen=True)
+class RunPick:
+    """A finished search's pick (best.txt's first line) and what its summary.json says of the run:
+    the bundle it priced with (`predictor`), the pick's accuracy as the search saw it, its evaluator
+    spec and space (name and options), and the whole summary."""
+
+    folder: Path
+    arch: Arch
+    predictor: str
+    accuracy: float
+    evaluator: str
+    space: dict
+    summary: dict
+
+
+def read_pick(folder: Path | str, where: str = "ARCH") -> RunPick:
+    """The pick of the finished search in `folder`: best.txt's first line, which must be the pick
+    summary.json records (its verified pick when it has one, else its best under T). Every error is
+    a ValueError naming `where` (the command's field: ARCH, ARCH_OR_RUN), the folder and the file."""
+    from pynas.presets import resolve
+
+    folder = Path(folder)
+    head = f"{where} {folder}"
+    writes = f"`pynas search --report {folder}` writes both when the run has a best architecture under T"
+    best, summary_path = folder / "best.txt", folder / "summary.json"
+    if not best.is_file():
+        raise ValueError(f"{head}: expected a finished search folder with best.txt and summary.json ({writes}), "
+                         f"got a folder without best.txt")
+    lines = best.read_text(encoding="utf-8", errors="replace").splitlines()
+    line = lines[0].strip() if lines else ""
+    try:
+        arch = resolve(line)
+    except ValueError as error:
+        raise ValueError(f"{head}: best.txt:1: expected a preset or an architecture string, got {line[:80]!r}: "
+                         f"{' '.join(str(error).split())}") from None
+    if not summary_path.is_file():
+        raise ValueError(f"{head}: expected summary.json next to best.txt ({writes}), got none")
+    try:
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+        pick = summary.get("verified_pick") or summary["best"]
+        run = RunPick(folder, arch, str(summary["predictor"]), float(pick["accuracy"]), str(summary["evaluator"]),
+                      dict(summary["space"]), summary)
+        recorded = str(pick["arch"])
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise ValueError(f"{head}: summary.json: expected a search summary with predictor, best (arch, accuracy), "
+                         f"evaluator and space, got {type(error).__name__}: {' '.join(str(error).split())}") from None
+    if recorded != str(arch):
+        raise ValueError(f"{head}: best.txt:1: expected the pick summary.json records ({recorded[:60]}...), got "
+                         f"{str(arch)[:60]}...: rerun `pynas search --report {folder}`")
+    return run

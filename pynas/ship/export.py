@@ -6,6 +6,7 @@ the PyTorch module it came from.
     done = export(None, "tflite", "a1.tflite", weights="a1.pt")  # the weights of a torch export
     print(done.report()); assert done.check.passed
     net = load_torch_export("a1.pt")                       # build_torch(arch) holding the file's weights
+    read_exported("a1.tflite").arch                        # what any exported file records (pynas verify FILE)
 
 Formats and their runtimes (each checked before any work; a missing one names the extra to install):
 
@@ -17,8 +18,12 @@ Formats and their runtimes (each checked before any work; a missing one names th
 * ``onnx``: the TorchScript exporter, opset 17, one input ``x`` (1 x C x R x R float32, NCHW), as
   `pynas.runtimes` converts; the arch string and the weights' origin in the model's metadata
   (``pynas.arch``, ``pynas.weights``). Runtime: ONNX Runtime (``pip install 'pynas[onnx]'``).
-* ``tflite``: litert-torch's converter (NCHW input as the module's). Runtime: LiteRT with XNNPACK
-  (``pip install 'pynas[litert]'``).
+* ``tflite``: litert-torch's converter (NCHW input as the module's); the same two entries in the
+  model's metadata (``pynas.arch``, ``pynas.weights``: name -> a buffer of UTF-8 bytes, as TFLite's
+  own ``min_runtime_version``). Runtime: LiteRT with XNNPACK (``pip install 'pynas[litert]'``).
+
+`read_exported` tells a file's format by its extension (.pt, .onnx, .tflite) and reads back what it
+records; `pynas verify FILE` (`pynas.ship.verify_export`) times the file itself in its runtime.
 
 ONNX and TFLite get the module with every BatchNorm folded into the conv before it
 (`pynas.torch_builder.fold_batchnorm`), as a deployed model runs.
@@ -55,7 +60,6 @@ is False (`pynas export` exits 1).
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shlex
 from dataclasses import dataclass, field
@@ -68,6 +72,8 @@ from pynas.arch import Arch
 
 FORMATS = ("torch", "onnx", "tflite")
 RUNTIME = {"torch": "torch", "onnx": "onnxruntime", "tflite": "litert"}  # pynas.runtimes' names
+SUFFIX = {"torch": ".pt", "onnx": ".onnx", "tflite": ".tflite"}  # how `read_exported` tells a file's format
+ARCH_KEY, WEIGHTS_KEY = "pynas.arch", "pynas.weights"  # the ONNX and TFLite files' metadata
 TOLERANCE = {"torch": 0.0, "onnx": 1e-4, "tflite": 1e-3}  # of the output's scale; see the docstring
 OPSET = 17  # pynas.runtimes' TorchScript exporter
 CHECK_INPUTS = 3
@@ -113,21 +119,6 @@ class Source:
     meta: dict = field(default_factory=dict)  # primitives, for the torch export's meta
 
 
-@dataclass
-class RunPick:
-    """A `pynas search` folder's pick: best.txt's first line, and what summary.json says of the run."""
-
-    folder: Path
-    arch: Arch
-    accuracy: float
-    evaluator: str
-    space: dict
-
-
-def _field(text: str | None) -> str:
-    return "ARCH_OR_RUN" if text is None else f"ARCH_OR_RUN {text}"
-
-
 def parse_arch(text: str, where: str = "ARCH_OR_RUN") -> Arch:
     """A preset name or an architecture string (ValueError naming `where`)."""
     from pynas.presets import resolve
@@ -145,38 +136,14 @@ def parse_arch(text: str, where: str = "ARCH_OR_RUN") -> Arch:
                          f"{text[:80]!r}: {' '.join(str(error).split())}") from None
 
 
-def read_run(folder: Path) -> RunPick:
-    """The pick of the search in `folder` (best.txt, summary.json); ValueError naming the file."""
-    best = folder / "best.txt"
-    if not best.is_file():
-        raise ValueError(f"ARCH_OR_RUN {folder}: expected a search folder with best.txt (`pynas search --report "
-                         f"{folder}` writes it), got a folder without one")
-    lines = best.read_text(encoding="utf-8", errors="replace").splitlines()
-    arch = parse_arch(lines[0].strip() if lines else "", where=f"{best}:1")
-    summary_path = folder / "summary.json"
-    try:
-        summary = json.loads(summary_path.read_text(encoding="utf-8"))
-        # best.txt's first line: the verified pick when the search measured one, else the best under T.
-        pick = summary.get("verified_pick") or summary["best"]
-        run = RunPick(folder, arch, float(pick["accuracy"]), str(summary["evaluator"]), dict(summary["space"]))
-    except FileNotFoundError:
-        raise ValueError(f"ARCH_OR_RUN {folder}: expected summary.json next to best.txt (`pynas search --report "
-                         f"{folder}` writes both), got none") from None
-    except (ValueError, KeyError, TypeError) as error:
-        raise ValueError(f"{summary_path}: expected a search summary with best (arch, accuracy), "
-                         f"evaluator and space, got {type(error).__name__}: {error}") from None
-    if pick["arch"] != str(arch):
-        raise ValueError(f"{best}:1: expected the pick of {summary_path} ({pick['arch'][:60]}...), got "
-                         f"{str(arch)[:60]}...: rerun `pynas search --report {folder}`")
-    return run
-
-
 def resolve_source(arch_or_run: str | None, weights: str | Path | None = None, seed: int = 0) -> Source:
     """The architecture and weights to export (see the module docstring); every input checked."""
+    from pynas.search.report import read_pick
+
     run = target = None
     if arch_or_run is not None:
         if Path(arch_or_run).is_dir():
-            run = read_run(Path(arch_or_run))
+            run = read_pick(arch_or_run, where="ARCH_OR_RUN")
             target = run.arch
         else:
             target = parse_arch(arch_or_run)
@@ -238,7 +205,7 @@ def _from_torch_export(path: Path, target: Arch | None, asked: str | None) -> So
     return Source(module.arch, module, origin, asked or str(path), meta={"from_export": str(path)})
 
 
-def _from_run_supernet(run: RunPick) -> Source:
+def _from_run_supernet(run) -> Source:
     """A supernet search's pick: the evaluator the search built (its options from the run's log),
     which must still be the same (the file's sha256, the dataset's)."""
     import pynas
@@ -391,14 +358,107 @@ def example_input(arch: Arch, seed: int = CHECK_SEED) -> np.ndarray:
 
 def _write_converted(fmt: str, path: Path, source: Source, folded) -> None:
     runtimes.convert_to_file(RUNTIME[fmt], folded, example_input(source.arch), path)
-    if fmt == "onnx":  # the arch and the weights' origin travel with the file
+    # The arch and the weights' origin travel with the file (`read_exported`, `pynas verify FILE`).
+    entries = {ARCH_KEY: str(source.arch), WEIGHTS_KEY: source.weights}
+    if fmt == "onnx":
         import onnx
 
         model = onnx.load(str(path))
-        for key, value in (("pynas.arch", str(source.arch)), ("pynas.weights", source.weights)):
+        for key, value in entries.items():
             entry = model.metadata_props.add()
             entry.key, entry.value = key, value
         onnx.save(model, str(path))
+    else:
+        path.write_bytes(_tflite_with_metadata(path.read_bytes(), entries))
+
+
+def _tflite_with_metadata(model_bytes: bytes, entries: dict[str, str]) -> bytes:
+    """The .tflite flatbuffer with `entries` added to the model's metadata (name -> a buffer of
+    UTF-8 bytes, as TFLite's own `min_runtime_version`): the schema's object API, so every table is
+    written back as it was (the interpreter ignores metadata it does not know)."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(model_bytes, 0))
+    model.metadata = model.metadata or []
+    for name, value in entries.items():
+        buffer = schema.BufferT()
+        buffer.data = np.frombuffer(value.encode("utf-8"), dtype=np.uint8)
+        model.buffers.append(buffer)
+        entry = schema.MetadataT()
+        entry.name, entry.buffer = name, len(model.buffers) - 1
+        model.metadata.append(entry)
+    builder = flatbuffers.Builder(len(model_bytes) + 1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+# -- reading an exported file back (pynas verify FILE) --------------------------------------------
+@dataclass
+class ExportedFile:
+    """An exported file: its format (by its extension), the architecture and weights' origin it
+    records, and for a torch export its network (eval mode, BatchNorm kept)."""
+
+    path: Path
+    format: str
+    arch: Arch
+    weights: str
+    module: object | None = None
+
+    @property
+    def runtime(self) -> str:
+        return RUNTIME[self.format]
+
+
+def read_exported(path: str | Path, where: str = "FILE") -> ExportedFile:
+    """The file of `pynas export` at `path`, its runtime installed here, what it records read back;
+    every problem a ValueError naming `where` and the file (an unknown extension, no file, its
+    runtime missing: the extra to install, an unreadable file, no architecture recorded)."""
+    path = Path(path)
+    fmt = {suffix: fmt for fmt, suffix in SUFFIX.items()}.get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"{where} {path}: expected a file of `pynas export` ({', '.join(SUFFIX.values())}), got the "
+                         f"extension {path.suffix or '(none)'!r}")
+    if not path.is_file():
+        raise ValueError(f"{where} {path}: expected a file, got {'a folder' if path.exists() else 'nothing'}")
+    reason = runtimes.unavailable(RUNTIME[fmt])
+    if reason:
+        raise ValueError(f"{where} {path}: its runtime {RUNTIME[fmt]} is not installed here: {reason}")
+    if fmt == "torch":
+        module, meta = _read_torch_export(path, where)
+        return ExportedFile(path, fmt, module.arch, str(meta.get("weights", "unknown")), module)
+    entries = _converted_metadata(fmt, path, where)
+    if ARCH_KEY not in entries:
+        raise ValueError(f"{where} {path}: expected the metadata {ARCH_KEY} `pynas export` records (the architecture), "
+                         f"got {', '.join(sorted(entries)) or 'no metadata'}: a file of another exporter, or of an "
+                         f"older pynas (export it again)")
+    arch = parse_arch(entries[ARCH_KEY], where=f"{where} {path}: {ARCH_KEY}")
+    return ExportedFile(path, fmt, arch, entries.get(WEIGHTS_KEY, "unknown"))
+
+
+def _converted_metadata(fmt: str, path: Path, where: str) -> dict[str, str]:
+    """The metadata of an .onnx (metadata_props) or .tflite (the model's metadata buffers) file."""
+    kind = {"onnx": "an ONNX model", "tflite": "a TFLite flatbuffer"}[fmt]
+    try:
+        if fmt == "onnx":
+            import onnx
+
+            model = onnx.load(str(path), load_external_data=False)
+            return {p.key: p.value for p in model.metadata_props}
+        from ai_edge_litert import schema_py_generated as schema
+
+        data = path.read_bytes()
+        if not schema.Model.ModelBufferHasIdentifier(data, 0):
+            raise ValueError("no TFL3 file identifier")
+        model = schema.Model.GetRootAs(data, 0)
+        out = {}
+        for i in range(model.MetadataLength()):
+            entry = model.Metadata(i)
+            out[entry.Name().decode("utf-8")] = model.Buffers(entry.Buffer()).DataAsNumpy().tobytes().decode("utf-8")
+        return out
+    except Exception as error:  # noqa: BLE001  any unreadable file is the same one-line error
+        raise ValueError(f"{where} {path}: expected {kind}, got an unreadable file ({type(error).__name__}: "
+                         f"{' '.join(str(error).split())[:120]})") from None
 
 
 # -- the check ----------------------------------------------------------------------------------
@@ -473,9 +533,13 @@ class Exported:
     check: Check
 
     def verify_hint(self) -> str:
-        """The command that times the exported architecture on the format's runtime."""
-        return (f"pynas verify {shlex.quote(str(self.source.arch))} --backend {RUNTIME[self.format]} "
-                f"(this machine's {RUNTIME[self.format]} bundle: `pynas device init --backend {RUNTIME[self.format]}`)")
+        """The command that times the exported file itself in the format's runtime."""
+        runtime = RUNTIME[self.format]
+        hint = (f"pynas verify {shlex.quote(str(self.path))} (in {runtime}; against this machine's {runtime} bundle "
+                f"when it has one: `pynas device init --backend {runtime}`)")
+        if self.path.suffix.lower() != SUFFIX[self.format]:
+            hint += f" once renamed to {SUFFIX[self.format]} (verify tells the format by the extension)"
+        return hint
 
     def report(self) -> str:
         arch, shape = self.source.arch, f"1x{self.source.arch.in_channels}x{self.source.arch.resolution}x{self.source.arch.resolution}"
@@ -519,6 +583,7 @@ def export(arch_or_run: str | None, fmt: str, out: str | Path, *, weights: str |
     return Exported(fmt, path, path.stat().st_size, source, folded_count, verdict)
 
 
-__all__ = ["FORMATS", "TOLERANCE", "Check", "Exported", "Source", "check", "count_batchnorm", "export",
-           "fold_batchnorm", "initialised", "load_torch_export", "parse_arch", "read_run", "require_runtime",
+__all__ = ["FORMATS", "SUFFIX", "TOLERANCE", "Check", "Exported", "ExportedFile", "Source", "check", "count_batchnorm",
+           "export", "fold_batchnorm", "initialised", "load_torch_export", "parse_arch", "read_exported",
+           "require_runtime",
            "resolve_source", "weights_sha256"]

@@ -32,6 +32,11 @@ reference's spread over the passes adds to the uncertainty. Also kept: `now_ms` 
 the reference's fast state over this verification: the machine's speed now), `raw_ms` (the item's
 own median time, its state included: CPU time with one thread, wall time otherwise).
 
+An exported file (`pynas.ship.verify_export`, `pynas verify FILE`) is timed the same way through
+`interleaved_passes` and `verification`, the file's runner against the reference converted to the
+file's runtime; with no bundle of that runtime the reference is MnasNet's stem network at the
+file's resolution, the scale "now", and the verdict NO_PREDICTION (the spread still reported).
+
 Too unsteady to judge. A pass whose reference ran over `state_limit` (1.5) x its fast state (the
 profiled one when known) is dropped (an extreme state, where profiling would time the item again);
 fewer than half the passes (or than 2) left: too unsteady. Otherwise the measurement's uncertainty
@@ -57,6 +62,7 @@ DEFAULT_PASSES = 5
 DEFAULT_TOLERANCE = 0.10
 STATE_LIMIT = 1.5  # as profiling: the reference over this x its fast state is an extreme state
 OK, OVER, UNSTEADY = "ok", "over tolerance", "too unsteady"
+NO_PREDICTION = "no prediction"  # measured with no bundle of the runtime to compare with (an exported file)
 
 
 @dataclass(frozen=True)
@@ -83,13 +89,13 @@ class Pass:
 @dataclass
 class Verification:
     arch: str
-    bundle: str
-    predicted_ms: float
+    bundle: str | None  # None: an exported file measured with no bundle of its runtime (no prediction)
+    predicted_ms: float | None
     measured_ms: float  # see the module docstring
     p10_ms: float  # spread of measured over the clean passes (each pass's ratio x F)
     p90_ms: float
-    ratio: float  # measured / predicted
-    verdict: str  # OK, OVER or UNSTEADY
+    ratio: float | None  # measured / predicted
+    verdict: str  # OK, OVER or UNSTEADY; NO_PREDICTION without a prediction
     steady: bool
     reason: str  # why steady or not, in words
     tolerance: float
@@ -107,6 +113,7 @@ class Verification:
     now_ms: float  # median ratio x reference_fast_ms: on the scale of the machine's state now
     clean_passes: int
     passes: list[Pass] = field(default_factory=list)
+    file: str | None = None  # an exported file timed in its runtime (`pynas.ship.verify_export`), else None
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -182,22 +189,23 @@ def _reference_times(path: str, mtime_ns: int, backend: str, backend_version: st
 def choose_reference(bundle, arch: Arch) -> ReferenceChoice:
     """The network the bundle's profiling timed networks against (its measurements name it), else
     the stem network of its space as profiling picks it (the first architecture the space gives
-    for its stem), else that of MnasNet at `arch`'s resolution."""
+    for its stem), else (or with no bundle: None) that of MnasNet at `arch`'s resolution."""
     from pynas.arch import parse
 
-    recorded = _bundle_reference_times(bundle)
+    recorded = _bundle_reference_times(bundle) if bundle is not None else {}
     if recorded:
         key = max(recorded, key=lambda k: len(recorded[k]))
         return ReferenceChoice(parse(key.removeprefix("network:")), key, "the bundle's profiling run",
                                tuple(recorded[key]))
     from pynas.space import get_space
 
-    space = bundle.space
+    space = bundle.space if bundle is not None else None
     source = f"the stem network of the bundle's space ({space.name}@{space.resolution}), as profiling picks it" \
         if space is not None and space.lowerable else None
     if source is None:
         space = get_space("mnasnet", resolution=arch.resolution)
-        source = f"the stem network of mnasnet@{arch.resolution} (the bundle names no reference and has no space)"
+        source = f"the stem network of mnasnet@{arch.resolution} " + (
+            "(no bundle)" if bundle is None else "(the bundle names no reference and has no space)")
     stem = next(a for a, segment in space.segment_archs() if segment == "stem")
     return ReferenceChoice(stem, f"network:{stem}", source, ())
 
@@ -208,16 +216,23 @@ def _local_passes(archs: list[Arch], reference: Arch, backend: str, threads: int
                   harness: dict, interleave=None) -> list[list[Pass]]:
     """Each arch timed `passes` times against `reference` on this machine, passes going round the
     archs; [arch][pass]."""
-    from pynas.profiling.backends import Backend, time_interleaved
+    from pynas.profiling.backends import Backend
 
-    interleave = interleave or time_interleaved
     runner = Backend(backend, threads)
     ref = runner.network(reference)
-    timed = [runner.network(a) for a in archs]
-    out: list[list[Pass]] = [[] for _ in archs]
+    return interleaved_passes([runner.network(a) for a in archs], ref, passes, harness, interleave)
+
+
+def interleaved_passes(items: list, reference, passes: int, harness: dict, interleave=None) -> list[list[Pass]]:
+    """Each of `items` (`backends.Timed`) timed `passes` times as a ratio to `reference` (a Timed of
+    the same backend), passes going round the items; [item][pass]."""
+    from pynas.profiling.backends import time_interleaved
+
+    interleave = interleave or time_interleaved
+    out: list[list[Pass]] = [[] for _ in items]
     for _ in range(passes):
-        for i, item in enumerate(timed):
-            r = interleave(item, ref, **harness)
+        for i, item in enumerate(items):
+            r = interleave(item, reference, **harness)
             out[i].append(Pass(r["ratio"]["median_ms"], r["ratio"]["ci_rel"], r["reference"]["median_ms"],
                                r["item"]["median_ms"], r["ratio"]["runs"], bool(r["converged"])))
     return out
@@ -273,11 +288,13 @@ def _adb_passes(archs: list[Arch], reference: Arch, threads: int, passes: int, h
 
 # -- judging -------------------------------------------------------------------------------------
 
-def judge(ratios: list[float], reference_ms: list[float], predicted_ms: float, fast_ms: float,
+def judge(ratios: list[float], reference_ms: list[float], predicted_ms: float | None, fast_ms: float,
           bundle_fast_ms: float | None, *, tolerance: float, state_limit: float = STATE_LIMIT) -> dict:
     """The measured figure and verdict of one architecture from its passes (the module docstring's
     rule): its pass ratios and the reference's medians in them, the reference's fast state over
-    this verification (`fast_ms`) and in the bundle's profiling run (None: unknown)."""
+    this verification (`fast_ms`) and in the bundle's profiling run (None: unknown). Without a
+    prediction (None) the verdict is NO_PREDICTION when the machine was steady enough to measure
+    (else UNSTEADY), the uncertainty as with one."""
     if len(ratios) != len(reference_ms) or not ratios:
         raise ValueError(f"passes: expected as many ratios as reference times (>= 1), got {len(ratios)} and "
                          f"{len(reference_ms)}")
@@ -287,9 +304,9 @@ def judge(ratios: list[float], reference_ms: list[float], predicted_ms: float, f
     measured_all = np.asarray(clean or ratios) * scale
     measured = float(np.median(measured_all))
     p10, p90 = (float(x) for x in np.percentile(measured_all, [10, 90]))
-    error = measured / predicted_ms - 1
-    out = {"measured_ms": measured, "p10_ms": p10, "p90_ms": p90, "ratio": measured / predicted_ms,
-           "clean_passes": len(clean)}
+    error = None if predicted_ms is None else measured / predicted_ms - 1
+    out = {"measured_ms": measured, "p10_ms": p10, "p90_ms": p90,
+           "ratio": None if predicted_ms is None else measured / predicted_ms, "clean_passes": len(clean)}
     needed = max(2, math.ceil(len(ratios) / 2))
     if len(clean) < needed:
         out.update(steady=False, uncertainty=math.inf, verdict=UNSTEADY,
@@ -307,7 +324,9 @@ def judge(ratios: list[float], reference_ms: list[float], predicted_ms: float, f
         parts.append(f"the reference's time spread +-{100 * state:.1f}% (no profiled fast state to scale by)")
     steady = u <= tolerance / 2
     reason = "; ".join(parts) + f": uncertainty {100 * u:.1f}% {'<=' if steady else '>'} half the tolerance"
-    if abs(error) + u <= tolerance:
+    if error is None:
+        verdict = NO_PREDICTION
+    elif abs(error) + u <= tolerance:
         verdict = OK
     elif abs(error) - u > tolerance:
         verdict = OVER
@@ -321,7 +340,8 @@ def judge(ratios: list[float], reference_ms: list[float], predicted_ms: float, f
 
 # -- the entry point -----------------------------------------------------------------------------
 
-def _check(passes, tolerance, state_limit) -> None:
+def check_options(passes, tolerance, state_limit=STATE_LIMIT) -> None:
+    """--passes, --tolerance and state_limit, checked before anything is timed (ValueError naming the flag)."""
     if not isinstance(passes, int) or isinstance(passes, bool) or passes < 2:
         raise ValueError(f"--passes: expected an integer >= 2 (a spread needs two), got {passes!r}")
     if not isinstance(tolerance, (int, float)) or not 0 < tolerance < 10:
@@ -359,7 +379,7 @@ def verify(archs, predictor=None, *, passes: int = DEFAULT_PASSES, tolerance: fl
     from pynas.predictor.predictors import resolve_arch
     from pynas.profiling.steady import NETWORK_HARNESS, fast_state
 
-    _check(passes, tolerance, state_limit)
+    check_options(passes, tolerance, state_limit)
     bundle = load_bundle(predictor)
     check_bundle(bundle, adb)
     archs = [resolve_arch(a) for a in ([archs] if isinstance(archs, (str, Arch)) else list(archs))]
@@ -384,18 +404,25 @@ def verify(archs, predictor=None, *, passes: int = DEFAULT_PASSES, tolerance: fl
         where = f"{adb.serial} over adb ({device.get('cpu_model') or 'unknown CPU'}, {device.get('machine', '?')})"
     fast = fast_state([p.reference_ms for run in runs for p in run])
     bundle_fast = fast_state(list(reference.bundle_times)) if reference.bundle_times else None
-    out = []
-    for arch, predicted, run in zip(archs, predicted_ms, runs):
-        j = judge([p.ratio for p in run], [p.reference_ms for p in run], predicted, fast, bundle_fast,
-                  tolerance=tolerance, state_limit=state_limit)
-        clean = [p for p in run if p.reference_ms <= state_limit * (bundle_fast or fast)] or run
-        out.append(Verification(
-            arch=str(arch), bundle=manifest.name, predicted_ms=float(predicted), tolerance=float(tolerance),
-            backend=manifest.backend, threads=threads, clock="cpu" if options.get("cpu_time") else "wall",
-            device=where, reference=reference.key, scale="profiled" if bundle_fast else "now", reference_source=reference.source, reference_fast_ms=fast,
-            reference_bundle_fast_ms=bundle_fast, raw_ms=float(np.median([p.raw_ms for p in clean])),
-            now_ms=float(np.median([p.ratio for p in clean])) * fast, passes=run, **j))
-    return out
+    return [verification(str(arch), run, predicted, fast, bundle_fast, tolerance=tolerance, state_limit=state_limit,
+                         bundle=manifest.name, backend=manifest.backend, threads=threads,
+                         clock="cpu" if options.get("cpu_time") else "wall", device=where, reference=reference.key,
+                         reference_source=reference.source)
+            for arch, predicted, run in zip(archs, predicted_ms, runs)]
+
+
+def verification(arch: str, run: list[Pass], predicted: float | None, fast: float, bundle_fast: float | None, *,
+                 tolerance: float, state_limit: float = STATE_LIMIT, **context) -> Verification:
+    """One architecture's Verification from its passes (`judge`'s figures and verdict, its raw and
+    now-scaled times); `context`: the Verification's fields saying where and how it was timed."""
+    j = judge([p.ratio for p in run], [p.reference_ms for p in run], predicted, fast, bundle_fast,
+              tolerance=tolerance, state_limit=state_limit)
+    clean = [p for p in run if p.reference_ms <= state_limit * (bundle_fast or fast)] or run
+    return Verification(
+        arch=arch, predicted_ms=None if predicted is None else float(predicted), tolerance=float(tolerance),
+        scale="profiled" if bundle_fast else "now", reference_fast_ms=fast, reference_bundle_fast_ms=bundle_fast,
+        raw_ms=float(np.median([p.raw_ms for p in clean])), now_ms=float(np.median([p.ratio for p in clean])) * fast,
+        passes=run, **context, **j)
 
 
 def _check_adb_device(manifest, device: dict, version: str, serial: str) -> None:
