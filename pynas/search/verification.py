@@ -139,7 +139,10 @@ def verify_pick(folder: Path | str, config: dict, ranked: list[dict], *, top: in
     while sum(c.get("round", 0) == round for c in candidates) < top and not fits_now:
         # The latency model's bias on these architectures, as measured so far: the next batch is
         # drawn from those predicted under T / bias (all under T before anything was measured).
-        bias = max(_bias(candidates), refinements[-1]["bias"] if refinements else 1.0)
+        # Within a refinement round its own measurements say more than the earlier rounds' (its
+        # search found architectures the model under-estimates more), and never less than its aim.
+        own = [c for c in candidates if c.get("round", 0) == round]
+        bias = max(_bias(own or candidates), refinements[-1]["bias"] if refinements else 1.0)
         room = top - sum(c.get("round", 0) == round for c in candidates)
         batch = [(rank, row) for rank, row in enumerate(ranked, 1)
                  if row["arch"] not in measured and (row["latency_ms"] * bias <= target or rank == 1)][:min(BATCH, room)]
