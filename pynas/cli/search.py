@@ -7,10 +7,11 @@
 At its end (a new or resumed run) the search verifies its pick where the run's bundle runs (this
 machine, or --adb SERIAL): the architectures predicted <= T, best first, are measured until one
 measures <= T, up to --verify-top K (default 8); that one is the verified pick, best.txt's first
-line (`pynas.search.verification`). When the model's measured bias left the pick more than 5%
-under T, the search goes on at T / bias for --refine-budget N more evaluations (default a quarter
-of those spent; 0: never) and verifies again, at most --refine-rounds R times (default 2):
-`pynas.search.refine`. --no-verify skips all of it.
+line (`pynas.search.verification`). When the model under-estimated the best ranked and the pick
+is missing, more than 5% under T or from far down the ranking, the search goes on at T / bias for
+--refine-budget N more evaluations (default a quarter of those spent; 0: never) and verifies
+again, at most --refine-rounds R times (default 2): `pynas.search.refine`. --no-verify skips all
+of it.
 """
 from __future__ import annotations
 
@@ -248,9 +249,10 @@ def add_parsers(commands) -> None:
     p.add_argument("--verify-top", type=flags.integer(1, 1000), metavar="K",
                    help=f"at the end, measure at most the K best architectures predicted under T (default {DEFAULT_TOP})")
     p.add_argument("--refine-budget", type=flags.integer(0, 10_000_000), metavar="N",
-                   help="evaluations of a refinement round: when the verified pick measured more than 5%% under T "
-                        "because the latency model under-estimates the best ranked, the search goes on at T / bias "
-                        "for N more and verifies again (default: a quarter of the evaluations spent; 0: never)")
+                   help="evaluations of a refinement round: when the latency model under-estimated the best ranked "
+                        "and the verified pick is missing, more than 5%% under T or from far down the ranking, the "
+                        "search goes on at T / bias for N more and verifies again (default: a quarter of the "
+                        "evaluations spent; 0: never)")
     p.add_argument("--refine-rounds", type=flags.integer(0, 10), metavar="R",
                    help="refinement rounds at most (default 2)")
     p.add_argument("--adb", metavar="SERIAL", help="verify the best architecture on this Android device (needs --profiler)")
