@@ -77,25 +77,26 @@ def verify_table(result: dict) -> str:
     <= T, up to --verify-top): the targets are scored on the pick, the model the run ships."""
     lines = [f"bundle {result['bundle']}, {len(result['rows'])} searches of {result['budget']} evaluations",
              "| T ms | best: predicted | measured | p10-p90 | measured/T | verdict | rounds | pick: rank | round | "
-             "predicted | measured | measured/T |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "predicted | measured | measured/T | proxy accuracy (best under T's) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     within, hard, judged = 0, 0, 0
     for row in result["rows"]:
         v, t = row["verification"] or {}, row["target_ms"]
         if "measured_ms" not in v:
-            lines.append(f"| {t:g} | | | | | {v.get('skipped', 'not verified')} | | | | | | |")
+            lines.append(f"| {t:g} | | | | | {v.get('skipped', 'not verified')} | | | | | | | |")
             continue
         judged += 1
         pick = row.get("verified_pick")
         best = (f"| {t:g} | {v['predicted_ms']:.3f} | {v['measured_ms']:.3f} | {v['p10_ms']:.3f}-{v['p90_ms']:.3f} | "
                 f"{v['measured_ms'] / t:.3f} | {v['verdict']} | {len(v.get('refinements') or [])} |")
         if pick is None:
-            lines.append(f"{best} none: {v.get('no_pick', 'a record without picks')} | | | | |")
+            lines.append(f"{best} none: {v.get('no_pick', 'a record without picks')} | | | | | |")
             continue
         m = pick["measured_ms"]
         within += abs(m / t - 1) <= 0.05
         hard += 0.9 * t <= m <= t
         lines.append(f"{best} {pick['rank']} | {pick.get('round', 0)} | {pick['predicted_ms']:.3f} | {m:.3f} | "
-                     f"{m / t:.3f} |")
+                     f"{m / t:.3f} | {pick['accuracy']:.2f} ({row['best']['accuracy']:.2f}) |")
     lines.append(f"verified pick within +-5% of T: {within}/{judged}; in [0.9 T, T]: {hard}/{judged} "
                  f"(a search without a verified pick counts as a miss)")
     return "\n".join(lines)

@@ -14,14 +14,13 @@ walks down the ranking to the architectures predicted under T / bias, but a conv
 few of those: 270 of its 300 samples sat between T / bias and T, and the first fit in rank order was
 an early random sample measuring 0.64-0.99 x T (7 of 20 within 5% of T). So the search itself is
 corrected, as a one-point calibration of the model on the architectures it was about to ship: the
-reward's target moves to T / bias (the largest measured / predicted in the round's first batch:
-the best ranked, measured together; `batch_bias` says why the largest) and the strategy goes on from its saved state for `refine_budget` more
+reward's target moves to T / bias (the largest measured / predicted among the round's
+measurements; `round_bias` says why the largest) and the strategy goes on from its saved state for `refine_budget` more
 evaluations (the evolution's feasibility repair and closest-to-target choice put its children just
 under the new target at once), then the verification runs again, the earlier measurements kept
 (`verification.verify_pick(prior=...)`).
 
-A round is started only when it can help: the bias measured on the round's first batch (its best
-ranked) is > 1 (a model that over-estimates leaves every architecture predicted under T a candidate
+A round is started only when it can help: the bias measured in the round is > 1 (a model that over-estimates leaves every architecture predicted under T a candidate
 already; searching above T is not done), and the pick is missing, or measured under (1 - `BAND`) x T,
 or not one of that first batch (the search's best all measured over T and the pick came from far down
 the ranking: on this machine's T = 10 ms search, rank 159 of 300, 2.4 points of the proxy under
@@ -58,16 +57,22 @@ def first_batch(record: dict) -> list[dict]:
     return [c for c in candidates if c["rank"] in ranks and c.get("round", 0) == corrections[0].get("round", 0)]
 
 
-def batch_bias(record: dict) -> float | None:
-    """The latency model's bias at the top of the ranking: the largest measured / predicted of the
-    first batch's steady candidates (all of them if none is steady), or None without any. The
-    largest, not the median: a search aimed at T / bias finds the architectures the model
-    under-estimates most near there (the winner's curse again); on this machine at T = 7 ms a
-    first batch measured 1.01, 1.015, 1.06 x its prediction, the round aimed at T / 1.015 found
+def round_bias(record: dict) -> float | None:
+    """The latency model's bias for the next round's aim: the largest measured / predicted of the
+    steady candidates (all of them if none is steady) the record's round measured, or None without
+    any. The largest, not the median: a search aimed at T / bias finds the architectures the model
+    under-estimates most near there (the winner's curse again), and a converged round holds
+    nothing between its aim and T to fall back on. On this machine at T = 7 ms a first batch
+    measured 1.01, 1.015, 1.06 x its prediction; a round aimed at T / 1.015 (the median) found
     architectures measuring 1.05 x, the next at T / 1.047 ones measuring 1.07-1.09 x, and neither
-    round's 8 fitted."""
-    batch = first_batch(record)
-    steady = [c for c in batch if c["verdict"] != UNSTEADY] or batch
+    round's 8 fitted. Aiming a few percent low costs a few percent of latency; aiming high costs
+    the round."""
+    corrections = record.get("corrections") or []
+    if not corrections:
+        return None
+    latest = corrections[0].get("round", 0)
+    measured = [c for c in record.get("candidates") or [] if c.get("round", 0) == latest]
+    steady = [c for c in measured if c["verdict"] != UNSTEADY] or measured
     if not steady:
         return None
     return float(max(c["measured_ms"] / c["predicted_ms"] for c in steady))
@@ -77,10 +82,10 @@ def why_refine(record: dict, target_ms: float) -> str | None:
     """The reason to start a refinement round, or None when it cannot help (see the module docstring)."""
     if "skipped" in record:
         return None
-    bias, pick, batch = batch_bias(record), record.get("pick"), first_batch(record)
+    bias, pick, batch = round_bias(record), record.get("pick"), first_batch(record)
     if bias is None or bias <= 1.0:
         return None
-    under = f"the model under-estimates the best ranked by {bias:.3f}x"
+    under = f"the model under-estimated the architectures measured by up to {bias:.3f}x"
     if pick is None:
         return f"no architecture measured <= T; {under}"
     if pick["measured_ms"] < (1 - BAND) * target_ms:
@@ -121,7 +126,7 @@ def close_loop(folder: Path | str, *, top: int = DEFAULT_TOP, adb=None, refine_b
         reason = why_refine(record, target)
         if reason is None:
             break
-        bias = batch_bias(record)
+        bias = round_bias(record)
         entry = {"round": len(retargets) + 1, "target_ms": target / bias, "bias": bias, "evaluations": budget}
         if on_round is not None:
             on_round(reason, entry)

@@ -141,8 +141,10 @@ def verify_pick(folder: Path | str, config: dict, ranked: list[dict], *, top: in
         # drawn from those predicted under T / bias (all under T before anything was measured).
         # Within a refinement round its own measurements say more than the earlier rounds' (its
         # search found architectures the model under-estimates more), and never less than its aim.
+        # A round's first batch starts at its aim (the earlier rounds' measurements were what moved
+        # it there).
         own = [c for c in candidates if c.get("round", 0) == round]
-        bias = max(_bias(own or candidates), refinements[-1]["bias"] if refinements else 1.0)
+        bias = max(_bias(own), refinements[-1]["bias"] if refinements else 1.0)
         room = top - sum(c.get("round", 0) == round for c in candidates)
         batch = [(rank, row) for rank, row in enumerate(ranked, 1)
                  if row["arch"] not in measured and (row["latency_ms"] * bias <= target or rank == 1)][:min(BATCH, room)]
