@@ -9,8 +9,9 @@ a network's latency would be
 
 (base: stem, the two ResNet blocks, head, and everything the cell costs whatever its ops; price: the
 15 copies of edge e's op, in ms). `fit(tokens, ms)` fits it by non-negative least squares on
-relative error (what RMSPE and "within 10 %" score) with every price and the base >= 0: each op
-has a cost, none is a saving. The parametrisation (all 5 ops per edge plus a base) is redundant by
+relative error (what RMSPE and "within 10 %" score) with every price >= 0 (each op has a cost,
+none is a saving) and the base >= the cheapest measured network (so no cell is priced below it,
+and none at 0 ms). The parametrisation (all 5 ops per edge plus a base) is redundant by
 one constant per edge, so after the fit each edge's cheapest op is moved to 0 ms and the base takes
 it: predictions are unchanged and the prices read as "ms more than this edge's cheapest op".
 
@@ -64,7 +65,7 @@ from pynas.predictor.metrics import accuracy, kendall, nnls
 
 VARIANTS = ("additive", "pairwise")
 REGIMES = ("connected", "disconnected")
-METHODS = ("bases", "scale", "scratch")
+METHODS = ("bases+prices", "bases", "scale", "scratch")
 RIDGE_GRID = (1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0)  # relative to the k networks' squared relative error
 PAIR_RIDGE = 1e-2  # the pairwise terms' ridge, relative to their diagonal of the normal equations
 FORMAT, VERSION = "pynas.cell-decomposition", 1
@@ -245,8 +246,13 @@ def _fit_additive(rows: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
     refuses a cell that needs it; in the disconnected regime edge0to3 is always none)."""
     onehot = _onehot(rows)
     seen = onehot.any(axis=0)
+    # The base is at least the cheapest measured network: with prices >= 0 no cell is then priced
+    # below it (left free, the relative-error fit puts it at 0 on pixel3 and raspi4, whose pruned
+    # networks are cheap, and prices a connected skip-only cell at 0 ms).
+    floor = float(y.min())
     a = np.hstack([np.ones((len(rows), 1)), onehot[:, seen]]) / y[:, None]
-    theta = nnls(a, np.ones(len(y)))
+    theta = nnls(a, 1.0 - floor / y)
+    theta[0] += floor
     prices = np.full(onehot.shape[1], np.nan)
     prices[seen] = theta[1:]
     prices = prices.reshape(6, 5)
@@ -422,19 +428,23 @@ def _single_scale(b: np.ndarray, y: np.ndarray) -> float:
     return float(r.sum() / (r @ r))
 
 
-def _scale_loo(b: np.ndarray, y: np.ndarray) -> float:
-    """RMS relative leave-one-out error of one scale (k >= 3), or the in-sample error of the log
-    ratio's spread for k <= 2 (where one scale fits one network exactly)."""
+def _scale_error(b: np.ndarray, y: np.ndarray) -> float:
+    """How well one scale of base values `b` fits the k measurements `y`: RMS relative
+    leave-one-out error for k >= 3, the in-sample error for k = 2 (one scale fits one network
+    exactly, two only if the base has their ratio), and for k = 1, where nothing tells the shape,
+    the distance in magnitude |log(b / y)|."""
     k = len(y)
-    if k < 3:
-        return float(np.mean(np.abs(np.log(b / y))))  # which base is nearest in magnitude
+    if k == 1:
+        return float(np.abs(np.log(b[0] / y[0])))
+    if k == 2:
+        return float(np.sqrt(np.mean(np.square(_single_scale(b, y) * b / y - 1))))
     errs = [_single_scale(b[np.arange(k) != i], y[np.arange(k) != i]) * b[i] / y[i] - 1 for i in range(k)]
     return float(np.sqrt(np.mean(np.square(errs))))
 
 
 def nearest(bases: list[Basis], index: np.ndarray, y: np.ndarray) -> int:
-    """The base one scale of which fits the k networks best (leave-one-out for k >= 3)."""
-    return int(np.argmin([_scale_loo(b.ms[index], y) for b in bases]))
+    """The base one scale of which fits the k networks best (`_scale_error`)."""
+    return int(np.argmin([_scale_error(b.ms[index], y) for b in bases]))
 
 
 def _fit_weights(z: np.ndarray, y: np.ndarray, prior: np.ndarray, ridge: float) -> tuple[np.ndarray, float]:
@@ -463,10 +473,12 @@ def _check_bases(bases) -> list[Basis]:
     return bases
 
 
-def calibrate(bases, tokens, measured, method: str = "bases") -> CellCalibration:
+def calibrate(bases, tokens, measured, method: str = "bases+prices") -> CellCalibration:
     """Calibrate to a new device from k cells (`tokens`, k x 6) measured there (`measured`, ms).
-    method "bases" (the bases' non-negative combination, ridge towards the nearest), "scale" (the
-    nearest base times one scale) or "scratch" (the additive model from the k cells alone)."""
+    Methods: "bases" (the bases' non-negative combination, ridge towards the nearest),
+    "bases+prices" (that, plus additive per-op and per-edge corrections ridge-shrunk to 0: what the
+    bases miss, learnt as k grows), "scale" (the nearest base times one scale), "scratch" (the
+    additive model from the k cells alone)."""
     if method not in METHODS:
         raise ValueError(f"method: expected one of {', '.join(METHODS)}, got {method!r}")
     rows = check_tokens(tokens)
@@ -481,35 +493,113 @@ def calibrate(bases, tokens, measured, method: str = "bases") -> CellCalibration
         return _scratch(rows, y)
     bases = _check_bases(bases)
     names = [b.name for b in bases]
+    values = np.stack([b.ms[index] for b in bases], axis=1)  # k x J
     near = nearest(bases, index, y)
     if method == "scale":
-        s = _single_scale(bases[near].ms[index], y)
+        s = _single_scale(values[:, near], y)
         weights = [s if j == near else 0.0 for j in range(len(bases))]
         return _combined("scale", bases, weights, 0.0, k, {"nearest": names[near]})
-    scales = np.array([_single_scale(b.ms[index], y) for b in bases])
-    z = np.stack([s * b.ms[index] / y for s, b in zip(scales, bases)], axis=1)
-    if k >= 3:
-        prior = np.eye(len(bases))[near]
-    else:  # one or two networks cannot tell the bases apart: all of them, equally
-        prior = np.full(len(bases), 1.0 / len(bases))
+    # One or two networks cannot tell bases of one shape apart: all of them equally at k = 1.
+    prior = np.eye(len(bases))[near] if k >= 2 else np.full(len(bases), 1.0 / len(bases))
     ridge, loo = RIDGE_GRID[-1], None
     if k >= 3:
-        best = np.inf
-        for candidate in RIDGE_GRID:
-            errs = []
-            for i in range(k):
-                keep = np.arange(k) != i
-                sk = np.array([_single_scale(b.ms[index][keep], y[keep]) for b in bases])
-                zk = np.stack([s * b.ms[index][keep] / y[keep] for s, b in zip(sk, bases)], axis=1)
-                u, c = _fit_weights(zk, y[keep], prior, candidate)
-                errs.append((np.dot(u * sk, [b.ms[index][i] for b in bases]) + c) / y[i] - 1)
-            err = float(np.sqrt(np.mean(np.square(errs))))
-            if err < best:
-                ridge, best = candidate, err
-        loo = 100 * best
-    u, c = _fit_weights(z, y, prior, ridge)
-    return _combined("bases", bases, list(map(float, u * scales)), c, k,
-                     {"nearest": names[near], "ridge": ridge, "loo_rmspe": loo, "prior": prior.tolist()})
+        errors = {r: _loo(lambda keep, r=r: _combination(values[keep], y[keep], prior, r), values, y)
+                  for r in RIDGE_GRID}
+        ridge = min(errors, key=errors.get)
+        loo = 100 * errors[ridge]
+    weights, overhead = _combination(values, y, prior, ridge)
+    info = {"nearest": names[near], "ridge": ridge, "loo_rmspe": loo, "prior": prior.tolist()}
+    if method == "bases":
+        return _combined("bases", bases, list(map(float, weights)), overhead, k, info)
+    return _with_corrections(bases, rows, values, y, prior, ridge, info)
+
+
+def _loo(fit_on, values: np.ndarray, y: np.ndarray, extra=None) -> float:
+    """RMS relative leave-one-out error of a combination refitted without each network in turn;
+    `fit_on(keep)` -> (weights, overhead[, correction function of the left-out row])."""
+    errs = []
+    for i in range(len(y)):
+        keep = np.arange(len(y)) != i
+        fitted = fit_on(keep)
+        predicted = values[i] @ fitted[0] + fitted[1] + (fitted[2](i) if len(fitted) > 2 else 0.0)
+        errs.append(predicted / y[i] - 1)
+    return float(np.sqrt(np.mean(np.square(errs))))
+
+
+def _combination(values: np.ndarray, y: np.ndarray, prior: np.ndarray, ridge: float) -> tuple[np.ndarray, float]:
+    """Weights w >= 0 (ms per base ms) and overhead c >= 0 of t = values @ w + c: each base in the
+    target's units first (its single scale), the weights ridge-shrunk towards `prior` there."""
+    scales = np.array([_single_scale(values[:, j], y) for j in range(values.shape[1])])
+    u, c = _fit_weights(values * scales / y[:, None], y, prior, ridge)
+    return u * scales, c
+
+
+# Per-op corrections are shared by the 6 edges: shrunk 10x less than per-edge ones.
+CORRECTION_OP_WEIGHT = 0.1
+
+
+def _correction_design(rows: np.ndarray) -> np.ndarray:
+    """N x 35: count of each op in the cell, then the edge x op one-hot."""
+    nb = _space()
+    counts = np.stack([(rows == o).sum(axis=1) for o in range(len(nb.OPS))], axis=1).astype(float)
+    return np.hstack([counts, _onehot(rows)])
+
+
+def _fit_correction(x: np.ndarray, y: np.ndarray, base: np.ndarray, ridge: float) -> np.ndarray:
+    """delta (ms per feature) minimising sum(((base + x delta) / y - 1)^2) + ridge * |W delta / ybar|^2."""
+    nb = _space()
+    ybar = float(np.mean(y))
+    a = x / y[:, None]
+    w = np.r_[np.full(len(nb.OPS), CORRECTION_OP_WEIGHT), np.ones(len(nb.EDGES) * len(nb.OPS))]
+    lhs = a.T @ a + ridge * np.diag(w / ybar ** 2) + 1e-12 * np.eye(a.shape[1]) / ybar ** 2
+    return np.linalg.solve(lhs, a.T @ (1.0 - base / y))
+
+
+def _with_corrections(bases, rows, values, y, prior, ridge, info) -> CellCalibration:
+    """The combination plus additive corrections; their strength by leave-one-out over the k
+    networks (the combination refitted per fold), "none" (infinite) included, and only among
+    strengths whose calibrated latency of every one of the 15,625 cells is > 0 (a correction
+    must not price a cell at <= 0 ms; the combination alone never does)."""
+    nb = _space()
+    k = len(y)
+    x = _correction_design(rows)
+    every = _correction_design(_space().benchmark().tokens.astype(np.int64))
+    weights, overhead = _combination(values, y, prior, ridge)
+    combined = np.stack([b.ms for b in bases], axis=1) @ weights + overhead
+    candidates = [None] + (list(RIDGE_GRID) if k >= 3 else [])  # None: no correction
+
+    def fold(strength):
+        def fit_on(keep):
+            w, c = _combination(values[keep], y[keep], prior, ridge)
+            if strength is None:
+                return w, c
+            delta = _fit_correction(x[keep], y[keep], values[keep] @ w + c, strength)
+            return w, c, lambda i: float(x[i] @ delta)
+        return fit_on
+
+    errors = {s: _loo(fold(s), values, y) for s in candidates} if k >= 3 else {None: np.nan}
+    rejected = []
+    for strength in sorted(errors, key=lambda s: (errors[s], s is None)):
+        if strength is None:
+            ms, delta = combined, None
+            break
+        delta = _fit_correction(x, y, values @ weights + overhead, strength)
+        ms = combined + every @ delta
+        if (ms > 0).all():
+            break
+        rejected.append(strength)
+    info = {**info, "correction_ridge": strength, "correction_loo_rmspe": None if k < 3 else 100 * errors[strength],
+            "corrections_rejected_nonpositive": rejected}
+    cal = _combined("bases+prices", bases, list(map(float, weights)), overhead, k, info)
+    if delta is not None:
+        cal.ms = ms
+        if cal.decomposition is not None:
+            per_edge = delta[:len(nb.OPS)][None, :] + delta[len(nb.OPS):].reshape(len(nb.EDGES), len(nb.OPS))
+            for regime in cal.decomposition.regimes.values():
+                regime.prices = regime.prices + per_edge
+        info["corrections_ms"] = {"per_op": dict(zip(nb.OPS, map(float, delta[:len(nb.OPS)]))),
+                                  "per_edge_op": delta[len(nb.OPS):].reshape(len(nb.EDGES), len(nb.OPS)).tolist()}
+    return cal
 
 
 def _combined(method, bases, weights, overhead, k, info) -> CellCalibration:
@@ -625,7 +715,7 @@ def evaluate(target_ms: np.ndarray, bases: list[Basis], ks=(1, 2, 5, 10, 20), dr
     y = np.asarray(target_ms, dtype=np.float64)
     joined = connected(tokens)
     pool = np.flatnonzero(joined) if pool is None else np.asarray(pool)
-    methods = methods or {"bases": ("bases", bases), "scale": ("scale", bases), "scratch": ("scratch", [])}
+    methods = methods or {m: (m, [] if m == "scratch" else bases) for m in METHODS}
     rng = np.random.default_rng(seed)
     out = {label: {} for label in methods}
     for k in ks:
