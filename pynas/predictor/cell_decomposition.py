@@ -65,7 +65,7 @@ from pynas.predictor.metrics import accuracy, kendall, nnls
 
 VARIANTS = ("additive", "pairwise")
 REGIMES = ("connected", "disconnected")
-METHODS = ("bases+prices", "bases", "scale", "scratch")
+METHODS = ("auto", "bases+prices", "bases", "scale", "scratch")
 RIDGE_GRID = (1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0)  # relative to the k networks' squared relative error
 PAIR_RIDGE = 1e-2  # the pairwise terms' ridge, relative to their diagonal of the normal equations
 FORMAT, VERSION = "pynas.cell-decomposition", 1
@@ -473,9 +473,9 @@ def _check_bases(bases) -> list[Basis]:
     return bases
 
 
-def calibrate(bases, tokens, measured, method: str = "bases+prices") -> CellCalibration:
+def calibrate(bases, tokens, measured, method: str = "auto") -> CellCalibration:
     """Calibrate to a new device from k cells (`tokens`, k x 6) measured there (`measured`, ms).
-    Methods: "bases" (the bases' non-negative combination, ridge towards the nearest),
+    Methods: "auto" ("bases+prices" or "scratch", by leave-one-out on the k cells), "bases" (the bases' non-negative combination, ridge towards the nearest),
     "bases+prices" (that, plus additive per-op and per-edge corrections ridge-shrunk to 0: what the
     bases miss, learnt as k grows), "scale" (the nearest base times one scale), "scratch" (the
     additive model from the k cells alone)."""
@@ -491,6 +491,8 @@ def calibrate(bases, tokens, measured, method: str = "bases+prices") -> CellCali
     k = len(y)
     if method == "scratch":
         return _scratch(rows, y)
+    if method == "auto":
+        return _auto(bases, rows, y)
     bases = _check_bases(bases)
     names = [b.name for b in bases]
     values = np.stack([b.ms[index] for b in bases], axis=1)  # k x J
@@ -512,6 +514,22 @@ def calibrate(bases, tokens, measured, method: str = "bases+prices") -> CellCali
     if method == "bases":
         return _combined("bases", bases, list(map(float, weights)), overhead, k, info)
     return _with_corrections(bases, rows, values, y, prior, ridge, info)
+
+
+def _auto(bases, rows: np.ndarray, y: np.ndarray) -> CellCalibration:
+    """"bases+prices" or "scratch", whichever has the lower leave-one-out error over the k networks
+    (each with its own strengths chosen by leave-one-out, so both errors are a little optimistic,
+    alike); "bases+prices" for k <= 2, where there is no leave-one-out."""
+    with_bases = calibrate(bases, rows, y, "bases+prices")
+    if len(y) < 3:
+        pick, errors = with_bases, None
+    else:
+        alone = _scratch(rows, y)
+        errors = {"bases+prices": with_bases.info["correction_loo_rmspe"], "scratch": alone.info["loo_rmspe"]}
+        pick = alone if errors["scratch"] < errors["bases+prices"] else with_bases
+    pick.info = {**pick.info, "auto": {"loo_rmspe": errors, "picked": pick.method}}
+    pick.method = "auto"
+    return pick
 
 
 def _loo(fit_on, values: np.ndarray, y: np.ndarray, extra=None) -> float:
@@ -568,9 +586,14 @@ def _with_corrections(bases, rows, values, y, prior, ridge, info) -> CellCalibra
     combined = np.stack([b.ms for b in bases], axis=1) @ weights + overhead
     candidates = [None] + (list(RIDGE_GRID) if k >= 3 else [])  # None: no correction
 
+    folds = {}  # the combination without network i: the same for every correction strength
+
     def fold(strength):
         def fit_on(keep):
-            w, c = _combination(values[keep], y[keep], prior, ridge)
+            i = int(np.argmin(keep))
+            if i not in folds:
+                folds[i] = _combination(values[keep], y[keep], prior, ridge)
+            w, c = folds[i]
             if strength is None:
                 return w, c
             delta = _fit_correction(x[keep], y[keep], values[keep] @ w + c, strength)
@@ -641,7 +664,7 @@ def _scratch(rows: np.ndarray, y: np.ndarray) -> CellCalibration:
         lhs = a_.T @ a_ + ridge * np.diag(weights) + 1e-9 * np.eye(a_.shape[1])
         return np.linalg.solve(lhs, a_.T @ np.ones(len(a_)))
 
-    ridge = RIDGE_GRID[-1]
+    ridge, best = RIDGE_GRID[-1], None
     if k >= 3:
         best = np.inf
         for candidate in RIDGE_GRID:
@@ -649,12 +672,13 @@ def _scratch(rows: np.ndarray, y: np.ndarray) -> CellCalibration:
             err = float(np.sqrt(np.mean(np.square(errs))))
             if err < best:
                 ridge, best = candidate, err
+        best *= 100
     theta = solve(a, ridge)
     prices = theta[1:1 + len(nb.OPS)][None, :] + theta[1 + len(nb.OPS):].reshape(len(nb.EDGES), len(nb.OPS))
     model = Decomposition("calibrated", "additive", {"connected": Regime(float(theta[0]), prices, None, k)})
     every = nb.benchmark().tokens.astype(np.int64)
     ms = theta[0] + _onehot(every) @ prices.ravel()  # one model for every cell: k cells say nothing about regimes
-    return CellCalibration("scratch", [], [], 0.0, k, ms, model, {"ridge": ridge})
+    return CellCalibration("scratch", [], [], 0.0, k, ms, model, {"ridge": ridge, "loo_rmspe": best})
 
 
 def save_calibrated(folder, calibration: CellCalibration, *, device: dict, backend: str = "unknown",

@@ -95,24 +95,27 @@ def kendall(a, b) -> float:
 
 def nnls(a, b, *, tolerance: float | None = None, max_iterations: int | None = None) -> np.ndarray:
     """argmin ||a x - b|| subject to x >= 0 (Lawson and Hanson's active set), for the small dense
-    problems of the latency decompositions (tens of unknowns): numpy only."""
+    problems of the latency decompositions (tens of unknowns, many rows): numpy only. Works on the
+    normal equations (n x n), so each step costs nothing in the number of rows."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.ndim != 2 or b.shape != (a.shape[0],):
         raise ValueError(f"a, b: expected an m x n matrix and m values, got shapes {a.shape} and {b.shape}")
-    m, n = a.shape
-    tolerance = 10 * max(m, n) * np.finfo(float).eps * max(1.0, float(np.abs(a).max(initial=0))) \
+    n = a.shape[1]
+    gram, target = a.T @ a, a.T @ b
+    tolerance = 10 * max(a.shape) * np.finfo(float).eps * max(1.0, float(np.abs(gram).max(initial=0))) \
         if tolerance is None else tolerance
+    limit = max_iterations or 3 * n + 30
     x = np.zeros(n)
     passive = np.zeros(n, dtype=bool)
-    gradient = a.T @ (b - a @ x)
-    for _ in range(max_iterations or 3 * n + 30):
+    for _ in range(limit):
+        gradient = target - gram @ x
         candidates = ~passive & (gradient > tolerance)
         if not candidates.any():
             return x
         passive[np.argmax(np.where(candidates, gradient, -np.inf))] = True
         while True:
             z = np.zeros(n)
-            z[passive] = np.linalg.lstsq(a[:, passive], b, rcond=None)[0]
+            z[passive] = np.linalg.lstsq(gram[np.ix_(passive, passive)], target[passive], rcond=None)[0]
             if (z[passive] > 0).all():
                 x = z
                 break
@@ -121,5 +124,4 @@ def nnls(a, b, *, tolerance: float | None = None, max_iterations: int | None = N
             x = x + alpha * (z - x)
             passive &= x > tolerance
             x[~passive] = 0.0
-        gradient = a.T @ (b - a @ x)
-    raise RuntimeError(f"nnls: no solution within {max_iterations or 3 * n + 30} iterations")
+    raise RuntimeError(f"nnls: no solution within {limit} iterations")
