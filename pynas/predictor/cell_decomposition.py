@@ -9,9 +9,10 @@ a network's latency would be
 
 (base: stem, the two ResNet blocks, head, and everything the cell costs whatever its ops; price: the
 15 copies of edge e's op, in ms). `fit(tokens, ms)` fits it by non-negative least squares on
-relative error (what RMSPE and "within 10 %" score) with every price >= 0 (each op has a cost,
-none is a saving) and the base >= the cheapest measured network (so no cell is priced below it,
-and none at 0 ms). The parametrisation (all 5 ops per edge plus a base) is redundant by
+relative error (what RMSPE and "within 10 %" score) with every price and the base >= 0: each op
+has a cost, none is a saving. (On pixel3 and raspi4, which are not additive, the fit then puts the
+base near 0 and prices the cheapest connected cells at ~0 ms: their many pruned networks are
+cheap. `additivity` reports the least latency each model gives a cell of the regime.) The parametrisation (all 5 ops per edge plus a base) is redundant by
 one constant per edge, so after the fit each edge's cheapest op is moved to 0 ms and the base takes
 it: predictions are unchanged and the prices read as "ms more than this edge's cheapest op".
 
@@ -236,7 +237,7 @@ def _check_measured(ms, n: int, what: str = "ms") -> np.ndarray:
     bad = ~(np.isfinite(y) & (y > 0))
     if bad.any():
         i = int(np.argmax(bad))
-        raise ValueError(f"{what}[{i}]: expected a latency in ms > 0, got {y[i]!r}")
+        raise ValueError(f"{what}[{i}]: expected a latency in ms > 0, got {float(y[i])!r}")
     return y
 
 
@@ -246,13 +247,10 @@ def _fit_additive(rows: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
     refuses a cell that needs it; in the disconnected regime edge0to3 is always none)."""
     onehot = _onehot(rows)
     seen = onehot.any(axis=0)
-    # The base is at least the cheapest measured network: with prices >= 0 no cell is then priced
-    # below it (left free, the relative-error fit puts it at 0 on pixel3 and raspi4, whose pruned
-    # networks are cheap, and prices a connected skip-only cell at 0 ms).
-    floor = float(y.min())
     a = np.hstack([np.ones((len(rows), 1)), onehot[:, seen]]) / y[:, None]
-    theta = nnls(a, 1.0 - floor / y)
-    theta[0] += floor
+    # The one-hot columns of an edge sum to the intercept's: a tiny ridge makes the optimum unique
+    # (Lawson-Hanson stalls on redundant columns); its bias is ~1e-9 of a price.
+    theta = nnls(a, np.ones(len(y)), ridge=1e-12 * float(np.einsum("ij,ij->", a, a)) / a.shape[1])
     prices = np.full(onehot.shape[1], np.nan)
     prices[seen] = theta[1:]
     prices = prices.reshape(6, 5)
@@ -349,8 +347,15 @@ def additivity(tokens, ms) -> dict:
         entry = {"networks": int(mask.sum()),
                  "rel_rms": float(np.sqrt(np.mean(residual ** 2) / np.mean(y[mask] ** 2))),
                  "unexplained": float(np.sum(residual ** 2) / max(np.sum((y[mask] - y[mask].mean()) ** 2), 1e-300))}
+        every = _space().benchmark().tokens.astype(np.int64)
+        if name != "all":
+            every = every[connected(every) == (name == "connected")]
         for variant, model in models.items():
             entry[variant] = score(model.predict(rows[mask]), y[mask])
+            try:  # the least latency the model gives any cell of the space in the regime
+                entry[variant]["min_model_ms"] = float(model.predict(every).min())
+            except ValueError:  # a cell needing a price the fitted cells never had
+                entry[variant]["min_model_ms"] = None
         out[name] = entry
     return out
 
@@ -424,8 +429,8 @@ def _indices(tokens) -> np.ndarray:
 
 
 def _single_scale(b: np.ndarray, y: np.ndarray) -> float:
-    r = b / y  # argmin_s sum((s b / y - 1)^2)
-    return float(r.sum() / (r @ r))
+    r = b / y  # argmin_s sum((s b / y - 1)^2); 0 for a base pricing every one of the cells at 0
+    return float(r.sum() / (r @ r)) if r @ r > 0 else 0.0
 
 
 def _scale_error(b: np.ndarray, y: np.ndarray) -> float:
@@ -434,6 +439,8 @@ def _scale_error(b: np.ndarray, y: np.ndarray) -> float:
     exactly, two only if the base has their ratio), and for k = 1, where nothing tells the shape,
     the distance in magnitude |log(b / y)|."""
     k = len(y)
+    if b @ b == 0:
+        return float("inf")  # a base pricing the cells at 0 ms says nothing of them
     if k == 1:
         return float(np.abs(np.log(b[0] / y[0])))
     if k == 2:
@@ -467,9 +474,9 @@ def _check_bases(bases) -> list[Basis]:
     for b in bases:
         if not isinstance(b, Basis):
             raise ValueError(f"bases: expected Basis objects (hwnasbench_bases()), got {type(b).__name__}")
-        if b.ms.shape != (nb.SIZE,) or not (np.isfinite(b.ms) & (b.ms > 0)).all():
-            raise ValueError(f"bases: {b.name}: expected {nb.SIZE} latencies > 0 ms (one per cell), got "
-                             f"{'a non-positive or non-finite one' if b.ms.shape == (nb.SIZE,) else b.ms.shape}")
+        if b.ms.shape != (nb.SIZE,) or not (np.isfinite(b.ms) & (b.ms >= 0)).all():
+            raise ValueError(f"bases: {b.name}: expected {nb.SIZE} latencies >= 0 ms (one per cell), got "
+                             f"{'a negative or non-finite one' if b.ms.shape == (nb.SIZE,) else b.ms.shape}")
     return bases
 
 
@@ -554,6 +561,7 @@ def _combination(values: np.ndarray, y: np.ndarray, prior: np.ndarray, ridge: fl
 
 # Per-op corrections are shared by the 6 edges: shrunk 10x less than per-edge ones.
 CORRECTION_OP_WEIGHT = 0.1
+JOINT_WEAK_RIDGE = 0.01  # the weak pull of the weights towards the prior tried with corrections
 
 
 def _correction_design(rows: np.ndarray) -> np.ndarray:
@@ -563,59 +571,74 @@ def _correction_design(rows: np.ndarray) -> np.ndarray:
     return np.hstack([counts, _onehot(rows)])
 
 
-def _fit_correction(x: np.ndarray, y: np.ndarray, base: np.ndarray, ridge: float) -> np.ndarray:
-    """delta (ms per feature) minimising sum(((base + x delta) / y - 1)^2) + ridge * |W delta / ybar|^2."""
+def _joint(values: np.ndarray, x: np.ndarray, y: np.ndarray, prior: np.ndarray, ridge: float, strength: float
+           ) -> tuple[np.ndarray, float, np.ndarray]:
+    """Weights w >= 0, overhead c >= 0 and corrections delta (ms per feature of x, any sign) of
+    t = values @ w + c + x @ delta, jointly, on relative error: the weights ridge-shrunk towards
+    `prior` (`ridge`, in units of each base's single scale), the corrections towards 0
+    (`strength`, in units of a typical network). delta is eliminated in closed form (for given
+    w, c the residual's best correction leaves r^T M r, M = I - A (A^T A + strength W)^-1 A^T),
+    so the constrained part is one small NNLS in the metric M."""
     nb = _space()
+    k = len(y)
     ybar = float(np.mean(y))
-    a = x / y[:, None]
-    w = np.r_[np.full(len(nb.OPS), CORRECTION_OP_WEIGHT), np.ones(len(nb.EDGES) * len(nb.OPS))]
-    lhs = a.T @ a + ridge * np.diag(w / ybar ** 2) + 1e-12 * np.eye(a.shape[1]) / ybar ** 2
-    return np.linalg.solve(lhs, a.T @ (1.0 - base / y))
+    scales = np.array([_single_scale(values[:, j], y) for j in range(values.shape[1])])
+    design = np.hstack([values * scales / y[:, None], (1.0 / y)[:, None]])  # (w / scales, c)
+    a = x * (ybar / y)[:, None]  # corrections in units of ybar
+    penalty = np.r_[np.full(len(nb.OPS), CORRECTION_OP_WEIGHT), np.ones(x.shape[1] - len(nb.OPS))]
+    h = a.T @ a + strength * np.diag(penalty) + 1e-12 * np.eye(a.shape[1])
+    m = np.eye(k) - a @ np.linalg.solve(h, a.T)
+    eigenvalues, vectors = np.linalg.eigh((m + m.T) / 2)
+    root = (vectors * np.sqrt(np.clip(eigenvalues, 0.0, None))) @ vectors.T  # M^(1/2)
+    j = values.shape[1]
+    rows = np.vstack([root @ design, np.sqrt(ridge) * np.diag(np.r_[np.ones(j), 1.0 / ybar])])
+    target = np.r_[root @ np.ones(k), np.sqrt(ridge) * prior, 0.0]
+    sol = nnls(rows, target)
+    delta = np.linalg.solve(h, a.T @ (1.0 - design @ sol))
+    return sol[:j] * scales, float(sol[j]), delta * ybar
 
 
 def _with_corrections(bases, rows, values, y, prior, ridge, info) -> CellCalibration:
-    """The combination plus additive corrections; their strength by leave-one-out over the k
-    networks (the combination refitted per fold), "none" (infinite) included, and only among
-    strengths whose calibrated latency of every one of the 15,625 cells is > 0 (a correction
-    must not price a cell at <= 0 ms; the combination alone never does)."""
+    """The combination plus additive corrections, fitted jointly (`_joint`: the bases' weights can
+    give way to the corrections where those explain the k cells better); the corrections' strength
+    by leave-one-out over the k networks, "none" (the combination alone) included, and only among
+    strengths whose calibrated latency of every one of the 15,625 cells is > 0 (a correction must
+    not price a cell at <= 0 ms; rejected ones are listed in the report)."""
     nb = _space()
     k = len(y)
     x = _correction_design(rows)
     every = _correction_design(_space().benchmark().tokens.astype(np.int64))
-    weights, overhead = _combination(values, y, prior, ridge)
-    combined = np.stack([b.ms for b in bases], axis=1) @ weights + overhead
-    candidates = [None] + (list(RIDGE_GRID) if k >= 3 else [])  # None: no correction
+    stacked = np.stack([b.ms for b in bases], axis=1)
+    # (weights' ridge, corrections' strength); None: no correction, the combination alone at the
+    # ridge its own leave-one-out chose. With corrections the weights' ridge is searched too
+    # (that one, or weak: the weights then give way to the corrections where those fit better).
+    candidates = [None] + ([(r, s) for r in sorted({ridge, JOINT_WEAK_RIDGE}) for s in RIDGE_GRID] if k >= 3 else [])
 
-    folds = {}  # the combination without network i: the same for every correction strength
-
-    def fold(strength):
+    def fold(pair):
         def fit_on(keep):
-            i = int(np.argmin(keep))
-            if i not in folds:
-                folds[i] = _combination(values[keep], y[keep], prior, ridge)
-            w, c = folds[i]
-            if strength is None:
-                return w, c
-            delta = _fit_correction(x[keep], y[keep], values[keep] @ w + c, strength)
+            if pair is None:
+                return _combination(values[keep], y[keep], prior, ridge)
+            w, c, delta = _joint(values[keep], x[keep], y[keep], prior, *pair)
             return w, c, lambda i: float(x[i] @ delta)
         return fit_on
 
-    errors = {s: _loo(fold(s), values, y) for s in candidates} if k >= 3 else {None: np.nan}
+    errors = {pair: _loo(fold(pair), values, y) for pair in candidates} if k >= 3 else {None: np.nan}
     rejected = []
-    for strength in sorted(errors, key=lambda s: (errors[s], s is None)):
-        if strength is None:
-            ms, delta = combined, None
+    for pair in sorted(errors, key=lambda p: (errors[p], p is None)):
+        if pair is None:
+            weights, overhead = _combination(values, y, prior, ridge)
+            delta = None
             break
-        delta = _fit_correction(x, y, values @ weights + overhead, strength)
-        ms = combined + every @ delta
-        if (ms > 0).all():
+        weights, overhead, delta = _joint(values, x, y, prior, *pair)
+        if (stacked @ weights + overhead + every @ delta > 0).all():
             break
-        rejected.append(strength)
-    info = {**info, "correction_ridge": strength, "correction_loo_rmspe": None if k < 3 else 100 * errors[strength],
+        rejected.append(list(pair))
+    info = {**info, "joint_ridge": None if pair is None else pair[0], "correction_ridge": None if pair is None else pair[1],
+            "correction_loo_rmspe": None if k < 3 else 100 * errors[pair],
             "corrections_rejected_nonpositive": rejected}
     cal = _combined("bases+prices", bases, list(map(float, weights)), overhead, k, info)
     if delta is not None:
-        cal.ms = ms
+        cal.ms = cal.ms + every @ delta
         if cal.decomposition is not None:
             per_edge = delta[:len(nb.OPS)][None, :] + delta[len(nb.OPS):].reshape(len(nb.EDGES), len(nb.OPS))
             for regime in cal.decomposition.regimes.values():
