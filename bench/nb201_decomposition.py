@@ -1,7 +1,7 @@
 """HW-NAS-Bench's NAS-Bench-201 latencies decomposed per op and edge, and few-shot calibration to a
 held-out device from k <= 20 networks (`pynas.predictor.cell_decomposition`).
 
-    python3 bench/nb201_decomposition.py [--draws 10] [--ks 1,2,5,10,20] [--seed 0]
+    python3 bench/nb201_decomposition.py [--draws 8] [--ks 1,2,5,10,20] [--seed 0] [--all-methods]
         [--devices pixel3,raspi4,eyeriss,fpga] [--sections additivity,prices,fewshot]
 
 Sections (each prints a table; everything seeded):
@@ -10,7 +10,8 @@ Sections (each prints a table; everything seeded):
   fit in ms (least squares, unconstrained): relative RMS residual (RMS residual / RMS latency)
   and 1 - R^2; then the models `fit` makes (additive: prices >= 0, base >= the cheapest network;
   pairwise: + one term per pair of edges and ops), fitted on all 15,625 networks and scored on
-  them: RMSPE, share within 10 %, Kendall tau. And how much of the phones' non-additivity they
+  them: RMSPE, share within 10 %, Kendall tau, and the least latency the model gives any cell of
+  the regime (min ms: ~0 where a non-additive device pulls the base to 0). And how much of the phones' non-additivity they
   share (correlation of pixel3's and raspi4's relative residuals: the same converted TFLite file
   ran on both).
 * prices: each device's additive prices (connected regime), ms more than the edge's cheapest op.
@@ -19,7 +20,8 @@ Sections (each prints a table; everything seeded):
   connected cells; accuracy over all 15,284 connected cells (RMSPE, within 10 %, Kendall tau
   median [p10..p90]) and RMSPE over all 15,625 (the 341 disconnected cells, ~0.003-15 ms on the
   phones, are never drawn, so this column says how well the bases' disconnected regimes transfer).
-  Methods: ``auto`` (the default of `calibrate` and the CLI: ``bases+prices`` over the pairwise
+  Methods (``bases+prices`` over the additive decompositions only with --all-methods):
+  ``auto`` (the default of `calibrate` and the CLI: ``bases+prices`` over the pairwise
   decompositions or ``scratch``, whichever has the lower leave-one-out error on the k networks),
   ``bases+prices`` over the additive / pairwise decompositions or the measured latencies
   of the bases (their non-negative combination plus ridge-shrunk additive corrections),
@@ -27,7 +29,7 @@ Sections (each prints a table; everything seeded):
   measured latency times one scale), ``scratch`` (the additive model from the k networks alone).
 
 Accuracy is over all networks including the k calibration ones (k <= 20 of 15,284: no visible
-effect). Defaults run in ~3 CPU minutes on one core.
+effect). "auto" reuses the draw's "bases+prices (pairwise)" and "scratch" fits it chooses between.
 """
 from __future__ import annotations
 
@@ -46,10 +48,11 @@ from pynas.predictor import cell_decomposition as cd
 from pynas.space import nb201
 
 SECTIONS = ("additivity", "prices", "fewshot")
+SLOW = ("bases+prices (additive)",)  # run with --all-methods (the additive prices are in "bases" already)
 FEWSHOT_METHODS = (  # label, method, base source
     ("auto (pairwise)", "auto", "pairwise"),
-    ("bases+prices (additive)", "bases+prices", "additive"),
     ("bases+prices (pairwise)", "bases+prices", "pairwise"),
+    ("bases+prices (additive)", "bases+prices", "additive"),
     ("bases+prices (measured)", "bases+prices", "measured"),
     ("bases (additive prices)", "bases", "additive"),
     ("scale (nearest, measured)", "scale", "measured"),
@@ -71,7 +74,8 @@ def additivity_rows(devices, tokens=None, latencies=None) -> list[dict]:
         for regime, entry in cd.additivity(tokens, ms).items():
             rows.append({"device": device, "regime": regime, **{k: entry[k] for k in ("networks", "rel_rms",
                                                                                       "unexplained")},
-                         **{f"{v}_{m}": entry[v][m] for v in cd.VARIANTS for m in ("rmspe", "within10", "kendall")}})
+                         **{f"{v}_{m}": entry[v][m] for v in cd.VARIANTS
+                            for m in ("rmspe", "within10", "kendall", "min_model_ms")}})
     return rows
 
 
@@ -89,12 +93,17 @@ def shared_residual(tokens=None, latencies=None) -> float:
 
 
 def format_additivity(rows) -> list[str]:
+    def least(value) -> str:
+        return f"{'-':>7}" if value is None else f"{value:7.3f}"
+
     lines = [f"{'device':8} {'regime':12} {'nets':>5}  {'rel RMS':>7} {'1-R2':>6}  "
-             f"{'additive: RMSPE  w10%    tau':>28}  {'pairwise: RMSPE  w10%    tau':>28}"]
+             f"{'additive: RMSPE  w10%    tau  min ms':>36}  {'pairwise: RMSPE  w10%    tau  min ms':>36}"]
     for r in rows:
         lines.append(f"{r['device']:8} {r['regime']:12} {r['networks']:5d}  {r['rel_rms']:7.4f} {r['unexplained']:6.4f}  "
-                     f"{r['additive_rmspe']:16.2f} {r['additive_within10']:5.1f} {r['additive_kendall']:6.4f}  "
-                     f"{r['pairwise_rmspe']:16.2f} {r['pairwise_within10']:5.1f} {r['pairwise_kendall']:6.4f}")
+                     f"{r['additive_rmspe']:16.2f} {r['additive_within10']:5.1f} {r['additive_kendall']:6.4f} "
+                     f"{least(r['additive_min_model_ms'])}  "
+                     f"{r['pairwise_rmspe']:16.2f} {r['pairwise_within10']:5.1f} {r['pairwise_kendall']:6.4f} "
+                     f"{least(r['pairwise_min_model_ms'])}")
     return lines
 
 
@@ -148,7 +157,8 @@ def best_per_k(rows) -> list[str]:
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--draws", type=int, default=10, help="draws of the k networks per k (default 10)")
+    p.add_argument("--draws", type=int, default=8, help="draws of the k networks per k (default 8)")
+    p.add_argument("--all-methods", action="store_true", help=f"also {', '.join(SLOW)} (slower)")
     p.add_argument("--ks", default="1,2,5,10,20", help="comma-separated k values, each in 1..20")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--devices", default=",".join(nb201.DEVICES), help="targets (and their decompositions)")
@@ -191,7 +201,8 @@ def main(argv=None) -> None:
     if "fewshot" in args.sections:
         print(f"== few-shot calibration, leave-one-device-out: {args.draws} draws of k, seed {args.seed}; accuracy "
               f"over the 15,284 connected cells (RMSPE all: over all 15,625) ==")
-        rows = fewshot_rows(args.devices, args.ks, args.draws, args.seed)
+        methods = tuple(m for m in FEWSHOT_METHODS if args.all_methods or m[0] not in SLOW)
+        rows = fewshot_rows(args.devices, args.ks, args.draws, args.seed, methods)
         print("\n".join(format_fewshot(rows)))
         print("lowest RMSPE per target and k:")
         print("\n".join(best_per_k(rows)))

@@ -266,11 +266,14 @@ def test_bench_functions_on_a_subset():
     assert 0.5 < bench.shared_residual(TOKENS[rows], latencies) <= 1.0
     assert bench.format_prices(cd.fit_device("eyeriss"))[-1].startswith("  base 1.6795")
     pool = np.flatnonzero(cd.connected(TOKENS))[:300]
-    few = bench.fewshot_rows(("eyeriss",), (3,), draws=1, seed=0,
-                             methods=(("scale", "scale", "measured"), ("scratch", "scratch", None)), pool=pool)
-    assert [(r["target"], r["method"], r["k"]) for r in few] == [("eyeriss", "scale", 3), ("eyeriss", "scratch", 3)]
+    methods = (("scale", "scale", "measured"), ("scratch", "scratch", None), ("auto", "auto", "measured"),
+               ("b+p", "bases+prices", "measured"))
+    few = bench.fewshot_rows(("eyeriss",), (3,), draws=1, seed=0, methods=methods, pool=pool)
+    assert [(r["target"], r["method"], r["k"]) for r in few] == [("eyeriss", m[0], 3) for m in methods]
     assert all(0 <= r["within10"] <= 100 and -1 <= r["kendall"] <= 1 for r in few)
-    assert len(bench.format_fewshot(few)) == 3 and len(bench.best_per_k(few)) == 1
+    by = {r["method"]: r for r in few}
+    assert by["auto"]["rmspe"] in (by["scratch"]["rmspe"], by["b+p"]["rmspe"])  # auto picks one of the two
+    assert len(bench.format_fewshot(few)) == 5 and len(bench.best_per_k(few)) == 1
     args = bench.parse_args(["--ks", "1,20", "--devices", "fpga", "--sections", "prices"])
     assert args.ks == (1, 20) and args.devices == ("fpga",) and args.sections == ("prices",)
     for argv in (["--ks", "0"], ["--ks", "a"], ["--devices", "edgegpu"], ["--sections", "x"], ["--draws", "0"]):

@@ -53,8 +53,9 @@ def cmd_cellfewshot(args) -> None:
     fit = cd.accuracy(cal.predict(tokens), ms)
     info = cal.info
     picked = info.get("auto", {}).get("picked", cal.method)
-    print(f"calibrated on {len(cells)} cells ({cal.method}: {picked}) from "
-          f"{', '.join(cal.bases) or 'the cells alone'} ({args.bases})")
+    chosen = f"{cal.method} -> {picked}" if picked != cal.method else cal.method
+    print(f"calibrated on {len(cells)} cells ({chosen}); bases {', '.join(b.name for b in bases)} ({args.bases})"
+          + (": unused, an additive model of the cells alone fits them best" if picked == "scratch" else ""))
     if cal.bases and picked != "scratch":
         print("weights (ms per base ms): " + ", ".join(f"{b} {w:.4f}" for b, w in zip(cal.bases, cal.weights))
               + f"; overhead {cal.overhead_ms:.4f} ms; nearest base {info.get('nearest')}")

@@ -57,6 +57,7 @@ its report holding the calibration (weights, prices) and the k networks:
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from dataclasses import dataclass, field
 
@@ -528,15 +529,19 @@ def _auto(bases, rows: np.ndarray, y: np.ndarray) -> CellCalibration:
     (each with its own strengths chosen by leave-one-out, so both errors are a little optimistic,
     alike); "bases+prices" for k <= 2, where there is no leave-one-out."""
     with_bases = calibrate(bases, rows, y, "bases+prices")
-    if len(y) < 3:
+    return pick_auto(with_bases, _scratch(rows, y) if len(y) >= 3 else None)
+
+
+def pick_auto(with_bases: CellCalibration, alone: CellCalibration | None) -> CellCalibration:
+    """Method "auto" from the two calibrations it chooses between (fitted on the same k cells;
+    `alone` None for k <= 2): a new CellCalibration, the inputs unchanged."""
+    if alone is None:
         pick, errors = with_bases, None
     else:
-        alone = _scratch(rows, y)
         errors = {"bases+prices": with_bases.info["correction_loo_rmspe"], "scratch": alone.info["loo_rmspe"]}
         pick = alone if errors["scratch"] < errors["bases+prices"] else with_bases
-    pick.info = {**pick.info, "auto": {"loo_rmspe": errors, "picked": pick.method}}
-    pick.method = "auto"
-    return pick
+    return dataclasses.replace(pick, method="auto",
+                               info={**pick.info, "auto": {"loo_rmspe": errors, "picked": pick.method}})
 
 
 def _loo(fit_on, values: np.ndarray, y: np.ndarray, extra=None) -> float:
@@ -771,8 +776,20 @@ def evaluate(target_ms: np.ndarray, bases: list[Basis], ks=(1, 2, 5, 10, 20), dr
         runs = {label: [] for label in methods}
         for _ in range(draws):
             chosen = rng.choice(pool, k, replace=False)
+            done: dict = {}  # (method, bases) -> calibration: "auto" reuses what it chooses between
+
+            def calibrated(method, used):
+                key = (method, id(used) if method != "scratch" else None)
+                if key not in done:
+                    if method == "auto":
+                        alone = calibrated("scratch", []) if k >= 3 else None
+                        done[key] = pick_auto(calibrated("bases+prices", used), alone)
+                    else:
+                        done[key] = calibrate(used, tokens[chosen], y[chosen], method)
+                return done[key]
+
             for label, (method, used) in methods.items():
-                cal = calibrate(used, tokens[chosen], y[chosen], method)
+                cal = calibrated(method, used)
                 s = score(cal.ms[joined], y[joined])
                 s["rmspe_all"] = float(100 * np.sqrt(np.mean(((cal.ms - y) / y) ** 2)))
                 runs[label].append(s)
