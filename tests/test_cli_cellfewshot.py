@@ -76,3 +76,17 @@ def test_refuses_to_overwrite_and_bad_flags(tmp_path, capsys):
             run(str(csv), "-o", str(tmp_path / "c"), *argv)
     with pytest.raises(ValueError, match="expected a CSV file of measured networks"):
         run(str(tmp_path / "missing.csv"), "-o", str(tmp_path / "c"))
+
+
+def test_extra_lookup_bundles_as_bases(tmp_path, capsys):
+    csv = measured_csv(tmp_path / "m.csv", device="fpga", k=8, seed=3)
+    run(str(csv), "-o", str(tmp_path / "first"), "--exclude", "fpga")
+    capsys.readouterr()
+    run(str(csv), "-o", str(tmp_path / "second"), "--exclude", "fpga", "--base", str(tmp_path / "first"),
+        "--method", "bases")
+    assert "bases pixel3, raspi4, eyeriss, first (pairwise)" in capsys.readouterr().out
+    report, _ = cd.read_calibration(tmp_path / "second")
+    assert report["bases"] == ["pixel3", "raspi4", "eyeriss", "first"]
+    with pytest.raises(ValueError, match=r"base pixel3: expected a lookup bundle of space nb201 \(one latency per cell\), got kind .table. of space .fbnet."):
+        run(str(csv), "-o", str(tmp_path / "third"), "--base", "pixel3")  # HW-NAS-Bench's FBNet table bundle
+    assert not (tmp_path / "third").exists()

@@ -43,7 +43,8 @@ def cmd_cellfewshot(args) -> None:
             raise ValueError(f"{args.measured}: line {line}: arch: the cell of line {seen[str(cell)]} again (expected "
                              f"distinct cells: average repeated measurements)")
         seen[str(cell)] = line
-    bases = cd.hwnasbench_bases(args.exclude, args.bases)
+    extra = [cd.Basis.of_bundle(name) for name in args.base]  # checked before any fitting
+    bases = cd.hwnasbench_bases(args.exclude, args.bases) + extra
     cal = cd.calibrate(bases, tokens, ms, args.method)
     name = args.name or os.path.basename(os.path.normpath(args.output))
     folder = cd.save_calibrated(args.output, cal, device={"name": name}, backend=args.backend,
@@ -84,6 +85,8 @@ def add_parsers(commands) -> None:
     p.add_argument("--bases", default="pairwise", choices=SOURCES,
                    help="the bases: HW-NAS-Bench's devices as pairwise (default) or additive decompositions, or "
                         "their measured latencies")
+    p.add_argument("--base", action="append", default=[], metavar="BUNDLE",
+                   help="another NAS-Bench-201 lookup bundle as a base too (its latencies; repeatable)")
     p.add_argument("--exclude", choices=("pixel3", "raspi4", "eyeriss", "fpga"),
                    help="leave this HW-NAS-Bench device out of the bases (when it is the device calibrated)")
     p.add_argument("--name", help="bundle and device name (default: the folder's)")

@@ -400,6 +400,19 @@ class Basis:
         return cls(name or model.device, model.predict(_space().benchmark().tokens), model)
 
     @classmethod
+    def of_bundle(cls, name_or_path) -> "Basis":
+        """Any NAS-Bench-201 lookup bundle as a base (an `nb201-*` bundle, a calibrated one, one
+        profiled on a machine): its latency of every cell. ValueError for another kind or space."""
+        from pynas.predictor import bundle
+
+        loaded = bundle.load(name_or_path)
+        space = loaded.manifest.space or {}
+        if loaded.manifest.kind != "lookup" or space.get("name") != "nb201":
+            raise ValueError(f"base {name_or_path}: expected a lookup bundle of space nb201 (one latency per cell), "
+                             f"got kind {loaded.manifest.kind!r} of space {space.get('name')!r}")
+        return cls(loaded.name, np.asarray(loaded.ms, dtype=np.float64))
+
+    @classmethod
     def of_measured(cls, device: str) -> "Basis":
         """HW-NAS-Bench's measured latency of every cell on `device` (no decomposition)."""
         return cls(device, np.asarray(_space().benchmark().latency(device), dtype=np.float64))
