@@ -96,8 +96,8 @@ def format_additivity(rows) -> list[str]:
     def least(value) -> str:
         return f"{'-':>7}" if value is None else f"{value:7.3f}"
 
-    lines = [f"{'device':8} {'regime':12} {'nets':>5}  {'rel RMS':>7} {'1-R2':>6}  "
-             f"{'additive: RMSPE  w10%    tau  min ms':>36}  {'pairwise: RMSPE  w10%    tau  min ms':>36}"]
+    lines = [(f"{'device':8} {'regime':12} {'nets':>5}  {'rel RMS':>7} {'1-R2':>6}  "
+              f"{'additive: RMSPE  w10%    tau  min ms':>36}  {'pairwise: RMSPE  w10%    tau  min ms':>36}")]
     for r in rows:
         lines.append(f"{r['device']:8} {r['regime']:12} {r['networks']:5d}  {r['rel_rms']:7.4f} {r['unexplained']:6.4f}  "
                      f"{r['additive_rmspe']:16.2f} {r['additive_within10']:5.1f} {r['additive_kendall']:6.4f} "
@@ -134,8 +134,8 @@ def fewshot_rows(devices, ks, draws: int, seed: int, methods=FEWSHOT_METHODS, po
 
 
 def format_fewshot(rows) -> list[str]:
-    lines = [f"{'target':8} {'method':27} {'k':>3}  {'within 10 %':>11} {'RMSPE %':>8}  {'Kendall tau [p10..p90]':>24}  "
-             f"{'RMSPE all %':>11}"]
+    lines = [(f"{'target':8} {'method':27} {'k':>3}  {'within 10 %':>11} {'RMSPE %':>8}  "
+              f"{'Kendall tau [p10..p90]':>24}  {'RMSPE all %':>11}")]
     last = None
     for r in rows:
         target = r["target"] if r["target"] != last else ""

@@ -5,7 +5,8 @@ there, calibrated with HW-NAS-Bench's devices as bases (`pynas.predictor.cell_de
     pynas predict "|nor_conv_3x3~0|+|...|" --predictor ./predictors/my-board
     pynas search --space nb201 --predictor ./predictors/my-board ...
 
-The CSV holds NAS-Bench-201 cell strings (the benchmark's, `pynas sample --space nb201`) and their
+`--base BUNDLE` (repeatable) adds any NAS-Bench-201 lookup bundle as a base too (one made by an
+earlier calibration, or profiled on a machine). The CSV holds NAS-Bench-201 cell strings (the benchmark's, `pynas sample --space nb201`) and their
 latency in ms on the new device. The bundle is a lookup bundle (every cell's calibrated latency,
 the calibration and the k cells in its report), loaded as the `nb201-*` bundles are.
 """

@@ -42,7 +42,7 @@ Few-shot calibration (`calibrate`): a new device timed on k networks is modelled
 
 over *bases* B_j: the HW-NAS-Bench devices' decompositions (`Basis.of_decomposition`: t is then
 itself a decomposition, prices sum_j w_j price_j + d, base sum_j w_j base_j + c) or their measured
-latencies (`Basis.of_measured`). Each base is first put in the target's units (its best single
+latencies (`Basis.of_measured`), or any NAS-Bench-201 lookup bundle (`Basis.of_bundle`). Each base is first put in the target's units (its best single
 scale on the k networks); the weights are ridge-shrunk towards a prior: the *nearest* base (lowest
 leave-one-out error of one scale; k = 2: in-sample; k = 1: nearest in magnitude) at weight 1 (k = 1:
 all bases equally), the corrections towards 0 (per-op ones 10x less than per-edge ones); weights
@@ -161,7 +161,7 @@ class Regime:
                 "pairs_ms": None if self.pairs is None else self.pairs.tolist()}
 
     @classmethod
-    def from_json(cls, data, where: str) -> "Regime":
+    def from_json(cls, data, where: str) -> Regime:
         if not isinstance(data, dict) or set(data) != {"base_ms", "prices_ms", "networks", "pairs_ms"}:
             raise ValueError(f"{where}: expected keys base_ms, networks, pairs_ms, prices_ms, got {_keys(data)}")
         base = _finite(data["base_ms"], f"{where}.base_ms", ())
@@ -230,7 +230,7 @@ class Decomposition:
                 "regimes": {name: r.to_json() for name, r in self.regimes.items()}}
 
     @classmethod
-    def from_json(cls, data) -> "Decomposition":
+    def from_json(cls, data) -> Decomposition:
         """Read strictly: ValueError naming the field and what was expected."""
         if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("version") != VERSION:
             raise ValueError(f"decomposition: expected format {FORMAT!r} version {VERSION}, got "
@@ -396,11 +396,11 @@ class Basis:
     decomposition: Decomposition | None = None
 
     @classmethod
-    def of_decomposition(cls, model: Decomposition, name: str | None = None) -> "Basis":
+    def of_decomposition(cls, model: Decomposition, name: str | None = None) -> Basis:
         return cls(name or model.device, model.predict(_space().benchmark().tokens), model)
 
     @classmethod
-    def of_bundle(cls, name_or_path) -> "Basis":
+    def of_bundle(cls, name_or_path) -> Basis:
         """Any NAS-Bench-201 lookup bundle as a base (an `nb201-*` bundle, a calibrated one, one
         profiled on a machine): its latency of every cell. ValueError for another kind or space."""
         from pynas.predictor import bundle
@@ -413,7 +413,7 @@ class Basis:
         return cls(loaded.name, np.asarray(loaded.ms, dtype=np.float64))
 
     @classmethod
-    def of_measured(cls, device: str) -> "Basis":
+    def of_measured(cls, device: str) -> Basis:
         """HW-NAS-Bench's measured latency of every cell on `device` (no decomposition)."""
         return cls(device, np.asarray(_space().benchmark().latency(device), dtype=np.float64))
 
@@ -504,7 +504,7 @@ def _check_bases(bases) -> list[Basis]:
     nb = _space()
     for b in bases:
         if not isinstance(b, Basis):
-            raise ValueError(f"bases: expected Basis objects (hwnasbench_bases()), got {type(b).__name__}")
+            raise TypeError(f"bases: expected Basis objects (hwnasbench_bases()), got {type(b).__name__}")
         if b.ms.shape != (nb.SIZE,) or not (np.isfinite(b.ms) & (b.ms >= 0)).all():
             raise ValueError(f"bases: {b.name}: expected {nb.SIZE} latencies >= 0 ms (one per cell), got "
                              f"{'a negative or non-finite one' if b.ms.shape == (nb.SIZE,) else b.ms.shape}")
@@ -785,6 +785,19 @@ def read_calibration(folder) -> tuple[dict, Decomposition | None]:
 
 # -- evaluation -------------------------------------------------------------------------------------
 
+def _calibrated(done: dict, method: str, used, tokens: np.ndarray, y: np.ndarray) -> CellCalibration:
+    """`calibrate(used, tokens, y, method)`, memoised in `done` for one draw; "auto" from the draw's
+    "bases+prices" and "scratch" calibrations (what it chooses between)."""
+    key = (method, id(used) if method != "scratch" else None)
+    if key not in done:
+        if method == "auto":
+            alone = _calibrated(done, "scratch", [], tokens, y) if len(y) >= 3 else None
+            done[key] = pick_auto(_calibrated(done, "bases+prices", used, tokens, y), alone)
+        else:
+            done[key] = calibrate(used, tokens, y, method)
+    return done[key]
+
+
 def evaluate(target_ms: np.ndarray, bases: list[Basis], ks=(1, 2, 5, 10, 20), draws: int = 10, seed: int = 0,
              methods=None, pool: np.ndarray | None = None) -> dict:
     """Few-shot accuracy on one target device: for each k, `draws` seeded draws of k calibration
@@ -807,19 +820,8 @@ def evaluate(target_ms: np.ndarray, bases: list[Basis], ks=(1, 2, 5, 10, 20), dr
         for _ in range(draws):
             chosen = rng.choice(pool, k, replace=False)
             done: dict = {}  # (method, bases) -> calibration: "auto" reuses what it chooses between
-
-            def calibrated(method, used):
-                key = (method, id(used) if method != "scratch" else None)
-                if key not in done:
-                    if method == "auto":
-                        alone = calibrated("scratch", []) if k >= 3 else None
-                        done[key] = pick_auto(calibrated("bases+prices", used), alone)
-                    else:
-                        done[key] = calibrate(used, tokens[chosen], y[chosen], method)
-                return done[key]
-
             for label, (method, used) in methods.items():
-                cal = calibrated(method, used)
+                cal = _calibrated(done, method, used, tokens[chosen], y[chosen])
                 s = score(cal.ms[joined], y[joined])
                 s["rmspe_all"] = float(100 * np.sqrt(np.mean(((cal.ms - y) / y) ** 2)))
                 runs[label].append(s)
