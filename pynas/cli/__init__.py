@@ -11,13 +11,13 @@ from __future__ import annotations
 import os
 import sys
 
-from pynas.cli import adapt, archs, device, evaluate, export, flags, predictors, profile, scale, search, slim, store, supernet, verify
+from pynas.cli import adapt, archs, cellfewshot, device, evaluate, export, flags, predictors, profile, scale, search, slim, store, supernet, verify
 
 
 def build_parser() -> flags.Parser:
     parser = flags.Parser(prog="pynas", description="Hardware-aware neural architecture search.")
     commands = parser.add_subparsers(dest="command", required=True)
-    for module in (archs, profile, predictors, device, store, search, evaluate, supernet, verify, scale, adapt, export, slim):
+    for module in (archs, profile, predictors, cellfewshot, device, store, search, evaluate, supernet, verify, scale, adapt, export, slim):
         module.add_parsers(commands)
     return parser
 
