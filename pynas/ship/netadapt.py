@@ -372,12 +372,60 @@ def _accuracy(outcome) -> tuple[float | None, str | None]:
     return float(outcome.accuracy), None
 
 
+class Scorer:
+    """How `adapt` scores architectures: `start(arch)` the seed's accuracy (it raises if it cannot),
+    `score(archs)` one (accuracy, None) or (None, error) per proposal of a step, `accept(index)`
+    the proposal a step keeps (a scorer that carries weights makes its network the current one)."""
+
+    name = "scorer"
+
+    def describe(self) -> str:
+        return self.name
+
+    def start(self, arch: Arch) -> float:
+        raise NotImplementedError
+
+    def score(self, archs: Sequence[Arch]) -> list[tuple[float | None, str | None]]:
+        raise NotImplementedError
+
+    def accept(self, index: int) -> None:
+        raise NotImplementedError
+
+
+class EvaluatorScorer(Scorer):
+    """Every architecture scored on its own by a `pynas.search.evaluators` evaluator (train: trains
+    each from scratch; python: is the user's function): no state carried between steps."""
+
+    def __init__(self, evaluator):
+        self.evaluator = evaluator
+        self.name = getattr(evaluator, "name", "evaluator")
+
+    def start(self, arch: Arch) -> float:
+        accuracy, error = _accuracy(_evaluate(self.evaluator, [arch])[0])
+        if error is not None:
+            raise EvaluationError(f"evaluating the starting architecture {arch} failed: {error}")
+        return accuracy
+
+    def score(self, archs: Sequence[Arch]) -> list[tuple[float | None, str | None]]:
+        return [_accuracy(outcome) for outcome in _evaluate(self.evaluator, archs)]
+
+    def accept(self, index: int) -> None:
+        pass
+
+
+def as_scorer(evaluator) -> Scorer:
+    """`evaluator` itself if it is a `Scorer`, else an `EvaluatorScorer` of it."""
+    return evaluator if isinstance(evaluator, Scorer) else EvaluatorScorer(evaluator)
+
+
 def adapt(arch: Arch, predictor, target_ms: float, evaluator, *, delta_fraction: float = DEFAULT_DELTA_FRACTION,
           max_steps: int | None = None, log: Callable[[str], None] | None = None) -> AdaptResult:
     """NetAdapt from `arch` down to `target_ms` (see the module docstring). `predictor` answers
     `predict_batch(archs)` in ms (a model bundle: a table bundle cannot price widths off its
     space's grid); `evaluator` is a `pynas.search.evaluators.Evaluator` that scores architectures
-    without tokens (train:, python:). `log` receives one line per step and per failed evaluation."""
+    without tokens (train:, python:), each proposal scored on its own (`EvaluatorScorer`), or a
+    `Scorer` such as `pynas.ship.tuning.FineTuneScorer` (weights carried from step to step, the
+    paper's way). `log` receives one line per step and per failed evaluation."""
     say = log or (lambda line: None)
     if not (isinstance(delta_fraction, (int, float)) and math.isfinite(delta_fraction) and 0 < delta_fraction < 1):
         raise ValueError(f"--delta: expected a fraction of the start latency in (0, 1), got {delta_fraction!r}")
@@ -385,9 +433,13 @@ def adapt(arch: Arch, predictor, target_ms: float, evaluator, *, delta_fraction:
         raise ValueError(f"--max-steps: expected an integer >= 1, got {max_steps!r}")
     check_target(arch, predictor, target_ms)
     start_ms = _predict(predictor, [arch])[0]
-    accuracy, error = _accuracy(_evaluate(evaluator, [arch])[0])
-    if error is not None:
-        raise EvaluationError(f"evaluating the starting architecture {arch} failed: {error}")
+    scorer = as_scorer(evaluator)
+    try:
+        accuracy = scorer.start(arch)
+    except EvaluationError:
+        raise
+    except (ValueError, RuntimeError) as error:  # a scorer's own failure to score the seed
+        raise EvaluationError(f"evaluating the starting architecture {arch} failed: {error}") from error
     result = AdaptResult(arch, start_ms, accuracy, float(target_ms), delta_fraction * start_ms)
     say(f"start: {start_ms:.3f} ms  accuracy {accuracy:.2f}  target {target_ms:g} ms  delta {result.delta_ms:.3f} ms")
     current, current_ms = arch, start_ms
@@ -401,8 +453,10 @@ def adapt(arch: Arch, predictor, target_ms: float, evaluator, *, delta_fraction:
             result.stop_reason = f"no shrink of any stage cuts {result.delta_ms:.3f} ms (delta) any more"
             break
         scored = []
-        for proposal, outcome in zip(proposals, _evaluate(evaluator, [p.arch for p in proposals])):
-            new_accuracy, error = _accuracy(outcome)
+        scores = scorer.score([p.arch for p in proposals])
+        if len(scores) != len(proposals):
+            raise ValueError(f"scorer {scorer.name}: expected {len(proposals)} scores, got {len(scores)}")
+        for proposal, (new_accuracy, error) in zip(proposals, scores):
             if error is not None:
                 say(f"step {len(result.steps) + 1}: {proposal.describe()} left out: evaluation failed: {error}")
                 scored.append(Scored(proposal, None, None, error))
@@ -415,6 +469,7 @@ def adapt(arch: Arch, predictor, target_ms: float, evaluator, *, delta_fraction:
             break
         # The best accuracy per ms given up; ties to the bigger cut, then the earlier block.
         best = max(ok, key=lambda s: (s.ratio, s.proposal.cut_ms, -ok.index(s)))
+        scorer.accept(next(i for i, s in enumerate(scored) if s is best))
         result.steps.append(Step(len(result.steps) + 1, best, tuple(scored)))
         say(result.steps[-1].line())
         current, current_ms, accuracy = best.proposal.arch, best.proposal.predicted_ms, best.accuracy
@@ -483,6 +538,6 @@ def compare_with_uniform(arch: Arch, predictor, target_ms: float, evaluator, *, 
     return {**rows, "target_ms": target_ms, "accuracy_gain": None if a is None or u is None else a - u}
 
 
-__all__ = ["AdaptResult", "DEFAULT_DELTA_FRACTION", "EXPANSION_STEP", "EvaluationError", "MIN_EXPANSION", "Proposal",
-           "STOPS", "Scored", "Step", "UniformBaseline", "WIDTH_STEP", "WidthGroup", "adapt", "check_target",
+__all__ = ["AdaptResult", "DEFAULT_DELTA_FRACTION", "EXPANSION_STEP", "EvaluationError", "EvaluatorScorer",
+           "MIN_EXPANSION", "Proposal", "STOPS", "Scored", "Scorer", "as_scorer", "Step", "UniformBaseline", "WIDTH_STEP", "WidthGroup", "adapt", "check_target",
            "compare_with_uniform", "propose", "smallest_arch", "uniform_width_baseline", "width_groups"]
