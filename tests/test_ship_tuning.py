@@ -190,3 +190,10 @@ def _narrower_small(arch):
     stages = list(arch.stages)
     stages[2] = dataclasses.replace(stages[2], expansion=2.0)
     return arch.replace(stages=tuple(stages))
+
+
+def test_compare_with_uniform_wants_an_evaluator_not_a_scorer():
+    from tests.test_ship_netadapt import A1, MacsModel
+
+    with pytest.raises(ValueError, match="evaluator: expected a pynas.search.evaluators evaluator"):
+        netadapt.compare_with_uniform(A1, MacsModel(), 0.9 * MacsModel().predict(A1), ListScorer())

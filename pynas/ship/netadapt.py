@@ -1,7 +1,8 @@
 """NetAdapt on the latency model: narrow an architecture one width at a time down to a target latency.
 
-    from pynas.ship import netadapt
-    result = netadapt.adapt(arch, predictor, 8.0, evaluator, log=print)    # evaluator: pynas.search.evaluators
+    from pynas.ship import netadapt, tuning
+    scorer = tuning.FineTuneScorer(load_dataset("fashion-mnist"), train_images=5000)  # weights carried
+    result = netadapt.adapt(arch, predictor, 8.0, scorer, log=print)  # or an evaluator: pynas.search.evaluators
     result.arch, result.predicted_ms, result.accuracy, result.reached, result.steps
     baseline = netadapt.uniform_width_baseline(arch, predictor, 8.0)       # width multiplier at the same target
     figures = netadapt.compare_with_uniform(arch, predictor, 8.0, evaluator)  # both scored by one evaluator
@@ -12,8 +13,12 @@ seed architecture, each step
 1. proposes, per block, the smallest shrink that cuts the predicted latency by at least delta
    (MobileNetV3: delta = 1% of the seed's latency; `propose`): for every ir stage a smaller
    expansion ratio, and for every *width group* a narrower output width;
-2. scores every proposal with a short evaluation (`pynas.search.evaluators`: `train:DATASET:EPOCHS`
-   proxy training, or a user's `python:` function);
+2. scores every proposal with a short evaluation: a `Scorer`. The paper's (and the default of
+   `pynas adapt` with a train: evaluator) is `pynas.ship.tuning.FineTuneScorer`: the proposal's
+   channels removed from the current trained network by filter magnitude, a short fine-tune, top-1
+   on held-out training images; the kept proposal's network carries on. Any
+   `pynas.search.evaluators` evaluator also scores (`EvaluatorScorer`: each proposal on its own:
+   `train:DATASET:EPOCHS` from scratch, or a user's `python:` function);
 3. keeps the proposal with the best ratio of accuracy change to latency cut,
    (acc_new - acc_current) / (ms_current - ms_new), acc_current being the accuracy of the previous
    step's architecture (the seed's own, evaluated first, for the first step);
@@ -40,10 +45,16 @@ longer divide the channels) or when it would tie widths that were apart (a group
 width of the next one, whose first repeat would gain a shortcut: NetAdapt narrows, it does not
 rewire).
 
-Differences from the papers: a proposal is trained from scratch by the evaluator instead of
-fine-tuned from the previous step's weights, so its accuracy carries the evaluator's noise; and one
-expansion ratio holds for a whole stage (the architecture language has one per stage), so an
-expansion proposal narrows all the stage's repeats.
+Why weights are carried by default: scored from scratch, a proposal's accuracy carries the
+training's seed noise (on a Fashion-MNIST proxy a point or more between seeds), larger than the
+differences between proposals that each cut 1-5% of the latency, so the choice is close to random
+(the last from-scratch run ended 1.5 points under uniform width scaling). Fine-tuned from one
+shared network, proposals differ by what they removed, as in the paper (its sec. 3.2: short-term
+fine-tuning, then long-term fine-tuning of the final network).
+
+Differences from the papers: one expansion ratio holds for a whole stage (the architecture language
+has one per stage), so an expansion proposal narrows all the stage's repeats; and the proxy budget
+fine-tunes a proposal for tens of steps, not NetAdapt's 40k ImageNet iterations.
 
 Before any work `adapt` checks that the target is reachable: the architecture with every group at
 its narrowest and every expansion at its least (`smallest_arch`) predicted above the target is a
@@ -519,6 +530,10 @@ def compare_with_uniform(arch: Arch, predictor, target_ms: float, evaluator, *, 
     by `evaluator` in one batch (and timed by `measure(arch) -> ms` if given, e.g. a profiling
     backend's steady timing): {"netadapt": {...}, "uniform": {...}, "accuracy_gain": points}.
     `adapted` reuses a finished run; else `adapt(arch, ..., **adapt_options)` runs here."""
+    if isinstance(evaluator, Scorer):
+        raise ValueError("evaluator: expected a pynas.search.evaluators evaluator that scores each architecture on "
+                         "its own, got a Scorer (weights carried: compare its network as bench/ship.py's adapt "
+                         "section does)")
     baseline = uniform_width_baseline(arch, predictor, target_ms)
     if adapted is None:
         adapted = adapt(arch, predictor, target_ms, evaluator, **adapt_options)

@@ -37,7 +37,6 @@ defaults fine-tune a proposal for 20 steps (2,560 images) and a step's 13 propos
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Sequence
 
