@@ -19,8 +19,17 @@ The bundle must be one made on this machine (`pynas device init`; the default is
   evaluator's pick lands under T the same way).
 * ``scale``: compound scaling (phi 0..3) of the T = 8 ms search's pick: resolution, MACs, params,
   predicted and measured ms.
-* ``adapt`` / ``slim``: NetAdapt and Network Slimming to a target, against the uniform width
-  multiplier at the same predicted latency, all scored by the same Fashion-MNIST proxy training.
+* ``adapt``: NetAdapt from MnasNet-A1 to 0.75 x its predicted latency, proposals scored the paper's
+  way (`pynas.ship.tuning.FineTuneScorer`: weights carried, a short fine-tune per proposal, top-1
+  on held-out training images); against the largest uniform width multiplier predicted under the
+  same target, compared twice on the Fashion-MNIST proxy (16 px, 5,000 training images, 2,000
+  validation images), seeds 0, 1, 2: both networks long-term fine-tuned (3 epochs) from the same
+  trained seed (the uniform one pruned from it by the same filter magnitudes), and both
+  architectures trained from scratch (5 epochs). Mean and sd over the seeds, and both measured.
+* ``slim``: Network Slimming of MnasNet-A1 to the same target (`pynas slim --compare-uniform`:
+  4 sparsity epochs + 4 fine-tuning epochs against the uniform multiplier's 8 from scratch, the
+  same images and seed), seeds 0, 1, 2; and each slimmed architecture trained from scratch by the
+  uniform side's recipe (is the architecture or the inherited weights worth more?).
 
 Each section writes DIR/<section>.json; `--from DIR` prints the tables again.
 """
@@ -282,15 +291,40 @@ def run_slim(out: Path, bundle: str, log) -> dict:
                                   "--seed", str(seed), "--compare-uniform", "--json", str(result)),
                            stdout=log, stderr=subprocess.STDOUT, check=True)
         runs.append(json.loads(result.read_text()))
+    # "Rethinking the value of network pruning" (Liu et al. 2019): the slimmed architecture trained
+    # from scratch by the uniform side's recipe (the same 8 epochs, images and seed) tells the
+    # architecture's worth apart from the inherited weights'.
+    scratch = out / "slim-scratch.json"
+    from_scratch = json.loads(scratch.read_text()) if scratch.is_file() else {}
+    for seed, r in zip(SLIM_SEEDS, runs):
+        if str(seed) not in from_scratch:
+            from_scratch[str(seed)] = _slim_from_scratch(r["pruned_arch"], seed)
+            scratch.write_text(json.dumps(from_scratch, indent=1))
     archs = sorted({r["pruned_arch"] for r in runs} | {r["uniform"]["arch"] for r in runs})
     measured = dict(zip(archs, (m["measured_ms"] for m in _verify(archs, bundle, out / "slim-verify.json", log))))
     rows = [{"seed": seed, "slimming": {"arch": r["pruned_arch"], "predicted_ms": r["pruned_ms"],
                                         "measured_ms": measured[r["pruned_arch"]], "accuracy": r["accuracy_finetuned"],
-                                        "accuracy_sparse": r["accuracy_sparse"], "accuracy_pruned": r["accuracy_pruned"]},
+                                        "accuracy_sparse": r["accuracy_sparse"], "accuracy_pruned": r["accuracy_pruned"],
+                                        "accuracy_from_scratch": from_scratch[str(seed)]},
              "uniform": {"arch": r["uniform"]["arch"], "predicted_ms": r["uniform"]["predicted_ms"],
                          "measured_ms": measured[r["uniform"]["arch"]], "accuracy": r["uniform"]["accuracy"],
                          "multiplier": r["uniform"]["multiplier"]}} for seed, r in zip(SLIM_SEEDS, runs)]
     return {"bundle": bundle, "seed_arch": ADAPT_SEED, "target_ms": target, "options": SLIM_OPTIONS, "rows": rows}
+
+
+def _slim_from_scratch(arch: str, seed: int) -> float:
+    """Top-1 of `arch` trained from scratch as `pynas slim --compare-uniform` trains the uniform side."""
+    from pynas.arch import parse
+    from pynas.data import load_dataset
+    from pynas.train.proxy_task import adapt
+    from pynas.train.trainer import train_and_score
+
+    option = lambda flag: SLIM_OPTIONS[SLIM_OPTIONS.index(flag) + 1]  # noqa: E731
+    data = load_dataset(option("--dataset"))
+    epochs = int(option("--epochs")) + int(option("--finetune-epochs"))
+    score = train_and_score(adapt(parse(arch), data, resolution=int(option("--resolution"))), data, epochs, seed=seed,
+                            train_images=int(option("--train-images")), val_images=int(option("--val-images")))
+    return score.accuracy_percent
 
 
 def _spread(values: list[float]) -> str:
@@ -308,19 +342,26 @@ def slim_table(result: dict) -> str:
         rows = [{"seed": 0, **rows}]
     lines = [f"{result['seed_arch']} to T = {result['target_ms']:g} ms ({' '.join(result['options'])}), "
              f"seeds {', '.join(str(r['seed']) for r in rows)}",
-             "| seed | method | predicted ms | measured ms | top-1 | after sparsity training | right after pruning |",
-             "|---|---|---|---|---|---|---|"]
+             "| seed | method | predicted ms | measured ms | top-1 | after sparsity training | right after pruning | "
+             "architecture from scratch |", "|---|---|---|---|---|---|---|---|"]
+    nan = float("nan")
     for r in rows:
         s, u = r["slimming"], r["uniform"]
         lines.append(f"| {r['seed']} | slimming | {s['predicted_ms']:.3f} | {s['measured_ms']:.3f} | {s['accuracy']:.2f} | "
-                     f"{s.get('accuracy_sparse', float('nan')):.2f} | {s.get('accuracy_pruned', float('nan')):.2f} |")
+                     f"{s.get('accuracy_sparse', nan):.2f} | {s.get('accuracy_pruned', nan):.2f} | "
+                     f"{s.get('accuracy_from_scratch', nan):.2f} |")
         lines.append(f"| {r['seed']} | uniform x{u['multiplier']:g} | {u['predicted_ms']:.3f} | {u['measured_ms']:.3f} | "
-                     f"{u['accuracy']:.2f} | | |")
+                     f"{u['accuracy']:.2f} | | | {u['accuracy']:.2f} |")
     slim = [r["slimming"]["accuracy"] for r in rows]
     uniform = [r["uniform"]["accuracy"] for r in rows]
     gains = [a - b for a, b in zip(slim, uniform)]
     lines.append(f"slimming {_spread(slim)}, uniform {_spread(uniform)} (mean +- sd over seeds); slimming - uniform: "
                  f"{statistics.mean(gains):+.2f} points (per seed {', '.join(f'{g:+.2f}' for g in gains)})")
+    if all("accuracy_from_scratch" in r["slimming"] for r in rows):
+        scratch = [r["slimming"]["accuracy_from_scratch"] for r in rows]
+        gains = [a - b for a, b in zip(scratch, uniform)]
+        lines.append(f"slimmed architecture from scratch {_spread(scratch)}; - uniform: {statistics.mean(gains):+.2f} "
+                     f"points (per seed {', '.join(f'{g:+.2f}' for g in gains)})")
     return "\n".join(lines)
 
 
