@@ -204,19 +204,28 @@ def run_adapt(out: Path, bundle: str, log) -> dict:
     starts = {"netadapt": (adapted, lambda: models["adapted"]),
               "uniform": (uniform.arch, lambda: tuning.transfer(models["pretrained"], scorer.proxy_of(seed_arch),
                                                                  scorer.proxy_of(uniform.arch)))}
-    rows = {}
-    for name, (arch, weights_of) in starts.items():
-        proxy = scorer.proxy_of(arch)
-        row = {"arch": str(arch), "predicted_ms": float(predictor.predict(arch)), "fine_tuned": [], "scratch": [],
-               "before_long_term": scorer.report(weights_of(), proxy)}
-        for seed in ADAPT_SEEDS:
-            tuned, _ = scorer.long_term(ADAPT_LONG_EPOCHS, model=copy.deepcopy(weights_of()), proxy=proxy, seed=seed)
-            row["fine_tuned"].append(scorer.report(tuned, proxy))
-            fresh, _ = scorer.from_scratch(arch, ADAPT_SCRATCH_EPOCHS, seed=seed)
-            row["scratch"].append(scorer.report(fresh, proxy))
-            print(f"   {name} seed {seed}: fine-tuned {row['fine_tuned'][-1]:.2f}, from scratch {row['scratch'][-1]:.2f}",
-                  flush=True)
-        rows[name] = row
+    # Every figure is saved as it comes (adapt-finals.json): all long-term fine-tunes first, then the
+    # from-scratch trainings, so that an interrupted run resumes where it stopped.
+    finals_path = out / "adapt-finals.json"
+    finals = json.loads(finals_path.read_text()) if finals_path.is_file() else {}
+    rows = {name: {"arch": str(arch), "predicted_ms": float(predictor.predict(arch)),
+                   "before_long_term": scorer.report(weights_of(), scorer.proxy_of(arch))}
+            for name, (arch, weights_of) in starts.items()}
+    for column in ("fine_tuned", "scratch"):
+        for name, (arch, weights_of) in starts.items():
+            proxy = scorer.proxy_of(arch)
+            for seed in ADAPT_SEEDS:
+                key = f"{name} {column} {seed}"
+                if key not in finals:
+                    if column == "fine_tuned":
+                        model, _ = scorer.long_term(ADAPT_LONG_EPOCHS, model=copy.deepcopy(weights_of()), proxy=proxy,
+                                                    seed=seed)
+                    else:
+                        model, _ = scorer.from_scratch(arch, ADAPT_SCRATCH_EPOCHS, seed=seed)
+                    finals[key] = scorer.report(model, proxy)
+                    finals_path.write_text(json.dumps(finals, indent=1))
+                    print(f"   {key}: {finals[key]:.2f}", flush=True)
+                rows[name].setdefault(column, []).append(finals[key])
     rows["uniform"]["multiplier"] = uniform.multiplier
     # Optimiser steps each long-term fine-tuned network has seen: NetAdapt's includes its chosen
     # proposals' short-term fine-tunes (the method's own cost), the uniform's only the seed's pretraining.
