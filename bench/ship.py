@@ -161,6 +161,7 @@ ADAPT_SCORER = {"pretrain_epochs": 5, "resolution": 16, "train_images": 5000, "h
                 "tune_images": 2560, "tune_lr": 0.01, "val_images": 2000, "seed": 0}
 ADAPT_LONG_EPOCHS = 3
 ADAPT_SCRATCH_EPOCHS = 5
+ADAPT_COLUMNS = ("fine_tuned", "scratch")  # the comparisons run, in this order (a figure saved is reused)
 
 
 def run_adapt(out: Path, bundle: str, log) -> dict:
@@ -211,7 +212,7 @@ def run_adapt(out: Path, bundle: str, log) -> dict:
     rows = {name: {"arch": str(arch), "predicted_ms": float(predictor.predict(arch)),
                    "before_long_term": scorer.report(weights_of(), scorer.proxy_of(arch))}
             for name, (arch, weights_of) in starts.items()}
-    for column in ("fine_tuned", "scratch"):
+    for column in ADAPT_COLUMNS:
         for name, (arch, weights_of) in starts.items():
             proxy = scorer.proxy_of(arch)
             for seed in ADAPT_SEEDS:
@@ -233,7 +234,11 @@ def run_adapt(out: Path, bundle: str, log) -> dict:
     pretraining = ADAPT_SCORER["pretrain_epochs"] * per_epoch
     rows["netadapt"]["steps_trained"] = record["steps_trained"] + ADAPT_LONG_EPOCHS * per_epoch
     rows["uniform"]["steps_trained"] = pretraining + ADAPT_LONG_EPOCHS * per_epoch
-    measured = _verify([r["arch"] for r in rows.values()], bundle, out / "adapt-verify.json", log)
+    timed = out / "adapt-verify.json"  # kept: timing is the cheap part, an interrupted run reuses it
+    measured = json.loads(timed.read_text()) if timed.is_file() else None
+    if measured is None or [m.get("arch") for m in measured] != [r["arch"] for r in rows.values()]:
+        timed.unlink(missing_ok=True)
+        measured = _verify([r["arch"] for r in rows.values()], bundle, timed, log)
     for row, m in zip(rows.values(), measured):
         row["measured_ms"] = m["measured_ms"]
     return {"bundle": bundle, "seed_arch": ADAPT_SEED, "seed_ms": seed_ms, "target_ms": target, "delta": ADAPT_DELTA,
@@ -262,12 +267,14 @@ def adapt_table(result: dict) -> str:
              f"| method | predicted ms | measured ms | before long-term | long-term fine-tuned ({result['long_epochs']} "
              f"epochs; seeds) | mean +- sd | optimiser steps | from scratch ({result['scratch_epochs']} epochs; seeds) "
              f"| mean +- sd |", "|---|---|---|---|---|---|---|---|---|"]
+    columns = [c for c in ("fine_tuned", "scratch") if all(c in r for r in rows.values())]
     for name, r in rows.items():
         label = name + (f" x{r['multiplier']:.2f}" if "multiplier" in r else "")
+        figures = {c: (f"{' / '.join(f'{a:.2f}' for a in r[c])} | {_spread(r[c])}" if c in columns else "not run | ")
+                   for c in ("fine_tuned", "scratch")}
         lines.append(f"| {label} | {r['predicted_ms']:.3f} | {r['measured_ms']:.3f} | {r['before_long_term']:.2f} | "
-                     f"{' / '.join(f'{a:.2f}' for a in r['fine_tuned'])} | {_spread(r['fine_tuned'])} | "
-                     f"{r['steps_trained']} | {' / '.join(f'{a:.2f}' for a in r['scratch'])} | {_spread(r['scratch'])} |")
-    for column, what in (("fine_tuned", "long-term fine-tuned"), ("scratch", "from scratch")):
+                     f"{figures['fine_tuned']} | {r['steps_trained']} | {figures['scratch']} |")
+    for column, what in [(c, {"fine_tuned": "long-term fine-tuned", "scratch": "from scratch"}[c]) for c in columns]:
         gains = [a - b for a, b in zip(rows["netadapt"][column], rows["uniform"][column])]
         lines.append(f"NetAdapt - uniform, {what}: {statistics.mean(gains):+.2f} points (per seed "
                      f"{', '.join(f'{g:+.2f}' for g in gains)})")
@@ -354,19 +361,20 @@ def slim_table(result: dict) -> str:
              "| seed | method | predicted ms | measured ms | top-1 | after sparsity training | right after pruning | "
              "architecture from scratch |", "|---|---|---|---|---|---|---|---|"]
     nan = float("nan")
+    scratch_run = all("accuracy_from_scratch" in r["slimming"] for r in rows)
     for r in rows:
         s, u = r["slimming"], r["uniform"]
         lines.append(f"| {r['seed']} | slimming | {s['predicted_ms']:.3f} | {s['measured_ms']:.3f} | {s['accuracy']:.2f} | "
                      f"{s.get('accuracy_sparse', nan):.2f} | {s.get('accuracy_pruned', nan):.2f} | "
-                     f"{s.get('accuracy_from_scratch', nan):.2f} |")
+                     f"{s['accuracy_from_scratch'] if scratch_run else 'not run'} |")
         lines.append(f"| {r['seed']} | uniform x{u['multiplier']:g} | {u['predicted_ms']:.3f} | {u['measured_ms']:.3f} | "
-                     f"{u['accuracy']:.2f} | | | {u['accuracy']:.2f} |")
+                     f"{u['accuracy']:.2f} | | | {u['accuracy'] if scratch_run else ''} |")
     slim = [r["slimming"]["accuracy"] for r in rows]
     uniform = [r["uniform"]["accuracy"] for r in rows]
     gains = [a - b for a, b in zip(slim, uniform)]
     lines.append(f"slimming {_spread(slim)}, uniform {_spread(uniform)} (mean +- sd over seeds); slimming - uniform: "
                  f"{statistics.mean(gains):+.2f} points (per seed {', '.join(f'{g:+.2f}' for g in gains)})")
-    if all("accuracy_from_scratch" in r["slimming"] for r in rows):
+    if scratch_run:
         scratch = [r["slimming"]["accuracy_from_scratch"] for r in rows]
         gains = [a - b for a, b in zip(scratch, uniform)]
         lines.append(f"slimmed architecture from scratch {_spread(scratch)}; - uniform: {statistics.mean(gains):+.2f} "
