@@ -21,8 +21,17 @@ The bundle must be one made on this machine (`pynas device init`; the default is
   evaluator's pick lands under T the same way).
 * ``scale``: compound scaling (phi 0..3) of the T = 8 ms search's pick: resolution, MACs, params,
   predicted and measured ms.
-* ``adapt`` / ``slim``: NetAdapt and Network Slimming to a target, against the uniform width
-  multiplier at the same predicted latency, all scored by the same Fashion-MNIST proxy training.
+* ``adapt``: NetAdapt from MnasNet-A1 to 0.75 x its predicted latency, proposals scored the paper's
+  way (`pynas.ship.tuning.FineTuneScorer`: weights carried, a short fine-tune per proposal, top-1
+  on held-out training images); against the largest uniform width multiplier predicted under the
+  same target, compared twice on the Fashion-MNIST proxy (16 px, 5,000 training images, 2,000
+  validation images), seeds 0, 1, 2: both networks long-term fine-tuned (3 epochs) from the same
+  trained seed (the uniform one pruned from it by the same filter magnitudes), and both
+  architectures trained from scratch (5 epochs). Mean and sd over the seeds, and both measured.
+* ``slim``: Network Slimming of MnasNet-A1 to the same target (`pynas slim --compare-uniform`:
+  4 sparsity epochs + 4 fine-tuning epochs against the uniform multiplier's 8 from scratch, the
+  same images and seed), seeds 0, 1, 2; and each slimmed architecture trained from scratch by the
+  uniform side's recipe (is the architecture or the inherited weights worth more?).
 
 Each section writes DIR/<section>.json; `--from DIR` prints the tables again.
 """
@@ -142,101 +151,238 @@ def scale_table(result: dict) -> str:
 
 ADAPT_SEED = "mnasnet-a1"
 ADAPT_TARGET_FRACTION = 0.75  # of the seed's predicted latency
-# Proposals are scored by a cheap proxy (the step's choice); the final pair by a longer one.
-ADAPT_STEP_EVALUATOR = ["--evaluator", "train:fashion-mnist:2", "--proxy-resolution", "16", "--width-mult", "0.5",
-                        "--evaluator-option", "train_images=4000", "--evaluator-option", "val_images=2000"]
-ADAPT_FINAL_EVALUATOR = ["--evaluator", "train:fashion-mnist:5", "--proxy-resolution", "28", "--width-mult", "0.5",
-                         "--evaluator-option", "train_images=10000", "--evaluator-option", "val_images=5000"]
+ADAPT_DELTA = 0.05  # of the seed's latency per step: ~6 steps to 0.75 x (MobileNetV3's 0.01 would take ~25)
+ADAPT_SEEDS = (0, 1, 2)
+# NetAdapt as the paper scores proposals (`pynas.ship.tuning.FineTuneScorer`): the seed's proxy
+# (16 px, its own widths) trained 5 epochs on 5,000 training images; per proposal, the channels with
+# the smallest BN-folded filter norms removed from the current network, 20 steps of fine-tuning
+# (2,560 images, lr 0.01), top-1 on 1,000 other training images. Then, for both sides (the
+# uniform multiplier pruned from the same trained seed by the same magnitudes), a long-term
+# fine-tune of ADAPT_LONG_EPOCHS on the 5,000 images, and, as a second comparison, both
+# architectures trained from scratch for ADAPT_SCRATCH_EPOCHS; each for seeds 0, 1, 2 (batch order,
+# and from scratch the initial weights), top-1 on 2,000 validation images.
+ADAPT_SCORER = {"pretrain_epochs": 5, "resolution": 16, "train_images": 5000, "holdout_images": 1000,
+                "tune_images": 2560, "tune_lr": 0.01, "val_images": 2000, "seed": 0}
+ADAPT_LONG_EPOCHS = 3
+ADAPT_SCRATCH_EPOCHS = 5
+ADAPT_COLUMNS = ("fine_tuned", "scratch")  # the comparisons run, in this order (a figure saved is reused)
 
 
 def run_adapt(out: Path, bundle: str, log) -> dict:
-    """NetAdapt from MnasNet-A1 to 0.75 x its predicted latency (delta 5%), against the uniform width
-    multiplier at the same target; both scored by the final evaluator (3 seeds) and measured."""
+    """NetAdapt (weights carried, `pynas.ship.tuning`) from MnasNet-A1 to 0.75 x its predicted
+    latency, against the uniform width multiplier at the same target: long-term fine-tuned from the
+    same trained seed, and trained from scratch; 3 seeds each; both measured."""
+    import copy
+
+    import torch
+
+    from pynas.arch import parse
+    from pynas.data import load_dataset
     from pynas.predictor.bundle import load
     from pynas.presets import resolve
-    from pynas.ship.netadapt import uniform_width_baseline
+    from pynas.ship import netadapt, tuning
+    from pynas.torch_builder import build_torch
 
     predictor = load(bundle)
-    seed_ms = float(predictor.predict(resolve(ADAPT_SEED)))
+    seed_arch = resolve(ADAPT_SEED)
+    seed_ms = float(predictor.predict(seed_arch))
     target = round(ADAPT_TARGET_FRACTION * seed_ms, 3)
-    run = out / "adapt-run.json"
-    if not run.is_file():
-        subprocess.run(_pynas("adapt", ADAPT_SEED, "--target-ms", f"{target}", "--predictor", bundle, "--delta", "0.05",
-                              *ADAPT_STEP_EVALUATOR, "--json", str(run)), stdout=log, stderr=subprocess.STDOUT, check=True)
-    adapted = json.loads(run.read_text())["arch"]
-    uniform = uniform_width_baseline(resolve(ADAPT_SEED), predictor, target)
-    archs = {"netadapt": adapted, "uniform": str(uniform.arch)}
-    scores = {}
-    for seed in (0, 1, 2):
-        csv = out / f"adapt-final-{seed}.csv"
-        if not csv.is_file():
-            subprocess.run(_pynas("evaluate", *archs.values(), "--space", "mnasnet", *ADAPT_FINAL_EVALUATOR,
-                                  "--evaluator-option", f"seed={seed}", "--csv", str(csv)),
-                           stdout=log, stderr=subprocess.STDOUT, check=True)
-        import csv as csvlib
-
-        for name, row in zip(archs, csvlib.DictReader(csv.open())):
-            scores.setdefault(name, []).append(float(row["accuracy"]))
-    measured = _verify(list(archs.values()), bundle, out / "adapt-verify.json", log)
-    rows = {name: {"arch": a, "predicted_ms": float(predictor.predict(a)), "accuracy": scores[name],
-                   "measured_ms": m["measured_ms"]} for (name, a), m in zip(archs.items(), measured)}
+    scorer = tuning.FineTuneScorer(load_dataset("fashion-mnist"), **ADAPT_SCORER)
+    run, weights = out / "adapt-run.json", out / "adapt-weights.pt"
+    if not (run.is_file() and weights.is_file()):
+        began = time.perf_counter()
+        result = netadapt.adapt(seed_arch, predictor, target, scorer, delta_fraction=ADAPT_DELTA,
+                                log=lambda line: print(f"   {line}", flush=True))
+        record = {**result.to_json(), "seconds": time.perf_counter() - began, "steps_trained": scorer.steps_trained,
+                  "scorer": scorer.describe()}
+        torch.save({"pretrained": scorer.pretrained[1].state_dict(), "adapted": scorer.model.state_dict()}, weights)
+        run.write_text(json.dumps(record, indent=1))
+    record = json.loads(run.read_text())
+    state = torch.load(weights, weights_only=True)
+    adapted = parse(record["arch"])
+    uniform = netadapt.uniform_width_baseline(seed_arch, predictor, target)
+    models = {}
+    for name, arch in (("pretrained", seed_arch), ("adapted", adapted)):
+        models[name] = build_torch(scorer.proxy_of(arch))
+        models[name].load_state_dict(state[name])
+        models[name].eval()
+    starts = {"netadapt": (adapted, lambda: models["adapted"]),
+              "uniform": (uniform.arch, lambda: tuning.transfer(models["pretrained"], scorer.proxy_of(seed_arch),
+                                                                 scorer.proxy_of(uniform.arch)))}
+    # Every figure is saved as it comes (adapt-finals.json): all long-term fine-tunes first, then the
+    # from-scratch trainings, so that an interrupted run resumes where it stopped.
+    finals_path = out / "adapt-finals.json"
+    finals = json.loads(finals_path.read_text()) if finals_path.is_file() else {}
+    rows = {name: {"arch": str(arch), "predicted_ms": float(predictor.predict(arch)),
+                   "before_long_term": scorer.report(weights_of(), scorer.proxy_of(arch))}
+            for name, (arch, weights_of) in starts.items()}
+    for column in ADAPT_COLUMNS:
+        for name, (arch, weights_of) in starts.items():
+            proxy = scorer.proxy_of(arch)
+            for seed in ADAPT_SEEDS:
+                key = f"{name} {column} {seed}"
+                if key not in finals:
+                    if column == "fine_tuned":
+                        model, _ = scorer.long_term(ADAPT_LONG_EPOCHS, model=copy.deepcopy(weights_of()), proxy=proxy,
+                                                    seed=seed)
+                    else:
+                        model, _ = scorer.from_scratch(arch, ADAPT_SCRATCH_EPOCHS, seed=seed)
+                    finals[key] = scorer.report(model, proxy)
+                    finals_path.write_text(json.dumps(finals, indent=1))
+                    print(f"   {key}: {finals[key]:.2f}", flush=True)
+                rows[name].setdefault(column, []).append(finals[key])
     rows["uniform"]["multiplier"] = uniform.multiplier
-    return {"bundle": bundle, "seed_arch": ADAPT_SEED, "seed_ms": seed_ms, "target_ms": target, "rows": rows}
+    # Optimiser steps each long-term fine-tuned network has seen: NetAdapt's includes its chosen
+    # proposals' short-term fine-tunes (the method's own cost), the uniform's only the seed's pretraining.
+    per_epoch = ADAPT_SCORER["train_images"] // 128
+    pretraining = ADAPT_SCORER["pretrain_epochs"] * per_epoch
+    rows["netadapt"]["steps_trained"] = record["steps_trained"] + ADAPT_LONG_EPOCHS * per_epoch
+    rows["uniform"]["steps_trained"] = pretraining + ADAPT_LONG_EPOCHS * per_epoch
+    timed = out / "adapt-verify.json"  # kept: timing is the cheap part, an interrupted run reuses it
+    measured = json.loads(timed.read_text()) if timed.is_file() else None
+    if measured is None or [m.get("arch") for m in measured] != [r["arch"] for r in rows.values()]:
+        timed.unlink(missing_ok=True)
+        measured = _verify([r["arch"] for r in rows.values()], bundle, timed, log)
+    for row, m in zip(rows.values(), measured):
+        row["measured_ms"] = m["measured_ms"]
+    return {"bundle": bundle, "seed_arch": ADAPT_SEED, "seed_ms": seed_ms, "target_ms": target, "delta": ADAPT_DELTA,
+            "scorer": ADAPT_SCORER, "long_epochs": ADAPT_LONG_EPOCHS, "scratch_epochs": ADAPT_SCRATCH_EPOCHS,
+            "start_accuracy": record["start_accuracy"], "adapt_seconds": record["seconds"],
+            "steps": [s["chosen"]["change"] + f" ({s['chosen']['predicted_ms']:.3f} ms, held-out "
+                      f"{s['chosen']['accuracy']:.2f})" for s in record["steps"]], "rows": rows}
 
 
 def adapt_table(result: dict) -> str:
     import statistics
 
+    if "scorer" not in result:  # an earlier version's run: proposals trained from scratch
+        lines = [f"{result['seed_arch']} ({result['seed_ms']:.2f} ms predicted) to T = {result['target_ms']:g} ms",
+                 "| method | predicted ms | measured ms | accuracy (3 seeds) | mean |", "|---|---|---|---|---|"]
+        for name, r in result["rows"].items():
+            label = name + (f" x{r['multiplier']:.2f}" if "multiplier" in r else "")
+            lines.append(f"| {label} | {r['predicted_ms']:.3f} | {r['measured_ms']:.3f} | "
+                         f"{' / '.join(f'{a:.1f}' for a in r['accuracy'])} | {statistics.mean(r['accuracy']):.2f} |")
+        return "\n".join(lines)
+    rows = result["rows"]
     lines = [f"{result['seed_arch']} ({result['seed_ms']:.2f} ms predicted) to T = {result['target_ms']:g} ms, bundle "
-             f"{result['bundle']}", "| method | predicted ms | measured ms | accuracy (3 seeds) | mean |",
-             "|---|---|---|---|---|"]
-    for name, r in result["rows"].items():
+             f"{result['bundle']}; delta {result['delta']:g}; {len(result['steps'])} steps in "
+             f"{result['adapt_seconds'] / 60:.0f} min (seed's held-out top-1 after pretraining "
+             f"{result['start_accuracy']:.2f}):", *(f"  {i + 1}. {s}" for i, s in enumerate(result["steps"])),
+             f"| method | predicted ms | measured ms | before long-term | long-term fine-tuned ({result['long_epochs']} "
+             f"epochs; seeds) | mean +- sd | optimiser steps | from scratch ({result['scratch_epochs']} epochs; seeds) "
+             f"| mean +- sd |", "|---|---|---|---|---|---|---|---|---|"]
+    columns = [c for c in ("fine_tuned", "scratch") if all(c in r for r in rows.values())]
+    for name, r in rows.items():
         label = name + (f" x{r['multiplier']:.2f}" if "multiplier" in r else "")
-        lines.append(f"| {label} | {r['predicted_ms']:.3f} | {r['measured_ms']:.3f} | "
-                     f"{' / '.join(f'{a:.1f}' for a in r['accuracy'])} | {statistics.mean(r['accuracy']):.2f} |")
-    gain = statistics.mean(result["rows"]["netadapt"]["accuracy"]) - statistics.mean(result["rows"]["uniform"]["accuracy"])
-    lines.append(f"NetAdapt - uniform: {gain:+.2f} points")
+        figures = {c: (f"{' / '.join(f'{a:.2f}' for a in r[c])} | {_spread(r[c])}" if c in columns else "not run | ")
+                   for c in ("fine_tuned", "scratch")}
+        lines.append(f"| {label} | {r['predicted_ms']:.3f} | {r['measured_ms']:.3f} | {r['before_long_term']:.2f} | "
+                     f"{figures['fine_tuned']} | {r['steps_trained']} | {figures['scratch']} |")
+    for column, what in [(c, {"fine_tuned": "long-term fine-tuned", "scratch": "from scratch"}[c]) for c in columns]:
+        gains = [a - b for a, b in zip(rows["netadapt"][column], rows["uniform"][column])]
+        lines.append(f"NetAdapt - uniform, {what}: {statistics.mean(gains):+.2f} points (per seed "
+                     f"{', '.join(f'{g:+.2f}' for g in gains)})")
     return "\n".join(lines)
 
 
-SLIM_OPTIONS = ["--dataset", "fashion-mnist", "--train-images", "5000", "--val-images", "2000", "--epochs", "2",
-                "--finetune-epochs", "1", "--resolution", "32"]
+SLIM_SEEDS = (0, 1, 2)
+# The same images, resolution and total epochs for both sides: slimming's 4 sparsity epochs + 4
+# fine-tuning epochs against the uniform multiplier's 8 from scratch. l1 1e-2 over 4 epochs is the
+# total pull of the 2e-2 over 2 epochs that `train_sparse`'s docstring measured; 16 px keeps 3 seeds
+# of both sides within ~25 minutes on one core.
+SLIM_OPTIONS = ["--dataset", "fashion-mnist", "--train-images", "5000", "--val-images", "2000", "--epochs", "4",
+                "--finetune-epochs", "4", "--l1", "0.01", "--resolution", "16"]
 
 
 def run_slim(out: Path, bundle: str, log) -> dict:
     """Network Slimming of MnasNet-A1 to the adapt section's target (0.75 x its predicted latency),
     against the uniform width multiplier trained as many epochs (`pynas slim --compare-uniform`),
-    both measured."""
+    seeds 0, 1, 2 (the seed sets the images' subset, the initial weights and the batch order of
+    both sides); every distinct architecture measured."""
     from pynas.predictor.bundle import load
     from pynas.presets import resolve
 
     target = round(ADAPT_TARGET_FRACTION * float(load(bundle).predict(resolve(ADAPT_SEED))), 3)
-    result = out / "slim-run.json"
-    if not result.is_file():
-        subprocess.run(_pynas("slim", ADAPT_SEED, "--target-ms", f"{target}", "--predictor", bundle, *SLIM_OPTIONS,
-                              "--compare-uniform", "--json", str(result)), stdout=log, stderr=subprocess.STDOUT,
-                       check=True)
-    run = json.loads(result.read_text())
-    archs = {"slimming": run["pruned_arch"], "uniform": run["uniform"]["arch"]}
-    measured = _verify(list(archs.values()), bundle, out / "slim-verify.json", log)
-    rows = {"slimming": {"arch": archs["slimming"], "predicted_ms": run["pruned_ms"],
-                         "accuracy": run["accuracy_finetuned"], "measured_ms": measured[0]["measured_ms"]},
-            "uniform": {"arch": archs["uniform"], "predicted_ms": run["uniform"]["predicted_ms"],
-                        "accuracy": run["uniform"]["accuracy"], "measured_ms": measured[1]["measured_ms"],
-                        "multiplier": run["uniform"]["multiplier"]}}
-    return {"bundle": bundle, "seed_arch": ADAPT_SEED, "target_ms": target, "options": SLIM_OPTIONS, "rows": rows,
-            "accuracy_sparse": run["accuracy_sparse"], "accuracy_pruned": run["accuracy_pruned"]}
+    runs = []
+    for seed in SLIM_SEEDS:
+        result = out / f"slim-run-{seed}.json"
+        if not result.is_file():
+            subprocess.run(_pynas("slim", ADAPT_SEED, "--target-ms", f"{target}", "--predictor", bundle, *SLIM_OPTIONS,
+                                  "--seed", str(seed), "--compare-uniform", "--json", str(result)),
+                           stdout=log, stderr=subprocess.STDOUT, check=True)
+        runs.append(json.loads(result.read_text()))
+    # "Rethinking the value of network pruning" (Liu et al. 2019): the slimmed architecture trained
+    # from scratch by the uniform side's recipe (the same 8 epochs, images and seed) tells the
+    # architecture's worth apart from the inherited weights'.
+    scratch = out / "slim-scratch.json"
+    from_scratch = json.loads(scratch.read_text()) if scratch.is_file() else {}
+    for seed, r in zip(SLIM_SEEDS, runs):
+        if str(seed) not in from_scratch:
+            from_scratch[str(seed)] = _slim_from_scratch(r["pruned_arch"], seed)
+            scratch.write_text(json.dumps(from_scratch, indent=1))
+    archs = sorted({r["pruned_arch"] for r in runs} | {r["uniform"]["arch"] for r in runs})
+    measured = dict(zip(archs, (m["measured_ms"] for m in _verify(archs, bundle, out / "slim-verify.json", log))))
+    rows = [{"seed": seed, "slimming": {"arch": r["pruned_arch"], "predicted_ms": r["pruned_ms"],
+                                        "measured_ms": measured[r["pruned_arch"]], "accuracy": r["accuracy_finetuned"],
+                                        "accuracy_sparse": r["accuracy_sparse"], "accuracy_pruned": r["accuracy_pruned"],
+                                        "accuracy_from_scratch": from_scratch[str(seed)]},
+             "uniform": {"arch": r["uniform"]["arch"], "predicted_ms": r["uniform"]["predicted_ms"],
+                         "measured_ms": measured[r["uniform"]["arch"]], "accuracy": r["uniform"]["accuracy"],
+                         "multiplier": r["uniform"]["multiplier"]}} for seed, r in zip(SLIM_SEEDS, runs)]
+    return {"bundle": bundle, "seed_arch": ADAPT_SEED, "target_ms": target, "options": SLIM_OPTIONS, "rows": rows}
+
+
+def _slim_from_scratch(arch: str, seed: int) -> float:
+    """Top-1 of `arch` trained from scratch as `pynas slim --compare-uniform` trains the uniform side."""
+    from pynas.arch import parse
+    from pynas.data import load_dataset
+    from pynas.train.proxy_task import adapt
+    from pynas.train.trainer import train_and_score
+
+    option = lambda flag: SLIM_OPTIONS[SLIM_OPTIONS.index(flag) + 1]  # noqa: E731
+    data = load_dataset(option("--dataset"))
+    epochs = int(option("--epochs")) + int(option("--finetune-epochs"))
+    score = train_and_score(adapt(parse(arch), data, resolution=int(option("--resolution"))), data, epochs, seed=seed,
+                            train_images=int(option("--train-images")), val_images=int(option("--val-images")))
+    return score.accuracy_percent
+
+
+def _spread(values: list[float]) -> str:
+    import statistics
+
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.2f} +- {sd:.2f}"
 
 
 def slim_table(result: dict) -> str:
-    lines = [f"{result['seed_arch']} to T = {result['target_ms']:g} ms ({' '.join(result['options'])}), one seed",
-             "| method | predicted ms | measured ms | top-1 |", "|---|---|---|---|"]
-    for name, r in result["rows"].items():
-        label = name + (f" x{r['multiplier']:g}" if "multiplier" in r else "")
-        lines.append(f"| {label} | {r['predicted_ms']:.3f} | {r['measured_ms']:.3f} | {r['accuracy']:.2f} |")
-    gain = result["rows"]["slimming"]["accuracy"] - result["rows"]["uniform"]["accuracy"]
-    lines.append(f"slimming - uniform: {gain:+.2f} points (sparse before pruning {result['accuracy_sparse']:.2f}, "
-                 f"right after pruning {result['accuracy_pruned']:.2f})")
+    import statistics
+
+    rows = result["rows"]
+    if isinstance(rows, dict):  # a one-seed run of an earlier version
+        rows = [{"seed": 0, **rows}]
+    lines = [f"{result['seed_arch']} to T = {result['target_ms']:g} ms ({' '.join(result['options'])}), "
+             f"seeds {', '.join(str(r['seed']) for r in rows)}",
+             "| seed | method | predicted ms | measured ms | top-1 | after sparsity training | right after pruning | "
+             "architecture from scratch |", "|---|---|---|---|---|---|---|---|"]
+    nan = float("nan")
+    scratch_run = all("accuracy_from_scratch" in r["slimming"] for r in rows)
+    for r in rows:
+        s, u = r["slimming"], r["uniform"]
+        lines.append(f"| {r['seed']} | slimming | {s['predicted_ms']:.3f} | {s['measured_ms']:.3f} | {s['accuracy']:.2f} | "
+                     f"{s.get('accuracy_sparse', nan):.2f} | {s.get('accuracy_pruned', nan):.2f} | "
+                     f"{s['accuracy_from_scratch'] if scratch_run else 'not run'} |")
+        lines.append(f"| {r['seed']} | uniform x{u['multiplier']:g} | {u['predicted_ms']:.3f} | {u['measured_ms']:.3f} | "
+                     f"{u['accuracy']:.2f} | | | {u['accuracy'] if scratch_run else ''} |")
+    slim = [r["slimming"]["accuracy"] for r in rows]
+    uniform = [r["uniform"]["accuracy"] for r in rows]
+    gains = [a - b for a, b in zip(slim, uniform)]
+    lines.append(f"slimming {_spread(slim)}, uniform {_spread(uniform)} (mean +- sd over seeds); slimming - uniform: "
+                 f"{statistics.mean(gains):+.2f} points (per seed {', '.join(f'{g:+.2f}' for g in gains)})")
+    if scratch_run:
+        scratch = [r["slimming"]["accuracy_from_scratch"] for r in rows]
+        gains = [a - b for a, b in zip(scratch, uniform)]
+        lines.append(f"slimmed architecture from scratch {_spread(scratch)}; - uniform: {statistics.mean(gains):+.2f} "
+                     f"points (per seed {', '.join(f'{g:+.2f}' for g in gains)})")
     return "\n".join(lines)
 
 

@@ -84,7 +84,40 @@ def test_a_run_that_stalls_ends_with_the_target_error(run, evaluator):
     assert json.loads((evaluator / "adapt.json").read_text())["stop"] == "all-failed"
 
 
+def test_a_train_evaluator_carries_the_weights_by_default(run, tmp_path):
+    pytest.importorskip("sklearn")
+    torch = pytest.importorskip("torch")
+    out_json, model = tmp_path / "adapt.json", tmp_path / "adapted.pt"
+    code, out, err = run(ARCH, "--target-ms", 0.97 * _start_ms(), "--evaluator", "train:digits:1", "--predictor", BUNDLE,
+                         "--proxy-resolution", 8, "--evaluator-option", "train_images=300", "--evaluator-option",
+                         "batch_size=64", "--holdout-images", 100, "--tune-images", 128, "--delta", 0.02,
+                         "--max-steps", 2, "--finetune-epochs", 1, "--json", out_json, "-o", model)
+    assert code == 0, err
+    assert "evaluator fine-tune: 1 pretraining epochs" in out and "100 held-out training images" in out
+    record = json.loads(out_json.read_text())
+    assert record["scoring"] == "fine-tune" and record["steps"] and 0 <= record["finetuned_accuracy"] <= 100
+    saved = torch.load(model, weights_only=True)
+    from pynas.arch import parse
+    from pynas.torch_builder import build_torch
+
+    assert parse(saved["target_arch"]) == parse(record["arch"])
+    build_torch(parse(saved["arch"])).load_state_dict(saved["state_dict"])  # the adapted widths, loadable
+
+
 @pytest.mark.parametrize("args, message", [
+    ([ARCH, "--target-ms", 1, "--evaluator", "python:ACC:accuracy", "--scoring", "fine-tune"],
+     "--scoring: expected scratch with a python: evaluator"),
+    ([ARCH, "--target-ms", 1, "--evaluator", "python:ACC:accuracy", "--finetune-epochs", 2],
+     "--finetune-epochs: expected only with --scoring fine-tune"),
+    ([ARCH, "--target-ms", 1, "--evaluator", "train:digits:1", "--scoring", "scratch", "-o", "x.pt"],
+     "-o: expected only with --scoring fine-tune"),
+    ([ARCH, "--target-ms", 1, "--evaluator", "train:digits:1", "--executor", "pool"],
+     "--executor: expected none with --scoring fine-tune"),
+    ([ARCH, "--target-ms", 1, "--evaluator", "train:digits:1", "--width-mult", 0.5],
+     "--width-mult: expected 1 with --scoring fine-tune"),
+    ([ARCH, "--target-ms", 1, "--evaluator", "train:digits:1", "--evaluator-option", "train_images=300",
+      "--tune-images", 400], "tune_images: expected at most 300"),
+
     ([ARCH, "--evaluator", "python:acc.py:accuracy"], "the following arguments are required: --target-ms"),
     ([ARCH, "--target-ms", 1], "the following arguments are required: --evaluator"),
     ([ARCH, "--target-ms", 1, "--evaluator", "zero-cost:synflow"], "--evaluator: expected train:"),

@@ -44,6 +44,7 @@ from pynas.arch import Arch
 from pynas.ir.lower import expanded_channels, se_channels
 
 MIN_CHANNELS = 8  # the fewest channels a group or a layer keeps (one AVX2 register of float32)
+MEASURES = ("gamma", "filter")  # what ranks a channel: its |BN scale|, or its BN-folded filter's L2 norm
 
 
 @dataclass(frozen=True)
@@ -242,6 +243,37 @@ class Layout:
         return arch.replace(stem=dataclasses.replace(arch.stem, channels=widths.counts[self.space_group[self.stem_space]]),
                             stages=tuple(stages), head=head)
 
+    def widths_of(self, target: Arch) -> Widths:
+        """The widths under which `apply(self.arch, widths)` has `target`'s body: `target` is this
+        layout's architecture with narrower stem, stage and head widths and smaller expansions (a
+        NetAdapt proposal, a uniform width multiplier of it). A ValueError if it is not: other
+        blocks, a width wider than the original, widths that tie channels differently, or a width a
+        frozen (grouped) group would have to change."""
+        counts = list(self.group_size)
+        parts = [(self.stem_space, target.stem.channels), (self.head_space, target.head.channels)]
+        if len(target.stages) == len(self.arch.stages):
+            parts += [(self.layers_of(s)[0].cout_space, stage.channels)
+                      for s, stage in enumerate(target.stages) if stage.repeats and self.layers_of(s)]
+        for space, channels in parts:
+            counts[self.space_group[space]] = channels
+        expansions = tuple(target.stages[s].expansion if s in self.expansion_stages and s < len(target.stages) else None
+                           for s in range(len(self.arch.stages)))
+        widths = Widths(tuple(counts), expansions)
+        body = lambda a: (a.stem, a.stages, a.head, a.se_style)  # noqa: E731
+        fits = (len(target.stages) == len(self.arch.stages)
+                and all(counts[g] == size for g, size in enumerate(self.group_size) if g in self.frozen_groups)
+                and all(1 <= n <= size for n, size in zip(counts, self.group_size))
+                and body(self.apply(self.arch, widths)) == body(target))
+        if fits:
+            mids = self.mids(widths)
+            fits = all(1 <= mids[layer.index] <= layer.mid for layer in self.layers if layer.mid)
+        if fits:
+            fits = Layout.of(target).space_group == self.space_group
+        if not fits:
+            raise ValueError(f"target: expected {self.arch} with narrower widths or expansions (the same blocks "
+                             f"and shortcuts), got {target}")
+        return widths
+
     def check_matches(self, arch: Arch, what: str) -> None:
         """ValueError unless `arch` has this layout's body (widths, blocks; the header may differ)."""
         if (arch.stem, arch.stages, arch.head, arch.se_style) != (self.arch.stem, self.arch.stages, self.arch.head,
@@ -251,18 +283,28 @@ class Layout:
     # ------------------------------------------------------------------------------------------
     # Scores and kept channels
 
-    def scores(self, model, share: bool = True) -> tuple[list[np.ndarray], dict[int, np.ndarray]]:
-        """(per space: the summed |BN scale| of every BN on its channels, per ir layer index: its
-        expand and depthwise BNs' summed |scale|) of a `pynas.torch_builder` model of this layout.
+    def scores(self, model, share: bool = True, measure: str = "gamma") -> tuple[list[np.ndarray], dict[int, np.ndarray]]:
+        """(per space: the summed magnitude of every conv+BN writing its channels, per ir layer
+        index: its expand and depthwise conv+BNs' summed magnitude) of a `pynas.torch_builder`
+        model of this layout. `measure`: "gamma", a channel's |BN scale| (Network Slimming's), or
+        "filter", the L2 norm of its filter with the BN folded in, ||w|| x |gamma| / sqrt(var +
+        eps) (NetAdapt's filter magnitude: with BN after the conv the raw filter's norm is divided
+        away, the folded filter is the one that runs).
 
-        With `share` each BN's |scales| are divided by their sum: a channel counts as its share of
-        its layer's scale mass, so that taking 16 of a 24-channel layer's channels weighs what it
+        With `share` each BN's magnitudes are divided by their sum: a channel counts as its share
+        of its layer's mass, so that taking 16 of a 24-channel layer's channels weighs what it
         takes from that layer, not the few raw |gamma| it holds next to a 960-channel layer's."""
+        if measure not in MEASURES:
+            raise ValueError(f"measure: expected one of {', '.join(MEASURES)}, got {measure!r}")
         spaces = [np.zeros(size) for size in self.space_sizes]
         mids: dict[int, np.ndarray] = {}
 
         def gamma(conv_bn) -> np.ndarray:
-            value = conv_bn[1].weight.detach().abs().double().numpy()
+            bn = conv_bn[1]
+            value = bn.weight.detach().abs().double().numpy()
+            if measure == "filter":
+                norm = conv_bn[0].weight.detach().double().flatten(1).norm(dim=1).numpy()
+                value = norm * value / np.sqrt(bn.running_var.detach().double().numpy() + bn.eps)
             return value / max(value.sum(), 1e-12) if share else value
 
         spaces[self.stem_space] += gamma(model.stem)
@@ -438,4 +480,4 @@ def mask_pruned(layout: Layout, model, kept: dict):
     return masked
 
 
-__all__ = ["Layer", "Layout", "MIN_CHANNELS", "Widths", "block_parts", "copy_kept", "expansion_for", "mask_pruned"]
+__all__ = ["Layer", "Layout", "MEASURES", "MIN_CHANNELS", "Widths", "block_parts", "copy_kept", "expansion_for", "mask_pruned"]

@@ -44,6 +44,15 @@ gammas are small, not where latency is: on a CPU the head's 1x1 conv and the lat
 expansions cost far more per channel than the early ones, and the per-ms ranking is what lets
 the target be met with the least lost mass.
 
+What the benchmark says (bench/ship.py's slim section: MnasNet-A1 to 0.75 x its predicted latency on
+this machine's bundle, Fashion-MNIST at 16 px, 5,000 images, 4 sparsity + 4 fine-tuning epochs
+against 8 from scratch, seeds 0-2): slimming is 1.3 points behind uniform width scaling (78.8 +-
+1.6 against 80.1 +- 1.2; behind on every seed), and the grow-back's unaligned counts (stem 25,
+head 1274, expansions like 5.991) measured 1.6-4.6% over the target while the uniform network,
+every width a multiple of 8, measured 4.5% under it: the bundle prices an unaligned count as free
+where the CPU does not. At this budget the network that spends every epoch on its final widths
+wins; aligned-only grow-back (`GROW_STEP` moves in multiples of 8) is the next thing to try.
+
 `uniform_width_baseline` and `compare_with_uniform` are the baseline: the largest MobileNet width
 multiplier (`pynas.arch.scale_width`) whose predicted latency fits T, trained from scratch with the
 same total epochs.
