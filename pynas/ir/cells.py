@@ -1,6 +1,6 @@
 """Lowering of cell networks (`pynas.cell.CellNet`) to the op graph, as `pynas.ir.lower` does blocks.
 
-    graph = lower(pynas.cell.parse("cellnet_res32_cls10:nb201_c16_n5:cell_olast:node_conv3~0:..."))
+    graph = pynas.ir.lower(pynas.cell.parse("cellnet_res32_cls10:nb201_c16_n5:cell_olast:node_conv3~0:..."))
     graph.macs, graph.params                                    # the built module's (tests/test_torch_cells.py)
 
 How each part lowers (the module docstring of `pynas.cell` says what the network is):
@@ -136,9 +136,8 @@ def lower_cell(b: _Ops, cell: CellSpec, inputs: tuple[Tensor, ...], width: int, 
     return b.add("concat", f"{block}.cat", tuple(chosen), groups=len(chosen), block=block, role="concat")
 
 
-def lower_cellnet(net: CellNet, batch: int = 1):
-    from pynas.ir.lower import Graph
-
+def cellnet_ops(net: CellNet, batch: int = 1) -> tuple[Op, ...]:
+    """The ordered ops of `net` for a batch of `batch` images (`pynas.ir.lower` makes the Graph)."""
     if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
         raise ValueError(f"batch: expected an integer >= 1, got {batch!r}")
     b = _Ops(batch)
@@ -172,4 +171,4 @@ def lower_cellnet(net: CellNet, batch: int = 1):
         x = newer
     x = b.add("gap", "head.pool", (x,), role="pool")
     b.add("fc", "classifier", (x,), net.num_classes, bias=True, role="classifier")
-    return Graph(arch=net, ops=tuple(b.ops), batch=batch)
+    return tuple(b.ops)

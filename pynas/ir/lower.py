@@ -145,9 +145,9 @@ def lower(arch, batch: int = 1) -> Graph:
     from pynas.cell import CellNet
 
     if isinstance(arch, CellNet):
-        from pynas.ir.cells import lower_cellnet
+        from pynas.ir.cells import cellnet_ops
 
-        return lower_cellnet(arch, batch)
+        return Graph(arch=arch, ops=cellnet_ops(arch, batch), batch=batch)
     if not isinstance(batch, int) or batch < 1:
         raise ValueError(f"batch: expected an integer >= 1, got {batch!r}")
     b = _Builder(batch=batch, channels=arch.in_channels, height=arch.resolution, width=arch.resolution)

@@ -37,12 +37,15 @@ from typing import Sequence
 
 import numpy as np
 
+from pynas.cell import CellNet, CellSpec, Edge, Node
 from pynas.space.base import Decision, SearchSpace
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 EDGES = ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3))  # (source, target), in the string's order
 EDGE_NAMES = tuple(f"edge{i}to{j}" for i, j in EDGES)
 NODES = 4
+# The benchmark's ops in the cell form (pynas.cell); none is no edge there.
+CELL_OPS = {"skip_connect": "skip", "nor_conv_1x1": "conv1", "nor_conv_3x3": "conv3", "avg_pool_3x3": "avg3"}
 RESOLUTION = 32  # the CIFAR skeleton HW-NAS-Bench timed; the benchmark has no other input size
 SIZE = len(OPS) ** len(EDGES)
 EXAMPLE = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
@@ -89,6 +92,23 @@ class Cell:
     @property
     def tokens(self) -> tuple[int, ...]:
         return tuple(OPS.index(op) for op in self.ops)
+
+    def genotype(self) -> CellSpec:
+        """This cell in the cell form (`pynas.cell`): node j sums its edges, a ``none`` edge left out."""
+        nodes = []
+        for target in range(1, NODES):
+            edges = [Edge(CELL_OPS[op], source) for op, (source, t) in zip(self.ops, EDGES)
+                     if t == target and op != "none"]
+            nodes.append(Node(tuple(edges)))
+        return CellSpec("cell", "last", tuple(nodes), inputs=1)
+
+    def network(self, num_classes: int = 10, channels: int = 16, cells_per_stage: int = 5,
+                resolution: int = RESOLUTION) -> CellNet:
+        """The benchmark's network of this cell (its CIFAR skeleton; by default CIFAR-10's, the one
+        HW-NAS-Bench timed and whose parameters the benchmark lists) as a cell network: what pynas
+        lowers, builds, runs and profiles. Its string is the network's; `str(cell)` the benchmark's."""
+        return CellNet(resolution=resolution, num_classes=num_classes, skeleton="nb201", channels=channels,
+                       cells=cells_per_stage, genotypes=(self.genotype(),))
 
     @classmethod
     def parse(cls, text: str) -> "Cell":
