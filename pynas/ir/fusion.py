@@ -65,7 +65,11 @@ def _conv_chain(graph: Graph, op: Op, consumers: dict[int, list[int]]) -> list[O
     chain = [op]
     for kind in ("act", "shuffle", "add"):
         users = consumers[chain[-1].id]
-        if len(users) == 1 and graph.ops[users[0]].kind == kind and graph.ops[users[0]].inputs[0] == chain[-1].id:
+        user = graph.ops[users[0]] if len(users) == 1 else None
+        # An add absorbed into a conv takes one other input (a residual): a cell node's sum of
+        # three or more edges stays a kernel of its own.
+        if user is not None and user.kind == kind and user.inputs[0] == chain[-1].id and \
+                (kind != "add" or len(user.inputs) == 2):
             chain.append(graph.ops[users[0]])
     return chain
 
