@@ -109,6 +109,9 @@ class NativeNetwork:
             arch = resolve(arch)
         self.arch = arch
         self.graph = lower(arch)
+        if network is None and not hasattr(arch, "stages") and not hasattr(_core.Network, "sum"):
+            raise ValueError(f"arch: expected a pynas._core with the cell networks' steps to run {str(arch)[:40]}..., "
+                             f"got one built before them: rebuild it (scripts/dev-build.sh)")
         if network is None:
             self._check_memory(weights, segment)
         if isinstance(weights, str):
