@@ -101,3 +101,12 @@ def test_sample_cell_spaces(capsys):
         lines = out.splitlines()
         assert code == 0 and len(lines) == 2 and all(line.startswith("cellnet_res32_cls10:darts_c36_l20:")
                                                      for line in lines)
+
+
+def test_run_times_a_cell_s_network(capsys):
+    from pynas import _core
+
+    if not hasattr(_core.Network, "sum"):
+        pytest.skip("pynas._core was built before the cell steps: rebuild it (scripts/dev-build.sh)")
+    code, out, _ = run(capsys, "run", CELL, "--runs", "2")
+    assert code == 0 and out.startswith(str(get_space("nb201").network(CELL)) + "\n") and "2 runs: median" in out

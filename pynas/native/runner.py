@@ -151,8 +151,10 @@ class NativeNetwork:
 
     def _build(self, weights: dict[int, OpWeights], kernels) -> None:
         net = self.network
-        first = kernels[0].first
-        source = first.inputs[0]  # the image, or the block input when building one block
+        # The image, or the segment's input when building one segment: the first tensor read from
+        # outside (a cell's zeros kernel may come first and reads nothing).
+        produced = {op.id for k in kernels for op in k.ops}
+        first, source = next((op, i) for k in kernels for op in k.ops for i in op.inputs if i not in produced)
         tensor = {source: net.input(first.hin, first.win, first.cin)}
         for kernel in kernels:
             op = kernel.first
