@@ -6,7 +6,8 @@ activation after BN, linear projections, and residuals as the architecture's ski
 ``ir`` blocks (``g2``) with grouped 1x1 convs and a `ChannelShuffle` after the expand, and ``id``
 layers (FBNet's skip) as an identity or a 1x1 conv + BN + act. Blocks are flat in
 ``Network.blocks`` (one per repeat, an identity ``id`` repeat included) and ``forward`` is a
-straight line.
+straight line. Cell networks (`pynas.cell`) are built by `pynas.torch_cells`, through `build_torch`
+too: one builder for every network pynas describes.
 """
 from __future__ import annotations
 
@@ -184,9 +185,19 @@ def init_norm_or_linear(m: nn.Module) -> None:
         nn.init.zeros_(m.bias)
 
 
-def build_torch(arch: Arch | str) -> Network:
-    """An nn.Module for `arch` (an Arch, preset name or arch string) taking N x C x R x R input
-    (C = `arch.in_channels`)."""
+def build_torch(arch):
+    """An nn.Module for `arch` (an Arch, preset name or arch string, or a cell network or its
+    ``cellnet_...`` string: `pynas.torch_cells`) taking N x C x R x R input (C = `arch.in_channels`)."""
+    from pynas.cell import CellNet, is_cellnet_string
+
+    if is_cellnet_string(arch):
+        from pynas.cell import parse as parse_cellnet
+
+        arch = parse_cellnet(arch)
+    if isinstance(arch, CellNet):
+        from pynas.torch_cells import CellNetwork
+
+        return CellNetwork(arch)
     if isinstance(arch, str):
         from pynas.presets import resolve
         arch = resolve(arch)
@@ -195,21 +206,27 @@ def build_torch(arch: Arch | str) -> Network:
 
 def fold_batchnorm(model: nn.Module) -> nn.Module:
     """A copy of `model` (eval) with every BatchNorm folded into the conv before it, as inference
-    runtimes do, so eager PyTorch timings compare fairly with them."""
+    runtimes do, so eager PyTorch timings compare fairly with them. A conv followed by a BN in a
+    Sequential is folded wherever the pair sits (a cell's separable conv has two such pairs); a BN
+    after anything else (FactorizedReduce's, after a concatenation) stays."""
     import copy
 
     model = copy.deepcopy(model).eval()
     for module in model.modules():
-        if isinstance(module, ConvBnAct) and len(module) > 1 and isinstance(module[1], nn.BatchNorm2d):
-            conv, bn = module[0], module[1]
+        if not isinstance(module, nn.Sequential):
+            continue
+        for i in range(len(module) - 1):
+            conv, bn = module[i], module[i + 1]
+            if not (isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d)):
+                continue
             scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
             folded = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                               groups=conv.groups, bias=True)
+                               dilation=conv.dilation, groups=conv.groups, bias=True)
             with torch.no_grad():
                 folded.weight.copy_(conv.weight * scale[:, None, None, None])
                 bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
                 folded.bias.copy_((bias - bn.running_mean) * scale + bn.bias)
-            module[0], module[1] = folded, nn.Identity()
+            module[i], module[i + 1] = folded, nn.Identity()
     return model
 
 

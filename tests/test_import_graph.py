@@ -9,7 +9,7 @@ from pathlib import Path
 import pynas
 
 PACKAGE = Path(pynas.__file__).resolve().parent
-FLOORS = ["_core", "arch", "timing", "ui", "presets", "data", "ir", "space", "torch_builder", "native", "runtimes", "store",
+FLOORS = ["_core", "arch", "cell", "timing", "ui", "presets", "data", "ir", "space", "torch_cells", "torch_builder", "native", "runtimes", "store",
           "profiling", "predictor", "verify", "train", "search", "ship", "cli"]
 
 

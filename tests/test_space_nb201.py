@@ -302,16 +302,13 @@ def test_resolution_is_only_the_benchmark_s(space):
         get_space("nb201", setting="cifar100")
 
 
-def test_tools_for_pynas_networks_refuse_the_space_by_name(space):
-    from pynas.space.catalogue import space_items
-
-    for call in (space.table_layout, space.segment_archs, lambda: space_items(space)):
-        with pytest.raises(ValueError, match="space 'nb201': .* expected a space of pynas networks .* got "
-                                             "NAS-Bench-201 cells, which pynas does not lower"):
-            call()
+def test_tools_for_block_networks_refuse_the_space_by_name(space):
+    with pytest.raises(ValueError, match="space 'nb201': table_layout .* expected a space of block networks .* "
+                                         "priced one by one: its lookup bundles"):
+        space.table_layout()
     assert spaces_holding(Cell.parse(ALL_NONE)) == ["nb201"]
     assert spaces_holding(get_space("mnasnet").sample(1, seed=0)[0]) == ["mnasnet"]
-    with pytest.raises(ValueError, match="arch: expected an Arch or a NAS-Bench-201 Cell, got str"):
+    with pytest.raises(ValueError, match="arch: expected an Arch, a NAS-Bench-201 Cell or a cell network, got str"):
         spaces_holding(ALL_NONE)
 
 

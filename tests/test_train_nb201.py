@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from pynas.space.nb201 import OPS, Cell, NB201Space, benchmark
-from pynas.train.nb201 import NB201Cell, build_nb201, count_params
+from pynas.torch_cells import Cell as CellModule
+from pynas.train.nb201 import build_nb201, count_params
 
 CELL = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"  # index 1
 
@@ -50,10 +51,10 @@ def test_cell_wiring_node_sums():
     ops = ["none"] * 6
     ops[0], ops[4], ops[3] = "skip_connect", "skip_connect", "skip_connect"  # 0->1, 1->3, 0->3: output 2x
     x = torch.randn(1, 4, 5, 5)
-    assert torch.equal(NB201Cell(Cell(tuple(ops)), 4)(x), 2 * x)
+    assert torch.equal(CellModule(Cell(tuple(ops)).genotype(), 4)(x), 2 * x)
     ops[3] = "none"
     ops[5] = "skip_connect"  # 0->1->3 and 2->3, node 2 empty: x
-    assert torch.equal(NB201Cell(Cell(tuple(ops)), 4)(x), x)
+    assert torch.equal(CellModule(Cell(tuple(ops)).genotype(), 4)(x), x)
 
 
 def test_a_disconnected_cell_outputs_only_the_classifier_bias():

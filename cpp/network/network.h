@@ -74,6 +74,24 @@ class Network {
   int gap(int x);
   int fc(int x, const float* w, const float* bias, size_t cout, Act act);
 
+  // Steps of cell networks (pynas.cell; cell_steps.cc): plain loops, threaded over rows.
+  // An activation on its own (a cell edge's ReLU comes before its conv).
+  int act(int x, Act act);
+  // kxk pooling with stride and padding; kind 0 average (padding not counted), 1 max.
+  int pool(int x, int kind, int kernel, int stride, int pad);
+  // Depthwise kxk conv with dilation, padding dilation * (k - 1) / 2 (DARTS's dil_conv).
+  int dwconv_dilated(int x, const float* w_kkc, const float* bias, int kernel, int stride, int dilation, Act act);
+  // The sum of any number (>= 2) of tensors of one shape: a cell node.
+  int sum(const std::vector<int>& xs);
+  // Channel concatenation of tensors of one H x W, in order: a cell's output, FactorizedReduce's halves.
+  int concat(const std::vector<int>& xs);
+  // x[1:, 1:]: the shifted path of DARTS's FactorizedReduce.
+  int crop(int x);
+  // A tensor of zeros (a cell node without edges); reads nothing.
+  int zeros(size_t h, size_t w, size_t c);
+  // y = x * scale[c] + shift[c]: a BatchNorm on its own (NAS-Bench-201's last BN), folded.
+  int affine(int x, const float* scale, const float* shift);
+
   void finalize(int output);
   void run(const float* input, float* output);
 

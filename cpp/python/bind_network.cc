@@ -175,6 +175,34 @@ void bind_network(py::module_& m) {
            "A fused inverted-residual (expand_w given) or depthwise-separable block, computed in bands of "
            "band_rows output rows (0: sized to half of L2) so the expanded tensor is never written whole.")
       .def("avgpool", &Network::avgpool, py::arg("x"), py::arg("stride"))
+      // Cell networks' steps (cpp/network/cell_steps.cc).
+      .def("act", [](Network& n, int x, const std::string& act) { return n.act(x, parse_act(act)); },
+           py::arg("x"), py::arg("act"))
+      .def("pool", [](Network& n, int x, const std::string& kind, int kernel, int stride, int pad) {
+             if (kind != "avg" && kind != "max")
+               throw std::invalid_argument("kind: expected avg or max, got " + kind);
+             return n.pool(x, kind == "max" ? 1 : 0, kernel, stride, pad);
+           }, py::arg("x"), py::arg("kind"), py::arg("kernel"), py::arg("stride"), py::arg("pad"),
+           "kxk average (padding not counted) or max pooling")
+      .def("dwconv_dilated", [](Network& n, int x, const FloatArray& w, const FloatArray& b, int stride, int dilation,
+                                const std::string& act) {
+             check_ndim(w, "weights", 3, "k x k x C");
+             const int k = static_cast<int>(w.shape(0));
+             if (w.shape(1) != k || static_cast<size_t>(w.shape(2)) != n.shape(x).c)
+               throw std::invalid_argument("weights: expected k x k x C with C=" + std::to_string(n.shape(x).c));
+             expect_size(b, n.shape(x).c, "bias");
+             return n.dwconv_dilated(x, w.data(), b.data(), k, stride, dilation, parse_act(act));
+           }, py::arg("x"), py::arg("weights"), py::arg("bias"), py::arg("stride"), py::arg("dilation"),
+           py::arg("act") = "none")
+      .def("sum", &Network::sum, py::arg("xs"))
+      .def("concat", &Network::concat, py::arg("xs"))
+      .def("crop", &Network::crop, py::arg("x"))
+      .def("zeros", &Network::zeros, py::arg("h"), py::arg("w"), py::arg("c"))
+      .def("affine", [](Network& n, int x, const FloatArray& scale, const FloatArray& shift) {
+             expect_size(scale, n.shape(x).c, "scale");
+             expect_size(shift, n.shape(x).c, "shift");
+             return n.affine(x, scale.data(), shift.data());
+           }, py::arg("x"), py::arg("scale"), py::arg("shift"))
       .def("add", &Network::add, py::arg("a"), py::arg("b"))
       .def("gap", &Network::gap, py::arg("x"))
       .def("fc", [](Network& n, int x, const FloatArray& w, const FloatArray& b, const std::string& act) {

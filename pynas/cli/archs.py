@@ -12,10 +12,27 @@ from pynas.presets import PRESETS
 
 SAMPLE_LINES = 256  # `pynas sample` writes (and flushes) this many lines at a time
 
+def network_from_args(args):
+    """ARCH as a network pynas lowers and runs: a block network (`arch_from_args`), or a cell network
+    from its ``cellnet_...`` string or from a NAS-Bench-201 string (the benchmark's network of that
+    cell); --resolution overrides the resolution."""
+    from pynas.cell import is_cellnet_string, parse as parse_cellnet
+
+    if is_cellnet_string(args.arch):
+        net = parse_cellnet(args.arch)
+    elif args.arch.startswith("|"):
+        from pynas.space.nb201 import Cell
+
+        net = Cell.parse(args.arch).network()
+    else:
+        return arch_from_args(args)
+    return net if args.resolution is None else net.replace(resolution=args.resolution)
+
+
 def cmd_describe(args) -> None:
     from pynas.ir import fuse, lower
 
-    arch = arch_from_args(args)
+    arch = network_from_args(args)
     graph = lower(arch)
     print(arch)
     print()
@@ -58,7 +75,12 @@ def cmd_run(args) -> None:
 
     from pynas.native.runner import NativeNetwork
 
-    arch = arch_from_args(args)
+    from pynas.cell import CellNet
+
+    arch = network_from_args(args)
+    if isinstance(arch, CellNet) and args.predict is not False:
+        raise ValueError("--predict: expected a block network (its bundles price segments of those), got the cell "
+                         f"network {str(arch)[:60]}...: time it without --predict")
     net = NativeNetwork(arch, threads=args.threads, seed=0, fused=not args.per_op)
     shape = (arch.resolution, arch.resolution, arch.in_channels)
     image = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
@@ -122,7 +144,8 @@ def cmd_info(args) -> None:
 
 
 def add_space_options(parser, what: str = "search space") -> None:
-    parser.add_argument("--space", default="mnasnet", help=f"{what}: mnasnet, fbnet or nb201 (default mnasnet)")
+    parser.add_argument("--space", default="mnasnet",
+                        help=f"{what}: mnasnet, fbnet, nb201, darts, nasnet or enas (default mnasnet)")
     parser.add_argument("--setting", help="fbnet: imagenet (default) or cifar100")
     parser.add_argument("--resolution", type=flags.integer(1, MAX_RESOLUTION),
                         help="input resolution (default: the space's, 224 for mnasnet)")
@@ -130,8 +153,9 @@ def add_space_options(parser, what: str = "search space") -> None:
 
 def add_parsers(commands) -> None:
     describe = commands.add_parser("describe", help="per-op table of an architecture: shapes, MACs, params",
-                                   description=f"ARCH is a preset ({', '.join(PRESETS)}, mobilenetv2-<width>) "
-                                               "or an architecture string.")
+                                   description=f"ARCH is a preset ({', '.join(PRESETS)}, mobilenetv2-<width>), "
+                                               "an architecture string, a cell network (cellnet_...) or a "
+                                               "NAS-Bench-201 cell (its benchmark network).")
     describe.add_argument("arch", metavar="ARCH")
     describe.add_argument("--kernels", choices=("ops", "fused", "blocks"), default="ops",
                           help="ops: lowered ops; fused: conv+act(+add) kernels; blocks: whole MBConv/DS block")

@@ -19,8 +19,8 @@ def arch_from_args(args) -> Arch:
     if args.arch.startswith("|"):  # a NAS-Bench-201 string: the benchmark's cells are not lowered
         shown = args.arch if len(args.arch) <= 60 else args.arch[:57] + "..."
         raise ValueError(f"ARCH: expected a preset or a pynas architecture string, got the NAS-Bench-201 cell "
-                         f"{shown}: pynas does not lower NAS-Bench-201 cells to ops (their latency: "
-                         f"`pynas predict CELL --predictor nb201-pixel3`)")
+                         f"{shown}: this command takes block networks (a cell's latency: `pynas predict CELL "
+                         f"--predictor nb201-pixel3`; `pynas describe CELL` and `pynas run CELL` take its network)")
     arch = resolve(args.arch)
     return arch if args.resolution is None else arch.replace(resolution=args.resolution)
 

@@ -24,6 +24,10 @@ def cmd_profile(args) -> None:
     if reason:
         raise BackendUnavailable(f"--backend {args.backend}: unavailable here: {reason}")
     space = space_from_args(args)
+    if not space.lowerable:  # before the planning, which would lower every network of the space
+        raise ValueError(f"--space: expected a space of block networks to profile (mnasnet, fbnet), got {space.name}: "
+                         f"its cell networks lower and run natively, but profiling them (op lists, bundles) is not "
+                         f"built yet")
     work = plan(space, neighbours=args.neighbours, networks=args.networks, seed=args.seed, limit=args.limit,
                 segments_sample=args.segments)
     counts = ", ".join(f"{n} {kind}" for kind, n in work.counts.items())

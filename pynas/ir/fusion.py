@@ -5,6 +5,9 @@
   kernel writes its output shuffled, as ``pynas._core.pointwise(..., shuffle=True)`` does), then a
   residual add that alone consumes that (the add's other input becomes a kernel input); every
   other op is a kernel of its own.
+* Cell networks (`pynas.ir.cells`) fuse the same way: a conv absorbs its activation and an add
+  that alone consumes it (a node's sum); their pools, concats, crops, zeros and standalone BN are
+  kernels of their own, and ``blocks=True`` changes nothing (a cell has no fused block kernel).
 * ``fuse(graph, blocks=True)``: additionally every ``ir`` (MBConv) and ``ds`` (depthwise-
   separable) block repeat, shortcut included, is one kernel, as a row-tiled fused block kernel
   would run it. Later passes can split a block kernel back into its ops (``Kernel.ops``); the
@@ -42,7 +45,7 @@ class Kernel(OpTotals):
 
 def _tensor_bytes(graph: Graph, op_id: int) -> int:
     if op_id == NETWORK_INPUT:
-        return FLOAT_BYTES * graph.batch * 3 * graph.arch.resolution ** 2
+        return FLOAT_BYTES * graph.batch * graph.arch.in_channels * graph.arch.resolution ** 2
     return graph.ops[op_id].bytes_out
 
 
@@ -62,7 +65,11 @@ def _conv_chain(graph: Graph, op: Op, consumers: dict[int, list[int]]) -> list[O
     chain = [op]
     for kind in ("act", "shuffle", "add"):
         users = consumers[chain[-1].id]
-        if len(users) == 1 and graph.ops[users[0]].kind == kind and graph.ops[users[0]].inputs[0] == chain[-1].id:
+        user = graph.ops[users[0]] if len(users) == 1 else None
+        # An add absorbed into a conv takes one other input (a residual): a cell node's sum of
+        # three or more edges stays a kernel of its own.
+        if user is not None and user.kind == kind and user.inputs[0] == chain[-1].id and \
+                (kind != "add" or len(user.inputs) == 2):
             chain.append(graph.ops[users[0]])
     return chain
 
@@ -100,7 +107,7 @@ def fuse(graph: Graph, blocks: bool = False) -> list[Kernel]:
     consumers = graph.consumers()
     kernels: list[Kernel] = []
     taken: set[int] = set()
-    if blocks:
+    if blocks and hasattr(graph.arch, "stages"):  # cell networks have no block kernels: op-level kernels
         groups: dict[str, list[Op]] = {}
         for op in graph.ops:
             if op.block is not None and graph.arch.stages[int(op.block[1:].split(".")[0])].block in BLOCK_KERNELS:

@@ -31,7 +31,7 @@ from pynas.ir.ops import NETWORK_INPUT, Op, OpTotals
 
 @dataclass(frozen=True)
 class Graph(OpTotals):
-    arch: Arch
+    arch: Arch  # or a pynas.cell.CellNet
     ops: tuple[Op, ...]
     batch: int
 
@@ -139,8 +139,15 @@ def _lower_block(b: _Builder, arch: Arch, stage: Stage, stride: int, block: str)
     b.add("add", f"{block}.add", inputs=(main[0], shortcut), shape=main, block=block, role="residual")
 
 
-def lower(arch: Arch, batch: int = 1) -> Graph:
-    """The ordered op graph of `arch` for a batch of `batch` images."""
+def lower(arch, batch: int = 1) -> Graph:
+    """The ordered op graph of `arch` (an Arch, or a cell network: `pynas.ir.cells`) for a batch of
+    `batch` images."""
+    from pynas.cell import CellNet
+
+    if isinstance(arch, CellNet):
+        from pynas.ir.cells import cellnet_ops
+
+        return Graph(arch=arch, ops=cellnet_ops(arch, batch), batch=batch)
     if not isinstance(batch, int) or batch < 1:
         raise ValueError(f"batch: expected an integer >= 1, got {batch!r}")
     b = _Builder(batch=batch, channels=arch.in_channels, height=arch.resolution, width=arch.resolution)

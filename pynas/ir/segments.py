@@ -13,6 +13,13 @@ The key of an inverted-residual or depthwise-separable repeat is the fused block
 repeats, ``g2``, as op-level steps). A repeat of an ``id`` layer (FBNet's skip) that changes the
 shape is a 1x1 conv + act, kind ``convblock`` with a 1x1 ``cn`` block's key (the same work); one
 that keeps the shape lowers to nothing and is no segment.
+
+A cell network (`pynas.cell`, lowered by `pynas.ir.cells`) is the stem, one segment per layer
+(``c<i>``: a cell, kind ``cell``, its preprocessing included; NAS-Bench-201's ResNet block between
+stages, kind ``resblock``) and the head. A darts cell reads two tensors (the outputs of the two
+layers before it); its key names both shapes. A cell key holds the cell's genotype as written
+(`pynas.cell.CellSpec`, ``:`` written ``/``), its width and its input shapes: what determines the
+work. A NAS-Bench-201 cell of skips only lowers to nothing and is no segment.
 """
 from __future__ import annotations
 
@@ -22,7 +29,7 @@ from pynas.ir.fusion import BLOCK_KERNELS, block_kernel_key, conv_kernel_key
 from pynas.ir.lower import Graph
 from pynas.ir.ops import FLOAT_BYTES, Op, OpTotals
 
-SEGMENT_KINDS = ("stem", "mbconv", "dsconv", "convblock", "head")
+SEGMENT_KINDS = ("stem", "mbconv", "dsconv", "convblock", "head", "cell", "resblock")
 
 
 @dataclass(frozen=True)
@@ -105,9 +112,50 @@ def head_key(ops: list[Op]) -> str:
                      by_role["head_act"].act, order, f"cls{fc.cout}"])
 
 
+def cell_segment_keys(net) -> dict[str, str]:
+    """Segment id -> key of a cell network's layers (`pynas.cell.CellNet`), from the network itself:
+    the key of a layer holds even when its cell lowers to no op."""
+    keys, size = {}, net.resolution
+    width_before = net.channels * (1 if net.skeleton == "nb201" else 3)
+    shapes = [(width_before, size), (width_before, size)]  # outputs of the two layers before: (channels, size)
+    for i, (kind, width) in enumerate(net.layout()):
+        if kind == "resblock":
+            c, h = shapes[-1]
+            keys[f"c{i}"] = f"resblock_n1_i{c}x{h}x{h}_o{width}x{h // 2}x{h // 2}"
+            shapes.append((width, h // 2))
+            continue
+        cell = net.cell(kind)
+        read = shapes[-cell.inputs:]
+        inputs = "_".join(f"i{c}x{h}x{h}" for c, h in read)
+        genotype = str(cell).replace(":", "/")
+        keys[f"c{i}"] = f"cell_n1_{inputs}_c{width}_{genotype}"
+        out = read[-1][1] // (2 if kind == "reduce" else 1)
+        shapes.append((width * len(cell.concat()), out))
+    c, h = shapes[-1]
+    keys["head"] = f"cellhead_n1_i{c}x{h}x{h}_{'bnrelu' if net.skeleton == 'nb201' else 'plain'}_cls{net.num_classes}"
+    return keys
+
+
+def _batched(key: str, batch: int) -> str:
+    return key.replace("_n1_", f"_n{batch}_", 1)
+
+
 def segments(graph: Graph) -> list[Segment]:
     """The graph's segments in execution order."""
     groups: dict[str, list[Op]] = {}
+    if not hasattr(graph.arch, "stages"):  # a cell network
+        for op in graph.ops:
+            groups.setdefault(segment_of(op), []).append(op)
+        keys = cell_segment_keys(graph.arch)
+        out = []
+        for sid, ops in groups.items():
+            if sid == "stem":
+                kind, key = "stem", "stem_" + conv_kernel_key(ops)
+            else:
+                kind = "head" if sid == "head" else keys[sid].split("_", 1)[0]
+                key = _batched(keys[sid], graph.batch)
+            out.append(Segment(id=sid, kind=kind, key=key, ops=tuple(ops)))
+        return out
     for op in graph.ops:
         groups.setdefault(segment_of(op), []).append(op)
     out = []

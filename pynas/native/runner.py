@@ -10,6 +10,11 @@ run as op-level steps (a grouped pointwise step writing its output shuffled, the
 grouped pointwise step with the residual add). With `fused=False` every op is its own step, as in
 `pynas.ir.fuse(graph)`: per-op timing and a cross-check of the block steps.
 
+Cell networks (`pynas.cell`) run op-level steps (their kernels are `pynas.ir.fuse(graph)`'s): a
+conv with its bias (BN folded) and a following activation or two-input add, and steps of their own
+for what only cells have (`_cell_only`: standalone ReLUs, pools, node sums, concatenations,
+FactorizedReduce's crop, zeros, NAS-Bench-201's last BN; cpp/network/cell_steps.cc).
+
 Weights come from the PyTorch module (BN folded; outputs then equal the module's) or are random
 (for timing). Every op kind the IR produces has a native step; anything else is an error naming the
 op, never a silently skipped op.
@@ -29,6 +34,16 @@ from pynas.native.weights import OpWeights, from_torch, random_weights, shape_on
 # The most threads a network may have: C++'s kMaxThreads (cpp/network/thread_pool.h says why 256).
 MAX_THREADS = _core.MAX_THREADS
 _ACT_NONE = "none"
+# Ops only cell networks have, each a step of its own (cpp/network/cell_steps.cc): a standalone
+# activation (a cell edge's ReLU precedes its conv), kxk pools other than the 3x3 average one, sums
+# of three or more inputs, concatenations, crops, zeros, a standalone BatchNorm.
+_CELL_KINDS = ("zero", "maxpool", "concat", "crop", "bn")
+
+
+def _cell_only(op) -> bool:
+    """Whether `op` (the first of its kernel) is one of those, run by `NativeNetwork._cell_step`."""
+    return (op.kind in _CELL_KINDS or op.kind == "act" or (op.kind == "add" and len(op.inputs) > 2)
+            or (op.kind == "avgpool" and (op.kernel, op.padding) != (3, 1)))
 
 
 def check_threads(threads) -> int:
@@ -84,11 +99,19 @@ class NativeNetwork:
     def __init__(self, arch: Arch | str, weights="random", threads: int = 1, seed: int = 0,
                  segment: str | None = None, fused: bool = True, band_rows: int = 0, network=None):
         check_threads(threads)
-        if isinstance(arch, str):
+        from pynas.cell import is_cellnet_string
+
+        if is_cellnet_string(arch):
+            from pynas.cell import parse as parse_cellnet
+            arch = parse_cellnet(arch)
+        elif isinstance(arch, str):
             from pynas.presets import resolve
             arch = resolve(arch)
         self.arch = arch
         self.graph = lower(arch)
+        if network is None and not hasattr(arch, "stages") and not hasattr(_core.Network, "sum"):
+            raise ValueError(f"arch: expected a pynas._core with the cell networks' steps to run {str(arch)[:40]}..., "
+                             f"got one built before them: rebuild it (scripts/dev-build.sh)")
         if network is None:
             self._check_memory(weights, segment)
         if isinstance(weights, str):
@@ -107,6 +130,12 @@ class NativeNetwork:
             if not kernels:
                 ids = sorted({segment_of(op) for op in self.graph.ops})
                 raise ValueError(f"segment: expected one of {', '.join(ids)} (segments of {arch}), got {segment!r}")
+        if segment is not None:
+            inside = {op.id for k in kernels for op in k.ops}
+            outside = {i for k in kernels for op in k.ops for i in op.inputs if i not in inside}
+            if len(outside) > 1:  # a darts cell reading the outputs of two different layers
+                raise ValueError(f"segment: expected a segment reading one tensor, got segment {segment} reads "
+                                 f"{len(outside)} tensors (the native runner builds a segment on one input)")
         self._build(weights, kernels)
 
     def _check_memory(self, weights, segment: str | None) -> None:
@@ -122,11 +151,19 @@ class NativeNetwork:
 
     def _build(self, weights: dict[int, OpWeights], kernels) -> None:
         net = self.network
-        first = kernels[0].first
-        source = first.inputs[0]  # the image, or the block input when building one block
+        # The image, or the segment's input when building one segment: the first tensor read from
+        # outside (a cell's zeros kernel may come first and reads nothing).
+        produced = {op.id for k in kernels for op in k.ops}
+        first, source = next((op, i) for k in kernels for op in k.ops for i in op.inputs if i not in produced)
         tensor = {source: net.input(first.hin, first.win, first.cin)}
         for kernel in kernels:
             op = kernel.first
+            if _cell_only(op):
+                y = self._cell_step(op, tensor, weights)
+                if net.shape(y) != (op.hout, op.wout, op.cout):
+                    raise AssertionError(f"op {op.name}: native shape {net.shape(y)} differs from the IR's")
+                tensor[op.id] = y
+                continue
             x = tensor[op.inputs[0]]
             if kernel.kind in BLOCK_KERNELS.values():
                 y = self._block(kernel, x, tensor, weights)
@@ -150,13 +187,17 @@ class NativeNetwork:
             elif op.kind in ("conv", "pwconv"):
                 conv_w = w.weights if w.weights.ndim == 4 else w.weights[:, None, None, :]
                 y = net.conv(x, conv_w, w.bias, op.kernel, op.stride, act, residual)
+            elif op.kind == "dwconv" and op.dilation != 1:
+                if residual >= 0:
+                    raise ValueError(f"op {op.name}: a residual add fused into a depthwise conv has no native step")
+                y = net.dwconv_dilated(x, w.weights, w.bias, op.stride, op.dilation, act)
             elif op.kind == "dwconv":
                 if residual >= 0:
                     raise ValueError(f"op {op.name}: a residual add fused into a depthwise conv has no native step")
                 y = net.dwconv(x, w.weights, w.bias, op.stride, act)
             elif op.kind == "se":
                 y = net.se(x, w.weights, w.bias, w.weights2, w.bias2, op.act, op.gate)
-            elif op.kind == "avgpool":
+            elif op.kind == "avgpool" and (op.kernel, op.padding) == (3, 1):
                 y = net.avgpool(x, op.stride)
             elif op.kind == "add":
                 y = net.add(x, tensor[op.inputs[1]])
@@ -173,6 +214,25 @@ class NativeNetwork:
             for o in kernel.ops:
                 tensor[o.id] = y
         net.finalize(tensor[kernels[-1].last.id])
+
+    def _cell_step(self, op, tensor: dict[int, int], weights: dict[int, OpWeights]) -> int:
+        """One step of an op that only cell networks have (`pynas.ir.cells`): alone in its kernel."""
+        net = self.network
+        reads = [tensor[i] for i in op.inputs]
+        if op.kind == "zero":
+            return net.zeros(op.hout, op.wout, op.cout)
+        if op.kind == "act":
+            return net.act(reads[0], op.act)
+        if op.kind in ("avgpool", "maxpool"):
+            return net.pool(reads[0], op.kind[:3], op.kernel, op.stride, op.padding)
+        if op.kind == "add":
+            return net.sum(reads)
+        if op.kind == "concat":
+            return net.concat(reads)
+        if op.kind == "crop":
+            return net.crop(reads[0])
+        w = weights[op.id]
+        return net.affine(reads[0], w.weights, w.bias)  # bn
 
     def _block(self, kernel, x: int, tensor: dict[int, int], weights: dict[int, OpWeights]) -> int:
         """One fused block step (plus its pooling shortcut, as steps of their own)."""

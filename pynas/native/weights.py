@@ -7,6 +7,7 @@ Layouts (float32, C-contiguous):
 * ``pwconv``: weights Cout x (Cin / groups), bias Cout
 * ``se``:     reduce R x C + bias R, expand C x R + bias C
 * ``fc``:     weights Cout x Cin, bias Cout
+* ``bn``:     a standalone BatchNorm (cell networks): weights = scale C, bias = shift C
 
 Weights come from the PyTorch module `pynas.torch_builder.build_torch(arch)` (so a native network
 computes what the module computes), or are random with He scaling (for timing, where values do
@@ -22,7 +23,7 @@ import numpy as np
 from pynas.ir.lower import Graph
 from pynas.ir.ops import CONV_KINDS, Op
 
-WEIGHTED_KINDS = CONV_KINDS + ("se", "fc")
+WEIGHTED_KINDS = CONV_KINDS + ("se", "fc", "bn")
 
 
 @dataclass(frozen=True)
@@ -69,12 +70,89 @@ def _weighted_modules(model):
     return list(walk(model))
 
 
+def _cell_weighted_modules(model):
+    """A cell network's (pynas.torch_cells) weighted layers in the IR's op order: (conv, BN to fold
+    or None, which half of that BN: None for all of it) for each conv, (BN, None, None) for a BN on
+    its own, (Linear, None, None). FactorizedReduce's BN follows a concatenation of two convs: each
+    conv folds its half."""
+    from torch import nn
+
+    from pynas.torch_cells import FactorizedReduce
+
+    out = []
+
+    def walk(module):
+        if isinstance(module, FactorizedReduce):
+            out.extend([(module.conv_1, module.bn, 0), (module.conv_2, module.bn, 1)])
+            return
+        if isinstance(module, nn.Sequential):
+            layers = list(module)
+            for i, layer in enumerate(layers):
+                after = layers[i + 1] if i + 1 < len(layers) else None
+                if isinstance(layer, nn.Conv2d):
+                    out.append((layer, after if isinstance(after, nn.BatchNorm2d) else None, None))
+                elif isinstance(layer, nn.BatchNorm2d):
+                    if i == 0 or not isinstance(layers[i - 1], nn.Conv2d):
+                        out.append((layer, None, None))
+                else:
+                    walk(layer)
+            return
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            out.append((module, None, None))
+            return
+        for child in module.children():
+            walk(child)
+
+    walk(model)
+    return out
+
+
+def _bn_affine(bn) -> tuple[np.ndarray, np.ndarray]:
+    scale = bn.weight.detach().double().numpy() / np.sqrt(bn.running_var.detach().double().numpy() + bn.eps)
+    return scale, bn.bias.detach().double().numpy() - bn.running_mean.detach().double().numpy() * scale
+
+
+def _from_cell_torch(graph: Graph, model, dtype) -> dict[int, OpWeights]:
+    from torch import nn
+
+    ops = [op for op in graph.ops if op.kind in WEIGHTED_KINDS]
+    layers = _cell_weighted_modules(model)
+    if len(layers) != len(ops):
+        raise ValueError(f"model: expected {len(ops)} weighted layers for {graph.arch}, got {len(layers)}")
+    weights = {}
+    for op, (layer, bn, half) in zip(ops, layers):
+        if op.kind == "bn":
+            if not isinstance(layer, nn.BatchNorm2d) or layer.num_features != op.cout:
+                raise ValueError(f"model: op {op.name} expects BatchNorm2d({op.cout}), got {layer}")
+            weights[op.id] = OpWeights(*_bn_affine(layer))
+        elif op.kind == "fc":
+            if not isinstance(layer, nn.Linear) or layer.weight.shape != (op.cout, op.cin):
+                raise ValueError(f"model: op {op.name} expects Linear({op.cin}, {op.cout}), got {layer}")
+            weights[op.id] = OpWeights(layer.weight.detach().double().numpy(), layer.bias.detach().double().numpy())
+        else:
+            expected = (op.cout, op.cin // op.groups, op.kernel, op.kernel)
+            if not isinstance(layer, nn.Conv2d) or tuple(layer.weight.shape) != expected or \
+                    layer.stride[0] != op.stride or layer.dilation[0] != op.dilation:
+                raise ValueError(f"model: op {op.name} expects conv weights {expected} stride {op.stride} dilation "
+                                 f"{op.dilation}, got {layer}")
+            w, b = _folded(layer, None)
+            if bn is not None:
+                scale, shift = _bn_affine(bn)
+                part = slice(None) if half is None else slice(half * op.cout, (half + 1) * op.cout)
+                w, b = w * scale[part, None, None, None], b * scale[part] + shift[part]
+            weights[op.id] = OpWeights(_native_conv_layout(op, w), b)
+    return {i: _cast(w, dtype) for i, w in weights.items()}
+
+
 def from_torch(graph: Graph, model, dtype=np.float32) -> dict[int, OpWeights]:
     """Folded weights of every weighted op of `graph`, read from `model` (build_torch(graph.arch));
     dtype float64 keeps the fold exact, for references."""
     from torch import nn
 
     from pynas.torch_builder import SqueezeExcite
+
+    if not hasattr(graph.arch, "stages"):  # a cell network
+        return _from_cell_torch(graph, model, dtype)
 
     ops = [op for op in graph.ops if op.kind in WEIGHTED_KINDS]
     modules = _weighted_modules(model)
@@ -110,6 +188,8 @@ def weight_shapes(op: Op) -> tuple[tuple[int, ...], ...]:
     if op.kind == "se":
         r, c = op.se_channels, op.cin
         return (r, c), (r,), (c, r), (c,)
+    if op.kind == "bn":
+        return (op.cout,), (op.cout,)
     shape = {"dwconv": (op.kernel, op.kernel, op.cout), "pwconv": (op.cout, op.cin // op.groups),
              "fc": (op.cout, op.cin)}.get(op.kind, (op.cout, op.kernel, op.kernel, op.cin // op.groups))
     return shape, (op.cout,)
@@ -130,6 +210,9 @@ def random_weights(graph: Graph, seed: int = 0, ops: set[int] | None = None) -> 
             r, c = shapes[0]
             weights[op.id] = OpWeights(rng.standard_normal(shapes[0]) * np.sqrt(2 / c), rng.standard_normal(r) * 0.1,
                                        rng.standard_normal(shapes[2]) * np.sqrt(1 / r), rng.standard_normal(c) * 0.1)
+            continue
+        if op.kind == "bn":
+            weights[op.id] = OpWeights(1 + 0.1 * rng.standard_normal(op.cout), 0.1 * rng.standard_normal(op.cout))
             continue
         fan_in = op.cin // op.groups * op.kernel * op.kernel
         weights[op.id] = OpWeights(rng.standard_normal(shapes[0]) * np.sqrt(2 / fan_in), rng.standard_normal(op.cout) * 0.1)

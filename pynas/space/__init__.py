@@ -3,16 +3,19 @@ import functools
 import inspect
 
 from pynas.space.base import Decision, SearchSpace
+from pynas.space.cells import CellSpace, DARTSSpace, ENASSpace, NASNetSpace
 from pynas.space.fbnet import FBNetSpace
 from pynas.space.mnasnet import MnasNetSpace
 from pynas.space.nb201 import Cell, NB201Space
 
-SPACES = {"mnasnet": MnasNetSpace, "fbnet": FBNetSpace, "nb201": NB201Space}
+SPACES = {"mnasnet": MnasNetSpace, "fbnet": FBNetSpace, "nb201": NB201Space, "darts": DARTSSpace,
+          "nasnet": NASNetSpace, "enas": ENASSpace}
 
 
 def get_space(name: str, **options) -> SearchSpace:
     """The space `name` with its options (MnasNet: resolution, num_classes, in_channels; FBNet:
-    setting, resolution, num_classes, in_channels; NAS-Bench-201: none, resolution only 32)."""
+    setting, resolution, num_classes, in_channels; NAS-Bench-201: none, resolution only 32; the cell
+    spaces darts, nasnet, enas: resolution, num_classes, in_channels, channels, cells)."""
     if name not in SPACES:
         raise ValueError(f"unknown search space {name!r}: expected one of {', '.join(SPACES)}")
     # A misspelt or foreign option is a ValueError naming it, not a TypeError from the constructor.
@@ -34,15 +37,28 @@ def _candidate_spaces(resolution: int, num_classes: int, in_channels: int) -> tu
 
 
 def spaces_holding(arch) -> list[str]:
-    """The known spaces `arch` (an Arch or a NAS-Bench-201 Cell) belongs to, as 'name' or 'name
-    (setting)': to name the space of an architecture that a tool made for another space is asked
-    to handle."""
+    """The known spaces `arch` (an Arch, a NAS-Bench-201 Cell or a cell network) belongs to, as
+    'name' or 'name (setting)': to name the space of an architecture that a tool made for another
+    space is asked to handle."""
     from pynas.arch import Arch
+    from pynas.cell import CellNet
 
     if isinstance(arch, Cell):
         return ["nb201"]
+    if isinstance(arch, CellNet):
+        found = []
+        if NB201Space.holds_network(arch):
+            found.append("nb201")
+        for name in ("darts", "nasnet", "enas"):
+            try:
+                SPACES[name](arch.resolution, arch.num_classes, arch.in_channels, arch.channels,
+                             arch.cells).encode(arch)
+            except ValueError:
+                continue
+            found.append(name)
+        return found
     if not isinstance(arch, Arch):
-        raise ValueError(f"arch: expected an Arch or a NAS-Bench-201 Cell, got {type(arch).__name__}")
+        raise ValueError(f"arch: expected an Arch, a NAS-Bench-201 Cell or a cell network, got {type(arch).__name__}")
 
     found = []
     for label, space in _candidate_spaces(arch.resolution, arch.num_classes, arch.in_channels):
@@ -54,5 +70,5 @@ def spaces_holding(arch) -> list[str]:
     return found
 
 
-__all__ = ["Cell", "Decision", "FBNetSpace", "MnasNetSpace", "NB201Space", "SPACES", "SearchSpace", "get_space",
+__all__ = ["Cell", "CellSpace", "DARTSSpace", "Decision", "ENASSpace", "NASNetSpace", "FBNetSpace", "MnasNetSpace", "NB201Space", "SPACES", "SearchSpace", "get_space",
            "spaces_holding"]

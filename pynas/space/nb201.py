@@ -18,15 +18,22 @@ index.
 
 `benchmark()` reads the benchmark's numbers shipped in the package (`data/nb201.npz`, its sha256,
 columns, source and licence in `data/manifest.json`, written by scripts/make-nb201-data.py):
-accuracy by dataset and training length, HW-NAS-Bench latency by device, parameters. Cells are not
-`pynas.arch.Arch` networks: pynas does not lower them to ops, so profiling, XGBoost bundles and
-compiled tables refuse this space (`lowerable` False); its latencies come from lookup bundles
+accuracy by dataset and training length, HW-NAS-Bench latency by device, parameters.
+
+A cell's network is a cell network (`pynas.cell`, skeleton ``nb201``): `Cell.network()` /
+`space.network(cell)`, whose string (``cellnet_res32_cls10:nb201_c16_n5:cell_olast:node_...``) is
+the network's while `str(cell)` stays the benchmark's; `space.parse` and `encode` take either.
+pynas lowers it (`pynas.ir.lower`), builds it (`pynas.torch_builder.build_torch`; its parameters
+are the benchmark's) and `segment_archs` lists its segments. `lowerable` stays False: `decode`
+gives cells, not `pynas.arch.Arch` networks, and the tools made for those (XGBoost bundles,
+compiled tables, verification) take block networks only; latencies come from lookup bundles
 (`nb201-pixel3`, ...: `pynas.predictor.lookup`).
 """
 from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import json
 import os
 import zipfile
@@ -37,12 +44,15 @@ from typing import Sequence
 
 import numpy as np
 
+from pynas.cell import CellNet, CellSpec, Edge, Node
 from pynas.space.base import Decision, SearchSpace
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 EDGES = ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3))  # (source, target), in the string's order
 EDGE_NAMES = tuple(f"edge{i}to{j}" for i, j in EDGES)
 NODES = 4
+# The benchmark's ops in the cell form (pynas.cell); none is no edge there.
+CELL_OPS = {"skip_connect": "skip", "nor_conv_1x1": "conv1", "nor_conv_3x3": "conv3", "avg_pool_3x3": "avg3"}
 RESOLUTION = 32  # the CIFAR skeleton HW-NAS-Bench timed; the benchmark has no other input size
 SIZE = len(OPS) ** len(EDGES)
 EXAMPLE = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
@@ -89,6 +99,23 @@ class Cell:
     @property
     def tokens(self) -> tuple[int, ...]:
         return tuple(OPS.index(op) for op in self.ops)
+
+    def genotype(self) -> CellSpec:
+        """This cell in the cell form (`pynas.cell`): node j sums its edges, a ``none`` edge left out."""
+        nodes = []
+        for target in range(1, NODES):
+            edges = [Edge(CELL_OPS[op], source) for op, (source, t) in zip(self.ops, EDGES)
+                     if t == target and op != "none"]
+            nodes.append(Node(tuple(edges)))
+        return CellSpec("cell", "last", tuple(nodes), inputs=1)
+
+    def network(self, num_classes: int = 10, channels: int = 16, cells_per_stage: int = 5,
+                resolution: int = RESOLUTION) -> CellNet:
+        """The benchmark's network of this cell (its CIFAR skeleton; by default CIFAR-10's, the one
+        HW-NAS-Bench timed and whose parameters the benchmark lists) as a cell network: what pynas
+        lowers, builds, runs and profiles. Its string is the network's; `str(cell)` the benchmark's."""
+        return CellNet(resolution=resolution, num_classes=num_classes, skeleton="nb201", channels=channels,
+                       cells=cells_per_stage, genotypes=(self.genotype(),))
 
     @classmethod
     def parse(cls, text: str) -> "Cell":
@@ -140,6 +167,11 @@ class NB201Space(SearchSpace):
         return f"nb201_res{RESOLUTION}_cls10"  # HW-NAS-Bench timed the CIFAR-10 network
 
     def parse(self, text: str) -> Cell:
+        """A cell from the benchmark's string, or from its network's string (``cellnet_...``)."""
+        from pynas.cell import is_cellnet_string, parse as parse_cellnet
+
+        if is_cellnet_string(text):
+            return self.cell_of(parse_cellnet(text))
         return Cell.parse(text)
 
     def decode(self, tokens: Sequence[int]) -> Cell:
@@ -148,12 +180,10 @@ class NB201Space(SearchSpace):
     def encode(self, cell: Cell | str) -> tuple[int, ...]:
         """Tokens of a Cell or a benchmark string; ValueError for anything else (an Arch of
         another space included: spaces_holding and the few-shot checks rely on it)."""
-        if isinstance(cell, str):
-            cell = Cell.parse(cell)
-        if not isinstance(cell, Cell):
-            raise ValueError(f"architecture not in space 'nb201': expected a NAS-Bench-201 Cell or its string, got "
-                             f"{type(cell).__name__} {_short(str(cell))}")
-        return cell.tokens
+        if isinstance(cell, CellNet) and self.cell_of(cell).network() != cell:
+            raise ValueError(f"architecture not in space 'nb201': expected a NAS-Bench-201 Cell or its string "
+                             f"(or its network, cellnet_res32_cls10:nb201_c16_n5:cell_olast:...), got {_short(str(cell))}")
+        return self.cell_of(cell).tokens
 
     def index_of(self, tokens) -> np.ndarray:
         """Benchmark indices (int64) of an N x 6 integer token array, vectorised."""
@@ -176,23 +206,79 @@ class NB201Space(SearchSpace):
         """The benchmark index of one Cell or string."""
         return int(self.index_of(np.array([self.encode(cell)]))[0])
 
-    def _not_lowered(self, what: str) -> ValueError:
-        return ValueError(f"space 'nb201': {what}: expected a space of pynas networks (mnasnet, fbnet), got "
-                          f"NAS-Bench-201 cells, which pynas does not lower to ops or segments; their latencies are "
-                          f"HW-NAS-Bench's, one per architecture (bundles nb201-pixel3, nb201-raspi4, nb201-eyeriss, "
-                          f"nb201-fpga)")
+    def network(self, cell: Cell | str | Sequence[int]) -> CellNet:
+        """The network of a cell (a Cell, a benchmark string or tokens) that pynas lowers, builds
+        and runs: the benchmark's CIFAR-10 network (`Cell.network`), the one HW-NAS-Bench timed."""
+        if not isinstance(cell, (Cell, str)):
+            cell = self.decode(cell)
+        return self.cell_of(cell).network()
+
+    def cell_of(self, arch) -> Cell:
+        """The cell of a Cell, a benchmark string, or a network of the benchmark's skeleton (CellNet or
+        its ``cellnet_...`` string, any width, depth and classes); ValueError naming what is not."""
+        if isinstance(arch, str):
+            return self.parse(arch)
+        if isinstance(arch, Cell):
+            return arch
+        if not isinstance(arch, CellNet):
+            raise ValueError(f"architecture not in space 'nb201': expected a NAS-Bench-201 Cell or its string, got "
+                             f"{type(arch).__name__} {_short(str(arch))}")
+        where = "architecture not in space 'nb201'"
+        if arch.skeleton != "nb201":
+            raise ValueError(f"{where}: skeleton: expected nb201, got {arch.skeleton}")
+        genotype = arch.genotypes[0]
+        if len(genotype.nodes) != NODES - 1:
+            raise ValueError(f"{where}: cell: expected {NODES - 1} nodes, got {len(genotype.nodes)}")
+        names = {v: k for k, v in CELL_OPS.items()}
+        ops = dict.fromkeys(EDGES, "none")
+        for target, node in enumerate(genotype.nodes, start=1):
+            for edge in node.edges:
+                if edge.op not in names:
+                    raise ValueError(f"{where}: edge{edge.source}to{target}: expected one of "
+                                     f"{', '.join(CELL_OPS.values())}, got {edge.op}")
+                if ops[(edge.source, target)] != "none":
+                    raise ValueError(f"{where}: edge{edge.source}to{target}: expected one op per edge, got two")
+                ops[(edge.source, target)] = names[edge.op]
+        return Cell(tuple(ops[e] for e in EDGES))
+
+    @staticmethod
+    def holds_network(net: CellNet) -> bool:
+        """Whether `net` is the space's network of one of its cells."""
+        try:
+            cell = NB201Space().cell_of(net)
+        except ValueError:
+            return False
+        return cell.network() == net
 
     def segment_archs(self):
-        raise self._not_lowered("segment_archs (what profiling measures)")
+        """(network, segment id) pairs covering every distinct segment of the space's networks:
+        each cell at each of the three stage widths (a cell of skips lowers to no op and is no
+        segment), the two ResNet blocks, the stem and the head."""
+        from pynas.ir import lower
+
+        first = self.network(Cell(("nor_conv_3x3",) * len(EDGES)))
+        layout = first.layout()
+        firsts = [f"c{i}" for i, (kind, _) in enumerate(layout) if kind == "cell" and (i == 0 or layout[i - 1][0] != "cell")]
+        yield first, "stem"
+        yield from ((first, f"c{i}") for i, (kind, _) in enumerate(layout) if kind == "resblock")
+        yield first, "head"
+        for tokens in itertools.product(range(len(OPS)), repeat=len(EDGES)):
+            net = self.network(tokens)
+            blocks = {op.block for op in lower(net).ops if op.block is not None}
+            yield from ((net, sid) for sid in firsts if sid in blocks)
 
     def table_layout(self):
-        raise self._not_lowered("table_layout (a compiled latency table)")
+        raise ValueError("space 'nb201': table_layout (a compiled latency table): expected a space of block "
+                         "networks (mnasnet, fbnet), got NAS-Bench-201, whose 15,625 networks are priced one by one: "
+                         "its lookup bundles (nb201-pixel3, nb201-raspi4, nb201-eyeriss, nb201-fpga) hold each "
+                         "network's latency")
 
     def describe(self) -> str:
         return "\n".join([super().describe(),
                           "  a cell on NAS-Bench-201's CIFAR skeleton (32x32, stem 16, 3 stages x 5 cells at 16/32/64 "
                           "channels); edge i->j: op from node i into node j",
                           f"  strings as the benchmark's, e.g. {EXAMPLE}",
+                          f"  its network: {self.network(EXAMPLE)}",
                           f"  benchmark data: {DATA_DIR / DATA_FILE} (pynas.space.nb201.benchmark())"])
 
 
