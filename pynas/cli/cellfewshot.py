@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 
-from pynas.cli import flags
+from pynas.cli.predictors import add_device_flags
 
 SOURCES = ("pairwise", "additive", "measured")
 
@@ -90,10 +90,5 @@ def add_parsers(commands) -> None:
                    help="another NAS-Bench-201 lookup bundle as a base too (its latencies; repeatable)")
     p.add_argument("--exclude", choices=("pixel3", "raspi4", "eyeriss", "fpga"),
                    help="leave this HW-NAS-Bench device out of the bases (when it is the device calibrated)")
-    p.add_argument("--name", help="bundle and device name (default: the folder's)")
-    p.add_argument("--backend", default="unknown", help="the device's runtime, e.g. tflite (for the manifest)")
-    p.add_argument("--backend-version", default="unknown", help="its version (for the manifest)")
-    p.add_argument("--threads", type=flags.integer(0, flags.MAX_THREADS), default=0,
-                   help="threads the cells were timed with (0: not stated)")
-    p.add_argument("--force", action="store_true", help="replace a bundle already in the output folder")
+    add_device_flags(p, "cells")
     p.set_defaults(run=cmd_cellfewshot)

@@ -174,6 +174,17 @@ def cmd_fewshot(args) -> None:
     print_warnings("fewshot", [w for w in caught if "describes another machine" not in str(w.message)])
 
 
+def add_device_flags(parser, timed: str) -> None:
+    """What a calibrated bundle's manifest says of the device it describes (and --force): the
+    flags of every command that writes one from a user's measurements of `timed` (networks, cells)."""
+    parser.add_argument("--name", help="bundle and device name (default: the folder's)")
+    parser.add_argument("--backend", default="unknown", help="the device's runtime, e.g. tflite (for the manifest)")
+    parser.add_argument("--backend-version", default="unknown", help="its version (for the manifest)")
+    parser.add_argument("--threads", type=flags.integer(0, flags.MAX_THREADS), default=0,
+                        help=f"threads the {timed} were timed with (0: not stated)")
+    parser.add_argument("--force", action="store_true", help="replace a bundle already in the output folder")
+
+
 def add_parsers(commands) -> None:
     predict = commands.add_parser("predict", help="predicted latency of an architecture")
     predict.add_argument("arch", metavar="ARCH")
@@ -212,10 +223,5 @@ def add_parsers(commands) -> None:
     fewshot.add_argument("--method", default="multibase", choices=("multibase", "scale", "groups"),
                          help="multibase: every base, per cell and op, constrained (default); scale / groups: one "
                               "base, one factor / a factor per op type")
-    fewshot.add_argument("--name", help="bundle and device name (default: the folder's)")
-    fewshot.add_argument("--backend", default="unknown", help="the device's runtime, e.g. tflite (for the manifest)")
-    fewshot.add_argument("--backend-version", default="unknown", help="its version (for the manifest)")
-    fewshot.add_argument("--threads", type=flags.integer(0, flags.MAX_THREADS), default=0,
-                         help="threads the networks were timed with (0: not stated)")
-    fewshot.add_argument("--force", action="store_true", help="replace a bundle already in the output folder")
+    add_device_flags(fewshot, "networks")
     fewshot.set_defaults(run=cmd_fewshot)
