@@ -162,14 +162,16 @@ class PathSupernet(nn.Module):
 
     kind = "path"
 
-    def __init__(self, supernet: nn.Module, cardinalities: Sequence[int]):
+    def __init__(self, supernet: nn.Module, cardinalities: Sequence[int], generator: torch.Generator | None = None):
         super().__init__()
         self.supernet = supernet
         self._cardinalities = tuple(int(c) for c in cardinalities)
         widest = max(self._cardinalities)
         mask = torch.tensor([[j >= c for j in range(widest)] for c in self._cardinalities])
         self.register_buffer("mask", mask, persistent=False)
-        self.alphas = nn.Parameter(torch.zeros(len(self._cardinalities), widest))
+        # DARTS's init, 1e-3 N(0, 1): uniform probabilities, but a seeded argmax (all zeros would make
+        # the first choice of every decision the first reference architecture: the smallest network).
+        self.alphas = nn.Parameter(1e-3 * torch.randn(len(self._cardinalities), widest, generator=generator))
 
     @property
     def cardinalities(self) -> tuple[int, ...]:
@@ -203,9 +205,9 @@ class CellPathSupernet(PathSupernet):
     """A NAS-Bench-201 cell supernet run one path at a time (ProxylessNAS over nb201): its mixture
     alphas are dropped, the path alphas replace them."""
 
-    def __init__(self, net: CellSupernet):
+    def __init__(self, net: CellSupernet, generator: torch.Generator | None = None):
         del net.alphas
-        super().__init__(net, net.cardinalities)
+        super().__init__(net, net.cardinalities, generator)
 
     def weight_parameters(self) -> list[nn.Parameter]:
         return list(self.supernet.parameters())

@@ -137,26 +137,31 @@ class Differentiable(Strategy):
         if o["eval_images"] > len(data.x_val):
             raise ValueError(f"strategy {self.name}: option eval_images: expected at most {len(data.x_val)}, got "
                              f"{o['eval_images']}")
-        generator = torch.Generator().manual_seed(self.seed)
         if self.space.name == "nb201":
             resolution = o["resolution"] or data.resolution[0]
             if resolution % 4:
                 raise ValueError(f"strategy {self.name}: option resolution: expected a multiple of 4, got the data's "
                                  f"{resolution} (set resolution=...)")
-            net = CellSupernet(data.num_classes, data.channels, o["channels"], o["cells_per_stage"], generator=generator)
-            if self.name == "proxyless":
-                net = CellPathSupernet(net)
         else:
-            from pynas.train.supernet_layers import Supernet
-
             for field, want, have in (("num_classes", data.num_classes, self.space.num_classes),
                                       ("in_channels", data.channels, self.space.in_channels)):
                 if want != have:
                     raise ValueError(f"strategy {self.name}: space {field}: expected {want} (the data's, "
                                      f"{data.name}), got {have}")
             resolution = o["resolution"] or self.space.resolution
-            torch.manual_seed(self.seed)  # the supernet's own initialisation draws from the global generator
-            net = PathSupernet(Supernet(self.space), self.space.cardinalities)
+        # Modules initialise from torch's global generator: seeded here, and restored after.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            generator = torch.Generator().manual_seed(self.seed)
+            if self.space.name == "nb201":
+                net = CellSupernet(data.num_classes, data.channels, o["channels"], o["cells_per_stage"],
+                                   generator=generator)
+                if self.name == "proxyless":
+                    net = CellPathSupernet(net, generator)
+            else:
+                from pynas.train.supernet_layers import Supernet
+
+                net = PathSupernet(Supernet(self.space), self.space.cardinalities, generator)
         order = np.random.default_rng([self.seed, o["data_seed"]]).permutation(len(data.x_train))
         self._train = prepared(data, "train", resolution, np.sort(order[:o["train_images"]]))
         self._val = prepared(data, "train", resolution, np.sort(order[o["train_images"]:o["train_images"] + o["val_images"]]))
