@@ -60,6 +60,7 @@ OPTIONS = {
     "paths_per_step": (2, "int", "proxyless: paths sampled per alpha step (REINFORCE with their mean as baseline)"),
     "threads": (1, "int", "torch threads (results are reproducible for a thread count)"),
 }
+_DATASETS: dict = {}  # (spec, split seed) -> Dataset: a strategy is built twice per run (checked, then run)
 SPACES = {"darts": ("nb201",), "proxyless": ("mnasnet", "nb201")}
 
 
@@ -110,12 +111,41 @@ class Differentiable(Strategy):
         if o["warmup_epochs"] >= o["epochs"]:
             raise ValueError(f"strategy {self.name}: option warmup_epochs: expected fewer than epochs ({o['epochs']}), "
                              f"got {o['warmup_epochs']}")
-        if space.name == "nb201" and o["resolution"] and o["resolution"] % 4:
-            raise ValueError(f"strategy {self.name}: option resolution: expected a multiple of 4 (two stride-2 "
-                             f"reductions), got {o['resolution']}")
         self.space = space
+        self._data, self._resolution = self._checked_data()
         self.epoch, self.finished, self.history = 0, False, []
         self._search = None
+
+    def _checked_data(self):
+        """The dataset (loaded once per process) and the input size, checked against the options and
+        the space: before the run's log exists."""
+        from pynas.data import load_dataset
+
+        o = self.options
+        key = (o["dataset"], o["data_seed"])
+        if key not in _DATASETS:
+            _DATASETS[key] = load_dataset(o["dataset"], seed=o["data_seed"])
+        data = _DATASETS[key]
+        if o["train_images"] + o["val_images"] > len(data.x_train):
+            raise ValueError(f"strategy {self.name}: options train_images + val_images: expected at most "
+                             f"{len(data.x_train)} (the training split of {data.name}), got "
+                             f"{o['train_images'] + o['val_images']}")
+        if o["eval_images"] > len(data.x_val):
+            raise ValueError(f"strategy {self.name}: option eval_images: expected at most {len(data.x_val)} (the "
+                             f"validation split of {data.name}), got {o['eval_images']}")
+        if self.space.name == "nb201":
+            resolution = o["resolution"] or data.resolution[0]
+            if resolution % 4:
+                raise ValueError(f"strategy {self.name}: option resolution: expected a multiple of 4 (two stride-2 "
+                                 f"reductions), got {resolution}" + ("" if o["resolution"] else
+                                                                      " (the data's: set resolution=...)"))
+            return data, resolution
+        for field, want, have in (("num_classes", data.num_classes, self.space.num_classes),
+                                  ("in_channels", data.channels, self.space.in_channels)):
+            if want != have:
+                raise ValueError(f"strategy {self.name}: space {field}: expected {want} (the data's, {data.name}), "
+                                 f"got {have}")
+        return data, o["resolution"] or self.space.resolution
 
     # -- building (lazily: `configure` builds the strategy once only to check its options) -----------
     def _setup(self):
@@ -123,32 +153,12 @@ class Differentiable(Strategy):
             return
         import torch
 
-        from pynas.data import load_dataset
         from pynas.train.darts import BilevelSearch, CellPathSupernet, CellSupernet, PathSupernet
         from pynas.train.trainer import prepared
 
         o = self.options
         torch.set_num_threads(o["threads"])
-        data = load_dataset(o["dataset"], seed=o["data_seed"])
-        if o["train_images"] + o["val_images"] > len(data.x_train):
-            raise ValueError(f"strategy {self.name}: options train_images + val_images: expected at most "
-                             f"{len(data.x_train)} (the training split of {data.name}), got "
-                             f"{o['train_images'] + o['val_images']}")
-        if o["eval_images"] > len(data.x_val):
-            raise ValueError(f"strategy {self.name}: option eval_images: expected at most {len(data.x_val)}, got "
-                             f"{o['eval_images']}")
-        if self.space.name == "nb201":
-            resolution = o["resolution"] or data.resolution[0]
-            if resolution % 4:
-                raise ValueError(f"strategy {self.name}: option resolution: expected a multiple of 4, got the data's "
-                                 f"{resolution} (set resolution=...)")
-        else:
-            for field, want, have in (("num_classes", data.num_classes, self.space.num_classes),
-                                      ("in_channels", data.channels, self.space.in_channels)):
-                if want != have:
-                    raise ValueError(f"strategy {self.name}: space {field}: expected {want} (the data's, "
-                                     f"{data.name}), got {have}")
-            resolution = o["resolution"] or self.space.resolution
+        data, resolution = self._data, self._resolution
         # Modules initialise from torch's global generator: seeded here, and restored after.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
