@@ -158,7 +158,7 @@ def test_proxyless_over_mnasnet_trains_paths_and_prices_with_the_xgboost_bundle(
 @pytest.mark.parametrize("options, message", [
     (dict(order=3), "strategy darts: option order: expected one of 1, 2, got 3"),
     (dict(remedy="pdarts"), "option remedy: expected one of none, darts-minus, skip-limit"),
-    (dict(latency_form="power"), "option latency_form: expected one of additive, multiplicative"),
+    (dict(latency_form="power"), "option latency_form: expected one of absolute, additive, multiplicative"),
     (dict(epochs=0), "option epochs: expected an integer >= 1, got 0"),
     (dict(latency_weight=-1), "option latency_weight: expected a number >= 0"),
     (dict(warp=1), "unknown option 'warp'"),

@@ -38,12 +38,12 @@ def test_the_task_loss_sends_gradients_to_every_alpha():
     assert (grad.abs().sum(dim=1) > 0).all(), "every edge's alphas get a task gradient"
 
 
-@pytest.mark.parametrize("form", ["additive", "multiplicative"])
+@pytest.mark.parametrize("form", ["additive", "absolute", "multiplicative"])
 def test_the_latency_loss_sends_gradients_to_the_alphas_towards_cheaper_ops(form):
     model = nb201_latency()
     net = cell_net()
     base, prices = price_table(model.predict_batch, net.derive(), net.cardinalities)
-    term = LatencyLoss(base, prices, target_ms=base, weight=1.0, form=form)
+    term = LatencyLoss(base, prices, target_ms=0.5 * base, weight=1.0, form=form)  # above T: every form pulls down
     loss = term.apply(torch.ones(()), net.probabilities())
     grad = torch.autograd.grad(loss, net.alphas)[0]
     assert (grad != 0).any()
@@ -97,8 +97,17 @@ def test_price_table_refuses_a_model_that_prices_nonsense():
         price_table(lambda t: -np.ones(len(t)), [0], (3,))
 
 
+def test_the_absolute_form_pulls_latency_up_below_t_and_down_above_it():
+    prices = np.array([[0.0, 2.0]])
+    p = torch.tensor([[0.5, 0.5]], requires_grad=True)
+    below = torch.autograd.grad(LatencyLoss(1.0, prices, 10.0, 1.0).apply(torch.zeros(()), p), p)[0]
+    above = torch.autograd.grad(LatencyLoss(1.0, prices, 1.0, 1.0).apply(torch.zeros(()), p), p)[0]
+    additive = torch.autograd.grad(LatencyLoss(1.0, prices, 10.0, 1.0, "additive").apply(torch.zeros(()), p), p)[0]
+    assert below[0, 1] < 0 < above[0, 1] and additive[0, 1] > 0  # descent raises the costly op's p below T
+
+
 def test_latency_loss_bad_options_are_named():
-    with pytest.raises(ValueError, match="latency_form: expected one of additive, multiplicative"):
+    with pytest.raises(ValueError, match="latency_form: expected one of absolute, additive, multiplicative"):
         LatencyLoss(1.0, np.zeros((1, 1)), 1.0, 0.1, "power")
     with pytest.raises(ValueError, match="target_ms: expected"):
         LatencyLoss(1.0, np.zeros((1, 1)), 0.0, 0.1)

@@ -48,7 +48,12 @@ architecture is exact where it matters (E[LAT] equals LAT(a) when the alphas are
 LAT of every architecture one decision away from a when one-hot there), and its error elsewhere is
 the model's non-additivity, which re-pricing every epoch around the new argmax keeps local. It is
 linear in p, so differentiable in the alphas. Added to the loss as ``weight * (E[LAT] / T - 1)``
-(``additive``) or as the factor ``(E[LAT] / T) ** weight`` (``multiplicative``, MnasNet's form).
+(``additive``), ``weight * |E[LAT] / T - 1|`` (``absolute``, TuNAS's form and pynas's default
+reward: the pull stops at T), or as the factor ``(E[LAT] / T) ** weight`` (``multiplicative``,
+MnasNet's form). The additive and multiplicative forms pull latency down below T as above it: on
+NAS-Bench-201, where `none` is the cheapest op and removes an edge, a strong weight derives a cell
+of `none` edges (seen here with lambda 0.1, T the 25% quantile: a disconnected cell at 10%), which
+is why `absolute` is the strategies' default.
 """
 from __future__ import annotations
 
@@ -66,7 +71,7 @@ from pynas.train.nb201 import ResNetReduction, make_op
 
 ORDERS = (1, 2)
 REMEDIES = ("none", "darts-minus", "skip-limit")
-LATENCY_FORMS = ("additive", "multiplicative")
+LATENCY_FORMS = ("absolute", "additive", "multiplicative")
 GRAD_CLIP = 5.0  # DARTS's clip of the weights' gradient norm
 ARCH_LR, ARCH_BETAS, ARCH_WEIGHT_DECAY = 3e-4, (0.5, 0.999), 1e-3  # DARTS's Adam for the alphas
 PROXYLESS_ARCH_LR = 6e-3  # ProxylessNAS's Adam lr for the alphas (betas 0, 0.999 there; kept as DARTS here)
@@ -268,12 +273,13 @@ def price_table(latency: Callable[[np.ndarray], np.ndarray], reference: Sequence
 @dataclass
 class LatencyLoss:
     """The latency term: E[LAT] from the prices around the current argmax; `weight` lambda; `form`
-    additive (lambda * (E/T - 1)) or multiplicative ((E/T) ** lambda, a factor of the task loss)."""
+    additive (lambda * (E/T - 1)), absolute (lambda * |E/T - 1|) or multiplicative ((E/T) ** lambda,
+    a factor of the task loss)."""
     base_ms: float
     prices: np.ndarray
     target_ms: float
     weight: float
-    form: str = "additive"
+    form: str = "absolute"
 
     def __post_init__(self):
         if self.form not in LATENCY_FORMS:
@@ -291,6 +297,8 @@ class LatencyLoss:
         ratio = self.expected(probabilities) / self.target_ms
         if self.form == "additive":
             return task_loss + self.weight * (ratio - 1.0)
+        if self.form == "absolute":
+            return task_loss + self.weight * (ratio - 1.0).abs()
         return task_loss * ratio ** self.weight
 
 
@@ -427,7 +435,7 @@ class BilevelSearch:
             for w, s in zip(weights, saved):
                 w.copy_(s)
         grad = dalpha - xi * hessian
-        if latency is not None and latency.form == "additive":  # independent of the weights: its exact gradient
+        if latency is not None and latency.form != "multiplicative":  # independent of the weights: its exact gradient
             grad = grad + torch.autograd.grad(latency.apply(torch.zeros(()), self.net.probabilities()),
                                               self.net.alphas)[0]
         self.net.alphas.grad = grad
@@ -444,7 +452,7 @@ class BilevelSearch:
         score = sum((l - baseline) * self.net.log_prob(p) for l, p in zip(losses, paths)) / len(paths)
         if latency is None:
             surrogate = score
-        elif latency.form == "additive":
+        elif latency.form != "multiplicative":
             surrogate = score + latency.apply(torch.zeros(()), self.net.probabilities())
         else:
             factor = latency.apply(torch.ones(()), self.net.probabilities())
