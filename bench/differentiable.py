@@ -19,7 +19,9 @@ cells by the evaluator's accuracy), looked up in the benchmark: its CIFAR-10 tes
 ("best@lat") and the gap ("regret"), its skip edges.
 
 Configs: `plain` (DARTS, no latency term), `latency` (lambda 0.05, the absolute form |E/T - 1|,
-target T), `additive` (lambda 0.1 (E/T - 1): the issue's form, which drives cells to `none`), and
+target T), `additive` (lambda 0.1 (E/T - 1): the issue's form), `latency-no-none` (the latency term
+with `none` left out of the search, DARTS's own rule: with it in, the latency term disconnects
+the cell, whose per-network price then no longer changes with its other edges), and
 `latency+darts-minus` (plus DARTS-'s decaying auxiliary skip); `--second-order` adds second-order
 DARTS with the latency term. Evolution at equal wall time (the mean wall time of the `latency`
 runs, per seed): `pynas search --strategy evolution` with reward absolute at T, stopped by the wall
@@ -54,6 +56,8 @@ CONFIGS = {
     "latency+darts-minus": dict(latency_weight=0.05, remedy="darts-minus"),
     "latency+2nd-order": dict(latency_weight=0.05, order=2),
     "additive": dict(latency_weight=0.1, latency_form="additive"),
+    "latency-no-none": dict(latency_weight=0.05, exclude_none=True),
+    "latency-no-none+darts-minus": dict(latency_weight=0.05, exclude_none=True, remedy="darts-minus"),
 }
 
 

@@ -128,6 +128,17 @@ def test_the_state_round_trips_and_more_rows_are_the_nearest_neighbours():
     assert a.finished and a.ask(1).tolist() == [a.history[-1]["tokens"]]  # no more training once finished
 
 
+def test_exclude_none_searches_the_other_four_ops_and_logs_space_tokens():
+    s = strategy(exclude_none=True, epochs=2, latency_weight=1.0)
+    rows_ = s.ask(3)
+    assert s.net.alphas.shape == (6, 4)
+    assert (rows_ > 0).all() and rows_.max() <= 4  # never none (token 0); tokens are the space's
+    assert s.history[-1]["tokens"] == rows_[0].tolist()
+    assert all(np.sum(r != rows_[0]) == 1 for r in rows_[1:])
+    with pytest.raises(ValueError, match="option exclude_none: expected true or false, got 'yes'"):
+        strategy(exclude_none="yes")
+
+
 def test_skip_limit_stops_the_search_and_keeps_the_cell_before():
     import torch
 

@@ -58,6 +58,8 @@ OPTIONS = {
     "remedy": ("none", ("none", "darts-minus", "skip-limit"), "DARTS's skip collapse: DARTS-'s auxiliary skip, or stop at max_skips"),
     "max_skips": (2, "int", "skip-limit: stop once the derived cell has more skip edges"),
     "warmup_epochs": (0, "int", "epochs training only the weights"),
+    "exclude_none": (False, "bool", "nb201: leave the none op out of the search (DARTS's own rule; the benchmark's "
+                                    "DARTS keeps it)"),
     "paths_per_step": (2, "int", "proxyless: paths sampled per alpha step (REINFORCE with their mean as baseline)"),
     "threads": (1, "int", "torch threads (results are reproducible for a thread count)"),
 }
@@ -72,6 +74,10 @@ def _option(strategy: str, name: str, value):
             raise ValueError(f"strategy {strategy}: option {name}: expected one of {', '.join(map(str, kind))}, "
                              f"got {value!r}")
         return value
+    if kind == "bool":
+        if not isinstance(value, (bool, np.bool_)):
+            raise ValueError(f"strategy {strategy}: option {name}: expected true or false, got {value!r}")
+        return bool(value)
     if kind == "int":
         low = 0 if name in ("data_seed", "resolution", "warmup_epochs", "max_skips") else 1
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
@@ -114,8 +120,12 @@ class Differentiable(Strategy):
                              f"got {o['warmup_epochs']}")
         self.space = space
         self._data, self._resolution = self._checked_data()
+        if o["exclude_none"] and space.name != "nb201":
+            raise ValueError(f"strategy {self.name}: option exclude_none: expected false for {space.name} (it is a "
+                             f"cell space's op)")
         self.epoch, self.finished, self.history = 0, False, []
         self._search = None
+        self._choices = None  # nb201 without none: the space's token of each supernet choice
 
     def _checked_data(self):
         """The dataset (loaded once per process) and the input size, checked against the options and
@@ -165,8 +175,12 @@ class Differentiable(Strategy):
             torch.manual_seed(self.seed)
             generator = torch.Generator().manual_seed(self.seed)
             if self.space.name == "nb201":
-                net = CellSupernet(data.num_classes, data.channels, o["channels"], o["cells_per_stage"],
+                from pynas.space.nb201 import OPS
+
+                ops = OPS[1:] if o["exclude_none"] else OPS
+                net = CellSupernet(data.num_classes, data.channels, o["channels"], o["cells_per_stage"], ops=ops,
                                    generator=generator)
+                self._choices = np.array([OPS.index(op) for op in ops])
                 if self.name == "proxyless":
                     net = CellPathSupernet(net, generator)
             else:
@@ -193,8 +207,16 @@ class Differentiable(Strategy):
         self._setup()
         if not self.finished:
             self._train_epoch()
-        kept = self.history[-1]["tokens"] if self.history else list(self.net.derive())
+        kept = self.history[-1]["tokens"] if self.history else self._tokens(self.net.derive())
         return self._rows(tuple(kept), n)
+
+    def _tokens(self, choices) -> list[int]:
+        """The space's tokens of supernet choice indices (the same unless `none` is left out)."""
+        choices = np.asarray(choices, dtype=np.int64)
+        return (choices if self._choices is None else self._choices[choices]).tolist()
+
+    def _latency(self, choices: np.ndarray) -> np.ndarray:
+        return self.problem.latency(np.asarray(choices) if self._choices is None else self._choices[choices])
 
     def _train_epoch(self) -> None:
         import torch
@@ -204,15 +226,16 @@ class Differentiable(Strategy):
         o, search = self.options, self._search
         latency = None
         if o["latency_weight"] > 0:
-            base, prices = price_table(self.problem.latency, search.net.derive(), search.net.cardinalities)
+            base, prices = price_table(self._latency, search.net.derive(), search.net.cardinalities)
             latency = LatencyLoss(base, prices, self.problem.target_ms, o["latency_weight"], o["latency_form"])
         generator = torch.Generator().manual_seed(int(np.random.SeedSequence([self.seed, self.epoch]).generate_state(1)[0]))
         losses = search.epoch(self.epoch, self._train, self._val, batch_size=o["batch"], generator=generator,
                               latency=latency)
-        tokens = search.net.derive()
-        entry = {"epoch": self.epoch, "tokens": list(tokens),
+        derived = search.net.derive()
+        tokens = self._tokens(derived)
+        entry = {"epoch": self.epoch, "tokens": tokens,
                  "latency_ms": float(self.problem.latency(np.array([tokens], dtype=np.int64))[0]),
-                 "supernet_accuracy": search.path_accuracy(tokens, *self._eval),
+                 "supernet_accuracy": search.path_accuracy(derived, *self._eval),
                  "probabilities": np.round(search.net.probabilities().detach().numpy(), 6).tolist(),
                  **{k: (None if not math.isfinite(v) else v) for k, v in losses.items()}}
         if self.space.name == "nb201":
@@ -230,11 +253,13 @@ class Differentiable(Strategy):
         rows = [kept]
         if n > 1:
             probs = self.net.probabilities().detach().numpy()
-            flips = sorted(((float(np.log(probs[i, kept[i]]) - np.log(max(probs[i, j], 1e-30))), i, j)
-                            for i, count in enumerate(self.net.cardinalities) for j in range(count) if j != kept[i]))
+            index = {int(t): j for j, t in enumerate(self._choices)} if self._choices is not None else None
+            at = [k if index is None else index[k] for k in kept]
+            flips = sorted(((float(np.log(probs[i, at[i]]) - np.log(max(probs[i, j], 1e-30))), i, j)
+                            for i, count in enumerate(self.net.cardinalities) for j in range(count) if j != at[i]))
             for _, i, j in flips[:n - 1]:
                 row = list(kept)
-                row[i] = j
+                row[i] = self._tokens([j])[0]
                 rows.append(tuple(row))
             while len(rows) < n:  # a space of fewer neighbours than asked: repeats (answered from the cache)
                 rows.append(kept)
