@@ -157,7 +157,7 @@ def test_skip_limit_stops_the_search_and_keeps_the_cell_before():
 def test_proxyless_over_mnasnet_trains_paths_and_prices_with_the_xgboost_bundle():
     from pynas.space import get_space
 
-    space = get_space("mnasnet", num_classes=10, in_channels=1)
+    space = get_space("mnasnet")  # 1000 classes, RGB: the supernet takes the digits' 10 classes, 1 channel
     s = strategy("proxyless", space, epochs=1, batch=32, latency_weight=1.0)
     rows_ = s.ask(1)
     assert rows_.shape == (1, len(space.decisions)) and s.finished

@@ -2,8 +2,8 @@
 
     pynas search --space nb201 --predictor nb201-pixel3 --target-ms 6 --evaluator nb201:cifar10 --budget 20 \\
         --strategy darts --strategy-option epochs=8 --strategy-option latency_weight=0.2 --out runs/d
-    pynas search --space mnasnet --resolution 32 --predictor amd-epyc-avx2-native-c5f008 --target-ms 2 \\
-        --evaluator train:fashion-mnist:1 --budget 10 --strategy proxyless --out runs/p
+    pynas search --space mnasnet --predictor amd-epyc-avx2-native-c5f008 --target-ms 20 \\
+        --evaluator zero-cost:naswot --budget 10 --strategy proxyless --strategy-option resolution=32 --out runs/p
 
 Each `ask` trains the supernet (`pynas.train.darts`) for one epoch on its own data (option
 `dataset`, default Fashion-MNIST: NAS-Bench-201 cells are trained on it as a proxy for CIFAR, which
@@ -151,11 +151,6 @@ class Differentiable(Strategy):
                                  f"reductions), got {resolution}" + ("" if o["resolution"] else
                                                                       " (the data's: set resolution=...)"))
             return data, resolution
-        for field, want, have in (("num_classes", data.num_classes, self.space.num_classes),
-                                  ("in_channels", data.channels, self.space.in_channels)):
-            if want != have:
-                raise ValueError(f"strategy {self.name}: space {field}: expected {want} (the data's, {data.name}), "
-                                 f"got {have}")
         return data, o["resolution"] or self.space.resolution
 
     # -- building (lazily: `configure` builds the strategy once only to check its options) -----------
@@ -186,7 +181,12 @@ class Differentiable(Strategy):
             else:
                 from pynas.train.supernet_layers import Supernet
 
-                net = PathSupernet(Supernet(self.space), self.space.cardinalities, generator)
+                # The supernet takes the data's classes and channels (a proxy task, as the train evaluator's):
+                # the same decisions and tokens, only the stem's input and the classifier differ from the
+                # networks the latency model prices.
+                proxy = type(self.space)(**{**self.space.options(), "num_classes": data.num_classes,
+                                            "in_channels": data.channels})
+                net = PathSupernet(Supernet(proxy), self.space.cardinalities, generator)
         order = np.random.default_rng([self.seed, o["data_seed"]]).permutation(len(data.x_train))
         self._train = prepared(data, "train", resolution, np.sort(order[:o["train_images"]]))
         self._val = prepared(data, "train", resolution, np.sort(order[o["train_images"]:o["train_images"] + o["val_images"]]))
