@@ -184,7 +184,7 @@ def target_model(predictor, space):
 
 def _problem(space, model, reward_fn, counter=None) -> Problem:
     return Problem(names=tuple(d.name for d in space.decisions), cardinalities=space.cardinalities,
-                   latency=counter if counter is not None else model.predict_batch, reward=reward_fn)
+                   latency=counter if counter is not None else model.predict_batch, reward=reward_fn, space=space)
 
 
 def run(space, predictor, target_ms: float, evaluator: str, budget: int | None, out, *, progress=None,
@@ -308,6 +308,9 @@ def _steps(log: SearchLog, space, model, judge, progress) -> Run:
                 break
             if asked >= max_asks:
                 stop = "max_asks"
+                break
+            if getattr(strategy, "finished", False):  # a strategy with an end of its own (darts: its epochs)
+                stop = "strategy"
                 break
             tokens = _asked(strategy, batch if budget is None else min(batch, budget - spent), problem)
             latency = problem.latency(tokens)

@@ -13,11 +13,13 @@ from pynas.search.reward import Reward
 class Problem:
     """`cardinalities[i]` choices for decision `names[i]`; `latency(tokens) -> ms` prices an
     N x D int64 token array (the space's latency model: free, thousands of times cheaper than an
-    accuracy evaluation, so strategies may price many candidates to choose which to evaluate)."""
+    accuracy evaluation, so strategies may price many candidates to choose which to evaluate).
+    `space` the SearchSpace itself, for strategies that build its networks (a supernet)."""
     names: tuple[str, ...]
     cardinalities: tuple[int, ...]
     latency: Callable[[np.ndarray], np.ndarray]
     reward: Reward
+    space: object = None  # the SearchSpace: strategies that train networks of it (darts, proxyless) need it
 
     @property
     def target_ms(self) -> float:

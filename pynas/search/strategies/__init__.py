@@ -22,6 +22,8 @@ STRATEGIES["optuna-nsga2"] = ("pynas.search.strategies.optuna_peers", "OptunaNSG
 STRATEGIES["optuna-tpe"] = ("pynas.search.strategies.optuna_peers", "OptunaTPE")
 STRATEGIES["rl"] = ("pynas.search.strategies.rl", "RLStrategy")
 STRATEGIES["rl-independent"] = ("pynas.search.strategies.rl", "RLIndependentStrategy")
+STRATEGIES["darts"] = ("pynas.search.strategies.differentiable", "Darts")
+STRATEGIES["proxyless"] = ("pynas.search.strategies.differentiable", "Proxyless")
 
 
 def make_strategy(name: str, problem: Problem, seed: int = 0, **options) -> Strategy:
