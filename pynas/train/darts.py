@@ -11,7 +11,7 @@ Two kinds of supernet behind one interface (`alphas`, `probabilities()`, `derive
 
 * `CellSupernet` (DARTS, Liu et al. 2019) over NAS-Bench-201 cells: each of the 6 edges is a mixed
   op, the softmax(alpha)-weighted sum of the 5 candidate ops (the benchmark's own modules,
-  `pynas.train.nb201.make_op`), on the benchmark's skeleton with `cells_per_stage` cells per stage
+  `make_op`: the cell builder's edges, `pynas.torch_cells`), on the benchmark's skeleton with `cells_per_stage` cells per stage
   (the benchmark has 5; a search uses 1-2) and the ResNet blocks between stages. Weights and
   alphas are trained alternately (bilevel): weights on a training split, alphas on a validation
   split; first order (alphas see the current weights) or second order (the unrolled step w' = w -
@@ -67,7 +67,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from pynas.space.nb201 import EDGES, NODES, OPS as NB201_OPS
-from pynas.train.nb201 import ResNetReduction, make_op
+from pynas.cell import Edge
+from pynas.space.nb201 import CELL_OPS
+from pynas.torch_cells import ResNetReduction, make_edge
 
 ORDERS = (1, 2)
 REMEDIES = ("none", "darts-minus", "skip-limit")
@@ -78,6 +80,24 @@ PROXYLESS_ARCH_LR = 6e-3  # ProxylessNAS's Adam lr for the alphas (betas 0, 0.99
 
 
 # -- supernets -------------------------------------------------------------------------------------
+
+class Zero(nn.Module):
+    """The `none` candidate: zeros, multiplied rather than created so that its (zero) gradient flows
+    as in the benchmark's code; the cell builder has no module for `none` (an absent edge)."""
+
+    def forward(self, x):
+        return x.mul(0.0)
+
+
+def make_op(name: str, channels: int) -> nn.Module:
+    """A NAS-Bench-201 op (`pynas.space.nb201.OPS`) as a stride-1 candidate of a mixed edge: the
+    cell builder's own module (one builder for the benchmark's networks and the supernet)."""
+    if name == "none":
+        return Zero()
+    if name not in CELL_OPS:
+        raise ValueError(f"op: expected one of none, {', '.join(CELL_OPS)}, got {name!r}")
+    return make_edge(Edge(CELL_OPS[name], 0), channels, 1)
+
 
 class MixedEdge(nn.Module):
     """A DARTS mixed op: sum_j w_j op_j(x) (every candidate run), or one op when a path is given."""
