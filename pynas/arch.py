@@ -428,6 +428,18 @@ def _build(factory, values: dict, fields: dict, part: str, position: int, **extr
         raise ArchParseError(str(error), token, token_position) from None
 
 
+def refuse_characters(stripped: str, offset: int, pattern: str, allowed: str) -> None:
+    """ArchParseError at the first character of `stripped` that `pattern` (a negated class) matches,
+    naming the token holding it: the run between the separators around it."""
+    bad = re.search(pattern, stripped)
+    if bad:
+        start = max(stripped.rfind("_", 0, bad.start()), stripped.rfind(":", 0, bad.start())) + 1
+        end = min([i for i in (stripped.find("_", bad.start()), stripped.find(":", bad.start())) if i >= 0],
+                  default=len(stripped))
+        raise ArchParseError(f"character {bad.group()!r} is not allowed ({allowed})", stripped[start:end],
+                             offset + start)
+
+
 def parse(text: str) -> Arch:
     """Parse the one-line form. Raises ArchParseError (a ValueError) on any malformed input."""
     if not isinstance(text, str):
@@ -436,14 +448,7 @@ def parse(text: str) -> Arch:
     offset = len(text) - len(text.lstrip())
     if not stripped:
         raise ArchParseError("empty architecture string", text, 0)
-    bad = re.search(r"[^a-z0-9_.:]", stripped)
-    if bad:
-        # Report the token holding the character: the run between the separators around it.
-        start = max(stripped.rfind("_", 0, bad.start()), stripped.rfind(":", 0, bad.start())) + 1
-        end = min([i for i in (stripped.find("_", bad.start()), stripped.find(":", bad.start())) if i >= 0],
-                  default=len(stripped))
-        raise ArchParseError(f"character {bad.group()!r} is not allowed (lowercase letters, digits, '_', '.', ':')",
-                             stripped[start:end], offset + start)
+    refuse_characters(stripped, offset, "[^a-z0-9_.:]", "lowercase letters, digits, '_', '.', ':'")
     parts = list(_split(stripped, STAGE_SEPARATOR, offset))
     for part, part_pos in parts:
         if not part:

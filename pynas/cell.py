@@ -67,7 +67,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from pynas.arch import MAX_CHANNELS, MAX_CLASSES, MAX_RESOLUTION, ArchParseError
+from pynas.arch import MAX_CHANNELS, MAX_CLASSES, MAX_RESOLUTION, ArchParseError, refuse_characters
 
 OPS = ("skip", "conv1", "conv3", "sep3", "sep5", "sep7", "dil3", "dil5", "avg3", "max3", "max5", "max7")
 OUTPUTS = ("last", "all", "loose")
@@ -383,13 +383,7 @@ def parse(text: str) -> CellNet:
     offset = len(text) - len(text.lstrip())
     if not stripped:
         raise ArchParseError("empty cell network string", text, 0)
-    bad = re.search(r"[^a-z0-9_:~]", stripped)
-    if bad:
-        start = max(stripped.rfind("_", 0, bad.start()), stripped.rfind(":", 0, bad.start())) + 1
-        end = min([i for i in (stripped.find("_", bad.start()), stripped.find(":", bad.start())) if i >= 0],
-                  default=len(stripped))
-        raise ArchParseError(f"character {bad.group()!r} is not allowed (lowercase letters, digits, '_', '~', ':')",
-                             stripped[start:end], offset + start)
+    refuse_characters(stripped, offset, "[^a-z0-9_:~]", "lowercase letters, digits, '_', '~', ':'")
     parts, position = [], offset
     for part in stripped.split(SEPARATOR):
         if not part:
