@@ -136,18 +136,18 @@ def verify_pick(folder: Path | str, config: dict, ranked: list[dict], *, top: in
     ranks = {row["arch"]: rank for rank, row in enumerate(ranked, 1)}
     candidates = [{**c, "round": c.get("round", 0), "rank": ranks[c["arch"]]} for c in prior or [] if c["arch"] in ranks]
     corrections, measured, fits_now = [], {c["arch"] for c in candidates}, False
-    while sum(c.get("round", 0) == round for c in candidates) < top and not fits_now:
-        # The latency model's bias on these architectures, as measured so far: the next batch is
-        # drawn from those predicted under T / bias (all under T before anything was measured).
-        # Within a refinement round its own measurements say more than the earlier rounds' (its
-        # search found architectures the model under-estimates more), and never less than its aim.
-        # A round's first batch starts at its aim (the earlier rounds' measurements were what moved
-        # it there).
-        own = [c for c in candidates if c.get("round", 0) == round]
-        bias = max(_bias(own), refinements[-1]["bias"] if refinements else 1.0)
-        room = top - sum(c.get("round", 0) == round for c in candidates)
+    own = [c for c in candidates if c["round"] == round]  # this round's measurements
+    aim = refinements[-1]["bias"] if refinements else 1.0
+    while len(own) < top and not fits_now:
+        # The latency model's bias on these architectures, as this round measured it: the next
+        # batch is drawn from those predicted under T / bias, never above the round's aim (all
+        # under T in round 0 before anything was measured). A round's own measurements say more
+        # than the earlier rounds' (its search found architectures the model under-estimates
+        # more); those earlier ones are what moved its aim.
+        bias = max(_bias(own), aim)
         batch = [(rank, row) for rank, row in enumerate(ranked, 1)
-                 if row["arch"] not in measured and (row["latency_ms"] * bias <= target or rank == 1)][:min(BATCH, room)]
+                 if row["arch"] not in measured and (row["latency_ms"] * bias <= target or rank == 1)]
+        batch = batch[:min(BATCH, top - len(own))]
         if not batch:
             break
         corrections.append({"round": round, "bias": bias, "predicted_limit_ms": target / bias,
@@ -160,9 +160,10 @@ def verify_pick(folder: Path | str, config: dict, ranked: list[dict], *, top: in
             return write(folder, {"skipped": f"measuring failed: {error}", "arch": best["arch"],
                                   "candidates": candidates})
         for (rank, row), v in zip(batch, results):
-            candidates.append({**_candidate(rank, row, v.to_json(), target), "round": round})
+            own.append({**_candidate(rank, row, v.to_json(), target), "round": round})
+            candidates.append(own[-1])
             measured.add(row["arch"])
-            fits_now = fits_now or candidates[-1]["fits"]
+            fits_now = fits_now or own[-1]["fits"]
     candidates.sort(key=lambda c: c["rank"])
     pick = min((c for c in candidates if c["fits"]), key=lambda c: c["rank"], default=None)
     record = {**{k: v for k, v in candidates[0].items()
