@@ -133,7 +133,11 @@ def test_a_failed_measurement_keeps_the_candidates_measured_before(run, monkeypa
         return [fake_verification(a, p, 1.01 * config["reward"]["target_ms"]) for a, p in zip(archs, predicted_ms)]
 
     monkeypatch.setattr(verification, "verify", flaky)
+    # The rank walk alone: with the bias the first batch measured, the second batch could be empty
+    # on a machine whose tiny bundle predicts the top 3 far under T (CI's did).
+    monkeypatch.setattr(verification, "_bias", lambda candidates: 1.0)
     record = verification.verify_pick(run, config, rows, top=8)
+    assert len(calls) == 2
     assert record["skipped"] == "measuring failed: --adb: device went away"
     assert [c["rank"] for c in record["candidates"]] == [1, 2, 3]
 
