@@ -135,7 +135,33 @@ def test_no_round_without_budget_rounds_or_bias(run, measuring):
         assert log.evaluated() == before and log.retargets == []
 
 
+def test_no_round_after_a_strategy_that_ended_on_its_own(run, measuring, monkeypatch):
+    measuring(lambda p: 1.25)
+    monkeypatch.setattr(refine, "BAND", 1e-12)  # any pick would start a round
+    with log_of(run) as log:
+        before = log.evaluated()
+    final = refine.close_loop(run, top=3, refine_budget=6, strategy_ended=True)
+    assert final["refinements"] == [] and {c["round"] for c in final["candidates"]} == {0}
+    with log_of(run) as log:
+        assert log.evaluated() == before and log.retargets == []
+
+
+def test_a_round_whose_strategy_ends_in_it_is_the_last(run, measuring, monkeypatch):
+    measuring(lambda p: 1.25)
+    monkeypatch.setattr(refine, "BAND", 1e-12)
+    retarget = loop.retarget
+
+    def ends(*args, **options):  # as darts spending its last epoch during the round
+        from dataclasses import replace
+        return replace(retarget(*args, **options), stop_reason=loop.STRATEGY_ENDED)
+
+    monkeypatch.setattr(loop, "retarget", ends)
+    final = refine.close_loop(run, top=3, refine_budget=6, rounds=3)
+    assert len(final["refinements"]) == 1 and 1 in {c["round"] for c in final["candidates"]}
+
+
 def test_the_default_round_is_a_quarter_of_the_evaluations_spent():
+    assert refine.DEFAULT_ROUNDS == 3
     assert refine.default_budget(300) == 75 and refine.default_budget(1) == 1 and refine.default_budget(0) == 1
 
 

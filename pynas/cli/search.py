@@ -10,8 +10,8 @@ measures <= T, up to --verify-top K (default 8); that one is the verified pick, 
 line (`pynas.search.verification`). When the model under-estimated the best ranked and the pick
 is missing, more than 5% under T or from far down the ranking, the search goes on at T / bias for
 --refine-budget N more evaluations (default a quarter of those spent; 0: never) and verifies
-again, at most --refine-rounds R times (default 2): `pynas.search.refine`. --no-verify skips all
-of it.
+again, at most --refine-rounds R times (default 3; none when the strategy ended on its own, as
+darts): `pynas.search.refine`. --no-verify skips all of it.
 """
 from __future__ import annotations
 
@@ -173,6 +173,7 @@ def _adb_from_args(args):
 
 def _finish(run, args, adb, execution) -> None:
     from pynas import search
+    from pynas.search.loop import STRATEGY_ENDED
     from pynas.search.refine import DEFAULT_ROUNDS, close_loop
     from pynas.search.verification import DEFAULT_TOP
 
@@ -199,7 +200,7 @@ def _finish(run, args, adb, execution) -> None:
     close_loop(run.folder, top=top, adb=adb, refine_budget=args.refine_budget,
                rounds=DEFAULT_ROUNDS if args.refine_rounds is None else args.refine_rounds,
                skip="--no-verify" if args.no_verify else None, on_round=on_round, round_progress=round_progress,
-               execution=execution)
+               execution=execution, strategy_ended=run.stop_reason == STRATEGY_ENDED)
     print(search.report(run.folder))
     print(f"wrote {run.folder}/summary.json, best.txt, pareto.png, verification.json")
 
@@ -254,7 +255,7 @@ def add_parsers(commands) -> None:
                         "search goes on at T / bias for N more and verifies again (default: a quarter of the "
                         "evaluations spent; 0: never)")
     p.add_argument("--refine-rounds", type=flags.integer(0, 10), metavar="R",
-                   help="refinement rounds at most (default 2)")
+                   help="refinement rounds at most (default 3; none after a strategy that ended on its own, as darts)")
     p.add_argument("--adb", metavar="SERIAL", help="verify the best architecture on this Android device (needs --profiler)")
     p.add_argument("--profiler", metavar="PATH", help="with --adb: pynas-profile built for the device")
     where.add_flags(p)

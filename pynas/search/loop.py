@@ -42,6 +42,8 @@ from pynas.search.strategies import STRATEGIES, make_strategy
 from pynas.search.target import check_target
 from pynas.search.workers import Execution, close as close_workers, default_execution, with_workers
 
+STRATEGY_ENDED = "strategy"  # a Run's stop_reason when its strategy ended on its own (darts: its epochs)
+
 DEFAULT_STRATEGY = "evolution"
 MAX_ASKS_PER_EVALUATION = 20  # default max_asks = this x budget
 MAX_ASKS_SECONDS_ONLY = 1_000_000  # default max_asks of a run budgeted in seconds only (evaluations that cost 0 s)
@@ -310,7 +312,7 @@ def _steps(log: SearchLog, space, model, judge, progress) -> Run:
                 stop = "max_asks"
                 break
             if getattr(strategy, "finished", False):  # a strategy with an end of its own (darts: its epochs)
-                stop = "strategy"
+                stop = STRATEGY_ENDED
                 break
             tokens = _asked(strategy, batch if budget is None else min(batch, budget - spent), problem)
             latency = problem.latency(tokens)
