@@ -11,7 +11,7 @@ The bundle must be one made on this machine (`pynas device init`; the default is
   (`pynas.verify`: ratio to the bundle's profiling reference, 5 interleaved passes; the best under
   T first, then down the ranking, past those predicted over T / the measured bias, until one
   measures <= T: `pynas.search.verification`), and when the pick is far under T or far down the
-  ranking, searches on at T / bias (refinement rounds of 75 evaluations, at most 2:
+  ranking, searches on at T / bias (refinement rounds of 75 evaluations, at most 3:
   `pynas.search.refine`) and verifies again. The table:
   T; the best under T's predicted, measured (the ratio on the bundle's scale: what profiling would
   have recorded), its p10-p90 spread, measured / T and verdict; the verified pick's rank, predicted,

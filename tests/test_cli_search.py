@@ -76,7 +76,7 @@ def test_a_search_with_a_bundle_of_this_machine_verifies_its_pick(tiny_bundle, t
     assert v["arch"] == summary["best"]["arch"] and v["predicted_ms"] == summary["best"]["latency_ms"]
     assert v["measured_ms"] > 0 and len(v["passes"]) == 5 and v["verdict"] in ("ok", "over tolerance", "too unsteady")
     assert v["measured_over_target"] == pytest.approx(v["measured_ms"] / summary["target_ms"])
-    assert f"verified on this machine" in out and "measured/predicted" in out
+    assert "verified on this machine" in out and "measured/predicted" in out
     code, again, err = search(capsys, "--report", "run")
     assert code == 0 and json.loads((tmp_path / "run" / "summary.json").read_text())["verification"] == v
     code, out, err = search(capsys, "--report", "run", "--no-verify")

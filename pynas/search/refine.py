@@ -32,7 +32,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 
 from pynas.search import verification
 from pynas.search.loop import STRATEGY_ENDED

@@ -65,7 +65,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pynas.arch import Arch, scale_width
+from pynas.arch import Arch
 from pynas.ship import netadapt
 from pynas.ship.channels import Layout, Widths, copy_kept, expansion_for  # noqa: F401  (expansion_for: API)
 
