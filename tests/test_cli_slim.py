@@ -110,3 +110,14 @@ def test_compare_uniform_reports_the_uniform_width_baseline_at_the_same_target(t
     assert summary["uniform"]["predicted_ms"] <= 2.5 and 0 < summary["uniform"]["multiplier"] < 1
     assert summary["accuracy_gain"] == pytest.approx(summary["accuracy_finetuned"] - summary["uniform"]["accuracy"])
     assert f"uniform width baseline: x{summary['uniform']['multiplier']:g}" in capsys.readouterr().out
+
+
+def test_defaults_are_the_modules():
+    from pynas.ship import slimming
+
+    parser = flags.Parser(prog="pynas")
+    slim_cli.add_parsers(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["slim", ARCH, "--target-ms", "3", "--dataset", "digits"])
+    assert (args.epochs, args.finetune_epochs, args.l1, args.finetune_lr) == (
+        slimming.DEFAULT_EPOCHS, slimming.DEFAULT_FINETUNE_EPOCHS, slimming.DEFAULT_L1, slimming.DEFAULT_FINETUNE_LR)
+    assert (args.epochs, args.finetune_epochs, args.l1, args.finetune_lr) == (2, 6, 0.02, 0.05)

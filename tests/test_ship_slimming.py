@@ -206,3 +206,97 @@ def test_slim_end_to_end_on_digits(digits):
     rebuilt.load_state_dict(exported["state_dict"])
     summary = result.as_dict()
     assert "model" not in summary and summary["stages"][0]["part"] == "stem"
+
+
+class MacsOnly(MacsModel):
+    """A latency model that, like the bundles, prices a count off the multiples of 8 by its MACs
+    alone: where the grow-back followed it, the counts left the SIMD lanes (stem 25, head 1274)."""
+    name = "fake-macs-only"
+
+    def predict(self, arch) -> float:
+        return lower(arch).macs / 1e6
+
+
+# Original counts off the multiples of 8 (stem 20, c36, c44, head 100; expanded 60, 108, 90): the plan
+# may keep them, never move to another unaligned count.
+RAGGED = "net_res224_cls1000:stem_k3_s2_c20:ir_r2_k3_s2_e3_c36:ir_r2_k5_s2_e2.5_c44:head_c100"
+
+
+def _random_scores(layout, seed):
+    rng = np.random.default_rng(seed)
+    return ([rng.random(size) for size in layout.space_sizes],
+            {layer.index: rng.random(layer.mid) for layer in layout.layers if layer.mid})
+
+
+def _unaligned(layout, widths) -> list[str]:
+    """The counts of `widths` that are neither a multiple of 8 nor the original: every group's, and
+    the expanded count of each ir repeat on its stage's own width (a first repeat reads the previous
+    stage's width and follows the stage's one expansion)."""
+    bad = [f"group {g}: {n}" for g, n in enumerate(widths.counts) if n % 8 and n != layout.group_size[g]]
+    mids = layout.mids(widths)
+    for s in layout.expansion_stages:
+        for layer in layout.layers_of(s)[1:] or layout.layers_of(s):
+            if mids[layer.index] % 8 and mids[layer.index] != layer.mid:
+                bad.append(f"stage {s} repeat {layer.repeat}: {mids[layer.index]} expanded")
+    return bad
+
+
+@pytest.mark.parametrize("text", [REAL, EVERY_TIE.format(style="").replace("res32_cls10_in1", "res224_cls1000"),
+                                  RAGGED])
+def test_plan_moves_only_to_multiples_of_8_or_the_original_counts(text):
+    arch = parse(text)
+    layout = Layout.of(arch)
+    predictor = MacsOnly()
+    smallest, full = slimming.reachable_range(arch, predictor)
+    grown = 0
+    for seed, fraction in enumerate((0.2, 0.45, 0.7, 0.9)):
+        target = smallest + fraction * (full - smallest)
+        widths, ms, moves = slimming.plan_widths(layout, _random_scores(layout, seed), predictor, target)
+        assert ms <= target
+        assert _unaligned(layout, widths) == [], (fraction, layout.apply(arch, widths))
+        grown += moves["grow"]
+    assert grown > 0  # the grow-back ran: its moves are what is checked
+
+
+def test_a_group_move_under_a_pruned_expansion_rounds_the_expanded_count_down():
+    arch = parse(REAL)
+    layout = Layout.of(arch)
+    stage = 2  # ir_r1_k5_s2_e4_c40 on stage 1's 24 channels: 96 expanded
+    widths = layout.with_mid(layout.full(), stage, 88)  # e 3.65 (24 x 3.65: 87.6)
+    group = layout.stage_group[1]
+    narrower = layout.with_count(widths, group, 16)  # 16 x 3.65: 58 expanded, off the lanes
+    assert layout.reference_mid(narrower, stage) == 58
+    moves = slimming._moves(layout, widths, [lambda n, original: slimming._aligned_below(n)])
+    moved = next(w for w in moves if w.counts[group] == 16)
+    assert layout.reference_mid(moved, stage) == 56  # rounded down, not up past what the move priced
+    assert all(_unaligned(layout, w) == [] for w in moves)
+
+
+def test_defaults_are_two_sparsity_and_six_fine_tuning_epochs():
+    import inspect
+
+    assert (slimming.DEFAULT_EPOCHS, slimming.DEFAULT_FINETUNE_EPOCHS) == (2, 6)
+    assert (slimming.DEFAULT_L1, slimming.DEFAULT_FINETUNE_LR) == (2e-2, 0.05)
+    for function in (slimming.slim, slimming.compare_with_uniform):
+        parameters = inspect.signature(function).parameters
+        assert parameters["epochs"].default == slimming.DEFAULT_EPOCHS
+        assert parameters["finetune_epochs"].default == slimming.DEFAULT_FINETUNE_EPOCHS
+    parameters = inspect.signature(slimming.slim).parameters
+    assert parameters["l1"].default == slimming.DEFAULT_L1
+    assert parameters["finetune_lr"].default == slimming.DEFAULT_FINETUNE_LR
+    assert inspect.signature(slimming.fine_tune).parameters["lr"].default == slimming.DEFAULT_FINETUNE_LR
+
+
+def test_the_benchmark_runs_the_defaults():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "ship.py"
+    spec = importlib.util.spec_from_file_location("ship_bench", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    options = dict(zip(bench.SLIM_OPTIONS[::2], bench.SLIM_OPTIONS[1::2]))
+    assert int(options["--epochs"]) == slimming.DEFAULT_EPOCHS
+    assert int(options["--finetune-epochs"]) == slimming.DEFAULT_FINETUNE_EPOCHS
+    assert float(options["--l1"]) == slimming.DEFAULT_L1
+    assert float(options["--finetune-lr"]) == slimming.DEFAULT_FINETUNE_LR

@@ -104,6 +104,8 @@ def _print_result(result) -> None:
 
 
 def add_parsers(commands) -> None:
+    from pynas.ship.slimming import DEFAULT_EPOCHS, DEFAULT_FINETUNE_EPOCHS, DEFAULT_FINETUNE_LR, DEFAULT_L1
+
     p = commands.add_parser(
         "slim", help="Network Slimming to a latency target (L1 on BN scales, pruning on the latency model)",
         description="Trains ARCH's proxy (the dataset's channels and classes, --resolution px, the same widths) "
@@ -116,17 +118,19 @@ def add_parsers(commands) -> None:
     p.add_argument("--dataset", required=True, help="fashion-mnist, digits, a folder of class folders or a file.npz")
     p.add_argument("--data-seed", type=flags.integer(0), default=0, help="the dataset's train/validation split seed")
     p.add_argument("--predictor", metavar="BUNDLE", help="latency bundle (default: this machine's)")
-    p.add_argument("--epochs", type=flags.integer(1, 10_000), default=3, help="sparsity training epochs (3)")
-    p.add_argument("--finetune-epochs", type=flags.integer(1, 10_000), default=2, help="fine-tuning epochs (2)")
-    p.add_argument("--l1", type=flags.number(0, 1), default=2e-2,
-                   help="L1 penalty on BN scale factors (2e-2 for a few epochs; Liu et al.'s 1e-4 is for 160)")
+    p.add_argument("--epochs", type=flags.integer(1, 10_000), default=DEFAULT_EPOCHS,
+                   help=f"sparsity training epochs ({DEFAULT_EPOCHS})")
+    p.add_argument("--finetune-epochs", type=flags.integer(1, 10_000), default=DEFAULT_FINETUNE_EPOCHS,
+                   help=f"fine-tuning epochs ({DEFAULT_FINETUNE_EPOCHS})")
+    p.add_argument("--l1", type=flags.number(0, 1), default=DEFAULT_L1,
+                   help=f"L1 penalty on BN scale factors ({DEFAULT_L1:g} for a few epochs; Liu et al.'s 1e-4 is for 160)")
     p.add_argument("--resolution", type=flags.integer(8, 4096), default=32, help="proxy input resolution (32)")
     p.add_argument("--train-images", type=flags.integer(2), help="a seeded subset of the training split (default all)")
     p.add_argument("--val-images", type=flags.integer(1), help="a seeded subset of the validation split")
     p.add_argument("--batch-size", type=flags.integer(1, 100_000), default=128)
     p.add_argument("--lr", type=flags.number(0, 10, low_open=True), default=0.05, help="sparsity training lr (0.05)")
-    p.add_argument("--finetune-lr", type=flags.number(0, 10, low_open=True), default=0.02,
-                   help="fine-tuning peak lr (0.02)")
+    p.add_argument("--finetune-lr", type=flags.number(0, 10, low_open=True), default=DEFAULT_FINETUNE_LR,
+                   help=f"fine-tuning peak lr ({DEFAULT_FINETUNE_LR:g})")
     p.add_argument("--seed", type=flags.integer(0, 2**32 - 1), default=0)
     p.add_argument("--threads", type=flags.threads, default=1, help="torch threads (results depend on it)")
     p.add_argument("--compare-uniform", action="store_true",
