@@ -1,0 +1,248 @@
+"""Latency of whole cell networks on a machine pynas profiles (NAS-Bench-201 on `native`), fitted on
+networks timed whole (`pynas profile --space nb201`), and its bundles:
+
+    pynas profile --space nb201 --networks 800 --pin 1                    # whole networks, ratio-timed
+    pynas profile --space nb201 --networks 800 --pin 1 --again --session pass2   # another pass
+    pynas calibrate STORE --space nb201 -o predictors/NAME                # this module: fit, hold out, write
+
+Why whole networks. NAS-Bench-201's networks are tiny (3-9 ms at 32x32, a few MB of weights) and
+stay in cache: a segment (a cell, timed alone in a loop) finds its inputs and weights warm and its
+neighbours absent, so it is not what it costs in place. Summed segments over-predicted whole
+networks by ~30%, with placement effects up to 1.6x, and only 57% of held-out networks came within
+10% (RMSPE 14%). The space has only 15,625 networks, so a seeded sample of them is timed whole
+(the same spell-robust timing as every network: interleaved with a reference network, ratios,
+passes) and a model of whole networks is fitted on their cells' features.
+
+Features (`FEATURE_NAMES`; `cell_features(space, tokens)`, one row per cell):
+
+* ``<edge>_<op>``: the op on each of the 6 edges, one-hot (30); ``n_<op>``: edges per op (5);
+* ``connected``: whether the cell's input reaches its output (`cell_decomposition.connected`);
+  ``indeg1..3``: non-none edges into each node (its sum: an add of that many inputs, a zero
+  tensor with none);
+* from the lowered network (`pynas.ir`): ``macs_m``, ``params_k``, ``weight_kb`` (MACs, parameters,
+  weight bytes). Every edge of an op lowers to the same ops at a stage's width wherever it is, so
+  these are the skeleton's plus a per-op size per edge (`_op_sizes`, from five lowerings; exact,
+  and vectorised: all 15,625 cells in milliseconds where lowering each takes half a minute).
+
+Model: XGBoost on log(ms) (a relative-error objective, as the segment models), 800 rounds of
+depth-4 trees over these features. Held out: a seeded `holdout` share of the measured networks is
+never fitted on (the shipped model is fitted without them); their accuracy is the bundle's report
+(RMSPE, share within 5% / 10%, Spearman), kept with their keys so `bench/predictor.py --cells`
+checks the bundle against them again.
+
+Bundle: a lookup bundle (`pynas.predictor.lookup`, kind "lookup"): the model's prediction for
+every cell of the space (15,625; what `predictor.latency_model(bundle, "nb201")`, `pynas predict`
+and `pynas search` index, as the HW-NAS-Bench bundles), the model itself (`model.ubj`, portable
+UBJ, never pickle; `CellModel.load`), the measurements it was fitted on
+(`measurements.jsonl.gz`), the report, and a manifest naming this machine's fingerprint, backend,
+version and threads (so a search's verification measures its picks here), `features` the model's.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pynas.predictor.metrics import accuracy
+
+ROUNDS = 800
+XGB_PARAMS = {"max_depth": 4, "eta": 0.05, "subsample": 0.8, "colsample_bytree": 0.8, "min_child_weight": 2.0,
+              "tree_method": "hist", "nthread": 1, "objective": "reg:squarederror"}
+MODEL = "model.ubj"
+HOLDOUT = 0.2  # of the measured networks, never fitted on: the report's accuracy
+MIN_NETWORKS = 50  # fewer cannot fit 42 features and hold a fifth out
+
+
+def _token_feature_names(space) -> list[str]:
+    ops = [d.choices for d in space.decisions]
+    names = [f"{d.name}_{op}" for d, choices in zip(space.decisions, ops) for op in choices]
+    return names + [f"n_{op}" for op in ops[0]] + ["connected", "indeg1", "indeg2", "indeg3"]
+
+
+IR_FEATURES = ("macs_m", "params_k", "weight_kb")
+
+
+def feature_names(space) -> list[str]:
+    """The model's features for `space` (nb201), in column order."""
+    _check_space(space)
+    return _token_feature_names(space) + list(IR_FEATURES)
+
+
+def _check_space(space) -> None:
+    if not getattr(space, "profiled_whole", False) or space.name != "nb201":
+        raise ValueError(f"space: expected nb201 (the cell space whose networks are profiled and predicted whole), "
+                         f"got {getattr(space, 'name', space)!r}")
+
+
+def cell_features(space, tokens) -> np.ndarray:
+    """N x len(feature_names(space)) float64 features of the cells of an N x 6 token array."""
+    from pynas.predictor.cell_decomposition import check_tokens, connected
+    from pynas.space.nb201 import EDGES
+
+    _check_space(space)
+    rows = check_tokens(tokens)  # an N x 6 integer array of valid tokens, or a ValueError naming row and edge
+    n_ops = space.decisions[0].cardinality
+    onehot = np.zeros((len(rows), len(space.decisions) * n_ops))
+    for e in range(len(space.decisions)):
+        onehot[np.arange(len(rows)), e * n_ops + rows[:, e]] = 1
+    counts = np.stack([(rows == o).sum(axis=1) for o in range(n_ops)], axis=1)
+    indeg = np.stack([sum((rows[:, e] != 0) for e, (_, target) in enumerate(EDGES) if target == j)
+                      for j in (1, 2, 3)], axis=1)
+    base, per_op = _op_sizes()
+    ir = base + counts @ per_op
+    return np.hstack([onehot, counts, connected(rows)[:, None], indeg, ir]).astype(np.float64)
+
+
+@functools.lru_cache(maxsize=None)
+def _op_sizes() -> tuple[np.ndarray, np.ndarray]:
+    """(the skeleton's IR_FEATURES without any edge, each op's IR_FEATURES per edge it fills), from
+    the lowered networks of the cells whose six edges all carry one op (`pynas.ir`): every edge of
+    an op lowers to the same ops at a stage's width, in each of the network's cells, and none, skip
+    and the zero tensors and sums lower to nothing counted here, so a network's totals are the base
+    plus its edges' sizes (exact: tests/test_predictor_cellnet.py checks it against full lowerings)."""
+    from pynas.ir import lower
+    from pynas.space.nb201 import EDGES, OPS, NB201Space
+
+    space = NB201Space()
+
+    def totals(op_index: int) -> np.ndarray:
+        graph = lower(space.network((op_index,) * len(EDGES)))
+        return np.array([graph.macs / 1e6, graph.params / 1e3, graph.weight_bytes / 1e3])
+
+    base = totals(OPS.index("none"))
+    return base, np.stack([(totals(o) - base) / len(EDGES) for o in range(len(OPS))])
+
+
+class CellModel:
+    """XGBoost on log(ms) of whole networks from `cell_features`; predict() returns ms."""
+
+    def __init__(self, space, params: dict | None = None, booster=None):
+        self.space, self.features = space, feature_names(space)
+        self.params = dict(XGB_PARAMS, **(params or {}))
+        self.booster = booster
+
+    def fit(self, tokens, ms, seed: int = 0) -> "CellModel":
+        import xgboost as xgb
+
+        train = xgb.DMatrix(cell_features(self.space, tokens), label=np.log(np.asarray(ms, dtype=np.float64)),
+                            feature_names=self.features)
+        params = {k: v for k, v in self.params.items() if k != "rounds"}
+        self.booster = xgb.train(dict(params, seed=seed), train, num_boost_round=self.params.get("rounds", ROUNDS))
+        return self
+
+    def predict(self, tokens) -> np.ndarray:
+        import xgboost as xgb
+
+        if self.booster is None:
+            raise ValueError("model: not trained (fit() or load() first)")
+        x = cell_features(self.space, tokens)
+        return np.exp(self.booster.predict(xgb.DMatrix(x, feature_names=self.features)).astype(np.float64))
+
+    @classmethod
+    def load(cls, path: Path, space) -> "CellModel":
+        """A model saved in a bundle (UBJ); BundleError naming the file if it is not one, or if its
+        features are not this pynas's."""
+        from pynas.predictor.manifest import BundleError
+        from pynas.predictor.train import SegmentModel
+
+        booster = SegmentModel.load(path, {}).booster  # the same UBJ reading and errors
+        model = cls(space, booster=booster)
+        if list(booster.feature_names or []) != model.features:
+            raise BundleError(f"{path}: feature_names: expected this pynas's {len(model.features)} cell features, "
+                              f"got {len(booster.feature_names or [])}")
+        return model
+
+
+@dataclass
+class CellData:
+    """The whole networks of one measured series that are networks of `space`, as cells."""
+    series: object  # the pynas.predictor.train.Dataset they came from (device, backend, version, threads)
+    keys: list[str]  # their architecture strings (the store's keys)
+    tokens: np.ndarray  # N x 6
+    ms: np.ndarray
+    other_networks: int = 0  # networks of the series that are not networks of the space (left out)
+
+
+def load_cells(store, space, *, backend: str = "native", threads: int = 1, device_id: str | None = None) -> CellData:
+    """The measured networks of `space` in one series of `store` (as `train.load_dataset` chooses
+    and scales it: ratio-timed, each key's median over passes)."""
+    from pynas.cell import CellNet, is_cellnet_string, parse
+    from pynas.predictor.train import load_dataset
+
+    _check_space(space)
+    data = load_dataset(store, backend=backend, threads=threads, device_id=device_id)
+    keys, tokens, ms, other = [], [], [], 0
+    for key, value in sorted(data.networks.items()):
+        try:
+            net = parse(key) if is_cellnet_string(key) else None
+            if not isinstance(net, CellNet):
+                raise ValueError(key)
+            tokens.append(space.encode(net))  # refuses a network of another width, depth or classes
+        except ValueError:
+            other += 1
+            continue
+        keys.append(key)
+        ms.append(value)
+    return CellData(data, keys, np.array(tokens, dtype=np.int64).reshape(len(keys), len(space.decisions)),
+                    np.array(ms, dtype=np.float64), other)
+
+
+@dataclass
+class TrainedCells:
+    model: CellModel
+    report: dict
+    heldout_keys: list[str] = field(default_factory=list)
+
+
+def train_cells(data: CellData, space, *, holdout: float = HOLDOUT, seed: int = 0, params: dict | None = None
+                ) -> TrainedCells:
+    """Fit on all but a seeded `holdout` share of the networks and report on those (the shipped
+    model never saw them)."""
+    if not 0 < holdout < 1:
+        raise ValueError(f"holdout: expected a share in (0, 1), got {holdout!r}")
+    n = len(data.keys)
+    if n < MIN_NETWORKS:
+        raise ValueError(f"networks: expected at least {MIN_NETWORKS} measured networks of space {space.name} to fit "
+                         f"and hold out, got {n}: measure more with `pynas profile --space {space.name} --networks N`")
+    order = np.random.default_rng(seed).permutation(n)
+    n_test = max(1, int(round(holdout * n)))
+    test, fit = np.sort(order[:n_test]), np.sort(order[n_test:])
+    model = CellModel(space, params).fit(data.tokens[fit], data.ms[fit], seed)
+    heldout = accuracy(model.predict(data.tokens[test]), data.ms[test])
+    report = {"model": "xgboost on whole networks' cell features (pynas.predictor.cellnet)",
+              "networks_measured": n, "networks_fitted": int(len(fit)), "heldout_networks": heldout,
+              "fitted_networks": accuracy(model.predict(data.tokens[fit]), data.ms[fit]),
+              "holdout": holdout, "seed": seed, "timing": data.series.timing,
+              "measured_ms": {"min": float(data.ms.min()), "median": float(np.median(data.ms)),
+                              "max": float(data.ms.max())}}
+    if data.series.repeatability:
+        report["repeatability"] = data.series.repeatability
+    if data.other_networks:
+        report["other_networks_left_out"] = data.other_networks
+    keys = [data.keys[i] for i in test]
+    report["heldout_keys"] = keys
+    return TrainedCells(model, report, keys)
+
+
+def save_cells(folder, trained: TrainedCells, data: CellData, space, *, name: str | None = None, source: str = "",
+               overwrite: bool = False, measurements: bytes | None = None) -> Path:
+    """Write the bundle (see the module docstring): every cell of `space` predicted, as a lookup."""
+    from pynas.predictor.predictors import MEASUREMENTS
+    from pynas.predictor.writers import save_lookup
+
+    every = space.tokens_of(np.arange(space.size))  # the lookup's order: the space's index
+    ms = trained.model.predict(every)
+    files = {MODEL: _booster_bytes(trained.model)}
+    if measurements is not None:
+        files[MEASUREMENTS] = measurements
+    series = data.series
+    return save_lookup(folder, ms, space, device={"device_id": series.device_id, **series.device},
+                       backend=series.backend, backend_version=series.backend_version, threads=series.threads,
+                       report=trained.report, source=source, name=name, overwrite=overwrite,
+                       features=trained.model.features, extra_files=files, extra={"caches": series.caches})
+
+
+def _booster_bytes(model: CellModel) -> bytes:
+    return bytes(model.booster.save_raw(raw_format="ubj"))
