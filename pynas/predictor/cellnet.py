@@ -17,8 +17,10 @@ Features (`FEATURE_NAMES`; `cell_features(space, tokens)`, one row per cell):
 
 * ``<edge>_<op>``: the op on each of the 6 edges, one-hot (30); ``n_<op>``: edges per op (5);
 * ``connected``: whether the cell's input reaches its output (`cell_decomposition.connected`);
-  ``indeg1..3``: non-none edges into each node (its sum: an add of that many inputs, a zero
-  tensor with none);
+  ``indeg1..3``: non-none edges into each node; how its nodes' sums run (`SUM_FEATURES`, as
+  `pynas.ir.fusion` fuses them): inside a conv's kernel as its residual (``res_conv3``,
+  ``res_conv1``), as add kernels of two or three inputs (``add2``, ``add3``), or as a zero tensor
+  (``zeros``): on this machine's runner a sum fused into a 3x3 conv cost as much as a 1x1 conv;
 * from the lowered network (`pynas.ir`): ``macs_m``, ``params_k``, ``weight_kb`` (MACs, parameters,
   weight bytes). Every edge of an op lowers to the same ops at a stage's width wherever it is, so
   these are the skeleton's plus a per-op size per edge (`_op_sizes`, from five lowerings; exact,
@@ -52,13 +54,19 @@ XGB_PARAMS = {"max_depth": 4, "eta": 0.05, "subsample": 0.8, "colsample_bytree":
               "tree_method": "hist", "nthread": 1, "objective": "reg:squarederror"}
 MODEL = "model.ubj"
 HOLDOUT = 0.2  # of the measured networks, never fitted on: the report's accuracy
-MIN_NETWORKS = 50  # fewer cannot fit 42 features and hold a fifth out
+MIN_NETWORKS = 50  # fewer cannot fit 47 features and hold a fifth out
 
 
 def _token_feature_names(space) -> list[str]:
     ops = [d.choices for d in space.decisions]
     names = [f"{d.name}_{op}" for d, choices in zip(space.decisions, ops) for op in choices]
-    return names + [f"n_{op}" for op in ops[0]] + ["connected", "indeg1", "indeg2", "indeg3"]
+    return names + [f"n_{op}" for op in ops[0]] + ["connected", "indeg1", "indeg2", "indeg3"] + list(SUM_FEATURES)
+
+
+# How the nodes' sums run (`pynas.ir.fusion`): a two-edge sum whose first edge (lowest source) is a
+# conv runs inside that conv's kernel (a residual), any other two-edge sum and every three-edge sum
+# as add kernels, a node without edges that something reads as a zero tensor.
+SUM_FEATURES = ("res_conv3", "res_conv1", "add2", "add3", "zeros")
 
 
 IR_FEATURES = ("macs_m", "params_k", "weight_kb")
@@ -92,7 +100,29 @@ def cell_features(space, tokens) -> np.ndarray:
                       for j in (1, 2, 3)], axis=1)
     base, per_op = _op_sizes()
     ir = base + counts @ per_op
-    return np.hstack([onehot, counts, connected(rows)[:, None], indeg, ir]).astype(np.float64)
+    return np.hstack([onehot, counts, connected(rows)[:, None], indeg, _sums(rows, indeg), ir]).astype(np.float64)
+
+
+def _sums(rows: np.ndarray, indeg: np.ndarray) -> np.ndarray:
+    """SUM_FEATURES per cell: how many of its nodes' sums run each way (see SUM_FEATURES)."""
+    from pynas.space.nb201 import EDGES, OPS
+
+    conv3, conv1 = OPS.index("nor_conv_3x3"), OPS.index("nor_conv_1x1")
+    out = np.zeros((len(rows), len(SUM_FEATURES)))
+    for j in (1, 2, 3):
+        into = [e for e, (_, target) in enumerate(EDGES) if target == j]  # by source, as the node sums them
+        first = np.full(len(rows), -1)
+        for e in reversed(into):
+            first = np.where(rows[:, e] != 0, rows[:, e], first)
+        two, k = indeg[:, j - 1] == 2, indeg[:, j - 1]
+        read = np.ones(len(rows), dtype=bool) if j == 3 else \
+            np.any(rows[:, [e for e, (source, _) in enumerate(EDGES) if source == j]] != 0, axis=1)
+        out[:, 0] += two & (first == conv3)
+        out[:, 1] += two & (first == conv1)
+        out[:, 2] += two & (first != conv3) & (first != conv1)
+        out[:, 3] += k == 3
+        out[:, 4] += (k == 0) & read
+    return out
 
 
 @functools.lru_cache(maxsize=None)
