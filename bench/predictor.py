@@ -282,7 +282,7 @@ def section_cells(args) -> None:
     design = np.hstack([x, np.ones((len(x), 1))]) / data.ms[~test].mean()
     w = 1 / data.ms[~test]  # relative error, as RMSPE scores it
     coef, *_ = np.linalg.lstsq(design[~test] * w[:, None], data.ms[~test] * w, rcond=None)
-    rows = [row(f"{p.name}: lookup (XGBoost)", f"{int(test.sum())} held out", accuracy(predicted[test], data.ms[test])),
+    rows = [row(f"{p.name}: lookup (linear x XGBoost)", f"{int(test.sum())} held out", accuracy(predicted[test], data.ms[test])),
             row("  same, networks fitted on", f"{int((~test).sum())} fitted", accuracy(predicted[~test], data.ms[~test])),
             row("  least squares on the features", f"{int(test.sum())} held out",
                 accuracy(np.maximum(design[test] @ coef, 1e-3), data.ms[test]))]

@@ -125,10 +125,10 @@ def test_the_bundle_is_a_lookup_of_every_cell_with_its_model(cell_bundle):
     p = bundle.load(folder)
     manifest = p.manifest
     assert manifest.kind == "lookup" and manifest.space["name"] == "nb201"
-    assert manifest.features == cellnet.feature_names(SPACE) and cellnet.MODEL in manifest.files
+    assert manifest.features == cellnet.feature_names(SPACE) and {cellnet.MODEL, cellnet.LINEAR} <= set(manifest.files)
     assert manifest.device["cpu_model"] == "Test CPU" and manifest.backend == "native" and manifest.threads == 1
     assert manifest.extra["report"]["heldout_networks"] == trained.report["heldout_networks"]
-    model = cellnet.CellModel.load(folder / cellnet.MODEL, SPACE)
+    model = cellnet.CellModel.load(folder, SPACE)
     tokens = SPACE.sample_tokens(50, seed=9)
     np.testing.assert_allclose(p.predict_batch(tokens), model.predict(tokens), rtol=1e-6)
     assert p.predict(CELL) == pytest.approx(float(model.predict(np.array([SPACE.encode(CELL)]))[0]), rel=1e-6)
@@ -140,10 +140,22 @@ def test_the_bundle_is_a_lookup_of_every_cell_with_its_model(cell_bundle):
 
 
 def test_a_damaged_or_foreign_model_file_is_refused(cell_bundle, tmp_path):
+    import shutil
+
     folder, _, _ = cell_bundle
-    (tmp_path / "bad.ubj").write_bytes(b"not a model")
-    with pytest.raises(BundleError, match="bad.ubj: expected an XGBoost model"):
-        cellnet.CellModel.load(tmp_path / "bad.ubj", SPACE)
+    copy = tmp_path / "copy"
+    shutil.copytree(folder, copy)
+    linear = json.loads((copy / cellnet.LINEAR).read_text())
+    for change, message in ((dict(floor_ms=0), "floor_ms: expected a latency > 0, got 0"),
+                            (dict(coef=linear["coef"][:-1]), "coef, intercept: expected 44 finite numbers and one"),
+                            (dict(features=["x"]), "features: expected this pynas's 44 structure features"),
+                            (dict(extra=1), "expected an object {features, coef, intercept, floor_ms}")):
+        (copy / cellnet.LINEAR).write_text(json.dumps({**linear, **change}))
+        with pytest.raises(BundleError, match=f"{cellnet.LINEAR}: {message}"):
+            cellnet.CellModel.load(copy, SPACE)
+    (copy / cellnet.MODEL).write_bytes(b"not a model")
+    with pytest.raises(BundleError, match="model.ubj: expected an XGBoost model"):
+        cellnet.CellModel.load(copy, SPACE)
 
 
 def test_wrong_space_and_wrong_architecture_are_one_line_errors(cell_bundle, capsys):
