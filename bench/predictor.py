@@ -1,6 +1,7 @@
 """Latency predictor benchmark: accuracy on held-out networks, few-shot calibration vs k, throughput.
 
     python bench/predictor.py [--cpu 1] [--measure 100] [--sections accuracy,fewshot,throughput,newdevice]
+    python bench/predictor.py --sections cells --cells predictors/NAME [--measure 50 --cpu 1]   # nb201 here
 
 Sections (each prints a table):
 
@@ -21,6 +22,9 @@ Sections (each prints a table):
   query time) at several batch sizes, the XGBoost path on Arch lists, and the plain-Python dict
   path (decode, lower, sum from a dict, as Once-for-All's table does) that the targets compare to.
   Best of several runs, thread CPU time (a shared machine does not inflate it) and wall time.
+* cells (only when asked, with --cells BUNDLE): NAS-Bench-201 on this machine (`section_cells`):
+  the nb201 bundle's held-out whole networks, its fitted ones, a least-squares baseline, and with
+  --measure N cells it never saw, timed now.
 * newdevice (only when asked: it profiles for ~10 minutes): a new device from nothing with the
   native backend on one core, profile (every segment of the space + networks) and calibrate, timed.
 """
@@ -250,8 +254,55 @@ def section_newdevice(args) -> None:
     print("\ntarget: profiling + calibration of a new device with native on one core <= 15 min")
 
 
+def section_cells(args) -> None:
+    """NAS-Bench-201 on this machine (`pynas.predictor.cellnet`): the bundle's lookup against the
+    networks it holds out (measured, never fitted on; re-read from the measurements it ships), the
+    networks it was fitted on, and a least-squares additive model of the same features fitted on the
+    same networks (what a per-edge price table reaches); with --measure N also N cells it never saw,
+    timed now as `pynas verify` times them (ratios to the profiling reference, 3 passes)."""
+    from pynas.predictor import cellnet
+    from pynas.space import get_space
+    from pynas.store import Store, import_jsonl
+
+    print("\n## NAS-Bench-201 on this machine: whole networks held out (one thread)\n")
+    if not args.cells:
+        print("  no bundle: --cells BUNDLE (made by `pynas calibrate STORE --space nb201 -o BUNDLE`)")
+        return
+    import tempfile
+
+    p, space = bundle.load(args.cells), get_space("nb201")
+    report = p.manifest.extra["report"]
+    with tempfile.TemporaryDirectory() as tmp, Store(Path(tmp) / "m.sqlite") as store:
+        import_jsonl(store, p.folder / bundle.MEASUREMENTS)
+        data = cellnet.load_cells(store, space, backend=p.manifest.backend, threads=p.manifest.threads)
+    held = set(report["heldout_keys"])
+    test = np.array([k in held for k in data.keys])
+    predicted = p.predict_batch(data.tokens)
+    x = cellnet.cell_features(space, data.tokens)
+    design = np.hstack([x, np.ones((len(x), 1))]) / data.ms[~test].mean()
+    w = 1 / data.ms[~test]  # relative error, as RMSPE scores it
+    coef, *_ = np.linalg.lstsq(design[~test] * w[:, None], data.ms[~test] * w, rcond=None)
+    rows = [row(f"{p.name}: lookup (linear x XGBoost)", f"{int(test.sum())} held out", accuracy(predicted[test], data.ms[test])),
+            row("  same, networks fitted on", f"{int((~test).sum())} fitted", accuracy(predicted[~test], data.ms[~test])),
+            row("  least squares on the features", f"{int(test.sum())} held out",
+                accuracy(np.maximum(design[test] @ coef, 1e-3), data.ms[test]))]
+    if args.measure:
+        from pynas.verify.measure import verify
+
+        seen = {tuple(t) for t in data.tokens}
+        fresh = [t for t in space.sample_tokens(4 * args.measure, seed=12345) if tuple(t) not in seen]
+        fresh = [space.decode(t) for t in dict.fromkeys(map(tuple, fresh))][:args.measure]
+        harness = {} if args.cpu is None else {"pin_cpu": args.cpu}
+        results = verify([str(c) for c in fresh], p, passes=3, harness=harness)
+        rows.append(row("  cells never seen, timed now", f"{len(results)} networks",
+                        accuracy([v.predicted_ms for v in results], [v.measured_ms for v in results])))
+    print(ui.table(["bundle", "networks", "RMSPE %", "within 5 %", "within 10 %", "Spearman"], rows, {2, 3, 4, 5}))
+    print(f"\nmeasured {len(data.keys)} networks ({report['measured_ms']['min']:.2f}..{report['measured_ms']['max']:.2f} ms"
+          f"); targets: >= 99% of networks within 10%, RMSPE < 4% (as the MnasNet bundles)")
+
+
 SECTIONS = {"accuracy": section_accuracy, "fewshot": section_fewshot, "throughput": section_throughput,
-            "newdevice": section_newdevice}
+            "newdevice": section_newdevice, "cells": section_cells}
 DEFAULT_SECTIONS = ("accuracy", "fewshot", "throughput")  # newdevice profiles for ~10 min: ask for it
 
 
@@ -267,6 +318,8 @@ def main() -> int:
     parser.add_argument("--archs", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--rounds", type=int, help="XGBoost rounds when retraining for the accuracy section")
+    parser.add_argument("--cells", metavar="BUNDLE", help="cells: an nb201 bundle of this machine (pynas calibrate "
+                                                          "--space nb201)")
     args = parser.parse_args()
     if args.cpu is not None:
         os.sched_setaffinity(0, {args.cpu})

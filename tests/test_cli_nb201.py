@@ -1,5 +1,6 @@
 """The command line on NAS-Bench-201: sampling benchmark strings, pricing them with the nb201
-bundles, and one-line refusals (exit 2) where a command needs a pynas network."""
+bundles, and one-line refusals (exit 2) where a command needs a pynas network. (Profiling nb201
+and its bundles: tests/test_profiling_session.py, tests/test_predictor_cellnet.py.)"""
 import pytest
 
 from pynas.cli import main
@@ -63,9 +64,11 @@ def test_predictors_lists_the_lookup_bundles(capsys):
      "pynas sample: error: search space 'nb201': unknown option 'setting', expected one of resolution"),
     (("sample", "--space", "nb202"), "pynas sample: error: unknown search space 'nb202': expected one of mnasnet, "
                                      "fbnet, nb201, darts, nasnet, enas"),
-    (("calibrate", "nowhere.db", "-o", "out", "--space", "nb201"),
+    (("calibrate", "nowhere.db", "-o", "out", "--space", "darts"),
      "pynas calibrate: error: --space: expected a space of pynas networks to compile a table for (mnasnet, fbnet), "
-     "got nb201"),
+     "got darts"),
+    (("profile", "--space", "nb201", "--neighbours", "3"),
+     "pynas profile: error: --neighbours: expected none with --space nb201, whose networks are profiled whole"),
 ])
 def test_refusals_are_one_line_with_exit_2(capsys, tmp_path, monkeypatch, argv, message):
     monkeypatch.chdir(tmp_path)
@@ -74,11 +77,10 @@ def test_refusals_are_one_line_with_exit_2(capsys, tmp_path, monkeypatch, argv, 
     assert err.startswith(message) and err.count("\n") == 1, err
 
 
-def test_profile_refuses_the_space(capsys, tmp_path):
-    code, _, err = run(capsys, "profile", "--space", "nb201", "--db", str(tmp_path / "m.sqlite"))
+def test_profile_refuses_the_cell_spaces_it_does_not_profile(capsys, tmp_path):
+    code, _, err = run(capsys, "profile", "--space", "enas", "--db", str(tmp_path / "m.sqlite"))
     assert code == 2 and err.count("\n") == 1
-    assert "pynas profile: error: --space: expected a space of block networks to profile (mnasnet, fbnet), got nb201" \
-        in err
+    assert "pynas profile: error: --space: expected a space pynas profiles (mnasnet, fbnet, nb201), got enas" in err
     assert not (tmp_path / "m.sqlite").exists()
 
 

@@ -7,6 +7,7 @@ import textwrap
 import pytest
 
 from pynas.cli import main
+from pynas.search import verification
 
 NB201 = ["--space", "nb201", "--predictor", "nb201-pixel3", "--evaluator", "nb201:imagenet16"]
 
@@ -28,7 +29,8 @@ def test_a_search_on_nb201_prints_the_target_the_front_and_the_ground_truth(tmp_
     best = (tmp_path / "run" / "best.txt").read_text().splitlines()[0]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert best == summary["best"]["arch"] and best.startswith("|") and summary["best"]["latency_over_target"] <= 1
-    assert summary["verification"] == {"skipped": "nb201 architectures are not networks pynas runs", "arch": best}
+    # HW-NAS-Bench's Pixel 3 numbers: a phone's, with no fingerprint of a machine pynas runs on
+    assert summary["verification"]["skipped"] == verification.NO_FINGERPRINT and summary["verification"]["arch"] == best
     code, again, err = search(capsys, "--report", tmp_path / "run")
     assert code == 0 and best in again
 
@@ -84,6 +86,36 @@ def test_a_search_with_a_bundle_of_this_machine_verifies_its_pick(tiny_bundle, t
     code, out, err = search(capsys, "--resume", "run", "--no-verify")
     assert code == 0, err
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["verification"] == {"skipped": "--no-verify"}
+
+
+def test_a_search_on_nb201_with_a_bundle_of_this_machine_measures_its_pick_here(tmp_path, capsys):
+    """An nb201 bundle made here (`pynas calibrate --space nb201`, pynas.predictor.cellnet; made-up
+    latencies on this machine's fingerprint): the search's pick is measured as its network here."""
+    import numpy as np
+
+    from pynas.predictor import cellnet
+    from pynas.profiling.backends import backend_version
+    from pynas.space import get_space
+    from pynas.store import Context, OpKey, Stats, Store
+
+    space = get_space("nb201")
+    tokens = np.unique(space.sample_tokens(70, seed=2), axis=0)[:60]
+    with Store(tmp_path / "m.sqlite") as store:
+        context = Context.here("native", backend_version("native"), 1, session="test")
+        for t in tokens:
+            ms = 1.0 + 0.3 * float((t == 3).sum())
+            store.record(context, OpKey(str(space.network(t)), "network", {}), Stats(ms, 0.01, ms, ms, 20))
+        data = cellnet.load_cells(store, space)
+    folder = cellnet.save_cells(tmp_path / "here", cellnet.train_cells(data, space, params={"rounds": 50}), data, space)
+    code, out, err = search(capsys, "--space", "nb201", "--predictor", folder, "--evaluator", "nb201:cifar10",
+                            "--target-quantile", 0.5, "--budget", 6, "--strategy", "random", "--verify-top", 1,
+                            "--refine-rounds", 0, "--out", tmp_path / "run")
+    assert code == 0, err
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    v = summary["verification"]
+    assert "skipped" not in v and v["arch"] == summary["best"]["arch"] and v["arch"].startswith("|")
+    assert v["measured_ms"] > 0 and len(v["passes"]) == 5 and v["reference"] == f"network:{space.reference_network()}"
+    assert "verified on this machine" in out
 
 
 def _search_over_tiny(capsys, tiny_bundle, tmp_path, monkeypatch, *extra):

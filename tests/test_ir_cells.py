@@ -128,6 +128,19 @@ def test_fusion_partitions_cell_graphs_in_topological_order(blocks):
         assert sum(k.macs for k in kernels) == graph.macs
 
 
+def test_fusion_never_crosses_a_segment_boundary():
+    # The stem's conv (BN, no activation) read only by the first cell's node sum: fusing the add into
+    # the stem's kernel put one kernel in two segments (segments then time and key other work than
+    # the network runs). A cell whose output node is one conv read by the next cell's one ReLU alike.
+    for text in ("cellnet_res32_cls10:nb201_c16_n5:cell_olast:node:node:node_skip~0_conv3~2",
+                 "cellnet_res32_cls10:nb201_c16_n5:cell_olast:node_conv3~0:node_conv3~1:node_conv3~2", NB201, DARTS_V2):
+        graph = lower(parse(text))
+        for kernel in fuse(graph):
+            assert len({op.block for op in kernel.ops}) == 1, (text, kernel.key)
+    stem = fuse(lower(parse("cellnet_res32_cls10:nb201_c16_n5:cell_olast:node:node:node_skip~0_conv3~2")))[0]
+    assert [op.kind for op in stem.ops] == ["conv"] and not stem.key.endswith("_res")
+
+
 def test_segments_cover_the_graph_with_keys_of_the_work():
     nb = lower(parse(NB201))
     segs = segments(nb)

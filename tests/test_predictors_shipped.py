@@ -130,3 +130,34 @@ def test_no_shipped_bundle_predicts_a_latency_at_or_below_zero(name):
         if hasattr(p, "batched"):  # the XGBoost path too, and on Arch lists
             assert p.batched(space).predict_batch(tokens).min() > 0
             assert p.predict_batch(space.sample(200, seed=7)).min() > 0
+
+
+NB201_HERE = "intel-xeon-avx512-native-nb201"  # pynas calibrate --space nb201 (pynas.predictor.cellnet)
+
+
+def test_the_nb201_bundle_meets_the_targets_and_is_reproduced_from_its_measurements():
+    """Its held-out whole networks meet the MnasNet bundles' targets, and fitting the measurements it
+    ships again (the same seed and split) gives its report and its lookup."""
+    import tempfile
+    from pathlib import Path
+
+    import numpy as np
+
+    from pynas.predictor import cellnet
+    from pynas.space import get_space
+    from pynas.store import Store, import_jsonl
+
+    p = bundle.load(NB201_HERE)
+    report = p.manifest.extra["report"]
+    held = report["heldout_networks"]
+    within10, rmspe = HELD_OUT_TARGET
+    assert held["n"] >= 100 and held["within10"] >= within10 and held["rmspe"] < rmspe, held
+    space = get_space("nb201")
+    with tempfile.TemporaryDirectory() as tmp, Store(Path(tmp) / "m.sqlite") as store:
+        import_jsonl(store, p.folder / "measurements.jsonl.gz")
+        data = cellnet.load_cells(store, space)
+    again = cellnet.train_cells(data, space, seed=report["seed"])
+    for stat in ("n", "rmspe", "within10"):
+        assert again.report["heldout_networks"][stat] == pytest.approx(held[stat], rel=1e-6), stat
+    tokens = space.sample_tokens(200, seed=0)
+    np.testing.assert_allclose(again.model.predict(tokens), p.predict_batch(tokens), rtol=1e-5)

@@ -336,3 +336,49 @@ def test_two_processes_profiling_one_store_measure_disjoint_keys(tmp_path):
     assert set(per_session) == {"p0", "p1"} and all(n > 0 for n in per_session.values()), per_session
     assert claims == 0  # each released its own
     assert any("taken by another process" in out for out, _ in outputs)
+
+
+def test_nb201_plans_whole_networks_against_its_reference_network():
+    space = get_space("nb201")
+    p = plan(space, networks=40, seed=3)
+    reference = space.reference_network()
+    stem = p.items[0]
+    assert stem.kind == "stem" and stem.arch == reference and stem.segment == "stem"
+    nets = p.items[1:]
+    assert p.counts == {"stem": 1, "networks": 40} and all(i.is_network for i in nets)
+    assert len({i.key for i in nets}) == 40 and all(space.holds_network(i.arch) and i.key == str(i.arch) for i in nets)
+    again = plan(space, networks=40, seed=3)
+    assert [i.key for i in again.items] == [i.key for i in p.items]  # seeded: reruns resume the same plan
+    short = plan(space, networks=40, seed=3, limit=5)
+    assert [i.key for i in short.items] == [i.key for i in p.items[:5]] and short.of == 41
+    extra = plan(space, networks=2, seed=3, extra=["|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|none~2|"])
+    assert extra.counts == {"stem": 1, "networks": 2, "extra": 1}
+    with pytest.raises(ValueError, match="neighbours, segments_sample: expected none for space nb201"):
+        plan(space, neighbours=10, networks=2)
+
+
+def test_nb201_networks_are_timed_whole_as_ratios_to_the_reference_network(tmp_path):
+    space = get_space("nb201")
+    p = plan(space, networks=3, seed=0)
+    with Store(tmp_path / "m.sqlite") as store:
+        report = run(p, Backend("native"), store, harness=FAST, session="t", drift_tolerance=1e9)
+        assert report.measured == 4 and not report.failed
+        rows = {m.op.key: m for m in store.measurements(kind="network")}
+    assert set(rows) == {i.key for i in p.items[1:]}
+    assert {m.harness["reference"] for m in rows.values()} == {f"network:{space.reference_network()}"}
+    assert all(m.harness["timing"] == "ratio" and m.stats.median_ms > 0 for m in rows.values())
+
+
+def test_profile_nb201_from_the_command_line(tmp_path, capsys):
+    db = tmp_path / "m.sqlite"
+    code = main(["profile", "--space", "nb201", "--db", str(db), "--networks", "2", "--repeat", "0",
+                 "--network-budget-seconds", "0.05", "--item-budget-seconds", "0.02", "--drift-tolerance", "1e9"])
+    out = capsys.readouterr().out
+    assert code == 0 and "space nb201 at 32: 3 items to measure (1 stem, 2 networks)" in out
+    for flag in ("--neighbours", "--segments"):
+        assert main(["profile", "--space", "nb201", "--db", str(db), flag, "5"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"{flag}: expected none with --space nb201, whose networks are profiled " \
+                                           f"whole" in err
+    assert main(["profile", "--space", "darts", "--db", str(db)]) == 2
+    assert "--space: expected a space pynas profiles (mnasnet, fbnet, nb201), got darts" in capsys.readouterr().err

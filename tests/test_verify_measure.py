@@ -166,3 +166,37 @@ def test_scaled_now_the_references_spread_adds_to_the_uncertainty():
     moving = judge([1.0] * 4, [2.0, 2.6, 2.0, 2.6], predicted_ms=2.0, fast_ms=2.0, bundle_fast_ms=None, tolerance=0.1)
     assert steady["uncertainty"] == 0 and steady["verdict"] == OK
     assert moving["uncertainty"] > 0.1 and moving["verdict"] == UNSTEADY
+
+
+def test_nb201_cells_are_verified_as_their_networks_against_the_profiling_reference(tmp_path):
+    """An nb201 bundle of this machine (pynas.predictor.cellnet) that ships its profiling run: cells
+    (benchmark or network strings) are named as the benchmark names them, predicted by its lookup,
+    and timed as their networks against the reference network the run used (real, short timing)."""
+    from pynas.predictor import bundle, cellnet
+    from pynas.predictor.predictors import MEASUREMENTS
+    from pynas.profiling.backends import Backend
+    from pynas.profiling.session import plan, run
+    from pynas.store import Store, export_jsonl
+
+    space = get_space("nb201")
+    with Store(tmp_path / "m.sqlite") as store:
+        run(plan(space, networks=3, seed=0), Backend("native"), store, harness=FAST, drift_tolerance=1e9)
+        tokens = space.sample_tokens(60, seed=1)
+        m = next(store.measurements(kind="network"))
+        for t in np.unique(tokens, axis=0):  # enough networks to fit: made-up ratios in this machine's series
+            ratio = 0.3 + 0.1 * float((t == 3).sum())
+            store.record(m.context, type(m.op)(str(space.network(t)), "network", {}), m.stats,
+                         harness={**m.harness, "ratio": ratio})
+        data = cellnet.load_cells(store, space)
+        export_jsonl(store, tmp_path / MEASUREMENTS)
+    folder = cellnet.save_cells(tmp_path / "here", cellnet.train_cells(data, space, params={"rounds": 20}), data,
+                                space, measurements=(tmp_path / MEASUREMENTS).read_bytes())
+    cell = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
+    results = verify([cell, str(space.network("|avg_pool_3x3~0|+|none~0|none~1|+|none~0|none~1|skip_connect~2|"))],
+                     folder, passes=2, harness=FAST)
+    p = bundle.load(folder)
+    assert [v.arch for v in results] == [cell, "|avg_pool_3x3~0|+|none~0|none~1|+|none~0|none~1|skip_connect~2|"]
+    assert results[0].predicted_ms == pytest.approx(p.predict(cell))
+    assert all(v.measured_ms > 0 and v.scale == "profiled" for v in results)
+    assert results[0].reference == f"network:{space.reference_network()}"
+    assert results[0].reference_source == "the bundle's profiling run"

@@ -99,6 +99,8 @@ def cmd_calibrate(args) -> None:
     bundle.check_writable(args.output, args.force)  # before minutes of training, not after
     if args.space:  # a bad --space fails now, not after the training
         space = get_space(args.space, **({"resolution": args.resolution} if args.resolution else {}))
+        if space.profiled_whole:
+            return _calibrate_cells(args, space)
         if not space.lowerable:
             raise ValueError(f"--space: expected a space of pynas networks to compile a table for (mnasnet, fbnet), "
                              f"got {args.space}, whose architectures are not lowered to segments")
@@ -131,6 +133,41 @@ def cmd_calibrate(args) -> None:
     table = f", table {space.name}@{space.resolution}" if space else ""
     print(f"network = {term.scale:.4f} x sum(segments) + {term.weight_ms_per_mb:.4f} ms/MB x weights + "
           f"{term.overhead_ms:.4f} ms; bundle {folder}{table}")
+
+
+def _calibrate_cells(args, space) -> None:
+    """`pynas calibrate DB --space nb201`: a model of whole networks (`pynas.predictor.cellnet`),
+    fitted on the store's measured networks of the space but a held-out fifth, written as a lookup
+    of every cell with the model and the measurements beside it."""
+    import tempfile
+    from pathlib import Path
+
+    from pynas.cli.store import existing_store
+    from pynas.predictor import cellnet
+    from pynas.predictor.predictors import MEASUREMENTS
+    from pynas.store import export_jsonl
+
+    with existing_store(args.db) as store:
+        data = cellnet.load_cells(store, space, backend=args.backend, threads=args.threads, device_id=args.device_id)
+        series = data.series
+        with tempfile.TemporaryDirectory() as tmp:
+            export = Path(tmp) / MEASUREMENTS
+            export_jsonl(store, export, device_id=series.device_id, backend=series.backend,
+                         backend_version=series.backend_version, threads=series.threads)
+            measurements = export.read_bytes()
+    print(f"series: device {series.device_id}, {series.backend} ({series.backend_version}), {series.threads} "
+          f"thread(s): {len(data.keys)} networks of {space.name}"
+          + (f" ({data.other_networks} networks of other spaces left out)" if data.other_networks else ""))
+    for kind, r in sorted(series.repeatability.items()):
+        print(f"repeatability of the measurements: {r['n']} {kind} timed twice, relative difference median "
+              f"{100 * r['median']:.1f}%, p90 {100 * r['p90']:.1f}%")
+    trained = cellnet.train_cells(data, space, seed=args.seed)
+    folder = cellnet.save_cells(args.output, trained, data, space, source=f"{args.db} {series.device_id}",
+                                overwrite=args.force, measurements=measurements)
+    r = trained.report["heldout_networks"]
+    print(f"heldout_networks   n={r['n']:<5} RMSPE {r['rmspe']:.2f}%  within 5% {r['within5']:.1f}%  "
+          f"within 10% {r['within10']:.1f}%  Spearman {r['spearman']:.4f}  (fitted on {len(data.keys) - r['n']})")
+    print(f"bundle {folder}: every one of {space.size} {space.name} cells predicted (a lookup), model {cellnet.MODEL}")
 
 
 def cmd_fewshot(args) -> None:
@@ -203,7 +240,8 @@ def add_parsers(commands) -> None:
     calibrate.add_argument("--backend", default="native")
     calibrate.add_argument("--threads", type=flags.threads, default=1)
     calibrate.add_argument("--device-id", help="the device (default: the one with most measurements)")
-    calibrate.add_argument("--space", help="compile the table of this space into the bundle (e.g. mnasnet)")
+    calibrate.add_argument("--space", help="compile the table of this space into the bundle (e.g. mnasnet); nb201: "
+                                           "fit its networks measured whole, a lookup of every cell")
     calibrate.add_argument("--resolution", type=flags.integer(1, MAX_RESOLUTION),
                            help="the space's resolution (default: the measured networks', else the space's)")
     calibrate.add_argument("--min-networks", type=flags.integer(0), default=MIN_CALIBRATION_NETWORKS,

@@ -24,11 +24,12 @@ def cmd_profile(args) -> None:
     if reason:
         raise BackendUnavailable(f"--backend {args.backend}: unavailable here: {reason}")
     space = space_from_args(args)
-    if not space.lowerable:  # before the planning, which would lower every network of the space
-        raise ValueError(f"--space: expected a space of block networks to profile (mnasnet, fbnet), got {space.name}: "
-                         f"its cell networks lower and run natively, but profiling them (op lists, bundles) is not "
-                         f"built yet")
-    work = plan(space, neighbours=args.neighbours, networks=args.networks, seed=args.seed, limit=args.limit,
+    if not (space.lowerable or space.profiled_whole):  # before the planning, which would lower every network
+        raise ValueError(f"--space: expected a space pynas profiles (mnasnet, fbnet, nb201), got {space.name}: its "
+                         f"cell networks lower and run natively, but profiling them (op lists, bundles) is not built "
+                         f"yet")
+    neighbours, networks = _plan_sizes(args, space)
+    work = plan(space, neighbours=neighbours, networks=networks, seed=args.seed, limit=args.limit,
                 segments_sample=args.segments)
     counts = ", ".join(f"{n} {kind}" for kind, n in work.counts.items())
     of = f" of a plan of {work.of}" if work.of else ""  # --limit: the counts are of the items kept
@@ -78,6 +79,28 @@ def cmd_profile(args) -> None:
         signal.signal(signal.SIGINT, previous)
 
 
+# --neighbours and --networks when not given: a space of segments measures its segments, 300
+# neighbours and 120 networks (the network term's fit and check); a space profiled whole only
+# networks, enough to fit a model of whole networks and hold a fifth of them out.
+SEGMENT_PLAN = {"neighbours": 300, "networks": 120}
+WHOLE_PLAN = {"neighbours": 0, "networks": 800}
+
+
+def _plan_sizes(args, space) -> tuple[int, int]:
+    """(neighbours, networks) of the plan: the flags, else the space's kind's defaults; a space
+    profiled whole takes no segments (one-line errors naming the flag)."""
+    if space.profiled_whole:
+        for flag, value in (("--neighbours", args.neighbours), ("--segments", args.segments)):
+            if value:
+                raise ValueError(f"{flag}: expected none with --space {space.name}, whose networks are profiled whole "
+                                 f"(no segments; --networks N says how many), got {value}")
+        sizes = WHOLE_PLAN
+    else:
+        sizes = SEGMENT_PLAN
+    return (sizes["neighbours"] if args.neighbours is None else args.neighbours,
+            sizes["networks"] if args.networks is None else args.networks)
+
+
 def add_parsers(commands) -> None:
     from pynas.profiling.backends import BACKENDS
 
@@ -88,10 +111,12 @@ def add_parsers(commands) -> None:
     profile.add_argument("--budget-minutes", type=flags.number(0, 1e6), default=0,
                          help="stop after this long (between items); rerun to resume (0: no limit)")
     profile.add_argument("--db", metavar="PATH", help="the store file (default: $PYNAS_DB or the cache path)")
-    profile.add_argument("--neighbours", type=flags.integer(0, 100_000), default=300,
-                         help="segments just outside the space (other channels and sizes), for generalisation")
-    profile.add_argument("--networks", type=flags.integer(0, 100_000), default=120,
-                         help="whole networks sampled from the space")
+    profile.add_argument("--neighbours", type=flags.integer(0, 100_000),
+                         help=f"segments just outside the space (other channels and sizes), for generalisation "
+                              f"(default {SEGMENT_PLAN['neighbours']}; none for nb201, profiled whole)")
+    profile.add_argument("--networks", type=flags.integer(0, 100_000),
+                         help=f"whole networks sampled from the space (default {SEGMENT_PLAN['networks']}; nb201: "
+                              f"{WHOLE_PLAN['networks']}, the only items besides the reference's stem)")
     profile.add_argument("--seed", type=flags.integer(0), default=0)
     profile.add_argument("--limit", type=flags.integer(1), help="only the first N items of the (seeded, shuffled) plan")
     profile.add_argument("--pin", type=flags.cpu, metavar="CPU", help="pin timing to this core")

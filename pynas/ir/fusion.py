@@ -61,15 +61,17 @@ def _make_kernel(graph: Graph, kind: str, key: str, ops: list[Op], consumers: di
 
 def _conv_chain(graph: Graph, op: Op, consumers: dict[int, list[int]]) -> list[Op]:
     """op, then its activation, its channel shuffle and its residual add, while each is the sole
-    consumer of the one before (each is optional)."""
+    consumer of the one before and in op's segment (its `block`; each is optional)."""
     chain = [op]
     for kind in ("act", "shuffle", "add"):
         users = consumers[chain[-1].id]
         user = graph.ops[users[0]] if len(users) == 1 else None
         # An add absorbed into a conv takes one other input (a residual): a cell node's sum of
-        # three or more edges stays a kernel of its own.
+        # three or more edges stays a kernel of its own. Never across a segment boundary (the
+        # stem's conv and the first cell's node sum, a cell's last conv and the next cell's ReLU):
+        # a kernel belongs to one segment, so segments time and key alone what a network runs.
         if user is not None and user.kind == kind and user.inputs[0] == chain[-1].id and \
-                (kind != "add" or len(user.inputs) == 2):
+                (kind != "add" or len(user.inputs) == 2) and user.block == op.block:
             chain.append(graph.ops[users[0]])
     return chain
 

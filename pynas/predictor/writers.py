@@ -123,21 +123,28 @@ def save_table(folder: str | os.PathLike, table, space, *, device: dict, backend
 
 
 def save_lookup(folder: str | os.PathLike, ms, space, *, device: dict, backend: str, backend_version: str,
-                threads: int, report: dict, source: str, name: str | None = None, overwrite: bool = False) -> Path:
+                threads: int, report: dict, source: str, name: str | None = None, overwrite: bool = False,
+                features: list[str] | None = None, extra_files: dict[str, bytes] | None = None,
+                extra: dict | None = None) -> Path:
     """Write a lookup bundle (kind "lookup"): `ms[i]` the latency of architecture i of `space` (an
-    indexed space: NAS-Bench-201), checked as loading checks it, its report, manifest last."""
+    indexed space: NAS-Bench-201), checked as loading checks it, its report, manifest last. A lookup
+    computed by a model (`pynas.predictor.cellnet`) ships it too: its `features`, `extra_files`
+    (name -> bytes: the model, the measurements) and `extra` manifest fields."""
     from pynas.predictor.lookup import KIND, LOOKUP, read_lookup, write_lookup
 
     folder = Path(folder)
     with _staged(folder, overwrite) as stage:
         write_lookup(stage / LOOKUP, ms)
         read_lookup(stage / LOOKUP, space)  # length, finite, > 0: refused here, not when loaded
+        files = {LOOKUP: "", REPORT: _write_report(stage, report)}
+        for file_name, content in (extra_files or {}).items():
+            (stage / file_name).write_bytes(content)
+            files[file_name] = ""
         write_manifest(stage, Manifest(
-            name=name or folder.name, kind=KIND, units="ms", features=[], device=device, backend=backend,
-            backend_version=backend_version, threads=threads, space=space_info(space),
-            network_term=NetworkTerm().to_json(), libraries=_libraries(xgboost=False),
-            files={LOOKUP: "", REPORT: _write_report(stage, report)}, created_at=_now(), source=source,
-            extra={"report": report}))
+            name=name or folder.name, kind=KIND, units="ms", features=list(features or []), device=device,
+            backend=backend, backend_version=backend_version, threads=threads, space=space_info(space),
+            network_term=NetworkTerm().to_json(), libraries=_libraries(xgboost=bool(features)),
+            files=files, created_at=_now(), source=source, extra={**(extra or {}), "report": report}))
     return folder
 
 

@@ -33,7 +33,7 @@ from pynas.arch import Arch
 from pynas.profiling.backends import Backend
 from pynas.profiling.configs import neighbour_segments, network_samples
 from pynas.space.base import SearchSpace
-from pynas.space.catalogue import NETWORK_KIND, Item, space_items
+from pynas.space.catalogue import NETWORK_KIND, Item, segment_by_id, space_items
 from pynas.store import Context, OpKey, Stats, Store
 
 
@@ -63,6 +63,11 @@ def plan(space: SearchSpace, *, neighbours: int = 0, networks: int = 0, seed: in
         raise ValueError(f"limit: expected an integer >= 1, got {limit}")
     if segments_sample is not None and segments_sample < 1:
         raise ValueError(f"segments_sample: expected an integer >= 1, got {segments_sample}")
+    if space.profiled_whole:
+        if neighbours or segments_sample is not None:
+            raise ValueError(f"neighbours, segments_sample: expected none for space {space.name}, whose networks "
+                             f"are profiled whole (no segments), got {neighbours} and {segments_sample}")
+        return _whole_network_plan(space, networks, seed, limit, extra)
     configs = space_items(space)
     measured = list(configs.values())
     if segments_sample is not None and segments_sample < len(measured):
@@ -94,6 +99,30 @@ def plan(space: SearchSpace, *, neighbours: int = 0, networks: int = 0, seed: in
         counts["of_space_segments"] = len(configs)
     of = len(items) if len(kept) < len(items) else None
     return Plan(space.name, getattr(space, "resolution", 0), counts, kept, of)
+
+
+def _whole_network_plan(space: SearchSpace, networks: int, seed: int, limit: int | None, extra) -> Plan:
+    """The plan of a space profiled whole (`SearchSpace.profiled_whole`): the stem of its reference
+    network (`space.reference_network()`: the segment reference, and the network reference is its
+    whole network), then `networks` distinct sampled networks (seeded) and `extra` ones (Items of
+    networks, or architectures of the space: what `space.network` takes), in a seeded random order."""
+    reference = space.reference_network()
+    stem = Item.of_segment(reference, segment_by_id(reference)["stem"])
+    nets = [Item.of_network(space.network(a)) for a in network_samples(space, networks, seed=seed)] if networks else []
+    added = [e if isinstance(e, Item) else Item.of_network(space.network(e)) for e in extra]
+    if any(not i.is_network for i in added):
+        raise ValueError(f"extra: expected whole networks for space {space.name} (profiled whole), got a segment")
+    known = {i.key for i in nets}
+    added = [i for i in dict((i.key, i) for i in added).values() if i.key not in known]
+    rest = nets + added
+    order = np.random.default_rng(seed).permutation(len(rest))
+    items = [stem] + [rest[i] for i in order]
+    kept = items[:limit]
+    keys = {i.key for i in added}
+    counts = {"stem": 1, "networks": sum(1 for i in kept[1:] if i.key not in keys),
+              "extra": sum(1 for i in kept[1:] if i.key in keys)}
+    return Plan(space.name, space.resolution, {k: n for k, n in counts.items() if n},
+                kept, len(items) if len(kept) < len(items) else None)
 
 
 def _sample_segments(items: list[Item], n: int, rng) -> list[Item]:

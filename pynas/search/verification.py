@@ -44,8 +44,10 @@ retargets) are kept in the record.
 
 It is measured only when the run's bundle describes the machine in hand (or an adb device is
 given); otherwise the record says why not (`{"skipped": reason}`): a bundle of another machine, one
-that names its device without a fingerprint (a phone's table), a space whose architectures pynas
-does not run (NAS-Bench-201's cells), no architecture under T. The record is kept in its own file
+that names its device without a fingerprint (a phone's table: HW-NAS-Bench's NAS-Bench-201
+lookups too), a space pynas neither lowers nor profiles whole (darts, nasnet, enas), no
+architecture under T. NAS-Bench-201's picks are measured as their networks when the bundle is one
+profiled here (`pynas calibrate --space nb201`, `pynas.predictor.cellnet`). The record is kept in its own file
 so `pynas search --report` and `--resume` keep it (a resumed run measures again at its end): it
 counts while its best under T is still the run's best.
 """
@@ -115,7 +117,8 @@ def verify_pick(folder: Path | str, config: dict, ranked: list[dict], *, top: in
     from pynas.predictor import bundle as bundles
     from pynas.space import get_space
 
-    if not get_space(config["space"]["name"], **config["space"]["options"]).lowerable:
+    space = get_space(config["space"]["name"], **config["space"]["options"])
+    if not (space.lowerable or space.profiled_whole):
         return write(folder, {"skipped": f"{config['space']['name']} architectures are not networks pynas runs",
                               "arch": best["arch"]})
     with warnings.catch_warnings():  # a bundle of another machine warned when the search started

@@ -32,6 +32,12 @@ class SearchSpace:
     # (profiling, XGBoost bundles, compiled tables). A benchmark's cells (NAS-Bench-201) are not:
     # they are priced per architecture by lookup bundles, and tools made for Arch refuse them.
     lowerable: bool = True
+    # Whether profiling times the space's networks whole (a stem, the reference, and sampled
+    # networks; no segments) and its bundle is fitted on them (`pynas.predictor.cellnet`): a space
+    # whose networks are few (NAS-Bench-201: 15,625) and small enough to stay in cache, where a
+    # segment timed alone is not what it costs in place (summed segments over-predicted whole
+    # networks by ~30%, placement effects up to 1.6x). Such a space has `network(architecture)`.
+    profiled_whole: bool = False
 
     @property
     def cardinalities(self) -> tuple[int, ...]:

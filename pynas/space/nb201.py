@@ -25,9 +25,12 @@ A cell's network is a cell network (`pynas.cell`, skeleton ``nb201``): `Cell.net
 the network's while `str(cell)` stays the benchmark's; `space.parse` and `encode` take either.
 pynas lowers it (`pynas.ir.lower`), builds it (`pynas.torch_builder.build_torch`; its parameters
 are the benchmark's) and `segment_archs` lists its segments. `lowerable` stays False: `decode`
-gives cells, not `pynas.arch.Arch` networks, and the tools made for those (XGBoost bundles,
-compiled tables, verification) take block networks only; latencies come from lookup bundles
-(`nb201-pixel3`, ...: `pynas.predictor.lookup`).
+gives cells, not `pynas.arch.Arch` networks, and the tools made for those (segment XGBoost
+bundles, compiled tables) take block networks only; latencies come from lookup bundles
+(`nb201-pixel3`, ...: `pynas.predictor.lookup`). `profiled_whole` is True: `pynas profile --space
+nb201` times sampled networks whole, and `pynas calibrate --space nb201` fits a model of whole
+networks on them (`pynas.predictor.cellnet`) and writes every cell's prediction as a lookup bundle,
+which a search's verification measures here when it describes this machine.
 """
 from __future__ import annotations
 
@@ -150,6 +153,7 @@ class Cell:
 class NB201Space(SearchSpace):
     name = "nb201"
     lowerable = False
+    profiled_whole = True  # profiled and predicted per whole network (pynas.predictor.cellnet)
 
     def __init__(self, resolution: int = RESOLUTION):
         """`resolution` only 32 (the benchmark's CIFAR skeleton); taken so that a --resolution flag
@@ -212,6 +216,13 @@ class NB201Space(SearchSpace):
         if not isinstance(cell, (Cell, str)):
             cell = self.decode(cell)
         return self.cell_of(cell).network()
+
+    def reference_network(self) -> CellNet:
+        """The network profiling times the others against (`pynas.profiling.session`, a space
+        `profiled_whole`), and whose stem is the segment reference: the benchmark's example cell's,
+        mid-sized (three 3x3 convs, an average pool, two skips). Fixed: every run and pass of a
+        series shares its fast state."""
+        return self.network(EXAMPLE)
 
     def cell_of(self, arch) -> Cell:
         """The cell of a Cell, a benchmark string, or a network of the benchmark's skeleton (CellNet or

@@ -192,14 +192,21 @@ def choose_reference(bundle, arch: Arch) -> ReferenceChoice:
     for its stem), else (or with no bundle: None) that of MnasNet at `arch`'s resolution."""
     from pynas.arch import parse
 
+    from pynas.cell import is_cellnet_string, parse as parse_cellnet
+
     recorded = _bundle_reference_times(bundle) if bundle is not None else {}
     if recorded:
         key = max(recorded, key=lambda k: len(recorded[k]))
-        return ReferenceChoice(parse(key.removeprefix("network:")), key, "the bundle's profiling run",
-                               tuple(recorded[key]))
+        text = key.removeprefix("network:")
+        return ReferenceChoice(parse_cellnet(text) if is_cellnet_string(text) else parse(text), key,
+                               "the bundle's profiling run", tuple(recorded[key]))
     from pynas.space import get_space
 
     space = bundle.space if bundle is not None else None
+    if space is not None and space.profiled_whole:
+        reference = space.reference_network()
+        return ReferenceChoice(reference, f"network:{reference}", f"the reference network of the bundle's space "
+                               f"({space.name}), as profiling picks it", ())
     source = f"the stem network of the bundle's space ({space.name}@{space.resolution}), as profiling picks it" \
         if space is not None and space.lowerable else None
     if source is None:
@@ -382,13 +389,23 @@ def verify(archs, predictor=None, *, passes: int = DEFAULT_PASSES, tolerance: fl
     check_options(passes, tolerance, state_limit)
     bundle = load_bundle(predictor)
     check_bundle(bundle, adb)
-    archs = [resolve_arch(a) for a in ([archs] if isinstance(archs, (str, Arch)) else list(archs))]
+    archs = [archs] if isinstance(archs, (str, Arch)) else list(archs)
+    space = bundle.space
+    if space is not None and space.profiled_whole:
+        # Cells (NAS-Bench-201 strings, their networks' strings): named as the space names them,
+        # predicted by the bundle's lookup, timed as the space's networks.
+        cells = [space.cell_of(a) for a in archs]
+        names, archs = [str(c) for c in cells], [space.network(c) for c in cells]
+    else:
+        archs = [resolve_arch(a) for a in archs]
+        names = [str(a) for a in archs]
     if not archs:
         raise ValueError("ARCH: expected at least one architecture, got none")
     if predicted_ms is None:
         with warnings.catch_warnings():  # the bundle is checked to be this machine's (or the device's)
             warnings.simplefilter("ignore")
-            predicted_ms = [float(bundle.predict(a)) for a in archs]
+            predicted_ms = [float(bundle.predict(a)) for a in (names if space is not None and space.profiled_whole
+                                                               else archs)]
     elif len(predicted_ms) != len(archs):
         raise ValueError(f"predicted_ms: expected one per architecture ({len(archs)}), got {len(predicted_ms)}")
     manifest = bundle.manifest
@@ -404,11 +421,11 @@ def verify(archs, predictor=None, *, passes: int = DEFAULT_PASSES, tolerance: fl
         where = f"{adb.serial} over adb ({device.get('cpu_model') or 'unknown CPU'}, {device.get('machine', '?')})"
     fast = fast_state([p.reference_ms for run in runs for p in run])
     bundle_fast = fast_state(list(reference.bundle_times)) if reference.bundle_times else None
-    return [verification(str(arch), run, predicted, fast, bundle_fast, tolerance=tolerance, state_limit=state_limit,
+    return [verification(name, run, predicted, fast, bundle_fast, tolerance=tolerance, state_limit=state_limit,
                          bundle=manifest.name, backend=manifest.backend, threads=threads,
                          clock="cpu" if options.get("cpu_time") else "wall", device=where, reference=reference.key,
                          reference_source=reference.source)
-            for arch, predicted, run in zip(archs, predicted_ms, runs)]
+            for name, predicted, run in zip(names, predicted_ms, runs)]
 
 
 def verification(arch: str, run: list[Pass], predicted: float | None, fast: float, bundle_fast: float | None, *,
