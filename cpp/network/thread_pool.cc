@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <string>
 
+#include "flush_denormals.h"
+
 namespace pynas {
 
 int checked_thread_count(int threads) {
@@ -73,6 +75,7 @@ void ThreadPool::parallel_for(size_t n, size_t grain, const std::function<void(s
 }
 
 void ThreadPool::work(size_t index) {
+  const FlushDenormals flush;  // for the worker's lifetime: it only runs network steps (flush_denormals.h)
   size_t seen = 0;
   for (;;) {
     std::unique_lock<std::mutex> lock(mutex_);

@@ -14,6 +14,8 @@
 #include <sched.h>
 #endif
 
+#include "../network/flush_denormals.h"
+
 namespace pynas {
 namespace {
 
@@ -155,6 +157,7 @@ CpuPin::~CpuPin() {
 TimingStats time_calls(const std::function<void(size_t)>& fn, const HarnessOptions& o) {
   check_harness_options(o);
   CpuPin pin(o.pin_cpu);
+  const FlushDenormals flush;  // single kernels are timed in the mode networks run in
   const auto start = Clock::now();
   const double freq_before = cpu_frequency_mhz(current_cpu());
   size_t call = 0;
