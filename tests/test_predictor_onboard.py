@@ -38,6 +38,15 @@ def test_init_profiles_saves_and_makes_this_machine_s_default(homes, capsys):
     out = capsys.readouterr().out
     assert f"({result.name}: this machine, 1 thread(s))" in out
     assert main(["device", "show"]) == 0 and result.name in capsys.readouterr().out
+    # A backend whose runs changed since (a new native version) makes the default stale: `device show
+    # --require` fails, so scripts/main.sh profiles again instead of searching with old latencies.
+    here = device._backend_version_here("native")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(device, "_backend_version_here", lambda backend: here + "+changed")
+        assert main(["device", "show", "--require"]) == 1
+    out, err = capsys.readouterr()
+    assert f"{result.name} (stale: native version: bundle {here}, here {here}+changed" in out
+    assert "no up-to-date native bundle" in err
 
 
 def test_predict_without_a_default_says_what_to_do(homes, capsys):

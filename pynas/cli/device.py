@@ -50,10 +50,13 @@ def cmd_device_show(args) -> None:
     print(f"this machine: {here.cpu_model or '(no CPU model)'} ({device.describe_here(here)}), device id "
           f"{here.device_id}")
     name = device.default_bundle(args.backend, args.threads, here.device_id)
+    stale = device.stale_default(name) if name else []
     print(f"its {args.backend} bundle at {args.threads} thread(s): "
-          + (name if name else f"none yet ({device.FIX})"))
-    if args.require and not name:
-        raise NoBundle(f"this machine has no {args.backend} bundle at {args.threads} thread(s) of its own")
+          + (name if name else f"none yet ({device.FIX})")
+          + (f" (stale: {'; '.join(stale)}: profile again, `pynas device init`)" if stale else ""))
+    if args.require and (not name or stale):
+        raise NoBundle(f"this machine has no {'up-to-date ' if name else ''}{args.backend} bundle at {args.threads} "
+                       f"thread(s) of its own")
 
 
 def add_parsers(commands) -> None:
