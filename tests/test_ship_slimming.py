@@ -230,12 +230,12 @@ def _random_scores(layout, seed):
 
 def _unaligned(layout, widths) -> list[str]:
     """The counts of `widths` that are neither a multiple of 8 nor the original: every group's, and
-    the expanded count of each ir repeat on its stage's own width (a first repeat reads the previous
-    stage's width and follows the stage's one expansion)."""
+    the expanded count of every ir repeat (a first repeat reads the previous stage's width, yet
+    follows the stage's one expansion: it has to land on the lanes too)."""
     bad = [f"group {g}: {n}" for g, n in enumerate(widths.counts) if n % 8 and n != layout.group_size[g]]
     mids = layout.mids(widths)
     for s in layout.expansion_stages:
-        for layer in layout.layers_of(s)[1:] or layout.layers_of(s):
+        for layer in layout.layers_of(s):
             if mids[layer.index] % 8 and mids[layer.index] != layer.mid:
                 bad.append(f"stage {s} repeat {layer.repeat}: {mids[layer.index]} expanded")
     return bad
@@ -266,10 +266,71 @@ def test_a_group_move_under_a_pruned_expansion_rounds_the_expanded_count_down():
     group = layout.stage_group[1]
     narrower = layout.with_count(widths, group, 16)  # 16 x 3.65: 58 expanded, off the lanes
     assert layout.reference_mid(narrower, stage) == 58
-    moves = slimming._moves(layout, widths, [lambda n, original: slimming._aligned_below(n)])
+    moves = slimming._moves(layout, widths, grow=False)
     moved = next(w for w in moves if w.counts[group] == 16)
     assert layout.reference_mid(moved, stage) == 56  # rounded down, not up past what the move priced
     assert all(_unaligned(layout, w) == [] for w in moves)
+
+
+# MnasNet-A1's first stages: stage 1's first repeat reads stage 0's width (16, prunable to 8), its
+# second repeat its own (24). One expansion sets both: on seed 1's benchmark plan (stage 0 at 8,
+# stage 1 at 16) e 6.5 gave 104 expanded channels on the second repeat, aligned, and 52 on the
+# first, at 112 px: it measured 0.9 ms over e 6 where the bundle said 0.065.
+FIRST_REPEAT = ("net_res224_cls1000:stem_k3_s2_c32:ds_r1_k3_s1_c16_noskip:ir_r2_k3_s2_e6_c24:"
+                "ir_r3_k5_s2_e3_c40_se0.25:head_c64")
+
+
+def _seed_1_widths(layout):
+    """Stage 0 at 8 channels, stage 1 at 16 at e 6: 48 and 96 expanded, both aligned."""
+    widths = layout.with_count(layout.full(), layout.stage_group[0], 8)
+    widths = layout.with_count(widths, layout.stage_group[1], 16)
+    assert [layout.mids(widths)[layer.index] for layer in layout.layers_of(1)] == [48, 96]
+    return widths
+
+
+def test_an_expansion_move_aligns_the_first_repeat_on_another_width_too():
+    layout = Layout.of(parse(FIRST_REPEAT))
+    widths = _seed_1_widths(layout)
+    grown = slimming._moves(layout, widths, grow=True)
+    assert all(_unaligned(layout, w) == [] for w in grown)
+    stage_1 = [w for w in grown if w.counts == widths.counts and w.expansions[1] != widths.expansions[1]]
+    # The next expansion up is e 7 (56 and 112), not e 6.5 (52 and 104): 52 is off the lanes.
+    assert [[layout.mids(w)[layer.index] for layer in layout.layers_of(1)] for w in stage_1] == [[56, 112]]
+    assert [w.expansions[1] for w in stage_1] == [7.0]
+    shrunk = slimming._moves(layout, widths, grow=False)
+    assert all(_unaligned(layout, w) == [] for w in shrunk)
+    stage_1 = [w for w in shrunk if w.counts == widths.counts and w.expansions[1] != widths.expansions[1]]
+    assert [[layout.mids(w)[layer.index] for layer in layout.layers_of(1)] for w in stage_1] == [[40, 80]]
+
+
+def test_a_group_move_aligns_the_next_stages_first_repeat():
+    layout = Layout.of(parse(FIRST_REPEAT))
+    widths = layout.with_count(_seed_1_widths(layout), layout.stage_group[2], 32)
+    widths = layout.with_mid(widths, 2, 112)  # e 3.5: stage 2's first repeat reads stage 1's 16 channels: 56
+    assert _unaligned(layout, widths) == []
+    for grow in (False, True):
+        moves = slimming._moves(layout, widths, grow=grow)
+        for w in moves:
+            assert _unaligned(layout, w) == [], (grow, layout.apply(layout.arch, w))
+            arch = parse(str(layout.apply(layout.arch, w)))  # the string's e reproduces the counts
+            assert layout.mids(layout.widths_of(arch)) == layout.mids(w)
+    # Stage 1 down to 8 channels under e 3.5 would give stage 2's first repeat 28; the expansion goes
+    # down to the largest that aligns every repeat: e 3 (24, 96, 96), not up past what was priced.
+    narrower = next(w for w in slimming._moves(layout, widths, grow=False) if w.counts[layout.stage_group[1]] == 8)
+    assert [layout.mids(narrower)[layer.index] for layer in layout.layers_of(2)] == [24, 96, 96]
+
+
+def test_plan_aligns_every_repeat_when_a_first_repeat_reads_another_width():
+    arch = parse(FIRST_REPEAT)
+    layout = Layout.of(arch)
+    predictor = MacsOnly()
+    smallest, full = slimming.reachable_range(arch, predictor)
+    for seed in range(6):
+        for fraction in (0.3, 0.6, 0.85):
+            target = smallest + fraction * (full - smallest)
+            widths, ms, _ = slimming.plan_widths(layout, _random_scores(layout, seed), predictor, target)
+            assert ms <= target
+            assert _unaligned(layout, widths) == [], (seed, fraction, layout.apply(arch, widths))
 
 
 def test_defaults_are_two_sparsity_and_six_fine_tuning_epochs():

@@ -27,22 +27,25 @@ factors applies channel for channel to the real architecture, and the predictor 
 How the widths are chosen (the paper's global |gamma| threshold ignores what a channel costs).
 Greedy on the latency model, NetAdapt-like but ranked by the sparsity training's evidence:
 
-* shrink: from the full widths, each step considers, for every width group and every ``ir``
-  stage's expansion, the move down to the next multiple of 8 channels (8 float32 lanes: one AVX2
-  register, Scalpel's SIMD-aware pruning), prices all moves at once and takes the one that
-  removes the least |gamma| mass (the summed |scale factor| of every BN channel it removes:
-  what the L1 penalty drove down for unneeded channels) per predicted ms saved; until the
-  predicted latency is <= T;
-* grow back: then, while some move fits under T, each step considers growing each group or
-  expansion to its next multiple of 8 (or back to its original count, when that is nearer) and
-  takes the one that restores the most |gamma| mass per predicted ms it costs (a move the model
-  prices as free first).
+* shrink: from the full widths, each step considers, for every width group, the move down to the
+  next multiple of 8 channels (8 float32 lanes: one AVX2 register, Scalpel's SIMD-aware pruning),
+  and for every ``ir`` stage's expansion the next one down that keeps every repeat's expanded
+  count aligned (below), prices all moves at once and takes the one that removes the least
+  |gamma| mass (the summed |scale factor| of every BN channel it removes: what the L1 penalty
+  drove down for unneeded channels) per predicted ms saved; until the predicted latency is <= T;
+* grow back: then, while some move fits under T, each step considers growing each group to its
+  next multiple of 8 (or back to its original count, when that is nearer) and each expansion to
+  the next aligned one, and takes the one that restores the most |gamma| mass per predicted ms it
+  costs (a move the model prices as free first).
 
-Every count the plan moves to is a multiple of 8 or the original: a group move keeps the stage's
-expansion, so the expanded count it gives is rounded down to a multiple of 8 as well (on the ir
-stage's own width; a stage's first repeat reads the previous width and follows the one ``e``). The
-bundle priced unaligned counts (stem 25, head 1274, expanded 958) as nearly free where the CPU
-pays for them (a partly filled SIMD register): a grow-back that went there measured 1.6-4.6% over T.
+Every count the plan moves to is a multiple of 8 or the original, every ir repeat's expanded count
+included. The language has one ``e`` per stage and a stage's first repeat reads the previous stage's
+width, so the plan chooses only expansions under which every repeat lands on the lanes (or on its
+original count): `_aligned_expansions`. A group move keeps the expansions, so a stage whose repeats
+(its own or the next stage's first) it moves off the lanes goes down to the largest such expansion
+that expands no repeat more than before. The bundle priced unaligned counts (stem 25, head 1274,
+expanded 958) as nearly free where the CPU pays for them (a partly filled SIMD register): a
+grow-back that went there measured 1.6-4.6% over T.
 
 A global threshold found by bisection would be closer to the paper, but it takes channels where
 gammas are small, not where latency is: on a CPU the head's 1x1 conv and the late stages'
@@ -56,10 +59,10 @@ Intel Xeon with AVX-512, T = 6.29 ms): slimming 81.3 +- 1.3 against uniform widt
 architecture trained from scratch is 1.6 points behind uniform: the inherited weights are what wins.
 Measured, two of three slimmed networks were 0.97 x T, the third 1.10 x T: its stage 1 at e 6.5 gives
 the first repeat (on stage 0's 8 channels) 52 expanded channels at 112 px, and e 6.5 instead of 6
-cost 0.9 ms measured where the bundle says 0.065; aligning every repeat's expanded count, not only
-the reference repeat's, is the next thing to do. Before the aligned grow-back and the 2 + 6 epoch
-defaults (4 sparsity epochs at L1 1e-2 + 4 fine-tuning epochs at lr 0.02, grow-back by 1..8
-channels; an AMD Zen 3 machine): slimming was 1.3 points behind (78.8 +- 1.6 against 80.1 +- 1.2,
+cost 0.9 ms measured where the bundle says 0.065. That run aligned only each stage's last repeat;
+the plan now aligns every repeat (not benchmarked since). Before the aligned grow-back and the
+2 + 6 epoch defaults (4 sparsity epochs at L1 1e-2 + 4 fine-tuning epochs at lr 0.02, grow-back by
+1..8 channels; an AMD Zen 3 machine): slimming was 1.3 points behind (78.8 +- 1.6 against 80.1 +- 1.2,
 behind on every seed), its unaligned counts measured 1.6-4.6% over T.
 
 `uniform_width_baseline` and `compare_with_uniform` are the baseline: the largest MobileNet width
@@ -71,10 +74,13 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from fractions import Fraction
+from functools import lru_cache
 
 import numpy as np
 
 from pynas.arch import Arch
+from pynas.ir.lower import expanded_channels
 from pynas.ship import netadapt
 from pynas.ship.channels import Layout, Widths, copy_kept, expansion_for  # noqa: F401  (expansion_for: API)
 
@@ -275,31 +281,116 @@ def _is_aligned(n: int, original: int) -> bool:
     return n % SIMD_LANES == 0 or n == original
 
 
+def _allowed_counts(original: int) -> list[int]:
+    """The expanded counts a repeat may have: the multiples of SIMD_LANES up to its original count,
+    and the original."""
+    return sorted(set(range(SIMD_LANES, original + 1, SIMD_LANES)) | {original})
+
+
+def _count_intervals(cin: int, original: int) -> list[tuple[Fraction, Fraction, int]]:
+    """[lo, hi) ranges of e, ascending, under which a repeat reading `cin` channels expands to an
+    allowed count (round(cin x e) = k for e in [(k - 1/2) / cin, (k + 1/2) / cin))."""
+    return [(Fraction(2 * k - 1, 2 * cin), Fraction(2 * k + 1, 2 * cin), k) for k in _allowed_counts(original)]
+
+
+def _intersect(ranges, intervals):
+    """The nonempty intersections of two ascending lists of disjoint [lo, hi) ranges of e (`ranges`
+    carrying a tuple of counts, `intervals` one count), the counts joined."""
+    out, i, j = [], 0, 0
+    while i < len(ranges) and j < len(intervals):
+        (lo_a, hi_a, counts), (lo_b, hi_b, k) = ranges[i], intervals[j]
+        lo, hi = max(lo_a, lo_b), min(hi_a, hi_b)
+        if lo < hi:
+            out.append((lo, hi, counts + (k,)))
+        if hi_a <= hi_b:
+            i += 1
+        else:
+            j += 1
+    return out
+
+
+def _shortest_decimal(lo: Fraction, hi: Fraction, reproduces) -> float | None:
+    """The shortest decimal in [lo, hi) for which `reproduces(e)` holds (the architecture string
+    writes e in decimal; `expanded_channels`' float rounding decides at the edges); None if no
+    decimal of up to 12 places does (a range thinner than the rounding's tolerance)."""
+    for digits in range(0, 13):
+        step = Fraction(1, 10 ** digits)
+        start = math.ceil(lo / step) * step
+        for candidate in (start, start + step):
+            value = candidate.numerator / candidate.denominator
+            if candidate < hi and value > 0 and reproduces(value):
+                return value
+    return None
+
+
+@lru_cache(maxsize=4096)
+def _aligned_expansions(repeats: tuple[tuple[int, int], ...]) -> tuple[tuple[float, tuple[int, ...]], ...]:
+    """(e, each repeat's expanded count) for every expansion under which every repeat of an ir stage
+    ((its input channels, its original expanded count) per repeat in `repeats`) expands to a multiple
+    of SIMD_LANES or its original count; ascending in e, and so in every repeat's count (a chain:
+    each option's counts are all <= the next one's). One e per set of counts, the shortest decimal.
+
+    Why every repeat: the language has one ``e`` per stage, and a stage's first repeat reads the
+    previous stage's width, so an ``e`` that aligns the repeats on the stage's own width can leave the
+    first one ragged (e 6.5: 104 expanded from 16 channels, 52 from 8). The kernels' SIMD tiles are
+    8 or 16 channels wide, and the latency model, fitted on smooth counts, under-prices the ragged
+    tail: MnasNet-A1's stage 1 at e 6.5 (52 expanded at 112 px) measured 0.9 ms over e 6 where the
+    bundle predicted 0.065 (bench/ship-results.md, slim, seed 1)."""
+    distinct = sorted(set(repeats))
+    ranges = [(lo, hi, (k,)) for lo, hi, k in _count_intervals(*distinct[0])]
+    for cin, original in distinct[1:]:
+        ranges = _intersect(ranges, _count_intervals(cin, original))
+    options = []
+    for lo, hi, counts in ranges:
+        want = dict(zip(distinct, counts))
+        e = _shortest_decimal(lo, hi, lambda e: all(expanded_channels(cin, e) == k for (cin, _), k in want.items()))
+        if e is not None:
+            options.append((e, tuple(want[repeat] for repeat in repeats)))
+    return tuple(options)
+
+
+def _stage_repeats(layout: Layout, widths: Widths, stage: int) -> tuple[tuple[int, int], ...]:
+    """(input channels under `widths`, original expanded count) of each repeat of ir stage `stage`."""
+    return tuple((layout.cin(widths, layer), layer.mid) for layer in layout.layers_of(stage))
+
+
+def _stage_mids(layout: Layout, widths: Widths, stage: int) -> tuple[int, ...]:
+    mids = layout.mids(widths)
+    return tuple(mids[layer.index] for layer in layout.layers_of(stage))
+
+
+def _with_expansion(widths: Widths, stage: int, expansion: float) -> Widths:
+    expansions = list(widths.expansions)
+    expansions[stage] = expansion
+    return Widths(widths.counts, tuple(expansions))
+
+
 def _align_mids(layout: Layout, widths: Widths | None) -> Widths | None:
-    """`widths` with each ir stage's reference expanded count (its last repeat's) rounded down to a
-    multiple of SIMD_LANES unless it is aligned or the original already; None when it cannot be
-    (below the layer's minimum, or the minimum's expansion lands off the lanes again). A group move
+    """`widths` with each ir stage whose repeats do not all expand to a multiple of SIMD_LANES (or
+    their original counts) moved to the largest expansion under which they all do and none expands
+    to more than it did (`_aligned_expansions`); None when no such expansion exists. A group move
     keeps the stage's expansion, so a pruned expansion (5.6 of 160 channels: 896) gives an unaligned
-    count on the new width (152 x 5.6: 851); the bundle prices such counts as free where the CPU
-    does not. Earlier repeats read another width and follow the stage's one ``e`` (the architecture
-    language has no per-repeat count): only the repeats on the stage's own width are aligned."""
+    count on the new width (152 x 5.6: 851), and a narrower stage moves the next stage's first
+    repeat off the lanes; the bundle prices such counts as nearly free where the CPU does not."""
     if widths is None:
         return None
     for s in layout.expansion_stages:
-        reference = layout.layers_of(s)[-1]
-        mid = layout.reference_mid(widths, s)
-        if _is_aligned(mid, reference.mid):
+        current = _stage_mids(layout, widths, s)
+        if all(_is_aligned(n, layer.mid) for n, layer in zip(current, layout.layers_of(s))):
             continue
-        widths = layout.with_mid(widths, s, mid // SIMD_LANES * SIMD_LANES)
-        if widths is None or not _is_aligned(layout.reference_mid(widths, s), reference.mid):
+        below = [e for e, counts in _aligned_expansions(_stage_repeats(layout, widths, s))
+                 if all(k <= n for k, n in zip(counts, current))]
+        if not below:
             return None
+        widths = _with_expansion(widths, s, below[-1])
     return widths
 
 
-def _moves(layout: Layout, widths: Widths, deltas) -> list[Widths]:
-    """Distinct widths one move away: each group's count and each ir stage's reference expanded
-    count changed to delta(n, original) for each delta in `deltas` (functions of the current and
-    the original count), expanded counts then aligned (`_align_mids`)."""
+def _moves(layout: Layout, widths: Widths, grow: bool) -> list[Widths]:
+    """Distinct widths one move away: each group's count moved to the next multiple of SIMD_LANES
+    below (`grow` False) or above (or to its original count, when that is nearer), expanded counts
+    then aligned (`_align_mids`); and each ir stage's expansion moved to the next expansion down or
+    up among those that align every repeat (`_aligned_expansions`)."""
     seen, out = {widths}, []
 
     def add(w: Widths | None) -> None:
@@ -308,13 +399,21 @@ def _moves(layout: Layout, widths: Widths, deltas) -> list[Widths]:
             seen.add(w)
             out.append(w)
 
+    step = (lambda n, original: min(_aligned_above(n), original)) if grow else (lambda n, original: _aligned_below(n))
     for g in layout.prunable_groups():
-        for delta in deltas:
-            add(layout.with_count(widths, g, delta(widths.counts[g], layout.group_size[g])))
+        add(layout.with_count(widths, g, step(widths.counts[g], layout.group_size[g])))
     for s in layout.expansion_stages:
-        mid = layout.reference_mid(widths, s)
-        for delta in deltas:
-            add(layout.with_mid(widths, s, delta(mid, layout.layers_of(s)[-1].mid)))
+        current = _stage_mids(layout, widths, s)
+        if grow:
+            options = [e for e, counts in _aligned_expansions(_stage_repeats(layout, widths, s))
+                       if counts != current and all(k >= n for k, n in zip(counts, current))]
+            nearest = options[0] if options else None
+        else:
+            options = [e for e, counts in _aligned_expansions(_stage_repeats(layout, widths, s))
+                       if counts != current and all(k <= n for k, n in zip(counts, current))]
+            nearest = options[-1] if options else None
+        if nearest is not None:
+            add(_with_expansion(widths, s, nearest))
     return out
 
 
@@ -329,9 +428,8 @@ def plan_widths(layout: Layout, scores, predictor, target_ms: float, *,
     mass = _Mass(layout, scores)
     widths, ms = layout.full(), float(_predict(predictor, [arch])[0])
     shrink = grow = 0
-    down = [lambda n, original: max(_aligned_below(n), 1)]
     while ms > target_ms:
-        moves = _moves(layout, widths, down)
+        moves = _moves(layout, widths, grow=False)
         latencies = _predict_where_priced(predictor, [layout.apply(arch, w) for w in moves])
         priced = ~np.isnan(latencies)
         moves, latencies = [w for w, ok in zip(moves, priced) if ok], latencies[priced]
@@ -348,10 +446,10 @@ def plan_widths(layout: Layout, scores, predictor, target_ms: float, *,
         widths, ms = moves[best], float(latencies[best])
         shrink += 1
     # Grow back one lane-width at a time (the next multiple of 8, or the original count when that
-    # is nearer): counts between the multiples are priced as free by the bundle, not by the CPU.
-    up = [lambda n, original: min(_aligned_above(n), original)]
+    # is nearer; for an expansion, the next one that keeps every repeat so): counts between the
+    # multiples are priced as free by the bundle, not by the CPU.
     while not shrink_only:
-        moves = _moves(layout, widths, up)
+        moves = _moves(layout, widths, grow=True)
         if not moves:
             break
         latencies = _predict(predictor, [layout.apply(arch, w) for w in moves])
