@@ -54,16 +54,18 @@ the target be met with the least lost mass.
 
 What the benchmark says (bench/ship.py's slim section: MnasNet-A1 to 0.75 x its predicted latency on
 this machine's bundle, Fashion-MNIST at 16 px, 5,000 images, 8 epochs on each side, seeds 0-2; an
-Intel Xeon with AVX-512, T = 6.29 ms): slimming 81.3 +- 1.3 against uniform width scaling's (x0.82)
-81.1 +- 0.7, +0.25 points (+1.05, -0.10, -0.20 per seed: matched, within the spread). The slimmed
-architecture trained from scratch is 1.6 points behind uniform: the inherited weights are what wins.
-Measured, two of three slimmed networks were 0.97 x T, the third 1.10 x T: its stage 1 at e 6.5 gives
-the first repeat (on stage 0's 8 channels) 52 expanded channels at 112 px, and e 6.5 instead of 6
-cost 0.9 ms measured where the bundle says 0.065. That run aligned only each stage's last repeat;
-the plan now aligns every repeat (not benchmarked since). Before the aligned grow-back and the
-2 + 6 epoch defaults (4 sparsity epochs at L1 1e-2 + 4 fine-tuning epochs at lr 0.02, grow-back by
-1..8 channels; an AMD Zen 3 machine): slimming was 1.3 points behind (78.8 +- 1.6 against 80.1 +- 1.2,
-behind on every seed), its unaligned counts measured 1.6-4.6% over T.
+Intel Xeon with AVX-512, T = 7.66 ms, every repeat aligned): slimming 80.8 +- 0.8 against uniform
+width scaling's (x0.82) 81.1 +- 0.7, -0.28 points (+0.05, -1.10, +0.20 per seed: matched within the
+spread, not beaten). Its network measured 1.06 x T (uniform 0.99 x T): the plan thins the stem and
+the first stage to 8 channels, below the MnasNet space's widths (stem 32, first block 12-20) that the
+bundle was fitted on, so the latency model extrapolates where it cuts. The slimmed architecture
+trained from scratch is 1.6 points behind uniform: the inherited weights are what it has. The run
+before every repeat was aligned (T = 6.29 ms, an older bundle): +0.25 points, one of three networks
+at 1.10 x T (a first repeat with 52 expanded channels at 112 px cost 0.9 ms measured where the bundle
+said 0.065). Before the aligned grow-back and the 2 + 6 epoch defaults (4 sparsity epochs at L1 1e-2
++ 4 fine-tuning epochs at lr 0.02, grow-back by 1..8 channels; an AMD Zen 3 machine): slimming was 1.3
+points behind (78.8 +- 1.6 against 80.1 +- 1.2, behind on every seed), its unaligned counts measured
+1.6-4.6% over T.
 
 `uniform_width_baseline` and `compare_with_uniform` are the baseline: the largest MobileNet width
 multiplier (`pynas.arch.scale_width`) whose predicted latency fits T, trained from scratch with the
