@@ -84,6 +84,25 @@ def test_the_first_in_rank_order_to_measure_under_t_is_the_pick_and_unsteady_is_
     assert json.loads((run / verification.VERIFICATION).read_text()) == record
 
 
+@pytest.mark.parametrize("seventh, pick_rank", [(0.97, 7), (1.03, 4)])
+def test_a_fit_under_the_band_does_not_stop_the_walk_and_the_first_in_the_band_is_the_pick(run, monkeypatch,
+                                                                                          seventh, pick_rank):
+    config, rows = ranked(run, 8)
+    target = config["reward"]["target_ms"]
+    # rank 4 fits but far under T (0.85: the model over-predicted it); rank 7 in the band, or over T.
+    outcomes = {1: (1.08, measure.OK), 2: (1.02, measure.OK), 3: (1.01, measure.OK), 4: (0.85, measure.OVER),
+                5: (1.05, measure.OK), 6: (1.04, measure.OK), 7: (seventh, measure.OK), 8: (1.06, measure.OK)}
+    fake = FakeMeasure(target, outcomes.get)
+    monkeypatch.setattr(verification, "verify", fake)
+    monkeypatch.setattr(verification, "_bias", lambda candidates: 1.0)  # the rank walk alone
+    record = verification.verify_pick(run, config, rows, top=8)
+    assert fake.calls == [[r["arch"] for r in rows[0:3]], [r["arch"] for r in rows[3:6]],
+                          [r["arch"] for r in rows[6:8]]]  # on past rank 4's fit, up to --verify-top
+    assert [c["in_band"] for c in record["candidates"]] == [False] * 6 + [seventh <= 1, False]
+    assert record["pick"]["rank"] == pick_rank  # in the band; else the first fit in rank order
+    assert record["pick"]["measured_over_target"] == pytest.approx(0.97 if pick_rank == 7 else 0.85)
+
+
 def test_a_fitting_best_is_the_pick_and_its_batch_is_still_recorded(run, monkeypatch):
     config, rows = ranked(run, 8)
     fake = FakeMeasure(config["reward"]["target_ms"], lambda rank: (0.98, measure.OK))
