@@ -30,7 +30,7 @@ and only when none of those measured is in the band is the first fit in rank ord
 the model's error per architecture (3-5% RMSPE, 10% tails) is as wide as the band, so the first fit
 down the ranking was often an over-predicted one far under T: on the Xeon's 20 verify searches the
 rank walk took picks at 0.839 and 0.895 x T while networks measuring 0.99 and 0.98 x T, 0.2-0.6
-points of proxy accuracy below, had been measured (14 of 20 in the band by rank alone; with the
+points of proxy accuracy below, had been measured (15 of 20 in the band by rank alone; with the
 band first, 19 of 20 from the same measurements). Within a batch the better-ranked one wins, so
 measuring its batch-mates costs time, never the pick.
 
