@@ -144,15 +144,6 @@ def default_bundle(backend: str = "native", threads: int = 1, device_id: str | N
     return _read_defaults(defaults_path()).get(device_id, {}).get(f"{backend}-{threads}")
 
 
-def stale_default(name: str) -> list[str]:
-    """What no longer matches between this machine's default bundle `name` and the machine as it is
-    now (e.g. a native backend whose runs changed since it was profiled); empty if it still does."""
-    from pynas.predictor import bundle
-    from pynas.predictor.manifest import Manifest
-
-    return differences(Manifest.read(bundle.resolve(name)))
-
-
 def set_default(name: str, backend: str, threads: int, device_id: str | None = None) -> Path:
     """Record `name` as this machine's bundle for `backend` at `threads` (atomically)."""
     path = defaults_path()
