@@ -95,6 +95,7 @@ def test_a_pick_far_under_t_searches_on_at_t_over_the_bias_and_verifies_again(ru
     # Any pick is "far under T": whether one lands within 5% depends on the run (the tiny bundle is
     # measured afresh each session); what follows a round is what is tested.
     monkeypatch.setattr(refine, "BAND", 1e-12)
+    monkeypatch.setattr(verification, "BAND", 1e-12)  # the pick's band too: none is in it
     with log_of(run) as log:
         before, target = log.evaluated(), log.config["reward"]["target_ms"]
     rounds = []
@@ -117,6 +118,7 @@ def test_a_pick_far_under_t_searches_on_at_t_over_the_bias_and_verifies_again(ru
     if final["pick"] is not None:
         assert final["pick"]["measured_ms"] <= target
         fitting = [c for c in final["candidates"] if c["fits"]]
+        assert not any(c["in_band"] for c in fitting)  # so the first fit in rank order is the pick
         assert final["pick"]["rank"] == min(c["rank"] for c in fitting)
     assert json.loads((run / "verification.json").read_text()) == final
 

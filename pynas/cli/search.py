@@ -175,7 +175,7 @@ def _finish(run, args, adb, execution) -> None:
     from pynas import search
     from pynas.search.loop import STRATEGY_ENDED
     from pynas.search.refine import DEFAULT_ROUNDS, close_loop
-    from pynas.search.verification import DEFAULT_TOP
+    from pynas.search.verification import BAND, DEFAULT_TOP
 
     per_sample = 1000 * run.overhead_s / max(run.asked, 1)
     throughput = run.latency_rows / run.latency_seconds if run.latency_seconds else float("nan")
@@ -184,7 +184,7 @@ def _finish(run, args, adb, execution) -> None:
     top = args.verify_top or DEFAULT_TOP
     if not args.no_verify:
         print(f"verifying the pick (measuring the best under T where the run's bundle runs, then the next best "
-              f"until one measures <= T, up to {top})...")
+              f"until one measures within {BAND:.0%} under T, up to {top})...")
         sys.stdout.flush()
 
     def on_round(reason: str, entry: dict) -> None:

@@ -17,7 +17,7 @@ selected measured 0.99-1.0 x their prediction. So the loop is closed here: the a
 predicted <= T, ranked as `report.summarise` ranks its best (accuracy, then predicted latency, then
 sample), are measured with `pynas.verify.measure.verify` in rank order, `BATCH` at a time (their
 passes interleave, so a slow spell of the machine touches them alike), against the latency the
-search saw for each, until one measures <= T, up to `top` measured (`pynas search --verify-top K`,
+search saw for each, until one measures within `BAND` under T, up to `top` measured (`pynas search --verify-top K`,
 default `DEFAULT_TOP`). After each batch with no fit, the model's bias on these architectures (the
 median measured / predicted so far, at least 1) moves the next batch down the ranking to the
 architectures predicted under T / bias (`corrections` in the record): on this machine the top 8 of a
