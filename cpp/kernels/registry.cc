@@ -65,7 +65,7 @@ std::string native_backend_version() {
   std::string v = std::string("pynas==") + PYNAS_VERSION;
   for (const char* op : {"gemm", "dwconv", "conv", "se"}) v += std::string("+") + select_kernel(op).name;
   // Runs flush denormals (network/flush_denormals.h): times measured before did not, and could be
-  // 1.7x slower for the same network, so a bundle of them does not describe this backend.
+  // up to 2x slower for the same network, so a bundle of them does not describe this backend.
   return v + "+ftz";
 }
 

@@ -3,8 +3,8 @@
 // writes one (~100 cycles on Intel; much less on AMD Zen). Networks reach them: with initialised
 // (untrained) weights, activations grow to ~1e3 through residual stages and an SE gate's
 // sigmoid(-1e3) underflows, so a run's time depended on the weights' values. A MnasNet search
-// pick measured 1.55x the sum of its segments on a Xeon (Ice Lake); the same steps with
-// flushing took their segments' time. Inference runtimes flush too (TensorFlow's
+// pick ran whole in 2.0x the sum of its segments' times on a Xeon (Ice Lake); flushed, 1.2x (what
+// running whole costs in caches). Inference runtimes flush too (TensorFlow's
 // ScopedFlushDenormal, ONNX Runtime's set_denormal_as_zero): the values lost are below 1.2e-38.
 //
 // FlushDenormals sets flush-to-zero and denormals-are-zero for its scope on the calling thread
@@ -41,19 +41,6 @@ class FlushDenormals {
   }
   FlushDenormals(const FlushDenormals&) = delete;
   FlushDenormals& operator=(const FlushDenormals&) = delete;
-
-  // Whether the calling thread flushes now (for tests).
-  static bool active() {
-#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
-    return (_mm_getcsr() & 0x8040u) == 0x8040u;
-#elif defined(__aarch64__)
-    uint64_t fpcr;
-    __asm__ __volatile__("mrs %0, fpcr" : "=r"(fpcr));
-    return (fpcr >> 24) & 1u;
-#else
-    return false;
-#endif
-  }
 
  private:
   uint64_t saved_ = 0;

@@ -7,8 +7,9 @@
 At its end (a new or resumed run) the search verifies its pick where the run's bundle runs (this
 machine, or --adb SERIAL): the architectures predicted <= T, best first, are measured until one
 measures within 5% under T, up to --verify-top K (default 8); the first in rank order within that
-band (else the first <= T) is the verified pick, best.txt's first line (`pynas.search.verification`). When the model under-estimated the best ranked and the pick
-is missing, more than 5% under T or from far down the ranking, the search goes on at T / bias for
+band (else the first <= T) is the verified pick, best.txt's first line
+(`pynas.search.verification`). When the model under-estimated the best ranked and the pick is
+missing, more than 5% under T or from far down the ranking, the search goes on at T / bias for
 --refine-budget N more evaluations (default a quarter of those spent; 0: never) and verifies
 again, at most --refine-rounds R times (default 3; none when the strategy ended on its own, as
 darts): `pynas.search.refine`. --no-verify skips all of it.
