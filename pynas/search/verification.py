@@ -206,12 +206,12 @@ def _bias(candidates: list[dict]) -> float:
 
 def _candidate(rank: int, row: dict, verification: dict, target: float) -> dict:
     measured = verification["measured_ms"]
+    # The point estimate holds T, and the measurement is steady enough to be judged.
+    fits = measured <= target and verification["verdict"] != UNSTEADY
     return {"rank": rank, "sample": row["sample"], "accuracy": row["accuracy"], **verification,
             "target_ms": target, "measured_over_target": measured / target,
             "spread": (verification["p90_ms"] - verification["p10_ms"]) / 2 / measured,
-            # The point estimate holds T, and the measurement is steady enough to be judged.
-            "fits": measured <= target and verification["verdict"] != UNSTEADY,
-            "in_band": (1 - BAND) * target <= measured <= target and verification["verdict"] != UNSTEADY}
+            "fits": fits, "in_band": fits and measured >= (1 - BAND) * target}
 
 
 def _no_pick(candidates: list[dict], under: int, top: int) -> str:

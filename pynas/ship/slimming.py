@@ -406,16 +406,11 @@ def _moves(layout: Layout, widths: Widths, grow: bool) -> list[Widths]:
         add(layout.with_count(widths, g, step(widths.counts[g], layout.group_size[g])))
     for s in layout.expansion_stages:
         current = _stage_mids(layout, widths, s)
-        if grow:
-            options = [e for e, counts in _aligned_expansions(_stage_repeats(layout, widths, s))
-                       if counts != current and all(k >= n for k, n in zip(counts, current))]
-            nearest = options[0] if options else None
-        else:
-            options = [e for e, counts in _aligned_expansions(_stage_repeats(layout, widths, s))
-                       if counts != current and all(k <= n for k, n in zip(counts, current))]
-            nearest = options[-1] if options else None
-        if nearest is not None:
-            add(_with_expansion(widths, s, nearest))
+        beyond = (lambda k, n: k >= n) if grow else (lambda k, n: k <= n)
+        options = [e for e, counts in _aligned_expansions(_stage_repeats(layout, widths, s))
+                   if counts != current and all(beyond(k, n) for k, n in zip(counts, current))]
+        if options:  # ascending in e: the nearest up is the first, the nearest down the last
+            add(_with_expansion(widths, s, options[0] if grow else options[-1]))
     return out
 
 
