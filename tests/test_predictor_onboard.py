@@ -68,3 +68,11 @@ def test_fewshot_init_calibrates_the_space_s_bundles_and_checks_on_held_out_netw
     assert p.table.min_ms() > 0
     with pytest.raises(ValueError, match="networks, held_out: expected >= 2 and >= 1, got 1 and 3"):
         init_device_fewshot(db=homes / "m.sqlite", resolution=32, networks=1, held_out=3)
+
+
+def test_show_calls_a_default_whose_bundle_is_gone_stale_and_require_fails(homes, capsys):
+    device.set_default("gone-bundle", "native", 1)
+    assert main(["device", "show", "--require"]) == 1
+    out, err = capsys.readouterr()
+    assert "gone-bundle (stale: unreadable (predictor 'gone-bundle': no bundle of that name" in out
+    assert "no up-to-date native bundle" in err

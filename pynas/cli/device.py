@@ -66,7 +66,10 @@ def _stale(name: str) -> list[str]:
     from pynas.predictor import bundle, device
     from pynas.predictor.manifest import Manifest
 
-    return device.differences(Manifest.read(bundle.resolve(name)))
+    try:
+        return device.differences(Manifest.read(bundle.resolve(name)))
+    except ValueError as error:  # the folder removed or damaged since `device init` recorded it
+        return [f"unreadable ({error})"]
 
 
 def add_parsers(commands) -> None:
