@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.progress import Progress as _RichProgress
 from rich.table import Table
+from rich.text import Text
 
 LOG_SECONDS = 10.0
 # Columns two spaces apart, a dashed rule under the header: plain ASCII that reads the same in a
@@ -28,9 +29,9 @@ def table(header: list[str], rows: list[list], right=()) -> str:
     grid = Table(box=_RULE_UNDER_HEADER, show_edge=False, pad_edge=False, padding=(0, 1), collapse_padding=True,
                  header_style="", highlight=False)
     for i, name in enumerate(header):
-        grid.add_column(str(name), justify="right" if i in right else "left", no_wrap=True)
-    for row in rows:
-        grid.add_row(*(str(cell) for cell in row))
+        grid.add_column(Text(str(name)), justify="right" if i in right else "left", no_wrap=True)
+    for row in rows:  # as Text: a cell such as "mbconv[gemm+dwconv]" is data, not rich markup
+        grid.add_row(*(Text(str(cell)) for cell in row))
     out = io.StringIO()
     Console(file=out, width=1 << 16, color_system=None, force_terminal=False, soft_wrap=False).print(grid)
     return "\n".join(line.rstrip() for line in out.getvalue().splitlines() if line.strip())

@@ -84,6 +84,12 @@ def test_run_times_a_native_network(capsys):
     assert "gemm_" in out and "dwconv_" in out
 
 
+def test_run_profile_prints_every_step_with_its_share_of_peak(capsys):
+    code, out, _ = run(capsys, "run", "mnasnet-a1", "--resolution", "64", "--runs", "3", "--profile")
+    assert code == 0 and "median ms" in out and "of peak" in out and "steps' medians sum to" in out
+    assert sum(line.startswith("mbconv[") for line in out.splitlines()) == 16  # one row per block repeat
+
+
 @pytest.mark.parametrize("argv, message", [
     # Regression: hung forever in the thread pool's constructor; --threads had no upper bound.
     (["run", "mnasnet-a1", "--threads", "1000"], "argument --threads: expected an integer 1..256, got '1000'"),

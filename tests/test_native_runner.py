@@ -438,3 +438,35 @@ def test_grey_input_architectures_match_pytorch():
         with torch.no_grad():
             want = model(torch.from_numpy(image))[0].numpy()
         assert relative_error(NativeNetwork(arch, model, threads=1).run(image), want) < 1e-4
+
+
+@pytest.mark.parametrize("name, fused", [("mnasnet-a1", True), ("mnasnet-a1", False), ("mobilenetv2-1.0", True)])
+def test_profile_times_every_step_and_prices_each_kernel_once(name, fused):
+    net = NativeNetwork(str(preset(name)).replace("net_res224", "net_res64", 1), fused=fused)
+    image = np.random.default_rng(0).standard_normal((64, 64, 3)).astype(np.float32)
+    steps = net.profile(image, 3)
+    assert [s["step"] for s in steps] == net.describe()
+    assert len(net.step_kernels) == len(steps)
+    assert sum(s["macs"] for s in steps) == net.graph.macs
+    assert all(s["ms"] > 0 for s in steps)
+    seconds = net.network.profile(image, 2)
+    assert len(seconds) == 2 and all(len(run) == len(steps) for run in seconds)
+    with pytest.raises(ValueError, match="runs: expected >= 1, got 0"):
+        net.network.profile(image, 0)
+
+
+def test_profile_counts_a_blocks_extra_steps_with_its_kernel():
+    # A pooling shortcut adds a pool and a 1x1 step to its block's kernel, and g2 blocks run as op
+    # steps: every step still has its kernel, each kernel's MACs are counted once.
+    net = NativeNetwork("net_res32_cls10:stem_k3_s1_c16:ir_r1_k3_s2_e6_c24_poolskip:ir_r1_k3_s1_e1_c24_g2:head_c64")
+    image = np.random.default_rng(0).standard_normal((32, 32, 3)).astype(np.float32)
+    steps = net.profile(image, 2)
+    assert len(steps) == len(net.describe()) == len(net.step_kernels) == 10
+    assert [s["kernel"] for s in steps[1:4]] == ["s0.0"] * 3
+    assert steps[1]["macs"] == steps[2]["macs"] == 0 and steps[3]["step"].startswith("mbconv[")
+    assert steps[3]["macs"] == sum(op.macs for op in net.graph.ops if op.block == "s0.0")
+    assert sum(s["macs"] for s in steps) == net.graph.macs
+    image = np.random.default_rng(0).standard_normal((32, 32, 3)).astype(np.float32)
+    steps = net.profile(image, 2)
+    assert len(steps) == len(net.describe()) == len(net.step_kernels)
+    assert sum(s["macs"] for s in steps) == net.graph.macs

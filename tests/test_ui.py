@@ -32,3 +32,9 @@ def test_progress_on_a_terminal_draws_a_bar():
         for i in range(1, 4):
             bar.update(i, "x")
     assert "3/3" in out.getvalue()
+
+
+def test_table_cells_are_text_not_markup():
+    # Regression: rich read "[dwconv+gemm]" in a kernel name as a markup tag and dropped it.
+    out = table(["step", "[ms]"], [["mbconv[dwconv_c16__avx512f+gemm_8x32__avx512f] band9", "[bold]1.0"]])
+    assert "mbconv[dwconv_c16__avx512f+gemm_8x32__avx512f] band9" in out and "[bold]1.0" in out and "[ms]" in out

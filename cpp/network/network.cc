@@ -1,6 +1,7 @@
 #include "network.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
@@ -417,6 +418,25 @@ void Network::run(const float* input, float* output) {
   const FlushDenormals flush;  // a run's time must not depend on the weights' values (flush_denormals.h)
   for (const Step& step : steps_) step.run(pointers_.data());
   std::memcpy(output, pointers_[output_], shapes_[output_].size() * sizeof(float));
+}
+
+std::vector<std::vector<double>> Network::profile(const float* input, float* output, int runs) {
+  if (output_ < 0) throw std::logic_error("network not finalized");
+  if (runs < 1) throw std::invalid_argument("runs: expected >= 1, got " + std::to_string(runs));
+  pointers_[input_] = const_cast<float*>(input);
+  const FlushDenormals flush;
+  std::vector<std::vector<double>> seconds(runs, std::vector<double>(steps_.size()));
+  for (int r = 0; r < runs; ++r) {
+    auto t0 = std::chrono::steady_clock::now();
+    for (size_t i = 0; i < steps_.size(); ++i) {
+      steps_[i].run(pointers_.data());
+      const auto t1 = std::chrono::steady_clock::now();
+      seconds[r][i] = std::chrono::duration<double>(t1 - t0).count();
+      t0 = t1;
+    }
+  }
+  std::memcpy(output, pointers_[output_], shapes_[output_].size() * sizeof(float));
+  return seconds;
 }
 
 std::vector<std::string> Network::describe() const {

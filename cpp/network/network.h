@@ -94,12 +94,16 @@ class Network {
 
   void finalize(int output);
   void run(const float* input, float* output);
+  // run() `runs` times, timing every step on its own (steady_clock around each step, in the run, so
+  // each step sees the caches its predecessors left, as in a plain run): seconds[run][step].
+  std::vector<std::vector<double>> profile(const float* input, float* output, int runs);
 
   const Shape& shape(int tensor) const;
   int output() const { return output_; }
   // Per step: "<kernel variant> <output shape>".
   std::vector<std::string> describe() const;
   size_t arena_floats() const;
+  size_t step_count() const { return steps_.size(); }
 
  private:
   struct Step {

@@ -217,6 +217,7 @@ void bind_network(py::module_& m) {
              return py::make_tuple(s.h, s.w, s.c);
            })
       .def("describe", &Network::describe)
+      .def("step_count", &Network::step_count)
       .def_property_readonly("arena_bytes", [](const Network& n) { return n.arena_floats() * sizeof(float); })
       .def("run", [](Network& n, const FloatArray& x) {
              check_input(n, x);
@@ -242,6 +243,14 @@ void bind_network(py::module_& m) {
              }
              return seconds;
            }, py::arg("input"), py::arg("runs"), "Seconds per run, timed in C++ (no Python in the loop).")
+      .def("profile", [](Network& n, const FloatArray& x, int runs) {
+             check_input(n, x);
+             if (runs < 1) throw std::invalid_argument("runs: expected >= 1, got " + std::to_string(runs));
+             std::vector<float> out(n.shape(n.output()).size());
+             py::gil_scoped_release release;
+             return n.profile(x.data(), out.data(), runs);
+           }, py::arg("input"), py::arg("runs"),
+           "Seconds per step per run ([run][step], steps as describe() lists them), timed in C++ inside each run.")
       .def("measure", [](Network& n, const std::vector<FloatArray>& inputs, const py::kwargs& kw) {
         check_measure_inputs(n, inputs, "inputs");
         const HarnessOptions o = harness_options(kw);

@@ -90,10 +90,28 @@ def cmd_run(args) -> None:
     p10, p90 = 1e3 * seconds[len(seconds) // 10], 1e3 * seconds[(9 * len(seconds)) // 10]
     if args.kernels:
         print("\n".join(net.describe()) + "\n")
+    if args.profile:
+        print(profile_table(net, image, args.runs, median) + "\n")
     print(f"{arch}\n{args.threads} thread(s), {args.runs} runs: median {median:.3f} ms (p10 {p10:.3f}, "
           f"p90 {p90:.3f}), {2 * net.graph.macs / median / 1e6:.1f} GFLOP/s, {len(net.describe())} kernels")
     if args.predict is not False:
         print_prediction_beside(arch, median, args.predict, args.threads)
+
+
+def profile_table(net, image, runs: int, whole_ms: float) -> str:
+    """Where a run's time goes: every native step timed inside whole runs (`NativeNetwork.profile`),
+    its share, its GFLOP/s and its share of this core's measured FMA peak (`_core.peak_gflops`, one
+    core: with threads the share is of one core's peak, so it can pass 100%)."""
+    from pynas import _core
+
+    steps = net.profile(image, runs)
+    total = sum(s["ms"] for s in steps)
+    peak = _core.peak_gflops()
+    rows = [[s["step"], f"{s['ms']:.3f}", f"{100 * s['ms'] / total:.1f}%", f"{s['macs'] / 1e6:.1f}",
+             f"{2 * s['macs'] / s['ms'] / 1e6:.1f}" if s["macs"] else "", f"{200 * s['macs'] / s['ms'] / 1e6 / peak:.0f}%"
+             if s["macs"] else ""] for s in steps]
+    return (ui.table(["step", "median ms", "share", "MMACs", "GFLOP/s", "of peak"], rows) +
+            f"\nsteps' medians sum to {total:.3f} ms (whole runs' median {whole_ms:.3f}); FMA peak {peak:.0f} GFLOP/s")
 
 
 def print_prediction_beside(arch, measured_ms: float, name: str | None, threads: int) -> None:
@@ -176,6 +194,8 @@ def add_parsers(commands) -> None:
     run.add_argument("--runs", type=flags.integer(1, 1_000_000), default=200)
     run.add_argument("--resolution", type=flags.integer(1, MAX_RESOLUTION), help="override the input resolution")
     run.add_argument("--kernels", action="store_true", help="list the kernel variant of every step")
+    run.add_argument("--profile", action="store_true",
+                     help="time every step inside --runs whole runs: ms, share, GFLOP/s, share of the FMA peak")
     run.add_argument("--per-op", action="store_true",
                      help="one step per op instead of fused row-banded MBConv/DS block steps")
     run.add_argument("--predict", nargs="?", const=None, default=False, metavar="BUNDLE",

@@ -156,7 +156,15 @@ class NativeNetwork:
         produced = {op.id for k in kernels for op in k.ops}
         first, source = next((op, i) for k in kernels for op in k.ops for i in op.inputs if i not in produced)
         tensor = {source: net.input(first.hin, first.win, first.cin)}
+        # Which kernel each native step comes from (a block's pooling shortcut adds steps of its own):
+        # `profile` prices the steps with their kernels' MACs. Only a `_core.Network` can say.
+        self.step_kernels = []
+        counted = hasattr(net, "step_count")
+        previous = None
         for kernel in kernels:
+            if counted:  # the steps added since the previous kernel began are its
+                self.step_kernels.extend([previous] * (net.step_count() - len(self.step_kernels)))
+                previous = kernel
             op = kernel.first
             if _cell_only(op):
                 y = self._cell_step(op, tensor, weights)
@@ -213,6 +221,8 @@ class NativeNetwork:
                 raise AssertionError(f"kernel {kernel.name}: native shape {net.shape(y)} differs from the IR's")
             for o in kernel.ops:
                 tensor[o.id] = y
+        if counted:
+            self.step_kernels.extend([previous] * (net.step_count() - len(self.step_kernels)))
         net.finalize(tensor[kernels[-1].last.id])
 
     def _cell_step(self, op, tensor: dict[int, int], weights: dict[int, OpWeights]) -> int:
@@ -285,3 +295,19 @@ class NativeNetwork:
 
     def describe(self) -> list[str]:
         return self.network.describe()
+
+    def profile(self, image: np.ndarray, runs: int) -> list[dict]:
+        """Per native step, timed inside `runs` whole runs (after as many warm-up runs): its
+        description (kernel variant, output shape), median ms and the MACs of the IR kernel it runs.
+        A kernel's MACs go to its last step: a block's pooling shortcut runs as a pool and a 1x1 step
+        before the block step, and those show 0 MACs."""
+        import statistics
+
+        x = self._hwc(image)
+        self.network.profile(x, runs)  # warm-up: caches, page faults, CPU clock
+        seconds = self.network.profile(x, runs)
+        kernels = self.step_kernels
+        return [{"step": text, "kernel": kernel.name, "ms": 1e3 * statistics.median(r[i] for r in seconds),
+                 "macs": sum(op.macs for op in kernel.ops) if i + 1 == len(kernels) or kernels[i + 1] is not kernel
+                 else 0}
+                for i, (text, kernel) in enumerate(zip(self.network.describe(), kernels))]
