@@ -28,6 +28,8 @@ The bundle must be one made on this machine (`pynas device init`; the default is
   validation images), seeds 0, 1, 2: both networks long-term fine-tuned (3 epochs) from the same
   trained seed (the uniform one pruned from it by the same filter magnitudes), and both
   architectures trained from scratch (5 epochs). Mean and sd over the seeds, and both measured.
+  NetAdapt's run is checkpointed in OUT/adapt-checkpoint after every step: running the section
+  again with the same --out resumes it (and the figures after it: adapt-finals.json).
 * ``slim``: Network Slimming of MnasNet-A1 to the same target (`pynas slim --compare-uniform`:
   2 sparsity epochs + 6 fine-tuning epochs against the uniform multiplier's 8 from scratch, the
   same images and seed), seeds 0, 1, 2; and each slimmed architecture trained from scratch by the
@@ -190,11 +192,21 @@ def run_adapt(out: Path, bundle: str, log) -> dict:
     scorer = tuning.FineTuneScorer(load_dataset("fashion-mnist"), **ADAPT_SCORER)
     run, weights = out / "adapt-run.json", out / "adapt-weights.pt"
     if not (run.is_file() and weights.is_file()):
+        # Hours at delta 1%: every step is made durable in adapt-checkpoint, and running the section
+        # again resumes at the next step. The run's seconds add up over the processes (adapt-seconds.json,
+        # updated at each log line: the work of a step a kill cut short is not counted).
+        elapsed_path = out / "adapt-seconds.json"
+        before = json.loads(elapsed_path.read_text())["seconds"] if elapsed_path.is_file() else 0.0
         began = time.perf_counter()
-        result = netadapt.adapt(seed_arch, predictor, target, scorer, delta_fraction=ADAPT_DELTA,
-                                log=lambda line: print(f"   {line}", flush=True))
-        record = {**result.to_json(), "seconds": time.perf_counter() - began, "steps_trained": scorer.steps_trained,
-                  "scorer": scorer.describe()}
+
+        def say(line: str) -> None:
+            print(f"   {line}", flush=True)
+            elapsed_path.write_text(json.dumps({"seconds": before + time.perf_counter() - began}))
+
+        result = netadapt.adapt(seed_arch, predictor, target, scorer, delta_fraction=ADAPT_DELTA, log=say,
+                                checkpoint=out / "adapt-checkpoint")
+        record = {**result.to_json(), "seconds": before + time.perf_counter() - began,
+                  "steps_trained": scorer.steps_trained, "scorer": scorer.describe()}
         torch.save({"pretrained": scorer.pretrained[1].state_dict(), "adapted": scorer.model.state_dict()}, weights)
         run.write_text(json.dumps(record, indent=1))
     record = json.loads(run.read_text())

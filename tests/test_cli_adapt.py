@@ -74,6 +74,25 @@ def test_a_run_prints_its_steps_and_writes_json(run, evaluator):
     assert record["steps"][0]["chosen"]["ratio"] == max(p["ratio"] for p in record["steps"][0]["proposals"])
 
 
+def test_a_run_resumes_from_its_checkpoint(run, evaluator):
+    args = [ARCH, "--target-ms", 0.95 * _start_ms(), "--evaluator", f"python:{evaluator / 'acc.py'}:accuracy",
+            "--predictor", BUNDLE, "--delta", 0.01]
+    code, _, err = run(*args, "--json", evaluator / "whole.json")
+    assert code == 0, err
+    whole = json.loads((evaluator / "whole.json").read_text())
+    assert len(whole["steps"]) >= 2
+    folder = evaluator / "ckpt"
+    code, out, err = run(*args, "--checkpoint", folder, "--max-steps", 1)  # as if killed after step 1
+    assert code == 0 and "step 1: " in out and (folder / "adapt.json").is_file(), err
+    code, out, err = run(*args, "--checkpoint", folder, "--json", evaluator / "resumed.json")
+    assert code == 0, err
+    assert "resumed at step 2 from checkpoint" in out and "step 1: " not in out
+    resumed = json.loads((evaluator / "resumed.json").read_text())
+    assert resumed["steps"] == whole["steps"] and resumed["arch"] == whole["arch"]
+    code, out, err = run(*args[:2], 0.9 * _start_ms(), *args[3:], "--checkpoint", folder)
+    assert code == 2 and err.splitlines()[-1].startswith(f"pynas adapt: error: --checkpoint {folder}: target_ms: ")
+
+
 def test_a_run_that_stalls_ends_with_the_target_error(run, evaluator):
     code, out, err = run(ARCH, "--target-ms", 0.8 * _start_ms(), "--evaluator",
                          f"python:{evaluator / 'acc.py'}:only_the_start", "--predictor", BUNDLE,
@@ -139,11 +158,16 @@ def test_a_train_evaluator_carries_the_weights_by_default(run, tmp_path):
      "--predictor pixel3: expected a model bundle"),
     ([ARCH, "--target-ms", 1, "--evaluator", "python:ACC:accuracy", "--json", "EXISTING"],
      "--force overwrites it"),
+    ([ARCH, "--target-ms", 1, "--evaluator", "python:ACC:accuracy", "--checkpoint", "EXISTING"],
+     "--checkpoint EXISTING: expected a folder, got a file"),
+    ([ARCH, "--target-ms", 1, "--evaluator", "python:ACC:accuracy", "--checkpoint", "EXISTING/sub"],
+     "expected a folder in an existing folder"),
 ])
 def test_bad_input_is_one_line_before_any_evaluation(run, evaluator, args, message):
     (evaluator / "existing.json").write_text("{}")
     args = [str(a).replace("ACC", str(evaluator / "acc.py")).replace("EXISTING", str(evaluator / "existing.json"))
             for a in args]
+    message = message.replace("EXISTING", str(evaluator / "existing.json"))
     if "--predictor" not in args:
         args += ["--predictor", BUNDLE]
     code, out, err = run(*args)

@@ -25,6 +25,12 @@ How proposals are scored (--scoring):
   train: one trains each from scratch: its seed noise, a point or more at a proxy budget, can
   exceed the differences between proposals); evaluations run where --executor/--workers/--ray say.
 
+A run is long (at delta 0.01 tens of steps, each fine-tuning a dozen proposals): --checkpoint DIR
+makes the seed's training and every accepted step durable in DIR (`pynas.ship.checkpoint`), and the
+same command run again with it resumes at the next step (the seed is not trained again; its log says
+"resumed at step N"); a checkpoint of another run (architecture, target, delta, latency model,
+scorer or its options) is refused with the field that differs.
+
 Bad input ends before any work with a one-line error naming the flag (exit 2), a target below what
 the narrowest architecture is predicted at included; a run that stops short of the target (no
 shrink cuts delta any more, every proposal's evaluation failed) prints its steps, writes --json,
@@ -112,6 +118,7 @@ def _fine_tune_scorer(judge, args):
 def cmd_adapt(args) -> None:
     from pynas.cli.common import arch_from_args, print_warnings
     from pynas.ship import netadapt
+    from pynas.ship.checkpoint import check_folder
 
     execution = where.execution_from_args(args)
     arch = arch_from_args(args)
@@ -122,6 +129,7 @@ def cmd_adapt(args) -> None:
     scoring = _scoring(args, kind, execution)
     json_path = _json_path(args)
     model_path = _json_path(args, "output", "-o")
+    checkpoint = None if args.checkpoint is None else check_folder(args.checkpoint)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         predictor = _model_bundle(args.predictor)
@@ -157,7 +165,7 @@ def cmd_adapt(args) -> None:
 
     try:
         result = netadapt.adapt(arch, predictor, args.target_ms, judge, delta_fraction=args.delta,
-                                max_steps=args.max_steps, log=say)
+                                max_steps=args.max_steps, log=say, checkpoint=checkpoint)
     except netadapt.EvaluationError as error:
         raise EvaluationFailed(str(error)) from None
     finally:
@@ -226,6 +234,9 @@ def add_parsers(commands) -> None:
     p.add_argument("--finetune-epochs", type=flags.integer(1, 10_000), metavar="E",
                    help="fine-tune: fine-tune the final network E epochs (default: none)")
     p.add_argument("-o", "--output", metavar="FILE", help="fine-tune: torch.save the final network (arch, state_dict)")
+    p.add_argument("--checkpoint", metavar="DIR",
+                   help="make the run durable in folder DIR after the seed and every step (created if missing); "
+                        "run the same command again to resume at the next step")
     p.add_argument("--json", metavar="OUT", help="write the run (every step's proposals and scores) to OUT")
     p.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
     where.add_flags(p)

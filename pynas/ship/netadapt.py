@@ -72,6 +72,14 @@ Cost: a step evaluates one proposal per width group and ir stage (13 for MnasNet
 from the seed to a target x% lower takes about x / (100 delta_fraction) steps; a larger delta
 fraction (fewer, coarser steps) or a cheaper evaluator (fewer images, `width_mult`) bounds it.
 
+Resuming: at delta 1% a run takes hours (25 steps of ~13 fine-tunes), so `adapt(..., checkpoint=DIR)`
+makes the seed's evaluation and every accepted step durable (`pynas.ship.checkpoint`: the steps as
+JSON, the scorer's `state()` as a torch.save of tensors, each written to a temporary file, fsynced
+and renamed). Called again with DIR, `adapt` refuses another run's checkpoint (seed architecture,
+target, delta, latency model or scorer description: a ValueError naming the field), restores the
+scorer (`restore`: the seed is not trained again), logs "resumed at step N" and continues as the
+uninterrupted run would (every fine-tune is seeded by (seed, architecture)).
+
 For a comparison at one target (the issue's bench): `compare_with_uniform` runs (or takes) NetAdapt's
 result, finds the widest uniform width multiplier predicted within the target
 (`uniform_width_baseline`), and scores both with the same evaluator in one batch (and times both
@@ -81,11 +89,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Sequence
 
 from pynas.arch import Arch, Stage, scale_width
 from pynas.ir.lower import lower
+from pynas.ship import checkpoint as durable
 
 WIDTH_STEP = 8
 EXPANSION_STEP = 0.25
@@ -149,6 +160,22 @@ class Proposal:
     def to_json(self) -> dict:
         return {"change": self.describe(), "kind": self.kind, "stages": list(self.stages), "before": self.before,
                 "after": self.after, "arch": str(self.arch), "predicted_ms": self.predicted_ms, "cut_ms": self.cut_ms}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Proposal":
+        """The proposal `to_json` wrote (a checkpoint's); a ValueError, KeyError or TypeError if it is not one."""
+        from pynas.arch import parse
+
+        if data["kind"] not in ("channels", "expansion"):
+            raise ValueError(f"kind: expected channels or expansion, got {data['kind']!r}")
+        return cls(data["kind"], tuple(int(i) for i in data["stages"]), _number(data["before"]),
+                   _number(data["after"]), parse(data["arch"]), _number(data["predicted_ms"]), _number(data["cut_ms"]))
+
+
+def _number(value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"expected a finite number, got {value!r}")
+    return float(value)
 
 
 def _with_channels(arch: Arch, group: WidthGroup, channels: int) -> Arch:
@@ -289,6 +316,14 @@ class Scored:
     def to_json(self) -> dict:
         return {**self.proposal.to_json(), "accuracy": self.accuracy, "ratio": self.ratio, "error": self.error}
 
+    @classmethod
+    def from_json(cls, data: dict) -> "Scored":
+        if data["error"] is None:
+            return cls(Proposal.from_json(data), _number(data["accuracy"]), _number(data["ratio"]))
+        if data["accuracy"] is not None or data["ratio"] is not None or not isinstance(data["error"], str):
+            raise ValueError("a failed proposal: expected an error and no accuracy or ratio")
+        return cls(Proposal.from_json(data), None, None, data["error"])
+
 
 @dataclass(frozen=True)
 class Step:
@@ -305,6 +340,14 @@ class Step:
 
     def to_json(self) -> dict:
         return {"step": self.index, "chosen": self.chosen.to_json(), "proposals": [s.to_json() for s in self.scored]}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Step":
+        scored = tuple(Scored.from_json(s) for s in data["proposals"])
+        chosen = Scored.from_json(data["chosen"])
+        if chosen.error is not None or chosen not in scored:
+            raise ValueError("chosen: expected one of the step's scored proposals")
+        return cls(int(data["step"]), scored[scored.index(chosen)], scored)
 
 
 @dataclass
@@ -391,7 +434,11 @@ def _accuracy(outcome) -> tuple[float | None, str | None]:
 class Scorer:
     """How `adapt` scores architectures: `start(arch)` the seed's accuracy (it raises if it cannot),
     `score(archs)` one (accuracy, None) or (None, error) per proposal of a step, `accept(index)`
-    the proposal a step keeps (a scorer that carries weights makes its network the current one)."""
+    the proposal a step keeps (a scorer that carries weights makes its network the current one).
+    For a checkpoint (`adapt(..., checkpoint=)`): `state()` what the scorer carries after `start` or
+    `accept` (a plain dict of tensors, strings and numbers for torch.save, weights_only; {} if
+    nothing), `restore(state)` puts it back instead of `start`, and `describe()` says everything its
+    numbers depend on (a checkpoint made with another description is refused)."""
 
     name = "scorer"
 
@@ -407,6 +454,12 @@ class Scorer:
     def accept(self, index: int) -> None:
         raise NotImplementedError
 
+    def state(self) -> dict:
+        raise NotImplementedError
+
+    def restore(self, state: dict) -> None:
+        raise NotImplementedError
+
 
 class EvaluatorScorer(Scorer):
     """Every architecture scored on its own by a `pynas.search.evaluators` evaluator (train: trains
@@ -415,6 +468,13 @@ class EvaluatorScorer(Scorer):
     def __init__(self, evaluator):
         self.evaluator = evaluator
         self.name = getattr(evaluator, "name", "evaluator")
+
+    def describe(self) -> str:
+        # The fingerprint, not the evaluator's describe(): where evaluations run (workers, executor)
+        # changes no number, and a resumed run may run them elsewhere.
+        import json
+
+        return f"{self.name} {json.dumps(self.evaluator.fingerprint(), sort_keys=True, default=str)}"
 
     def start(self, arch: Arch) -> float:
         accuracy, error = _accuracy(_evaluate(self.evaluator, [arch])[0])
@@ -428,6 +488,12 @@ class EvaluatorScorer(Scorer):
     def accept(self, index: int) -> None:
         pass
 
+    def state(self) -> dict:
+        return {}  # every architecture scored on its own: nothing carried
+
+    def restore(self, state: dict) -> None:
+        pass
+
 
 def as_scorer(evaluator) -> Scorer:
     """`evaluator` itself if it is a `Scorer`, else an `EvaluatorScorer` of it."""
@@ -435,30 +501,61 @@ def as_scorer(evaluator) -> Scorer:
 
 
 def adapt(arch: Arch, predictor, target_ms: float, evaluator, *, delta_fraction: float = DEFAULT_DELTA_FRACTION,
-          max_steps: int | None = None, log: Callable[[str], None] | None = None) -> AdaptResult:
+          max_steps: int | None = None, log: Callable[[str], None] | None = None,
+          checkpoint: str | os.PathLike | None = None) -> AdaptResult:
     """NetAdapt from `arch` down to `target_ms` (see the module docstring). `predictor` answers
     `predict_batch(archs)` in ms (a model bundle: a table bundle cannot price widths off its
     space's grid); `evaluator` is a `pynas.search.evaluators.Evaluator` that scores architectures
     without tokens (train:, python:), each proposal scored on its own (`EvaluatorScorer`), or a
     `Scorer` such as `pynas.ship.tuning.FineTuneScorer` (weights carried from step to step, the
-    paper's way). `log` receives one line per step and per failed evaluation."""
+    paper's way). `log` receives one line per step and per failed evaluation.
+
+    `checkpoint`: a folder (`pynas.ship.checkpoint`) made durable after the seed's evaluation and
+    after every accepted step; called again with it, the run checks that the checkpoint is this
+    run's (seed architecture, target, delta, latency model, scorer: else a ValueError naming the
+    field), restores the scorer's state (the seed is not trained again) and continues at the next
+    step, as the uninterrupted run would have (`max_steps` counts every step, those before too)."""
     say = log or (lambda line: None)
     if not (isinstance(delta_fraction, (int, float)) and math.isfinite(delta_fraction) and 0 < delta_fraction < 1):
         raise ValueError(f"--delta: expected a fraction of the start latency in (0, 1), got {delta_fraction!r}")
     if max_steps is not None and (isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1):
         raise ValueError(f"--max-steps: expected an integer >= 1, got {max_steps!r}")
+    folder = None if checkpoint is None else durable.check_folder(checkpoint)
     check_target(arch, predictor, target_ms)
     start_ms = _predict(predictor, [arch])[0]
     scorer = as_scorer(evaluator)
-    try:
-        accuracy = scorer.start(arch)
-    except EvaluationError:
-        raise
-    except (ValueError, RuntimeError) as error:  # a scorer's own failure to score the seed
-        raise EvaluationError(f"evaluating the starting architecture {arch} failed: {error}") from error
-    result = AdaptResult(arch, start_ms, accuracy, float(target_ms), delta_fraction * start_ms)
-    say(f"start: {start_ms:.3f} ms  accuracy {accuracy:.2f}  target {target_ms:g} ms  delta {result.delta_ms:.3f} ms")
-    current, current_ms = arch, start_ms
+    identity = None
+    if folder is not None:
+        if type(scorer).state is Scorer.state or type(scorer).restore is Scorer.restore:
+            raise ValueError(f"--checkpoint: expected a scorer with state() and restore(), got {type(scorer).__name__}")
+        identity = {"seed_arch": str(arch), "target_ms": float(target_ms), "delta_ms": delta_fraction * start_ms,
+                    "predictor": durable.predictor_identity(predictor), "scorer": scorer.describe()}
+    saved = None if folder is None else durable.load(folder, identity)
+    if saved is None:
+        try:
+            accuracy = scorer.start(arch)
+        except EvaluationError:
+            raise
+        except (ValueError, RuntimeError) as error:  # a scorer's own failure to score the seed
+            raise EvaluationError(f"evaluating the starting architecture {arch} failed: {error}") from error
+        result = AdaptResult(arch, start_ms, accuracy, float(target_ms), delta_fraction * start_ms)
+    else:
+        result = _restored(folder, saved, scorer, arch, start_ms)
+    say(f"start: {start_ms:.3f} ms  accuracy {result.start_accuracy:.2f}  target {target_ms:g} ms  "
+        f"delta {result.delta_ms:.3f} ms")
+
+    def keep() -> None:
+        if folder is not None:
+            record = {"start_ms": result.start_ms, "start_accuracy": result.start_accuracy,
+                      "steps": [s.to_json() for s in result.steps]}
+            durable.save(folder, identity, record, scorer.state(), len(result.steps))
+
+    if saved is None:
+        keep()
+    else:
+        say(f"resumed at step {len(result.steps) + 1} from checkpoint {folder} ({len(result.steps)} step(s) done: "
+            f"{result.predicted_ms:.3f} ms, accuracy {result.accuracy:.2f})")
+    current, current_ms, accuracy = result.arch, result.predicted_ms, result.accuracy
     while current_ms > target_ms:
         if max_steps is not None and len(result.steps) >= max_steps:
             result.stop, result.stop_reason = "max-steps", f"--max-steps {max_steps} taken"
@@ -487,12 +584,37 @@ def adapt(arch: Arch, predictor, target_ms: float, evaluator, *, delta_fraction:
         best = max(ok, key=lambda s: (s.ratio, s.proposal.cut_ms, -ok.index(s)))
         scorer.accept(next(i for i, s in enumerate(scored) if s is best))
         result.steps.append(Step(len(result.steps) + 1, best, tuple(scored)))
+        keep()
         say(result.steps[-1].line())
         current, current_ms, accuracy = best.proposal.arch, best.proposal.predicted_ms, best.accuracy
     if result.reached:
         result.stop = "target"
         result.stop_reason = f"reached the target: {current_ms:.3f} ms <= {target_ms:g} ms"
     return result
+
+
+def _restored(folder: Path, saved: tuple[dict, dict | None], scorer: Scorer, arch: Arch,
+              start_ms: float) -> AdaptResult:
+    """The AdaptResult of a checkpoint's record, its scorer's state put back."""
+    record, state = saved
+    record_path = folder / durable.RECORD
+    try:
+        steps = [Step.from_json(step) for step in record["steps"]]
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise durable.damaged(record_path, f"steps: {type(error).__name__}: {' '.join(str(error).split())[:200]}") \
+            from None
+    if [s.index for s in steps] != list(range(1, len(steps) + 1)):
+        raise durable.damaged(record_path, f"steps: expected steps 1..{len(steps)}, got {[s.index for s in steps]}")
+    if record["start_ms"] != start_ms:  # the model and seed were checked: only a damaged record differs here
+        raise durable.damaged(record_path, f"start_ms: expected {start_ms!r} (predicted now), got {record['start_ms']!r}")
+    try:
+        scorer.restore({} if state is None else state)
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        where = record_path if state is None else folder / record["scorer_state"]["file"]
+        raise durable.damaged(where, f"the scorer's state: {type(error).__name__}: "
+                                     f"{' '.join(str(error).split())[:200]}") from None
+    return AdaptResult(arch, start_ms, float(record["start_accuracy"]), float(record["target_ms"]),
+                       float(record["delta_ms"]), steps)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -26,7 +26,9 @@ compares the proposals on the same network, so what differs is what the shrink r
 * `score(archs)`: per proposal, `transfer` (the channels with the largest BN-folded filter norms of
   each tied group and each expansion, `pynas.ship.channels`), one short fine-tune of `tune_images`
   images (`tune_images / batch` steps at `tune_lr`, BN recalibrated), top-1 on the held-out images;
-* `accept(index)`: the chosen proposal's fine-tuned network becomes the current one.
+* `accept(index)`: the chosen proposal's fine-tuned network becomes the current one;
+* `state()` / `restore(state)` (a `netadapt.adapt` checkpoint): the current network and the trained
+  seed as proxy strings and state dicts, the optimiser steps counted, torch's RNG state.
 
 `long_term(epochs)` is the final fine-tune of the current network (at the pretraining lr) and
 `report(model, proxy)` its top-1 on the validation split (`val_images` of it, seeded).
@@ -124,9 +126,12 @@ class FineTuneScorer(Scorer):
         self._pending: list = []
 
     def describe(self) -> str:
+        # Everything the numbers depend on (a checkpoint made with another description is refused).
+        resolution = "the architecture's own resolution" if self.resolution is None else f"{self.resolution} px"
         return (f"fine-tune: {self.pretrain_epochs} pretraining epochs, then per proposal {self.tune_images} images "
                 f"at lr {self.tune_lr:g} from the current weights ({self.measure} magnitude), scored on "
-                f"{len(self.tuning.x_val)} held-out training images; {self.tuning.name}")
+                f"{len(self.tuning.x_val)} held-out training images; {self.tuning.name}; proxy at {resolution}, "
+                f"lr {self.lr:g}, batch {self.batch_size}, seed {self.seed}, data sha256 {self.data.sha256 or 'none'}")
 
     def proxy_of(self, arch: Arch) -> Arch:
         from pynas.train.proxy_task import adapt
@@ -173,6 +178,45 @@ class FineTuneScorer(Scorer):
         self.proxy, self.model, steps = chosen
         self.steps_trained += steps
         self._pending = []
+
+    def state(self) -> dict:
+        """What the scorer carries (for a checkpoint): the current network and the trained seed
+        (proxy architecture strings and state dicts: plain tensors), the optimiser steps counted,
+        and torch's global RNG state. Each fine-tune draws from its own generator seeded by
+        (seed, architecture), so nothing else is random; the global state is kept so that a layer
+        drawing from it (dropout) would still resume as the uninterrupted run."""
+        import torch
+
+        if self.model is None:
+            raise RuntimeError("FineTuneScorer.state: start(arch) first")
+        return {"proxy": str(self.proxy), "model": self.model.state_dict(), "pretrained_proxy": str(self.pretrained[0]),
+                "pretrained": self.pretrained[1].state_dict(), "steps_trained": self.steps_trained,
+                "torch_rng": torch.get_rng_state()}
+
+    def restore(self, state: dict) -> None:
+        """Put back what `state()` returned: the current network and the trained seed rebuilt from
+        their proxy architectures and loaded (strictly: every tensor, no other)."""
+        import torch
+
+        from pynas.arch import parse
+        from pynas.torch_builder import build_torch
+
+        def network(proxy_key: str, weights_key: str):
+            proxy = parse(state[proxy_key])
+            model = build_torch(proxy)
+            model.load_state_dict(state[weights_key], strict=True)
+            return proxy, model.eval()
+
+        steps = state["steps_trained"]
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"steps_trained: expected an integer >= 1, got {steps!r}")
+        current, pretrained = network("proxy", "model"), network("pretrained_proxy", "pretrained")
+        rng = state["torch_rng"]
+        if not isinstance(rng, torch.Tensor) or rng.dtype != torch.uint8:
+            raise ValueError(f"torch_rng: expected a uint8 tensor, got {type(rng).__name__}")
+        torch.set_rng_state(rng)
+        (self.proxy, self.model), self.pretrained = current, pretrained
+        self.steps_trained, self._pending = steps, []
 
     def long_term(self, epochs: int, *, model=None, proxy: Arch | None = None, seed: int | None = None):
         """(model, Score on the held-out images): `model` (default: a copy of the current network,
