@@ -2,13 +2,19 @@
 """Native kernels vs PyTorch (eager, channels_last), ONNX Runtime and LiteRT, side by side.
 
     GLIBC_TUNABLES=glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824 \
-        taskset -c 1 python bench/kernels.py [--cases dw3x3,pw] [--passes 7] [--threads 1]
+        python bench/kernels.py [--cases dw3x3,pw] [--passes 7] [--threads 1,2] [--cores 1,0]
 
-Batch 1, fp32, one thread by default. Each case is timed for every runtime and every native variant
-this CPU runs, in interleaved passes with rotating inputs (pynas.timing); the table gives the
-median, GFLOP/s, the share of this core's measured FMA peak (pynas._core.peak_gflops) and the ratio
-to the fastest other runtime (below 1.0: native is faster). Runtimes not installed are listed as
-such (pip install 'pynas[onnx,litert]'). BatchNorm is folded for PyTorch, as the others fold it.
+Batch 1, fp32. Each case is timed for every runtime and every native variant this CPU runs, in
+interleaved passes with rotating inputs (pynas.timing), at each thread count of --threads; the
+table gives the median, GFLOP/s, the share of the measured FMA peak of the cores it ran on (one
+core's peak x threads; pynas._core.peak_gflops) and the ratio to the fastest other runtime at the
+same thread count (below 1.0: native is faster). The bench pins itself: n threads run on the first
+n cores of --cores (default: the CPUs it may use, highest first, so one thread runs on core 1, the
+timing core of these 2-core VMs, and two on cores 1 and 0). ONNX Runtime flushes denormals, as
+native runs do, and its workers spin at more than one thread (its default); LiteRT (XNNPACK) has
+no denormal switch. A runtime not installed is a row saying which extra installs it
+(pip install 'pynas[onnx,litert]'); --require-all makes that an error (exit 2) before any timing.
+BatchNorm is folded for PyTorch, as the others fold it.
 """
 from __future__ import annotations
 
@@ -115,6 +121,7 @@ THREADS = 1
 
 
 def run_case(case: Case, passes: int, threads: int, peak: float) -> list[list[str]]:
+    """The rows of one case at `threads` threads; `peak` is the FMA peak of the cores it runs on."""
     import torch
 
     torch.manual_seed(0)
@@ -138,32 +145,69 @@ def run_case(case: Case, passes: int, threads: int, peak: float) -> list[list[st
     rows = []
     for name, t in timings.items():
         gflops = case.flops / t.median_ms / 1e6
-        rows.append([case.name, name, f"{t.median_ms:.4f}", f"{gflops:.1f}", f"{100 * gflops / peak:.0f}%",
-                     f"{t.median_ms / fastest_other:.2f}"])
+        rows.append([case.name, str(threads), name, f"{t.median_ms:.4f}", f"{gflops:.1f}",
+                     f"{100 * gflops / peak:.0f}%", f"{t.median_ms / fastest_other:.2f}"])
     if not native:
-        rows.append([case.name, "native", "n/a", "", "", "not built yet"])
-    return rows + [[case.name, note, "", "", "", ""] for note in notes]
+        rows.append([case.name, str(threads), "native", "n/a", "", "", "not built yet"])
+    return rows + [[case.name, str(threads), note, "", "", "", ""] for note in notes]
+
+
+def _int_list(parser, flag: str, text: str, low: int, high: int) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or any(not low <= v <= high for v in values):
+        parser.error(f"{flag}: expected comma-separated integers in {low}..{high}, got {text!r}")
+    return values
+
+
+def _pin(cores: list[int], threads: int) -> list[int]:
+    """Pins this process to the first `threads` of `cores` (so are the threads it starts)."""
+    chosen = cores[:threads]
+    os.sched_setaffinity(0, chosen)
+    return chosen
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, from {', '.join(CASES)}")
     parser.add_argument("--passes", type=int, default=7)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", default="1", help="comma-separated thread counts, e.g. 1,2")
+    parser.add_argument("--cores", help="CPUs to pin to, in order of use (default: those allowed, highest first)")
+    parser.add_argument("--require-all", action="store_true", help="exit 2 if any other runtime is not installed")
     args = parser.parse_args()
     global THREADS
-    THREADS = args.threads
     unknown = set(args.cases.split(",")) - set(CASES)
     if unknown:
         parser.error(f"--cases: unknown {', '.join(sorted(unknown))}; expected {', '.join(CASES)}")
+    if args.passes < 1:
+        parser.error(f"--passes: expected an integer >= 1, got {args.passes}")
+    allowed = sorted(os.sched_getaffinity(0), reverse=True)
+    thread_counts = _int_list(parser, "--threads", args.threads, 1, 256)
+    cores = _int_list(parser, "--cores", args.cores, 0, max(allowed)) if args.cores else allowed
+    if set(cores) - set(allowed):
+        parser.error(f"--cores: expected CPUs this process may use ({', '.join(map(str, sorted(allowed)))}), "
+                     f"got {args.cores}")
+    if max(thread_counts) > len(cores):
+        parser.error(f"--threads: expected at most {len(cores)} (one per core of --cores {','.join(map(str, cores))}),"
+                     f" got {max(thread_counts)}")
+    missing = {r: unavailable(r) for r in RUNTIMES if unavailable(r)}
+    if missing and args.require_all:
+        parser.exit(2, f"bench/kernels.py: error: --require-all: {'; '.join(missing.values())}\n")
     if "GLIBC_TUNABLES" not in os.environ:
         print("note: set GLIBC_TUNABLES (see the docstring) or torch eager timings swing with page faults",
               file=sys.stderr)
-    peak = _core.peak_gflops()
-    print(f"one core, {args.threads} thread(s); measured FMA peak {peak:.0f} GFLOP/s "
-          f"({_core.supported_isas()[0]}); kernels: {_core.selected_kernels()}")
-    header = ["case", "runtime", "median ms", "GFLOP/s", "of peak", "vs fastest other"]
-    rows = [row for name in args.cases.split(",") for row in run_case(CASES[name](), args.passes, args.threads, peak)]
+    header = ["case", "threads", "runtime", "median ms", "GFLOP/s", "of peak", "vs fastest other"]
+    rows = []
+    for threads in thread_counts:
+        THREADS = threads
+        on = _pin(cores, threads)
+        peak = _core.peak_gflops()  # of one core, measured on the core this process now runs on
+        print(f"{threads} thread(s) on core(s) {','.join(map(str, on))}; measured FMA peak {peak:.0f} GFLOP/s per "
+              f"core ({_core.supported_isas()[0]}); kernels: {_core.selected_kernels()}")
+        rows += [row for name in args.cases.split(",")
+                 for row in run_case(CASES[name](), args.passes, threads, peak * threads)]
     print(ui.table(header, rows))
     return 0
 

@@ -197,8 +197,12 @@ def _onnx_runner(path: Path, threads: int) -> Callable:
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    # Spinning threads would burn the other cores and distort single-thread timings.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # One thread has no workers to spin; with more, ORT's default (workers spin between ops, as
+    # deployed): pynas's native runs are compared against ORT as people run it.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0" if threads == 1 else "1")
+    # Denormals as zero, as pynas's native runs (cpp/network/flush_denormals.h): a run's time must
+    # not depend on the weights' values (random weights drive SE gates into denormals on Intel).
+    options.add_session_config_entry("session.set_denormal_as_zero", "1")
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     return lambda x: session.run(None, {name: x})[0]

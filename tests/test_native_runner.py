@@ -470,3 +470,27 @@ def test_profile_counts_a_blocks_extra_steps_with_its_kernel():
     steps = net.profile(image, 2)
     assert len(steps) == len(net.describe()) == len(net.step_kernels)
     assert sum(s["macs"] for s in steps) == net.graph.macs
+
+
+def test_weight_bound_blocks_run_in_one_band():
+    # MnasNet-A1's 7x7 blocks hold more weights than activations: every band would stream all of
+    # them again, so they run as one band; the 56x56 blocks, whose activations outgrow L2, still split.
+    bands = [int(re.search(r"\] band(\d+) ", step).group(1)) for step in NativeNetwork("mnasnet-a1").describe()
+             if step.startswith("mbconv[")]
+    assert bands[-3:] == [7, 7, 7]  # (the stride-2 block before them reads 14x14 and splits)
+    assert bands[1] < 56 and bands[2] < 56
+
+
+def test_spinning_pool_runs_many_short_steps_and_stops_cleanly():
+    # The pool's threads spin between steps before they block (thread_pool.h): hundreds of short
+    # parallel steps give the same output as one thread, and pools destroyed while their workers
+    # spin (or sleep) stop at once, with more threads than chunks.
+    arch = "net_res16_cls10:stem_k3_s1_c16:ir_r2_k3_s1_e6_c16_se0.25:ir_r1_k5_s2_e3_c24:head_c32"
+    image = np.random.default_rng(0).standard_normal((16, 16, 3)).astype(np.float32)
+    expected = NativeNetwork(arch, threads=1).run(image)
+    for threads in (2, 3, 8):
+        net = NativeNetwork(arch, threads=threads)
+        for _ in range(200):  # SE pools per row chunk: not bitwise (test_two_threads_give_the_same_output)
+            np.testing.assert_allclose(net.run(image), expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+    for _ in range(30):
+        NativeNetwork(arch, threads=4).run(image)

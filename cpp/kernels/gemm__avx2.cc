@@ -27,7 +27,7 @@ static inline __m256i tail_mask(size_t n) {  // first n lanes (n <= 8)
 // computed twice, stored twice, the same values).
 template <int MR, int W, Act A>
 static inline void tile(const float* a, size_t lda, const float* panel, size_t K, float* c, size_t ldc,
-                        const float* res, size_t ldr, size_t rows, size_t wvalid) {
+                        const float* res, size_t ldr, size_t rows, size_t wvalid, PanelPrefetch pf_next) {
   constexpr int NV = W / 8;
   static_assert(W % 8 == 0 && NV >= 1 && NV <= 3, "panel width");
   const float* ap[MR];
@@ -60,6 +60,7 @@ static inline void tile(const float* a, size_t lda, const float* panel, size_t K
 #pragma GCC unroll 16
       for (int r = 0; r < MR; ++r) _mm_prefetch(ahead(ap[r], pf + k), _MM_HINT_T0);
     }
+    pf_next.step();
     __m256 bv[NV];
 #pragma GCC unroll 4
     for (int j = 0; j < NV; ++j) bv[j] = _mm256_loadu_ps(b + 8 * j);
@@ -116,25 +117,32 @@ static inline void tile(const float* a, size_t lda, const float* panel, size_t K
   }
 }
 
-// Rows [m0, m1) of one panel: full MR-row tiles, then the tail with an MR/2 tile if it fits.
+// Rows [m0, m1) of one panel: full MR-row tiles, then the tail with an MR/2 tile if it fits; the
+// tiles prefetch `next` (the next panel, next_floats floats; nullptr for none) between them.
 template <int MR, int W, Act A>
-static void panel_rows(const GemmArgs& g, const float* panel, size_t n0, size_t wvalid, size_t m0, size_t m1) {
+static void panel_rows(const GemmArgs& g, const float* panel, size_t n0, size_t wvalid, size_t m0, size_t m1,
+                       const float* next, size_t next_floats) {
   const float* res = g.residual != nullptr ? g.residual + n0 : nullptr;
+  const size_t tiles = (m1 - m0 + MR - 1) / MR;
+  size_t index = 0;
   size_t m = m0;
   for (; m + MR <= m1; m += MR)
     tile<MR, W, A>(g.a + m * g.lda, g.lda, panel, g.k, g.c + m * g.ldc + n0, g.ldc,
-                   res ? res + m * g.ldr : nullptr, g.ldr, MR, wvalid);
+                   res ? res + m * g.ldr : nullptr, g.ldr, MR, wvalid,
+                   PanelPrefetch::share(next, next_floats, index++, tiles, g.k));
   const size_t left = m1 - m;
   if (left == 0) return;
+  const PanelPrefetch pf = PanelPrefetch::share(next, next_floats, index, tiles, g.k);
   if (left <= MR / 2)
     tile<MR / 2, W, A>(g.a + m * g.lda, g.lda, panel, g.k, g.c + m * g.ldc + n0, g.ldc,
-                       res ? res + m * g.ldr : nullptr, g.ldr, left, wvalid);
+                       res ? res + m * g.ldr : nullptr, g.ldr, left, wvalid, pf);
   else
     tile<MR, W, A>(g.a + m * g.lda, g.lda, panel, g.k, g.c + m * g.ldc + n0, g.ldc,
-                   res ? res + m * g.ldr : nullptr, g.ldr, left, wvalid);
+                   res ? res + m * g.ldr : nullptr, g.ldr, left, wvalid, pf);
 }
 
 constexpr int kNR = 24;
+constexpr size_t kPrefetchBytes = 128 * 1024;  // packed weights from which panels are prefetched
 
 template <Act A>
 static void run(const GemmArgs& g, size_t m_begin, size_t m_end) {
@@ -143,6 +151,7 @@ static void run(const GemmArgs& g, size_t m_begin, size_t m_end) {
   // passes over them.
   size_t mc = (64 * 1024) / (4 * (K + 1));
   mc = mc < 24 ? 24 : mc - mc % 12;
+  const bool prefetch = N * (K + 1) * sizeof(float) >= kPrefetchBytes;
   for (size_t mb = m_begin; mb < m_end; mb += mc) {
     const size_t me = m_end - mb < mc ? m_end : mb + mc;
     for (size_t n0 = 0; n0 < N; n0 += kNR) {
@@ -150,10 +159,14 @@ static void run(const GemmArgs& g, size_t m_begin, size_t m_end) {
       const size_t wvalid = left < kNR ? left : kNR;
       const size_t w = (wvalid + 7) & ~size_t(7);
       const float* panel = g.packed + n0 * (K + 1);
+      // The next panel, for large weights only (gemm__avx512f.cc says why).
+      const size_t next_n0 = n0 + kNR;
+      const float* next = prefetch && next_n0 < N ? g.packed + next_n0 * (K + 1) : nullptr;
+      const size_t next_floats = next ? ((N - next_n0 < kNR ? N - next_n0 : kNR) + 7) / 8 * 8 * (K + 1) : 0;
       switch (w) {
-        case 24: panel_rows<4, 24, A>(g, panel, n0, wvalid, mb, me); break;
-        case 16: panel_rows<6, 16, A>(g, panel, n0, wvalid, mb, me); break;
-        default: panel_rows<12, 8, A>(g, panel, n0, wvalid, mb, me); break;
+        case 24: panel_rows<4, 24, A>(g, panel, n0, wvalid, mb, me, next, next_floats); break;
+        case 16: panel_rows<6, 16, A>(g, panel, n0, wvalid, mb, me, next, next_floats); break;
+        default: panel_rows<12, 8, A>(g, panel, n0, wvalid, mb, me, next, next_floats); break;
       }
     }
   }

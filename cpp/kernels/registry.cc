@@ -66,7 +66,10 @@ std::string native_backend_version() {
   for (const char* op : {"gemm", "dwconv", "conv", "se"}) v += std::string("+") + select_kernel(op).name;
   // Runs flush denormals (network/flush_denormals.h): times measured before did not, and could be
   // up to 2x slower for the same network, so a bundle of them does not describe this backend.
-  return v + "+ftz";
+  // "+rev2": the same kernels, run faster: weight-bound blocks in one band (mbconv_band_rows), the
+  // GEMMs prefetch their next weight panel, the thread pool spins before it blocks (bench/kernels.py:
+  // MnasNet-A1's 7x7 blocks 15-30% faster): segment times measured before over-predict.
+  return v + "+ftz+rev2";
 }
 
 }  // namespace pynas

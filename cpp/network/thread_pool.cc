@@ -1,7 +1,12 @@
 #include "thread_pool.h"
 
 #include <algorithm>
+#include <chrono>
 #include <string>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <emmintrin.h>
+#endif
 
 #include "flush_denormals.h"
 
@@ -52,6 +57,35 @@ static std::pair<size_t, size_t> chunk(size_t n, size_t chunks, size_t index) {
   return {begin, begin + base + (index < extra ? 1 : 0)};
 }
 
+namespace {
+
+// How long a waiting thread spins before it blocks: longer than the gaps between the parallel steps
+// of a run, short enough that a pool between runs sleeps almost at once.
+constexpr auto kSpin = std::chrono::microseconds(kSpinMicroseconds);
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  _mm_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+// Spins until done() or kSpin has passed; returns done().
+template <class Done>
+bool spin_until(Done done) {
+  const auto end = std::chrono::steady_clock::now() + kSpin;
+  for (;;) {
+    for (int i = 0; i < 64; ++i) {
+      if (done()) return true;
+      cpu_relax();
+    }
+    if (std::chrono::steady_clock::now() >= end) return done();
+  }
+}
+
+}  // namespace
+
 void ThreadPool::parallel_for(size_t n, size_t grain, const std::function<void(size_t, size_t)>& fn) {
   const size_t chunks = std::min<size_t>(threads(), std::max<size_t>(1, n / std::max<size_t>(grain, 1)));
   if (chunks <= 1) {
@@ -63,32 +97,40 @@ void ThreadPool::parallel_for(size_t n, size_t grain, const std::function<void(s
     task_ = &fn;
     n_ = n;
     chunks_ = chunks;
-    pending_ = chunks - 1;
-    ++generation_;
+    pending_.store(workers_.size(), std::memory_order_relaxed);
+    generation_.fetch_add(1, std::memory_order_release);
   }
-  wake_.notify_all();
+  wake_.notify_all();  // the workers that stopped spinning and block
   const auto [begin, end] = chunk(n, chunks, 0);
   fn(begin, end);
-  std::unique_lock<std::mutex> lock(mutex_);
-  done_.wait(lock, [this] { return pending_ == 0; });
-  task_ = nullptr;
+  auto all_done = [this] { return pending_.load(std::memory_order_acquire) == 0; };
+  if (!spin_until(all_done)) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    done_.wait(lock, all_done);
+  }
 }
 
 void ThreadPool::work(size_t index) {
   const FlushDenormals flush;  // for the worker's lifetime: it only runs network steps (flush_denormals.h)
   size_t seen = 0;
+  auto news = [&] {
+    return stop_.load(std::memory_order_acquire) || generation_.load(std::memory_order_acquire) != seen;
+  };
   for (;;) {
-    std::unique_lock<std::mutex> lock(mutex_);
-    wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
-    if (stop_) return;
-    seen = generation_;
-    if (index >= chunks_) continue;  // fewer chunks than threads this time
-    const auto* fn = task_;
-    const auto [begin, end] = chunk(n_, chunks_, index);
-    lock.unlock();
-    (*fn)(begin, end);
-    lock.lock();
-    if (--pending_ == 0) done_.notify_one();
+    if (!spin_until(news)) {
+      std::unique_lock<std::mutex> lock(mutex_);
+      wake_.wait(lock, news);
+    }
+    if (stop_.load(std::memory_order_acquire)) return;
+    seen = generation_.load(std::memory_order_acquire);
+    if (index < chunks_) {
+      const auto [begin, end] = chunk(n_, chunks_, index);
+      (*task_)(begin, end);
+    }
+    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      std::lock_guard<std::mutex> lock(mutex_);  // the caller checks pending_ under it before it blocks
+      done_.notify_one();
+    }
   }
 }
 
