@@ -10,9 +10,10 @@ table gives the median, GFLOP/s, the share of the measured FMA peak of the cores
 core's peak x threads; pynas._core.peak_gflops) and the ratio to the fastest other runtime at the
 same thread count (below 1.0: native is faster). The bench pins itself: n threads run on the first
 n cores of --cores (default: the CPUs it may use, highest first, so one thread runs on core 1, the
-timing core of these 2-core VMs, and two on cores 1 and 0). ONNX Runtime flushes denormals, as
-native runs do, and its workers spin at more than one thread (its default); LiteRT (XNNPACK) has
-no denormal switch. A runtime not installed is a row saying which extra installs it
+timing core of these 2-core VMs, and two on cores 1 and 0). ONNX Runtime's workers spin at more
+than one thread (its default). Native runs flush denormals; ONNX Runtime and LiteRT do not (ORT
+with session.set_denormal_as_zero measured the same on MnasNet-A1 here, and it leaves the process
+flushing: pynas.runtimes). A runtime not installed is a row saying which extra installs it
 (pip install 'pynas[onnx,litert]'); --require-all makes that an error (exit 2) before any timing.
 BatchNorm is folded for PyTorch, as the others fold it.
 """

@@ -30,3 +30,20 @@ def test_denormal_values_run_as_zeros_and_the_caller_keeps_its_mode(threads, sha
     out = np.asarray(net.run(image)).reshape(-1)
     assert out[0] == 3.0 and not out[1:].any(), out[:4]
     assert DENORMAL * np.float32(2) != 0  # restored after the run
+
+
+def test_an_onnx_runtime_runner_leaves_the_process_keeping_denormals():
+    # Regression: sessions made with ONNX Runtime's session.set_denormal_as_zero set FTZ/DAZ on the
+    # creating thread for good, so every later numpy (and hypothesis) computation flushed denormals.
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    torch = pytest.importorskip("torch")
+    from pynas.runtimes import make_runner
+
+    module = torch.nn.Conv2d(3, 4, 1).eval()
+    example = np.zeros((1, 3, 4, 4), np.float32)
+    run = make_runner("onnxruntime", module, example, threads=1, key=None)
+    run(example)
+    assert DENORMAL * np.float32(2) != 0
+    make_runner("onnxruntime", module, example, threads=2, key=None)(example)
+    assert DENORMAL * np.float32(2) != 0

@@ -4,8 +4,8 @@ whole network on this device at a thread count, with pynas's C++ harness.
 * ``native``: pynas's own kernels (`pynas._core.Network`; fused block steps), timed entirely in
   C++ with the GIL released. Needs neither torch nor any other runtime: the phone path.
 * ``torch`` / ``torch_cl``: PyTorch eager, NCHW / channels_last (BN folded, inference mode).
-* ``onnxruntime``: ONNX exported from the PyTorch builder (sequential, denormals as zero; workers spin
-  at more than one thread, ORT's default).
+* ``onnxruntime``: ONNX exported from the PyTorch builder (sequential; workers spin at more than one
+  thread, ORT's default).
 * ``litert``: LiteRT (XNNPACK) on a .tflite converted with litert-torch.
 
 The converted files (ONNX, .tflite) are cached on disk by segment key (`pynas.runtimes`), so an op
@@ -58,9 +58,7 @@ def backend_version(name: str) -> str:
 
         # In C++, shared with pynas-profile: its measurements join this backend's store series.
         return _core.native_backend_version()
-    versions = ",".join(f"{dist}=={importlib.metadata.version(dist)}" for dist in _VERSIONED[name])
-    # ORT sessions flush denormals (pynas.runtimes._onnx_runner): times measured before did not.
-    return versions + ("+ftz" if name == "onnxruntime" else "")
+    return ",".join(f"{dist}=={importlib.metadata.version(dist)}" for dist in _VERSIONED[name])
 
 
 @dataclass
