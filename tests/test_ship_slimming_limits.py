@@ -153,11 +153,31 @@ def test_a_plan_measured_over_t_is_planned_again_at_t_times_predicted_over_measu
 
     verify = FakeVerify([1.06, 1.01])
     plan, record = plan_check.check_plan(_plan(8.0, 7.99), replan, "bundle", 8.0, verify=verify)
-    assert aims == [pytest.approx(8.0 * 7.99 / (7.99 * 1.06))]
+    # The fake's passes spread +-1%: that is the slack (the fake bundle says no repeatability).
+    assert aims == [pytest.approx(8.0 * 7.99 / (7.99 * 1.06 * 1.01))]
     assert plan.planned_for_ms == aims[0] and record["fits"] and record["accepted_round"] == 1
     first, second = record["rounds"]
     assert first["measured_over_target"] == pytest.approx(7.99 * 1.06 / 8) and not first["fits"]
     assert second["fits"] and second["measured_ms"] <= 8.0 and second["planned_for_ms"] == aims[0]
+
+
+def test_a_point_estimate_under_t_fits_only_with_its_slack(here):
+    """Measured 0.99 x T with a 2.2% repeatability is not accepted: timed again it may land over T
+    (the benchmark's plans accepted at 0.983 x T measured up to 1.020 x T later)."""
+    bundle = SimpleNamespace(manifest=SimpleNamespace(extra={"report": {"repeatability": {"networks": {"median": 0.022}}}}))
+    assert plan_check.repeatability(bundle) == 0.022
+    aims = []
+
+    def replan(aim):
+        aims.append(aim)
+        return _plan(aim, aim)
+
+    verify = FakeVerify([0.99 * 8.0 / 7.9, 1.0])
+    plan, record = plan_check.check_plan(_plan(8.0, 7.9), replan, bundle, 8.0, verify=verify)
+    first, second = record["rounds"]
+    assert first["measured_ms"] == pytest.approx(7.92) and first["slack"] == 0.022 and not first["fits"]
+    assert aims == [pytest.approx(8.0 * 7.9 / (7.92 * 1.022))]
+    assert second["fits"] and second["upper_ms"] == pytest.approx(aims[0] * 1.022) and record["repeatability"] == 0.022
 
 
 def test_when_no_plan_fits_the_least_measured_is_kept_and_the_record_says_so(here):
