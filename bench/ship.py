@@ -33,7 +33,9 @@ The bundle must be one made on this machine (`pynas device init`; the default is
 * ``slim``: Network Slimming of MnasNet-A1 to the same target (`pynas slim --compare-uniform`:
   2 sparsity epochs + 6 fine-tuning epochs against the uniform multiplier's 8 from scratch, the
   same images and seed), seeds 0, 1, 2; and each slimmed architecture trained from scratch by the
-  uniform side's recipe (is the architecture or the inherited weights worth more?).
+  uniform side's recipe (is the architecture or the inherited weights worth more?). `pynas slim`
+  measures its plan here and re-plans while it measures over T (`pynas.ship.plan_check`): the
+  table says in how many rounds, and the final timing measures every network again.
 
 Each section writes DIR/<section>.json; `--from DIR` prints the tables again.
 """
@@ -336,6 +338,8 @@ def run_slim(out: Path, bundle: str, log) -> dict:
     archs = sorted({r["pruned_arch"] for r in runs} | {r["uniform"]["arch"] for r in runs})
     measured = dict(zip(archs, (m["measured_ms"] for m in _verify(archs, bundle, out / "slim-verify.json", log))))
     rows = [{"seed": seed, "slimming": {"arch": r["pruned_arch"], "predicted_ms": r["pruned_ms"],
+                                        "planned_for_ms": r.get("planned_for_ms"), "limits": r.get("limits"),
+                                        "verification": r.get("verification"),
                                         "measured_ms": measured[r["pruned_arch"]], "accuracy": r["accuracy_finetuned"],
                                         "accuracy_sparse": r["accuracy_sparse"], "accuracy_pruned": r["accuracy_pruned"],
                                         "accuracy_from_scratch": from_scratch[str(seed)]},
@@ -373,19 +377,24 @@ def slim_table(result: dict) -> str:
     rows = result["rows"]
     if isinstance(rows, dict):  # a one-seed run of an earlier version
         rows = [{"seed": 0, **rows}]
+    checked = any((r["slimming"].get("verification") or {}).get("rounds") for r in rows)
     lines = [f"{result['seed_arch']} to T = {result['target_ms']:g} ms ({' '.join(result['options'])}), "
              f"seeds {', '.join(str(r['seed']) for r in rows)}",
-             "| seed | method | predicted ms | measured ms | top-1 | after sparsity training | right after pruning | "
-             "architecture from scratch |", "|---|---|---|---|---|---|---|---|"]
-    nan = float("nan")
+             "| seed | method | predicted ms | measured ms | measured/T | top-1 | after sparsity training | "
+             "right after pruning | architecture from scratch |" + (" measured in pynas slim, per round |" if checked else ""),
+             "|---|---|---|---|---|---|---|---|---|" + ("---|" if checked else "")]
+    nan, t = float("nan"), result["target_ms"]
     scratch_run = all("accuracy_from_scratch" in r["slimming"] for r in rows)
     for r in rows:
         s, u = r["slimming"], r["uniform"]
-        lines.append(f"| {r['seed']} | slimming | {s['predicted_ms']:.3f} | {s['measured_ms']:.3f} | {s['accuracy']:.2f} | "
-                     f"{s.get('accuracy_sparse', nan):.2f} | {s.get('accuracy_pruned', nan):.2f} | "
-                     f"{s['accuracy_from_scratch'] if scratch_run else 'not run'} |")
+        rounds = (s.get("verification") or {}).get("rounds") or []
+        per_round = ", ".join(f"{x['measured_ms']:.3f} ({x['predicted_ms']:.3f} predicted)" for x in rounds)
+        lines.append(f"| {r['seed']} | slimming | {s['predicted_ms']:.3f} | {s['measured_ms']:.3f} | {s['measured_ms'] / t:.3f} | "
+                     f"{s['accuracy']:.2f} | {s.get('accuracy_sparse', nan):.2f} | {s.get('accuracy_pruned', nan):.2f} | "
+                     f"{s['accuracy_from_scratch'] if scratch_run else 'not run'} |" + (f" {per_round} |" if checked else ""))
         lines.append(f"| {r['seed']} | uniform x{u['multiplier']:g} | {u['predicted_ms']:.3f} | {u['measured_ms']:.3f} | "
-                     f"{u['accuracy']:.2f} | | | {u['accuracy'] if scratch_run else ''} |")
+                     f"{u['measured_ms'] / t:.3f} | {u['accuracy']:.2f} | | | {u['accuracy'] if scratch_run else ''} |"
+                     + (" |" if checked else ""))
     slim = [r["slimming"]["accuracy"] for r in rows]
     uniform = [r["uniform"]["accuracy"] for r in rows]
     gains = [a - b for a, b in zip(slim, uniform)]

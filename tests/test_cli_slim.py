@@ -44,12 +44,17 @@ BASE = [ARCH, "--dataset", "digits", "--predictor", PREDICTOR]
     (["--target-ms", "5", "--epochs", "0"], None),
     (["--target-ms", "5", "--l1", "-1"], None),
     (["--target-ms", "5", "--train-images", "1"], None),
+    (["--target-ms", "5", "--lanes", "7"], None),
+    (["--target-ms", "5", "--lanes", "abc"], None),
+    (["--target-ms", "5", "--verify-rounds", "-1"], None),
+    (["--target-ms", "5", "--verify-rounds", "1.5"], None),
 ])
 def test_bad_flags_exit_2(argv, field, capsys, no_training):
     status, _ = run(BASE + argv)
     assert status == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "error: argument" in err
+    assert argv[-2] in err  # the flag is named
 
 
 @pytest.mark.parametrize("changes, expected", [
@@ -96,7 +101,13 @@ def test_a_tiny_run_writes_json_and_a_weights_only_model(tmp_path, capsys):
 
     build_torch(saved["arch"]).load_state_dict(saved["state_dict"])
     assert saved["target_arch"] == summary["pruned_arch"]
-    assert "top-1" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "top-1" in out
+    # The shipped bundle is another machine's: the plan is not measured, and the output and JSON say why.
+    assert "not this machine" in summary["verification"]["skipped"]
+    assert "plan: will not be measured here" in out and "not measured:" in out
+    assert summary["limits"]["lanes"] == 8 and summary["limits"]["within_fit"]
+    assert any(n.startswith("fitted widths: stem >= 32") for n in summary["limits"]["notes"])
 
 
 def test_compare_uniform_reports_the_uniform_width_baseline_at_the_same_target(tmp_path, capsys):
@@ -121,3 +132,6 @@ def test_defaults_are_the_modules():
     assert (args.epochs, args.finetune_epochs, args.l1, args.finetune_lr) == (
         slimming.DEFAULT_EPOCHS, slimming.DEFAULT_FINETUNE_EPOCHS, slimming.DEFAULT_L1, slimming.DEFAULT_FINETUNE_LR)
     assert (args.epochs, args.finetune_epochs, args.l1, args.finetune_lr) == (2, 6, 0.02, 0.05)
+    from pynas.ship.plan_check import DEFAULT_ROUNDS
+
+    assert (args.lanes, args.beyond_fit, args.verify_rounds) == (None, False, DEFAULT_ROUNDS)

@@ -206,6 +206,9 @@ def test_slim_end_to_end_on_digits(digits):
     rebuilt.load_state_dict(exported["state_dict"])
     summary = result.as_dict()
     assert "model" not in summary and summary["stages"][0]["part"] == "stem"
+    # A fake model has no device to measure on: the record says so; the plan's limits are recorded.
+    assert "no bundle of a device" in summary["verification"]["skipped"]
+    assert summary["limits"]["lanes"] == 8 and summary["planned_for_ms"] == target
 
 
 class MacsOnly(MacsModel):

@@ -40,6 +40,20 @@ def number(low: float, high: float = math.inf, *, low_open: bool = False):
     return convert
 
 
+def integer_of(values: tuple[int, ...]):
+    """One of `values` (integers)."""
+    def convert(text: str) -> int:
+        try:
+            value = int(text, 10)
+        except ValueError:
+            value = None
+        if value not in values:
+            raise argparse.ArgumentTypeError(f"expected one of {', '.join(map(str, values))}, got {text!r}")
+        return value
+    convert.__name__ = "integer"
+    return convert
+
+
 def cpu(text: str) -> int:
     """A CPU this process may run on (pinning to another one would fail every item)."""
     allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))

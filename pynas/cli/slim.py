@@ -7,6 +7,12 @@ latency model, fine-tuning; optionally against uniform width scaling at the same
 Every input (architecture, bundle, target, dataset, subset sizes, output paths) is checked before
 any training; a target below the smallest architecture slimming reaches is an error naming
 --target-ms.
+
+Where the plan may go: every count in steps of 8 channels (--lanes),
+and no segment below the widths the bundle was fitted on (--beyond-fit lifts that). When the bundle
+is this machine's, the planned network is measured here and planned again under a tightened target
+while it measures over T (--verify-rounds, 0: not measured; `pynas.ship.plan_check`); with another
+machine's bundle the output says it was not measured, and why.
 """
 from __future__ import annotations
 
@@ -41,15 +47,18 @@ def cmd_slim(args) -> None:
     from pynas.cli.common import load_for_prediction, print_warnings
     from pynas.data import load_dataset
     from pynas.presets import resolve
-    from pynas.ship import slimming
+    from pynas.ship import plan_check, slimming
 
     json_path = _output(args.json, "--json", args.force)
     model_path = _output(args.output, "-o", args.force)
     arch = resolve(args.arch)
+    limits = {"lanes": args.lanes, "within_fit": not args.beyond_fit}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         predictor = load_for_prediction(args.predictor)
-        smallest, full = slimming.check_target(arch, predictor, args.target_ms, field_name="--target-ms")
+        smallest, full = slimming.check_target(arch, predictor, args.target_ms, field_name="--target-ms", **limits)
+        _, planned_within = slimming.planning_layout(arch, predictor, **limits)
+        unmeasured = plan_check.cannot_measure(predictor) if args.verify_rounds else None
         uniform = (slimming.uniform_width_baseline(arch, predictor, args.target_ms) if args.compare_uniform
                    else None)
     print_warnings("slim", caught)
@@ -58,11 +67,15 @@ def cmd_slim(args) -> None:
     _check_subset("--val-images", args.val_images, len(data.x_val), "validation")
     print(f"{arch}: predicted {full:.3f} ms by {predictor.name}; target {args.target_ms:g} ms (slimming reaches "
           f"down to {smallest:.3f} ms); training on {data.describe()} at {args.resolution} px")
+    for note in planned_within.notes:
+        print(f"  plan: {note}")
+    if unmeasured is not None:
+        print(f"  plan: will not be measured here ({unmeasured})")
     if uniform is not None:
         print(f"uniform width baseline: x{uniform.multiplier:g}, predicted {uniform.predicted_ms:.3f} ms")
     start = time.perf_counter()
     options = dict(epochs=args.epochs, finetune_epochs=args.finetune_epochs, l1=args.l1, resolution=args.resolution,
-                   finetune_lr=args.finetune_lr, seed=args.seed, threads=args.threads, batch_size=args.batch_size,
+                   finetune_lr=args.finetune_lr, verify_rounds=args.verify_rounds, **limits, seed=args.seed, threads=args.threads, batch_size=args.batch_size,
                    lr=args.lr, train_images=args.train_images, val_images=args.val_images,
                    progress=lambda phase: print(f"  [{time.perf_counter() - start:.0f} s] {phase}", flush=True))
     if args.compare_uniform:
@@ -90,8 +103,12 @@ def cmd_slim(args) -> None:
 
 
 def _print_result(result) -> None:
+    from pynas.ship import plan_check
+
+    aim = f", planned for {result.planned_for_ms:.4g}" if result.planned_for_ms != result.target_ms else ""
     print(f"pruned: {result.pruned_arch}\n  predicted {result.pruned_ms:.3f} ms (from {result.predicted_ms:.3f}; "
-          f"target {result.target_ms:g})")
+          f"target {result.target_ms:g}{aim})")
+    print(plan_check.describe(result.verification))
     for row in result.stages:
         before, after = row["channels"]
         line = f"  {row['part']:>8}: c {before} -> {after}"
@@ -104,7 +121,8 @@ def _print_result(result) -> None:
 
 
 def add_parsers(commands) -> None:
-    from pynas.ship.slimming import DEFAULT_EPOCHS, DEFAULT_FINETUNE_EPOCHS, DEFAULT_FINETUNE_LR, DEFAULT_L1
+    from pynas.ship.plan_check import DEFAULT_ROUNDS
+    from pynas.ship.slimming import ALLOWED_LANES, SIMD_LANES, DEFAULT_EPOCHS, DEFAULT_FINETUNE_EPOCHS, DEFAULT_FINETUNE_LR, DEFAULT_L1
 
     p = commands.add_parser(
         "slim", help="Network Slimming to a latency target (L1 on BN scales, pruning on the latency model)",
@@ -133,6 +151,16 @@ def add_parsers(commands) -> None:
                    help=f"fine-tuning peak lr ({DEFAULT_FINETUNE_LR:g})")
     p.add_argument("--seed", type=flags.integer(0, 2**32 - 1), default=0)
     p.add_argument("--threads", type=flags.threads, default=1, help="torch threads (results depend on it)")
+    p.add_argument("--lanes", type=flags.integer_of(ALLOWED_LANES), default=None,
+                   help=f"plan every count in steps of this many channels, or the original count ({SIMD_LANES}: AVX2's "
+                        f"float32 lanes; on AVX-512 8-channel steps measured in proportion too)")
+    p.add_argument("--beyond-fit", action="store_true",
+                   help="let the plan go below the channel counts the bundle's segments were measured with (its "
+                        "prices are extrapolations there)")
+    p.add_argument("--verify-rounds", type=flags.integer(0, 20), default=DEFAULT_ROUNDS,
+                   help=f"measure the planned network here (the bundle must be this machine's) and re-plan under a "
+                        f"tightened target while it measures over T, up to this many measurements ({DEFAULT_ROUNDS}; "
+                        f"0: do not measure)")
     p.add_argument("--compare-uniform", action="store_true",
                    help="also train the uniform width multiplier that fits the target, for the same total epochs")
     p.add_argument("--json", metavar="OUT", help="write the result (and the comparison) as JSON")

@@ -149,9 +149,31 @@ class Layout:
             s for s, stage in enumerate(arch.stages)
             if stage.block == "ir" and stage.repeats > 0 and stage.groups == 1)
 
+        self._mid_floor: dict[int, int] = {}  # ir layer index -> fewest expanded channels (with_floors)
+
     @classmethod
     def of(cls, arch: Arch) -> "Layout":
         return cls(arch)
+
+    def with_floors(self, group_min: dict[int, int], mid_min: dict[int, int]) -> "Layout":
+        """A copy whose groups (`group_min`: group -> fewest channels) and ir layers (`mid_min`:
+        layer index -> fewest expanded channels) keep at least the given counts (each capped at the
+        original: a floor never widens), the others at least MIN_CHANNELS. Slimming's floors: the
+        widths the latency model was fitted on (`pynas.ship.plan_limits`)."""
+        for name, floors, size_of in (("group_min", group_min, lambda g: self.group_size[g]),
+                                      ("mid_min", mid_min, lambda i: self.layers[i].mid)):
+            for key, count in floors.items():
+                if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+                    raise ValueError(f"{name}: expected channel counts >= 1, got {count!r} for {key}")
+                if name == "mid_min" and not size_of(key):
+                    raise ValueError(f"mid_min: expected ir layers, got layer {key} (no expanded channels)")
+        floored = object.__new__(Layout)
+        floored.__dict__.update(self.__dict__)
+        floored.group_min = tuple(min(size, max(m, group_min.get(g, m)))
+                                  for g, (size, m) in enumerate(zip(self.group_size, self.group_min)))
+        floored._mid_floor = {i: min(self.layers[i].mid, max(self.mid_min(self.layers[i]), n))
+                              for i, n in mid_min.items()}
+        return floored
 
     # ------------------------------------------------------------------------------------------
     # Widths
@@ -180,7 +202,7 @@ class Layout:
         return out
 
     def mid_min(self, layer: Layer) -> int:
-        return min(MIN_CHANNELS, layer.mid)
+        return self._mid_floor.get(layer.index, min(MIN_CHANNELS, layer.mid))
 
     def settle(self, widths: Widths) -> Widths | None:
         """`widths` with each pruned ir stage's expansion raised where a repeat would keep fewer
