@@ -23,13 +23,13 @@ delta, latency model or scorer) is a one-line CheckpointError naming the field, 
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
 import re
 from pathlib import Path
 
+from pynas.predictor.manifest import sha256_of
 from pynas.store.errors import shown
 
 FORMAT = "pynas-netadapt-checkpoint"
@@ -51,7 +51,7 @@ def predictor_identity(predictor) -> dict:
     test's stand-in) its class name."""
     folder, manifest = getattr(predictor, "folder", None), getattr(predictor, "manifest", None)
     if folder is not None and manifest is not None:
-        from pynas.predictor.manifest import MANIFEST, sha256_of
+        from pynas.predictor.manifest import MANIFEST
 
         return {"name": manifest.name, "manifest_sha256": sha256_of(Path(folder) / MANIFEST)}
     return {"name": type(predictor).__qualname__}
@@ -101,14 +101,6 @@ def _write_durably(path: Path, write) -> None:
     _sync_folder(path.parent)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def save(folder: Path, identity: dict, record: dict, state: dict | None, step: int) -> None:
     """Make `record` (the start and steps so far: start_ms, start_accuracy, steps) and the scorer's
     `state` after step `step` durable in `folder`."""
@@ -119,7 +111,7 @@ def save(folder: Path, identity: dict, record: dict, state: dict | None, step: i
 
         path = folder / f"scorer-step{step}.pt"
         _write_durably(path, lambda f: torch.save(state, f))
-        state_file = {"file": path.name, "sha256": _sha256(path)}
+        state_file = {"file": path.name, "sha256": sha256_of(path)}
     full = {"format": FORMAT, "format_version": FORMAT_VERSION, **identity, **record, "scorer_state": state_file}
     text = json.dumps(full, indent=1, allow_nan=False) + "\n"
     _write_durably(folder / RECORD, lambda f: f.write(text.encode()))
@@ -197,7 +189,7 @@ def _load_state(folder: Path, entry, steps: int) -> dict | None:
     state_path = folder / entry["file"]
     if not state_path.is_file():
         raise damaged(state_path, "missing (the record names it)")
-    got = _sha256(state_path)
+    got = sha256_of(state_path)
     if got != entry["sha256"]:
         raise damaged(state_path, f"sha256: expected {shown(entry['sha256'], 70)} (the record's), got {got}")
     import torch
