@@ -142,7 +142,6 @@ static void panel_rows(const GemmArgs& g, const float* panel, size_t n0, size_t 
 }
 
 constexpr int kNR = 24;
-constexpr size_t kPrefetchBytes = 128 * 1024;  // packed weights from which panels are prefetched
 
 template <Act A>
 static void run(const GemmArgs& g, size_t m_begin, size_t m_end) {
@@ -151,7 +150,6 @@ static void run(const GemmArgs& g, size_t m_begin, size_t m_end) {
   // passes over them.
   size_t mc = (64 * 1024) / (4 * (K + 1));
   mc = mc < 24 ? 24 : mc - mc % 12;
-  const bool prefetch = N * (K + 1) * sizeof(float) >= kPrefetchBytes;
   for (size_t mb = m_begin; mb < m_end; mb += mc) {
     const size_t me = m_end - mb < mc ? m_end : mb + mc;
     for (size_t n0 = 0; n0 < N; n0 += kNR) {
@@ -159,10 +157,7 @@ static void run(const GemmArgs& g, size_t m_begin, size_t m_end) {
       const size_t wvalid = left < kNR ? left : kNR;
       const size_t w = (wvalid + 7) & ~size_t(7);
       const float* panel = g.packed + n0 * (K + 1);
-      // The next panel, for large weights only (gemm__avx512f.cc says why).
-      const size_t next_n0 = n0 + kNR;
-      const float* next = prefetch && next_n0 < N ? g.packed + next_n0 * (K + 1) : nullptr;
-      const size_t next_floats = next ? ((N - next_n0 < kNR ? N - next_n0 : kNR) + 7) / 8 * 8 * (K + 1) : 0;
+      const auto [next, next_floats] = PanelPrefetch::next_panel(g.packed, N, K, n0, kNR, 8);  // NR_MIN 8
       switch (w) {
         case 24: panel_rows<4, 24, A>(g, panel, n0, wvalid, mb, me, next, next_floats); break;
         case 16: panel_rows<6, 16, A>(g, panel, n0, wvalid, mb, me, next, next_floats); break;

@@ -242,7 +242,6 @@ static void panel_rows(const GemmArgs& g, const float* panel, size_t n0, size_t 
 }
 
 constexpr size_t kNR = 32;
-constexpr size_t kPrefetchBytes = 128 * 1024;  // packed weights from which panels are prefetched
 
 template <Act A>
 static void run(const GemmArgs& g, size_t m_begin, size_t m_end) {
@@ -251,18 +250,12 @@ static void run(const GemmArgs& g, size_t m_begin, size_t m_end) {
   // passes over them.
   size_t mc = (64 * 1024) / (4 * (K + 1));
   mc = mc < 16 ? 16 : mc - mc % 16;
-  const bool prefetch = N * (K + 1) * sizeof(float) >= kPrefetchBytes;
   for (size_t mb = m_begin; mb < m_end; mb += mc) {
     const size_t me = m_end - mb < mc ? m_end : mb + mc;
     for (size_t n0 = 0; n0 < N; n0 += kNR) {
       const size_t wvalid = N - n0 < kNR ? N - n0 : kNR;
       const float* panel = g.packed + n0 * (K + 1);
-      // The next panel (gemm.h's PanelPrefetch), when the weights are large enough to have left the
-      // caches since the last run: prefetching a small B that is in L2 anyway only costs (the 56x56
-      // layers of MnasNet-A1 measured 4-9% slower with it, its 7x7 blocks and head 8-19% faster).
-      const size_t next_n0 = n0 + kNR;
-      const float* next = prefetch && next_n0 < N ? g.packed + next_n0 * (K + 1) : nullptr;
-      const size_t next_floats = next ? ((N - next_n0 < kNR ? N - next_n0 : kNR) + 7) / 8 * 8 * (K + 1) : 0;
+      const auto [next, next_floats] = PanelPrefetch::next_panel(g.packed, N, K, n0, kNR, 8);  // NR_MIN 8
       switch ((wvalid + 7) / 8) {  // the panel width in 8s (NR_MIN = 8)
         case 4: panel_rows<8, 4, 32, A>(g, panel, n0, wvalid, mb, me, next, next_floats); break;
         case 3: panel_rows<8, 4, 24, A>(g, panel, n0, wvalid, mb, me, next, next_floats); break;

@@ -245,7 +245,6 @@ void bind_network(py::module_& m) {
            }, py::arg("input"), py::arg("runs"), "Seconds per run, timed in C++ (no Python in the loop).")
       .def("profile", [](Network& n, const FloatArray& x, int runs) {
              check_input(n, x);
-             if (runs < 1) throw std::invalid_argument("runs: expected >= 1, got " + std::to_string(runs));
              std::vector<float> out(n.shape(n.output()).size());
              py::gil_scoped_release release;
              return n.profile(x.data(), out.data(), runs);

@@ -40,13 +40,17 @@ def number(low: float, high: float = math.inf, *, low_open: bool = False):
     return convert
 
 
+def _decimal_or_none(text: str) -> int | None:
+    try:
+        return int(text, 10)
+    except ValueError:
+        return None
+
+
 def integer_of(values: tuple[int, ...]):
     """One of `values` (integers)."""
     def convert(text: str) -> int:
-        try:
-            value = int(text, 10)
-        except ValueError:
-            value = None
+        value = _decimal_or_none(text)
         if value not in values:
             raise argparse.ArgumentTypeError(f"expected one of {', '.join(map(str, values))}, got {text!r}")
         return value
@@ -57,10 +61,7 @@ def integer_of(values: tuple[int, ...]):
 def cpu(text: str) -> int:
     """A CPU this process may run on (pinning to another one would fail every item)."""
     allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
-    try:
-        value = int(text, 10)
-    except ValueError:
-        value = None
+    value = _decimal_or_none(text)
     if value not in allowed:
         raise argparse.ArgumentTypeError(f"expected one of this machine's CPUs {_ranges(allowed)}, got {text!r}")
     return value
