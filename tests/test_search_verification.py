@@ -162,8 +162,13 @@ def test_a_failed_measurement_keeps_the_candidates_measured_before(run, monkeypa
 
 
 def test_a_measured_bias_moves_the_next_batch_to_the_architectures_predicted_under_t_over_it(run, monkeypatch):
-    config, rows = ranked(run)
+    config, rows = ranked(run, 8)
     target = config["reward"]["target_ms"]
+    # Predictions set here, not the tiny bundle's (they differ by machine; CI's put a first-batch
+    # fit far under the band, so the walk went on past it): ranks 1-4 just under T, which the
+    # model under-estimates by 10% (so they measure over T), ranks 5-8 under T / 1.1.
+    shares = [0.99, 0.97, 0.95, 0.93, 0.89, 0.88, 0.87, 0.86]
+    rows = [{**r, "latency_ms": s * target} for r, s in zip(rows, shares)]
     calls = []
 
     def biased(archs, predictor, *, predicted_ms, **options):  # the model under-estimates by 10%
@@ -172,15 +177,11 @@ def test_a_measured_bias_moves_the_next_batch_to_the_architectures_predicted_und
 
     monkeypatch.setattr(verification, "verify", biased)
     record = verification.verify_pick(run, config, rows, top=8)
-    assert all(p * 1.1 > target for p in calls[0]) or record["pick"]["rank"] <= 3
-    assert all(p <= target / 1.1 + 1e-9 for batch in calls[1:] for p in batch)
-    assert record["corrections"][0]["bias"] == 1.0
-    if len(calls) > 1:
-        assert record["corrections"][1]["bias"] == pytest.approx(1.1)
-        assert record["pick"] is not None and record["pick"]["measured_ms"] <= target
-        # the pick is the best-ranked architecture predicted under T / 1.1
-        first_under = next(i for i, r in enumerate(rows, 1) if r["latency_ms"] * 1.1 <= target)
-        assert record["pick"]["rank"] == first_under
+    assert calls == [[s * target for s in shares[0:3]], [s * target for s in shares[4:7]]]  # rank 4 skipped
+    assert [c["bias"] for c in record["corrections"]] == pytest.approx([1.0, 1.1])
+    assert [c["ranks"] for c in record["corrections"]] == [[1, 2, 3], [5, 6, 7]]
+    # the pick: the best-ranked architecture predicted under T / 1.1, measured 0.979 x T
+    assert record["pick"]["rank"] == 5 and record["pick"]["measured_over_target"] == pytest.approx(1.1 * 0.89)
 
 
 @pytest.mark.parametrize("top", [0, -1, 1.5, True])
