@@ -268,6 +268,20 @@ def test_prepare_converts_ahead_in_processes_then_run_only_loads(tmp_path, monke
         assert unmeasured(p, backend, store) == [] and len(unmeasured(p, backend, store, again=True)) == len(items)
 
 
+@pytest.mark.skipif(unavailable("onnxruntime") is not None, reason="needs onnxruntime (pip install 'pynas[onnx]')")
+def test_prepare_converts_cell_networks_too(tmp_path, monkeypatch):
+    # nb201's items are whole cell networks (cellnet_... strings, not block strings): --prepare-only
+    # once failed every one of them on the block parser.
+    monkeypatch.setenv("PYNAS_CACHE", str(tmp_path / "cache"))
+    p = plan(get_space("nb201"), networks=2, seed=0)
+    backend = Backend("onnxruntime")
+    with Store(tmp_path / "c.sqlite") as store:
+        items = [i for i in unmeasured(p, backend, store) if i.kind == "network"]
+    assert len(items) == 2 and all(str(i.arch).startswith("cellnet_") for i in items)
+    assert prepare(items, backend, jobs=1) == (2, [])
+    assert len(list((tmp_path / "cache" / "converted").glob("onnx-*.onnx"))) == 2
+
+
 def test_plan_counts_describe_the_items_kept():
     space = get_space("mnasnet", resolution=32)
     whole = plan(space, neighbours=10, networks=3, seed=1)

@@ -147,11 +147,14 @@ def _prepare_worker_init(backend: str, threads: int) -> None:
 
 
 def _prepare_one(arch: str, segment: str | None, key: str) -> tuple[str, str | None, float]:
+    from pynas import cell
     from pynas.arch import parse
 
     t0 = time.monotonic()
     try:
-        _PREPARE_BACKEND.prepare(parse(arch), segment, key)
+        # An item's network is a block network or (nb201, profiled whole) a cell network.
+        net = cell.parse(arch) if cell.is_cellnet_string(arch) else parse(arch)
+        _PREPARE_BACKEND.prepare(net, segment, key)
     except (RuntimeError, ValueError) as error:
         return key, f"{type(error).__name__}: {str(error).splitlines()[0]}", time.monotonic() - t0
     return key, None, time.monotonic() - t0
