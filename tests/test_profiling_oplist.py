@@ -78,6 +78,68 @@ def test_pool_skips_se_and_grouped_steps_are_recorded():
     assert ops["block-se"].fields["se_gate"] in ("sigmoid", "hsigmoid")
 
 
+CELL_NETWORKS = [net for name in ("nb201", "darts", "nasnet", "enas")
+                 for net in get_space(name).sample(2, seed=3)]
+
+
+def _network(sample):
+    return sample.network() if hasattr(sample, "network") else sample  # nb201 samples are cells
+
+
+@pytest.mark.parametrize("sample", CELL_NETWORKS, ids=lambda a: str(_network(a))[:60])
+def test_recorder_mirrors_the_native_network_of_cell_spaces(sample, tmp_path):
+    """Cell networks' steps (act, pool, dwconv_dilated, sum, concat, crop, zeros, affine): the same
+    tensor ids and shapes as _core.Network built by NativeNetwork; the file round-trips."""
+    net = _network(sample)
+    real = NativeNetwork(net)
+    recorder = NetworkRecorder()
+    NativeNetwork(net, weights="shapes", network=recorder)
+    steps = [s for s in recorder.steps if s.op != "output"]
+    assert len(steps) - 1 == len(real.describe())
+    for tensor in range(len(steps)):
+        assert recorder.shape(tensor) == real.network.shape(tensor)
+    entry = network_entry(str(net))  # a cellnet_... string resolves like a preset name
+    assert entry.key == str(net) and entry.kind == "network"
+    write_oplist(tmp_path / "cell.oplist", [entry])
+    (record,) = read_oplist(tmp_path / "cell.oplist")
+    assert list(record.steps) == recorder.steps and record.arch == str(net)
+
+
+def test_every_cell_step_is_recorded():
+    ops = {step.op for net in CELL_NETWORKS for step in record_steps(_network(net))}
+    assert {"act", "pool", "dwconv_dilated", "concat", "crop", "affine", "add", "conv", "pointwise"} <= ops
+    full = record_steps(get_space("nb201").network(
+        "|nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|avg_pool_3x3~0|nor_conv_3x3~1|skip_connect~2|"))
+    # node 3's three edges in each of the 15 cells (node 2's skip is fused into its conv as a residual)
+    assert [s.fields["xs"].count(",") + 1 for s in full if s.op == "sum"] == [3] * 15
+    # a NAS-Bench-201 cell whose output node has no edge: a zeros step
+    steps = record_steps(get_space("nb201").network("|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|none~2|"))
+    assert "zeros" in {s.op for s in steps}
+    assert {s.fields["kind"] for net in CELL_NETWORKS for s in record_steps(_network(net)) if s.op == "pool"} == \
+        {"avg", "max"}
+
+
+def test_recorder_checks_cell_steps_as_the_network_would():
+    r = NetworkRecorder()
+    x = r.input(8, 8, 4)
+    y = r.pointwise(x, np.zeros((6, 4)), np.zeros(6))
+    with pytest.raises(ValueError, match="sum: input shapes differ"):
+        r.sum([x, y])
+    with pytest.raises(ValueError, match="sum: expected at least 2 inputs"):
+        r.sum([x])
+    with pytest.raises(ValueError, match="no tensor 9"):
+        r.concat([x, 9])
+    with pytest.raises(ValueError, match="kind: expected avg or max"):
+        r.pool(x, "min", 3, 1, 1)
+    with pytest.raises(ValueError, match="0 <= pad < kernel"):
+        r.pool(x, "max", 3, 1, 3)
+    assert r.shape(r.concat([x, y])) == (8, 8, 10)
+    assert r.shape(r.pool(x, "avg", 2, 2, 0)) == (4, 4, 4)
+    assert r.shape(r.dwconv_dilated(x, np.zeros((5, 5, 4)), np.zeros(4), 2, 2)) == (4, 4, 4)
+    assert r.shape(r.crop(x)) == (7, 7, 4) and r.shape(r.zeros(2, 3, 5)) == (2, 3, 5)
+    assert r.steps[-3].line() == "dwconv_dilated x=0 kernel=5 stride=2 dilation=2 act=none"
+
+
 def test_shape_weights_need_a_recorder():
     with pytest.raises(ValueError, match="'shapes' has no values to run"):
         NativeNetwork(A1, weights="shapes")
@@ -125,6 +187,10 @@ def test_write_rejects_bad_entries(tmp_path):
     ("pynas-oplist 1\nentry key=k kind=stem arch=a segment=-\nfeatures {}\ninput h=1 w=1 c=1\n",
      r":4: expected the entry at line 2 to end with 'output'"),
     ("pynas-oplist 1\nentry key=k kind=stem arch=a segment=-", r":2: expected the line to end with '\\n'"),
+    ("pynas-oplist 1\nentry key=k kind=network arch=a segment=-\nfeatures {}\ninput h=1 w=1 c=1\nsum xs=0\n",
+     r":5: sum: field 'xs': expected two or more tensor ids separated by commas, got '0'"),
+    ("pynas-oplist 1\nentry key=k kind=network arch=a segment=-\nfeatures {}\ninput h=1 w=1 c=1\n"
+     "pool x=0 kind=min kernel=3 stride=1 pad=1\n", r":5: pool: field 'kind': expected one of avg, max, got 'min'"),
 ])
 def test_read_names_the_line_and_field(tmp_path, text, message):
     path = tmp_path / "bad.oplist"

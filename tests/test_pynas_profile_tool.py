@@ -146,6 +146,18 @@ GOOD_HEAD = "pynas-oplist 1\nentry key=k kind=mbconv arch=a segment=s1.0\nfeatur
      "pointwise: pointwise residual: shape differs from output"),
     (GOOD_HEAD + "input h=8 w=8 c=8\nblock x=0 cout=8 mid=0 kernel=3 stride=1 dw_act=re project_act=none se_reduced=0 "
      "residual=-1 band_rows=0 expand_act=re\n", 5, "block: field 'expand_act': expected none when mid=0"),
+    (GOOD_HEAD + "input h=8 w=8 c=8\nsum xs=0\n", 5,
+     "sum: field 'xs': expected two or more tensor ids made by earlier steps (0..0), separated by commas, got 0"),
+    (GOOD_HEAD + "input h=8 w=8 c=8\nconcat xs=0,x\n", 5,
+     "concat: field 'xs': expected two or more tensor ids made by earlier steps (0..0), separated by commas, got 'x'"),
+    (GOOD_HEAD + "input h=8 w=8 c=8\npool x=0 kind=min kernel=3 stride=1 pad=1\n", 5,
+     "pool: field 'kind': expected avg or max, got 'min'"),
+    (GOOD_HEAD + "input h=8 w=8 c=8\npool x=0 kind=max kernel=3 stride=1 pad=3\noutput x=1\n", 5,
+     "pool: pool: expected kernel >= 1, stride >= 1, 0 <= pad < kernel"),
+    (GOOD_HEAD + "input h=8 w=8 c=8\ndwconv_dilated x=0 kernel=3 stride=1 dilation=9 act=re\n", 5,
+     "dwconv_dilated: field 'dilation': expected an integer 1..8, got 9"),
+    (GOOD_HEAD + "input h=8 w=8 c=8\npointwise x=0 cout=4 act=re residual=-1 groups=1 shuffle=0\nsum xs=0,1\n"
+     "output x=2\n", 6, "sum: sum: input shapes differ"),
     (GOOD_HEAD + "input h=8 w=8 c=8\ngap x=0\n", 5, "expected the entry at line 2 to end with an 'output' line"),
     ("pynas-oplist 1\nentry key=k kind=mbconv arch=a segment=s1.0\nfeatures {\"cin\":8,\"cin\":9}\n", 3,
      "field 'features': expected a JSON object, invalid JSON at byte"),
@@ -290,3 +302,31 @@ def test_grouped_fbnet_segments_and_networks(pynas_profile, tmp_path):
     bad.write_text(oplist.read_text().replace("groups=2 shuffle=1", "groups=3 shuffle=1", 1))
     done = run(pynas_profile, bad, "-o", tmp_path / "bad.jsonl")
     assert done.returncode == 2 and "groups" in done.stderr
+
+
+def test_cell_networks_build_and_time_as_native_network_builds_them(pynas_profile, tmp_path):
+    """The cell spaces' networks (act, pool, dwconv_dilated, sum, concat, crop, zeros, affine steps)
+    build in the tool and are measured under their architecture strings, which import as this
+    device's native network series (what `pynas calibrate --space nb201` reads)."""
+    from pynas.space import get_space
+
+    nets = [get_space("nb201").network("|nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|avg_pool_3x3~0|"
+                                       "nor_conv_3x3~1|skip_connect~2|"),
+            get_space("nb201").network("|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|none~2|"),
+            get_space("darts").sample(1, seed=4)[0]]
+    entries = [network_entry(net) for net in nets]
+    oplist = tmp_path / "cells.oplist"
+    write_oplist(oplist, entries)
+    text = oplist.read_text()
+    assert all(f"\n{op} " in text for op in ("act", "pool", "sum", "zeros", "affine", "concat", "crop",
+                                            "dwconv_dilated"))
+    checked = run(pynas_profile, oplist, "--check")
+    assert checked.returncode == 0 and "3 entries, every network builds" in checked.stdout, checked.stderr
+    out = tmp_path / "cells.jsonl"
+    done = run(pynas_profile, oplist, "-o", out, *FAST)
+    assert done.returncode == 0, done.stderr
+    with Store(tmp_path / "store.sqlite") as store:
+        assert import_jsonl(store, out).added == 3
+        stored = list(store.measurements(kind="network", backend="native"))
+    assert sorted(m.op.key for m in stored) == sorted(str(net) for net in nets)
+    assert all(m.stats.median_ms > 0 and m.context.device == this_device() for m in stored)

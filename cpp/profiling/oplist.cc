@@ -16,7 +16,7 @@ namespace {
 
 // Field value types, each with its check and its "expected ..." text.
 enum class FieldType { kTensor, kResidual, kSpatial, kChannels, kChannelsOrZero, kConvKernel, kDwKernel, kStride,
-                       kAct, kGate, kCount, kGroups, kFlag };
+                       kAct, kGate, kCount, kGroups, kFlag, kTensors, kPoolKind, kPoolKernel, kPad, kDilation };
 
 struct FieldSpec {
   const char* name;
@@ -57,6 +57,18 @@ const std::vector<StepSpec>& step_specs() {
       {"gap", StepKind::kGap, {{"x", F::kTensor}}, {}},
       {"fc", StepKind::kFc, {{"x", F::kTensor}, {"cout", F::kChannels}, {"act", F::kAct}}, {}},
       {"output", StepKind::kOutput, {{"x", F::kTensor}}, {}},
+      {"act", StepKind::kAct, {{"x", F::kTensor}, {"act", F::kAct}}, {}},
+      {"pool", StepKind::kPool,
+       {{"x", F::kTensor}, {"kind", F::kPoolKind}, {"kernel", F::kPoolKernel}, {"stride", F::kStride},
+        {"pad", F::kPad}}, {}},
+      {"dwconv_dilated", StepKind::kDwconvDilated,
+       {{"x", F::kTensor}, {"kernel", F::kDwKernel}, {"stride", F::kStride}, {"dilation", F::kDilation},
+        {"act", F::kAct}}, {}},
+      {"sum", StepKind::kSum, {{"xs", F::kTensors}}, {}},
+      {"concat", StepKind::kConcat, {{"xs", F::kTensors}}, {}},
+      {"crop", StepKind::kCrop, {{"x", F::kTensor}}, {}},
+      {"zeros", StepKind::kZeros, {{"h", F::kSpatial}, {"w", F::kSpatial}, {"c", F::kChannels}}, {}},
+      {"affine", StepKind::kAffine, {{"x", F::kTensor}}, {}},
   };
   return specs;
 }
@@ -250,6 +262,29 @@ class Reader {
       case FieldType::kCount: v = in_range(0, kMaxSpatial, "an integer 0.." + std::to_string(kMaxSpatial)); break;
       case FieldType::kGroups: v = in_range(1, 64, "an integer 1..64"); break;
       case FieldType::kFlag: v = in_range(0, 1, "0 or 1"); break;
+      case FieldType::kPoolKernel: v = in_range(1, 7, "an integer 1..7"); break;
+      case FieldType::kPad: v = in_range(0, 6, "an integer 0..6"); break;
+      case FieldType::kDilation: v = in_range(1, 8, "an integer 1..8"); break;
+      case FieldType::kPoolKind:
+        if (text != "avg" && text != "max") error(where + ": expected avg or max, got '" + text + "'");
+        s.pool_kind = text == "max";
+        return;
+      case FieldType::kTensors: {
+        const std::string expected = "two or more tensor ids made by earlier steps (" + tensor_range +
+                                     "), separated by commas";
+        size_t start = 0;
+        while (true) {
+          const size_t comma = text.find(',', start);
+          const std::string id = text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+          const long t = integer(id, where, expected);
+          if (t < 0 || t >= tensors) error(where + ": expected " + expected + ", got " + text);
+          s.xs.push_back(static_cast<int>(t));
+          if (comma == std::string::npos) break;
+          start = comma + 1;
+        }
+        if (s.xs.size() < 2) error(where + ": expected " + expected + ", got " + text);
+        return;
+      }
       case FieldType::kAct: {
         Act a;
         try {
@@ -282,6 +317,8 @@ class Reader {
     else if (n == "stride") s.stride = static_cast<int>(v);
     else if (n == "groups") s.groups = v;
     else if (n == "shuffle") s.shuffle = static_cast<int>(v);
+    else if (n == "pad") s.pad = static_cast<int>(v);
+    else if (n == "dilation") s.dilation = static_cast<int>(v);
   }
 
   OpListStep parse_step(const std::vector<std::string>& t, const OpListEntry& entry) {

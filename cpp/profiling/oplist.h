@@ -55,9 +55,24 @@
 //     output     x                                        the network output (Network::finalize):
 //                                                         a tensor made by a step; ends the entry
 //
-// Values: x, a, b: tensor ids; residual: a tensor id or -1 (none); cout, mid, reduced, se_reduced,
-// h, w, c: integers (h, w <= 16384; c, cout, mid, reduced <= 65536); stride 1 or 2; act names none,
-// re, r6, hs, sw; gate sigmoid or hsigmoid; band_rows 0..16384; groups 1..64; shuffle 0 or 1.
+// The steps of cell networks (NAS-Bench-201, DARTS, NASNet, ENAS: cpp/network/cell_steps.cc):
+//
+//     act             x act                               an activation on its own
+//     pool            x kind kernel stride pad            kxk pooling, kind avg (padding not counted)
+//                                                         or max; pad < kernel
+//     dwconv_dilated  x kernel stride dilation act        depthwise conv, padding dilation*(k-1)/2
+//     sum             xs                                  the sum of >= 2 tensors of one shape
+//     concat          xs                                  channel concatenation, >= 2 tensors of one
+//                                                         H x W, in order
+//     crop            x                                   x[1:, 1:] (FactorizedReduce's shifted path)
+//     zeros           h w c                               a tensor of zeros (reads nothing)
+//     affine          x                                   per-channel scale and shift (a folded BN)
+//
+// Values: x, a, b: tensor ids; xs: two or more tensor ids separated by commas, no spaces ("3,5,6");
+// residual: a tensor id or -1 (none); cout, mid, reduced, se_reduced, h, w, c: integers (h, w <=
+// 16384; c, cout, mid, reduced <= 65536); stride 1 or 2; act names none, re, r6, hs, sw; gate
+// sigmoid or hsigmoid; band_rows 0..16384; groups 1..64; shuffle 0 or 1; pool's kind avg or max,
+// its kernel 1..7 and pad 0..6; dwconv_dilated's kernel 3, 5 or 7 and dilation 1..8.
 //
 // Errors name the file, the line, the field and what was expected (OpListError); a file with any
 // error is rejected whole, before anything is measured.
@@ -78,7 +93,8 @@ struct OpListError : std::runtime_error {
 constexpr const char* kOpListFormat = "pynas-oplist";
 constexpr int kOpListVersion = 1;
 
-enum class StepKind { kInput, kConv, kDwconv, kPointwise, kShuffle, kBlock, kSe, kAvgpool, kAdd, kGap, kFc, kOutput };
+enum class StepKind { kInput, kConv, kDwconv, kPointwise, kShuffle, kBlock, kSe, kAvgpool, kAdd, kGap, kFc, kOutput,
+                      kAct, kPool, kDwconvDilated, kSum, kConcat, kCrop, kZeros, kAffine };
 
 struct OpListStep {
   StepKind kind = StepKind::kInput;
@@ -93,6 +109,9 @@ struct OpListStep {
   Act act = Act::kNone, expand_act = Act::kNone, dw_act = Act::kNone, project_act = Act::kNone;
   Act se_act = Act::kReLU;
   int gate = 0;  // 0 sigmoid, 1 hsigmoid (Network's codes)
+  int pool_kind = 0;  // pool: 0 average, 1 max (Network's codes)
+  int pad = 0, dilation = 1;
+  std::vector<int> xs;  // sum, concat: their input tensors
 };
 
 struct OpListEntry {

@@ -31,6 +31,14 @@ const char* step_name(StepKind kind) {
     case StepKind::kGap: return "gap";
     case StepKind::kFc: return "fc";
     case StepKind::kOutput: return "output";
+    case StepKind::kAct: return "act";
+    case StepKind::kPool: return "pool";
+    case StepKind::kDwconvDilated: return "dwconv_dilated";
+    case StepKind::kSum: return "sum";
+    case StepKind::kConcat: return "concat";
+    case StepKind::kCrop: return "crop";
+    case StepKind::kZeros: return "zeros";
+    case StepKind::kAffine: return "affine";
   }
   return "?";
 }
@@ -129,6 +137,31 @@ int add_step(const OpListStep& s, Network& net, WeightRng& rng) {
     case StepKind::kOutput:
       net.finalize(s.x);
       return -1;
+    case StepKind::kAct:
+      return net.act(s.x, s.act);
+    case StepKind::kPool:
+      return net.pool(s.x, s.pool_kind, s.kernel, s.stride, s.pad);
+    case StepKind::kDwconvDilated: {
+      const size_t c = net.shape(s.x).c, k = s.kernel;
+      const auto w = rng.fill(k * k * c, he_limit(k * k));
+      const auto b = rng.fill(c, kBias);
+      return net.dwconv_dilated(s.x, w.data(), b.data(), s.kernel, s.stride, s.dilation, s.act);
+    }
+    case StepKind::kSum:
+      return net.sum(s.xs);
+    case StepKind::kConcat:
+      return net.concat(s.xs);
+    case StepKind::kCrop:
+      return net.crop(s.x);
+    case StepKind::kZeros:
+      return net.zeros(s.h, s.w, s.c);
+    case StepKind::kAffine: {
+      const size_t c = net.shape(s.x).c;
+      auto scale = rng.fill(c, 0.1f);  // a BatchNorm's folded scale: near 1, never 0
+      for (float& v : scale) v += 1.0f;
+      const auto shift = rng.fill(c, kBias);
+      return net.affine(s.x, scale.data(), shift.data());
+    }
   }
   throw std::logic_error("unhandled op list step");
 }

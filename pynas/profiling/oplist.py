@@ -52,8 +52,18 @@ STEP_FIELDS = {
     "gap": ("x",),
     "fc": ("x", "cout", "act"),
     "output": ("x",),
+    # cell networks' steps (cpp/network/cell_steps.cc)
+    "act": ("x", "act"),
+    "pool": ("x", "kind", "kernel", "stride", "pad"),
+    "dwconv_dilated": ("x", "kernel", "stride", "dilation", "act"),
+    "sum": ("xs",),
+    "concat": ("xs",),
+    "crop": ("x",),
+    "zeros": ("h", "w", "c"),
+    "affine": ("x",),
 }
-_NAME_FIELDS = {"act", "expand_act", "dw_act", "project_act", "se_act", "se_gate", "gate"}
+_NAME_FIELDS = {"act", "expand_act", "dw_act", "project_act", "se_act", "se_gate", "gate", "kind"}
+POOLS = ("avg", "max")
 _NO_SPACE = re.compile(r"\S+")
 
 
@@ -98,6 +108,14 @@ def _gate(field_name: str, value: Any) -> str:
 def _out_size(size: int, kernel: int, stride: int) -> int:
     # Network::conv / dwconv / block: "same" padding kernel // 2 (cpp/network/network.cc).
     return (size + 2 * (kernel // 2) - kernel) // stride + 1
+
+
+def _windows(size: int, kernel: int, stride: int, pad: int, dilation: int = 1) -> int:
+    # cell_steps.cc's pooled(): pool and dwconv_dilated's output size.
+    out = (size + 2 * pad - dilation * (kernel - 1) - 1) // stride + 1
+    if out < 1:
+        raise ValueError("window larger than the padded input")
+    return out
 
 
 class NetworkRecorder:
@@ -212,6 +230,59 @@ class NetworkRecorder:
 
     def fc(self, x, weights, bias, act="none") -> int:
         return self._add("fc", (1, 1, weights.shape[0]), x=x, cout=weights.shape[0], act=_act("act", act))
+
+    # Cell networks' steps (pynas.native.runner's cell ops), with _core.Network's checks and shapes.
+    def act(self, x, act) -> int:
+        return self._add("act", self.shape(x), x=x, act=_act("act", act))
+
+    def pool(self, x, kind, kernel, stride, pad) -> int:
+        if kind not in POOLS:
+            raise ValueError(f"kind: expected avg or max, got {kind!r}")
+        if kernel < 1 or stride < 1 or not 0 <= pad < kernel:
+            raise ValueError("pool: expected kernel >= 1, stride >= 1, 0 <= pad < kernel")
+        h, w, c = self.shape(x)
+        out = (_windows(h, kernel, stride, pad), _windows(w, kernel, stride, pad), c)
+        return self._add("pool", out, x=x, kind=kind, kernel=kernel, stride=stride, pad=pad)
+
+    def dwconv_dilated(self, x, weights, bias, stride, dilation, act="none") -> int:
+        h, w, c = self.shape(x)
+        k = weights.shape[0]
+        if tuple(weights.shape) != (k, k, c):
+            raise ValueError(f"weights: expected k x k x {c}, got {tuple(weights.shape)}")
+        pad = dilation * (k - 1) // 2
+        out = (_windows(h, k, stride, pad, dilation), _windows(w, k, stride, pad, dilation), c)
+        return self._add("dwconv_dilated", out, x=x, kernel=k, stride=stride, dilation=dilation, act=_act("act", act))
+
+    def sum(self, xs) -> int:
+        xs = [self._tensor("xs", x) for x in xs]
+        if len(xs) < 2:
+            raise ValueError("sum: expected at least 2 inputs")
+        if len({self._shapes[x] for x in xs}) != 1:
+            raise ValueError(f"sum: input shapes differ: {[self._shapes[x] for x in xs]}")
+        return self._add("sum", self._shapes[xs[0]], xs=",".join(map(str, xs)))
+
+    def concat(self, xs) -> int:
+        xs = [self._tensor("xs", x) for x in xs]
+        if len(xs) < 2:
+            raise ValueError("concat: expected at least 2 inputs")
+        if len({self._shapes[x][:2] for x in xs}) != 1:
+            raise ValueError(f"concat: inputs of different H x W: {[self._shapes[x] for x in xs]}")
+        h, w, _ = self._shapes[xs[0]]
+        return self._add("concat", (h, w, sum(self._shapes[x][2] for x in xs)), xs=",".join(map(str, xs)))
+
+    def crop(self, x) -> int:
+        h, w, c = self.shape(x)
+        if h < 2 or w < 2:
+            raise ValueError("crop: expected at least 2 x 2 pixels")
+        return self._add("crop", (h - 1, w - 1, c), x=x)
+
+    def zeros(self, h, w, c) -> int:
+        if not (h > 0 and w > 0 and c > 0):
+            raise ValueError("zeros: expected a positive H x W x C shape")
+        return self._add("zeros", (h, w, c), h=int(h), w=int(w), c=int(c))
+
+    def affine(self, x, scale, shift) -> int:
+        return self._add("affine", self.shape(x), x=x)
 
     def finalize(self, output: int) -> None:
         output = self._tensor("output", output)
@@ -383,8 +454,12 @@ def _pairs(tokens: list[str], number: int, fail) -> dict[str, str]:
 
 
 def _value(step: str, name: str, text: str, number: int, fail) -> int | str:
+    if name == "xs":
+        if not re.fullmatch(r"\d+(,\d+)+", text):
+            raise fail(number, f"{step}: field 'xs': expected two or more tensor ids separated by commas, got {text!r}")
+        return text
     if name in _NAME_FIELDS:
-        allowed = GATES if name in ("gate", "se_gate") else ACTS
+        allowed = GATES if name in ("gate", "se_gate") else POOLS if name == "kind" else ACTS
         if text not in allowed:
             raise fail(number, f"{step}: field {name!r}: expected one of {', '.join(allowed)}, got {text!r}")
         return text
@@ -393,9 +468,15 @@ def _value(step: str, name: str, text: str, number: int, fail) -> int | str:
     return int(text)
 
 
-def _resolve(arch: Arch | str) -> Arch:
-    if isinstance(arch, Arch):
+def _resolve(arch):
+    """A block network (an Arch, its string or a preset name) or a cell network (a CellNet or its
+    ``cellnet_...`` string)."""
+    from pynas import cell
+
+    if isinstance(arch, (Arch, cell.CellNet)):
         return arch
+    if isinstance(arch, str) and cell.is_cellnet_string(arch):
+        return cell.parse(arch)
     from pynas.presets import resolve
 
     return resolve(arch)
