@@ -2,7 +2,8 @@
 held-out device from k <= 20 networks (`pynas.predictor.cell_decomposition`).
 
     python3 bench/nb201_decomposition.py [--draws 8] [--ks 1,2,5,10,20] [--seed 0] [--all-methods]
-        [--devices pixel3,raspi4,eyeriss,fpga] [--sections additivity,prices,fewshot]
+        [--devices pixel3,raspi4,eyeriss,fpga] [--sections additivity,prices,fewshot,machine]
+        [--machine predictors/intel-xeon-avx512-native-nb201[,BUNDLE...]]
 
 Sections (each prints a table; everything seeded):
 
@@ -28,6 +29,12 @@ Sections (each prints a table; everything seeded):
   ``bases`` (the combination of the additive price tables alone), ``scale`` (the nearest base's
   measured latency times one scale), ``scratch`` (the additive model from the k networks alone).
 
+* machine: a device HW-NAS-Bench never saw: the whole NAS-Bench-201 networks a cell-network bundle
+  (`pynas calibrate --space nb201`) was fit from, as measured on its machine (the bundle ships them),
+  are the target; all four HW-NAS-Bench devices are the bases. Accuracy vs k over the measured
+  connected networks, next to the bundle's own model (fit on 80% of them, scored on the 20% held
+  out: what k <= 20 networks stand in for).
+
 Accuracy is over all networks including the k calibration ones (k <= 20 of 15,284: no visible
 effect). "auto" reuses the draw's "bases+prices (pairwise)" and "scratch" fits it chooses between.
 """
@@ -47,7 +54,8 @@ import numpy as np
 from pynas.predictor import cell_decomposition as cd
 from pynas.space import nb201
 
-SECTIONS = ("additivity", "prices", "fewshot")
+SECTIONS = ("additivity", "prices", "fewshot", "machine")
+MACHINE_BUNDLES = ("predictors/intel-xeon-avx512-native-nb201",)
 SLOW = ("bases+prices (additive)",)  # run with --all-methods (the additive prices are in "bases" already)
 FEWSHOT_METHODS = (  # label, method, base source
     ("auto (pairwise)", "auto", "pairwise"),
@@ -133,6 +141,51 @@ def fewshot_rows(devices, ks, draws: int, seed: int, methods=FEWSHOT_METHODS, po
     return rows
 
 
+def machine_target(bundle_folder) -> tuple[str, np.ndarray, dict]:
+    """A cell-network bundle's measured networks as a target: (its name, one latency per benchmark
+    network with NaN where not measured, its report's held-out accuracy)."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from pynas.predictor.cellnet import load_cells
+    from pynas.predictor.predictors import MEASUREMENTS
+    from pynas.space import get_space
+    from pynas.store import Store, import_jsonl
+
+    folder = Path(bundle_folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    space = get_space("nb201")
+    with tempfile.TemporaryDirectory() as tmp, Store(Path(tmp) / "m.sqlite") as store:
+        import_jsonl(store, folder / MEASUREMENTS)
+        cells = load_cells(store, space, backend=manifest["backend"], threads=manifest.get("threads", 1))
+    ms = np.full(len(nb201.benchmark().tokens), np.nan)
+    ms[space.index_of(cells.tokens)] = cells.ms
+    report = json.loads((folder / "report.json").read_text())
+    return manifest.get("name", folder.name), ms, report.get("heldout_networks", {})
+
+
+def machine_rows(bundles, ks, draws: int, seed: int, methods=FEWSHOT_METHODS) -> list[dict]:
+    rows = []
+    bases = {src: cd.hwnasbench_bases(None, src) for _, _, src in methods if src is not None}
+    labelled = {label: (method, bases[src] if src else []) for label, method, src in methods}
+    for folder in bundles:
+        started = time.time()
+        name, ms, heldout = machine_target(folder)
+        result = cd.evaluate(ms, None, ks=ks, draws=draws, seed=seed, methods=labelled)
+        measured = int(np.isfinite(ms).sum())
+        for label, per_k in result.items():
+            for k, s in per_k.items():
+                rows.append({"target": name, "method": label, "k": k, "measured": measured, **s})
+        if heldout:
+            rows.append({"target": name, "method": "its bundle (80% fit, 20% held out)", "k": 0,
+                         "measured": measured, "within10": heldout["within10"], "rmspe": heldout["rmspe"],
+                         "kendall": float("nan"), "kendall_p10": float("nan"), "kendall_p90": float("nan"),
+                         "rmspe_all": float("nan")})
+        log(f"machine: {name} ({measured} networks) done in {time.time() - started:.0f} s")
+    return rows
+
+
 def format_fewshot(rows) -> list[str]:
     lines = [(f"{'target':8} {'method':27} {'k':>3}  {'within 10 %':>11} {'RMSPE %':>8}  "
               f"{'Kendall tau [p10..p90]':>24}  {'RMSPE all %':>11}")]
@@ -163,6 +216,9 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--devices", default=",".join(nb201.DEVICES), help="targets (and their decompositions)")
     p.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated: {', '.join(SECTIONS)}")
+    p.add_argument("--machine", default=",".join(MACHINE_BUNDLES),
+                   help="comma-separated cell-network bundle folders (pynas calibrate --space nb201) for the machine "
+                        "section")
     args = p.parse_args(argv)
     try:
         args.ks = tuple(int(k) for k in args.ks.split(","))
@@ -180,6 +236,14 @@ def parse_args(argv=None):
             p.error(f"--sections: expected some of {', '.join(SECTIONS)}, got {s!r}")
     if args.draws < 1:
         p.error(f"--draws: expected >= 1, got {args.draws}")
+    args.machine = tuple(args.machine.split(","))
+    if "machine" in args.sections:
+        from pathlib import Path
+
+        for folder in args.machine:
+            if not (Path(folder) / "measurements.jsonl.gz").is_file():
+                p.error(f"--machine: expected bundle folders with the measurements they were fit from "
+                        f"(measurements.jsonl.gz), got {folder!r}")
     return args
 
 
@@ -206,6 +270,12 @@ def main(argv=None) -> None:
         print("\n".join(format_fewshot(rows)))
         print("lowest RMSPE per target and k:")
         print("\n".join(best_per_k(rows)))
+    if "machine" in args.sections:
+        print(f"\n== few-shot calibration to a machine HW-NAS-Bench never saw, its 4 devices the bases: "
+              f"{args.draws} draws of k, seed {args.seed}; accuracy over its measured connected networks ==")
+        methods = tuple(m for m in FEWSHOT_METHODS if args.all_methods or m[0] not in SLOW)
+        rows = machine_rows(args.machine, args.ks, args.draws, args.seed, methods)
+        print("\n".join(format_fewshot(rows)))
     log(f"done in {time.time() - started:.0f} s")
 
 

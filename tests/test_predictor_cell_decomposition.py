@@ -279,3 +279,35 @@ def test_bench_functions_on_a_subset():
     for argv in (["--ks", "0"], ["--ks", "a"], ["--devices", "edgegpu"], ["--sections", "x"], ["--draws", "0"]):
         with pytest.raises(SystemExit):
             bench.parse_args(argv)
+
+
+def test_evaluate_on_a_device_measured_on_a_sample_of_the_space():
+    """A machine times a sample of the space: NaN elsewhere; draws and scores are over the measured."""
+    base, prices = synthetic_prices(3)
+    full = additive_ms(TOKENS, base, prices)
+    measured = np.full(len(TOKENS), np.nan)
+    some = np.random.default_rng(1).choice(len(TOKENS), 400, replace=False)
+    measured[some] = full[some]
+    methods = {"scratch": ("scratch", []), "truth": ("scale", [cd.Basis("truth", 2 * full)])}
+    result = cd.evaluate(measured, None, ks=(20,), draws=2, seed=0, methods=methods)
+    assert result["truth"][20]["rmspe"] < 1e-9 and result["truth"][20]["rmspe_all"] < 1e-9  # NaNs left out
+    assert np.isfinite(result["scratch"][20]["rmspe"]) and np.isfinite(result["scratch"][20]["rmspe_all"])
+    with pytest.raises(ValueError, match="target_ms: expected 15625 values"):
+        cd.evaluate(full[:10], None, ks=(2,), methods=methods)
+    with pytest.raises(ValueError, match="pool: expected measured networks only"):
+        cd.evaluate(measured, None, ks=(2,), methods=methods, pool=np.setdiff1d(np.arange(30), some)[:5])
+    with pytest.raises(ValueError, match="expected positive latencies"):
+        cd.evaluate(np.where(np.isfinite(measured), -1.0, np.nan), None, ks=(2,), methods=methods)
+
+
+def test_bench_machine_section_reads_a_cell_bundles_measurements():
+    bench = load_bench()
+    folder = ROOT / "predictors" / "intel-xeon-avx512-native-nb201"
+    name, ms, heldout = bench.machine_target(folder)
+    assert name == "intel-xeon-avx512-native-nb201" and np.isfinite(ms).sum() >= 800
+    assert heldout["n"] > 0 and 0 < heldout["rmspe"] < 100
+    rows = bench.machine_rows([folder], (3,), draws=1, seed=0, methods=(("scratch", "scratch", None),))
+    assert [(r["method"], r["k"]) for r in rows] == [("scratch", 3), ("its bundle (80% fit, 20% held out)", 0)]
+    assert len(bench.format_fewshot(rows)) == 3
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--sections", "machine", "--machine", str(ROOT / "predictors" / "pixel3")])

@@ -803,13 +803,22 @@ def evaluate(target_ms: np.ndarray, bases: list[Basis], ks=(1, 2, 5, 10, 20), dr
     """Few-shot accuracy on one target device: for each k, `draws` seeded draws of k calibration
     cells (connected ones, from `pool` or all), each method scored on every connected cell
     (RMSPE, within 10 %, Kendall tau) and on all cells (RMSPE). `methods`: {label: (method, bases)}.
+    `target_ms` has one entry per benchmark network; NaN where the device was not measured (a
+    machine that timed a sample of the space): draws and scores are then over the measured ones.
     Returns {label: {k: {"rmspe", "within10", "kendall", "kendall_p10", "kendall_p90", "rmspe_all"}}}
     (medians over the draws)."""
     nb = _space()
     tokens = nb.benchmark().tokens.astype(np.int64)
     y = np.asarray(target_ms, dtype=np.float64)
-    joined = connected(tokens)
+    if y.shape != (len(tokens),):
+        raise ValueError(f"target_ms: expected {len(tokens)} values (NaN where not measured), got shape {y.shape}")
+    known = np.isfinite(y)
+    if np.any(y[known] <= 0):
+        raise ValueError("target_ms: expected positive latencies (or NaN where not measured)")
+    joined = connected(tokens) & known
     pool = np.flatnonzero(joined) if pool is None else np.asarray(pool)
+    if not np.all(known[pool]):
+        raise ValueError("pool: expected measured networks only (target_ms is NaN at some)")
     methods = methods or {m: (m, [] if m == "scratch" else bases) for m in METHODS}
     rng = np.random.default_rng(seed)
     out = {label: {} for label in methods}
@@ -823,7 +832,7 @@ def evaluate(target_ms: np.ndarray, bases: list[Basis], ks=(1, 2, 5, 10, 20), dr
             for label, (method, used) in methods.items():
                 cal = _calibrated(done, method, used, tokens[chosen], y[chosen])
                 s = score(cal.ms[joined], y[joined])
-                s["rmspe_all"] = float(100 * np.sqrt(np.mean(((cal.ms - y) / y) ** 2)))
+                s["rmspe_all"] = float(100 * np.sqrt(np.mean(((cal.ms[known] - y[known]) / y[known]) ** 2)))
                 runs[label].append(s)
         for label, scores in runs.items():
             taus = [s["kendall"] for s in scores]
