@@ -29,7 +29,11 @@ The bundle must be one made on this machine (`pynas device init`; the default is
   trained seed (the uniform one pruned from it by the same filter magnitudes), and both
   architectures trained from scratch (5 epochs). Mean and sd over the seeds, and both measured.
   NetAdapt's run is checkpointed in OUT/adapt-checkpoint after every step: running the section
-  again with the same --out resumes it (and the figures after it: adapt-finals.json).
+  again with the same --out resumes it (and the figures after it: adapt-finals.json). Both sides
+  must hold T measured here, by one rule: measured x (1 + slack) <= T (`pynas.ship.plan_check`'s
+  slack): NetAdapt measures the network it reached and goes on under a tightened aim while it
+  measures over (`adapt(..., verify_rounds=3)`), and the uniform multiplier is stepped down the
+  same way (each measurement in adapt-uniform-N.json).
 * ``slim``: Network Slimming of MnasNet-A1 to the same target (`pynas slim --compare-uniform`:
   2 sparsity epochs + 6 fine-tuning epochs against the uniform multiplier's 8 from scratch, the
   same images and seed), seeds 0, 1, 2; and each slimmed architecture trained from scratch by the
@@ -170,6 +174,7 @@ ADAPT_SCORER = {"pretrain_epochs": 5, "resolution": 16, "train_images": 5000, "h
 ADAPT_LONG_EPOCHS = 3
 ADAPT_SCRATCH_EPOCHS = 5
 ADAPT_COLUMNS = ("fine_tuned", "scratch")  # the comparisons run, in this order (a figure saved is reused)
+ADAPT_VERIFY_ROUNDS = 3  # measurements at most, for NetAdapt and for the uniform multiplier
 
 
 def run_adapt(out: Path, bundle: str, log) -> dict:
@@ -206,7 +211,7 @@ def run_adapt(out: Path, bundle: str, log) -> dict:
             elapsed_path.write_text(json.dumps({"seconds": before + time.perf_counter() - began}))
 
         result = netadapt.adapt(seed_arch, predictor, target, scorer, delta_fraction=ADAPT_DELTA, log=say,
-                                checkpoint=out / "adapt-checkpoint")
+                                checkpoint=out / "adapt-checkpoint", verify_rounds=ADAPT_VERIFY_ROUNDS)
         record = {**result.to_json(), "seconds": before + time.perf_counter() - began,
                   "steps_trained": scorer.steps_trained, "scorer": scorer.describe()}
         torch.save({"pretrained": scorer.pretrained[1].state_dict(), "adapted": scorer.model.state_dict()}, weights)
@@ -214,7 +219,7 @@ def run_adapt(out: Path, bundle: str, log) -> dict:
     record = json.loads(run.read_text())
     state = torch.load(weights, weights_only=True)
     adapted = parse(record["arch"])
-    uniform = netadapt.uniform_width_baseline(seed_arch, predictor, target)
+    uniform, uniform_rounds = _measured_uniform(seed_arch, predictor, target, bundle, out, log)
     models = {}
     for name, arch in (("pretrained", seed_arch), ("adapted", adapted)):
         models[name] = build_torch(scorer.proxy_of(arch))
@@ -246,6 +251,8 @@ def run_adapt(out: Path, bundle: str, log) -> dict:
                     print(f"   {key}: {finals[key]:.2f}", flush=True)
                 rows[name].setdefault(column, []).append(finals[key])
     rows["uniform"]["multiplier"] = uniform.multiplier
+    rows["uniform"]["rounds"] = uniform_rounds
+    rows["netadapt"]["rounds"] = record.get("rounds", [])
     # Optimiser steps each long-term fine-tuned network has seen: NetAdapt's includes its chosen
     # proposals' short-term fine-tunes (the method's own cost), the uniform's only the seed's pretraining.
     per_epoch = ADAPT_SCORER["train_images"] // 128
@@ -264,6 +271,41 @@ def run_adapt(out: Path, bundle: str, log) -> dict:
             "start_accuracy": record["start_accuracy"], "adapt_seconds": record["seconds"],
             "steps": [s["chosen"]["change"] + f" ({s['chosen']['predicted_ms']:.3f} ms, held-out "
                       f"{s['chosen']['accuracy']:.2f})" for s in record["steps"]], "rows": rows}
+
+
+def _measured_uniform(seed_arch, predictor, target: float, bundle: str, out: Path, log):
+    """The widest uniform width multiplier that holds T measured by the rule NetAdapt's rounds
+    apply (measured x (1 + slack) <= T): the one predicted under T, then, while it measures over,
+    the one predicted under T x predicted / (measured x (1 + slack)), up to ADAPT_VERIFY_ROUNDS
+    measurements. (the baseline, its rounds)."""
+    from pynas.ship import netadapt
+    from pynas.ship.plan_check import repeatability
+    from pynas.verify.measure import UNSTEADY
+
+    aim, rounds = target, []
+    for round in range(ADAPT_VERIFY_ROUNDS):
+        uniform = netadapt.uniform_width_baseline(seed_arch, predictor, aim)
+        saved = out / f"adapt-uniform-{round}.json"
+        measured = json.loads(saved.read_text()) if saved.is_file() else None
+        if measured is None or measured[0].get("arch") != str(uniform.arch):
+            saved.unlink(missing_ok=True)
+            measured = _verify([str(uniform.arch)], bundle, saved, log)
+        m = measured[0]
+        slack = max(repeatability(predictor), (m["p90_ms"] - m["p10_ms"]) / 2 / m["measured_ms"])
+        upper = m["measured_ms"] * (1 + slack)
+        rounds.append({"multiplier": uniform.multiplier, "predicted_ms": uniform.predicted_ms,
+                       "measured_ms": m["measured_ms"], "slack": slack, "upper_ms": upper,
+                       "fits": upper <= target and m["verdict"] != UNSTEADY})
+        if rounds[-1]["fits"]:
+            break
+        aim = target * uniform.predicted_ms / upper
+    return uniform, rounds
+
+
+def _rounds_text(rounds: list[dict]) -> str:
+    if not rounds:
+        return "not measured"
+    return " -> ".join(f"{r['measured_ms']:.3f} ({r['upper_ms']:.3f}{' fits' if r['fits'] else ''})" for r in rounds)
 
 
 def adapt_table(result: dict) -> str:
@@ -292,6 +334,9 @@ def adapt_table(result: dict) -> str:
                    for c in ("fine_tuned", "scratch")}
         lines.append(f"| {label} | {r['predicted_ms']:.3f} | {r['measured_ms']:.3f} | {r['before_long_term']:.2f} | "
                      f"{figures['fine_tuned']} | {r['steps_trained']} | {figures['scratch']} |")
+    if any("rounds" in r for r in rows.values()):
+        lines.append(f"measured rounds, ms (with slack), T = {result['target_ms']:g}: " + "; ".join(
+            f"{name}: {_rounds_text(r.get('rounds', []))}" for name, r in rows.items()))
     for column, what in [(c, {"fine_tuned": "long-term fine-tuned", "scratch": "from scratch"}[c]) for c in columns]:
         gains = [a - b for a, b in zip(rows["netadapt"][column], rows["uniform"][column])]
         lines.append(f"NetAdapt - uniform, {what}: {statistics.mean(gains):+.2f} points (per seed "

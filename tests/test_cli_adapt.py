@@ -67,7 +67,9 @@ def test_a_run_prints_its_steps_and_writes_json(run, evaluator):
     assert code == 0, err
     assert "describes another machine" in err  # the bundle's device warning, once
     assert "step 1: " in out and "ratio" in out and "stopped: reached the target" in out
+    assert "not measured: " in out  # another machine's bundle: the network reached is not timed here
     record = json.loads(out_json.read_text())
+    assert record["rounds"] == [] and record["measured_fits"] is None and "rounds_skipped" in record
     assert record["reached"] and record["predicted_ms"] <= target and record["steps"]
     assert record["predictor"] == BUNDLE and record["delta_fraction"] == 0.02
     assert out.splitlines()[-2] == record["arch"] and record["start"] == ARCH
@@ -152,6 +154,8 @@ def test_a_train_evaluator_carries_the_weights_by_default(run, tmp_path):
     ([ARCH, "--target-ms", 1, "--evaluator", "python:ACC:accuracy", "--delta", 0.9], "argument --delta: expected"),
     ([ARCH, "--target-ms", 1, "--evaluator", "python:ACC:accuracy", "--delta", "nan"], "argument --delta"),
     ([ARCH, "--target-ms", 1, "--evaluator", "python:ACC:accuracy", "--max-steps", 0], "argument --max-steps"),
+    ([ARCH, "--target-ms", 1, "--evaluator", "python:ACC:accuracy", "--verify-rounds", -1], "argument --verify-rounds"),
+    ([ARCH, "--target-ms", 1, "--evaluator", "python:ACC:accuracy", "--verify-rounds", "x"], "argument --verify-rounds"),
     (["net_res224_cls10:stem_k3_s2_c16:ir_r1_k4_s1_e4_c24:head_c64", "--target-ms", 1, "--evaluator",
       "python:ACC:accuracy"], "token 'k4'"),
     ([ARCH, "--target-ms", 1, "--evaluator", "python:ACC:accuracy", "--predictor", "pixel3"],

@@ -255,3 +255,66 @@ def test_shrinks_the_model_refuses_are_left_out_and_said():
     assert netadapt.check_target(A1, model, 0.5 * start) is None
     result = netadapt.adapt(A1, model, 0.5 * start, ParamsEvaluator(), delta_fraction=0.02)
     assert result.stalled and result.stop == "no-proposal" and result.predicted_ms >= model.floor_ms
+
+
+# -- measured rounds -----------------------------------------------------------------------------
+
+class BiasedVerify:
+    """Stands in for pynas.verify.measure.verify: measured = predicted x bias (one per measurement),
+    passes spread +-1%."""
+
+    def __init__(self, biases, verdicts=None):
+        self.biases, self.verdicts, self.calls = list(biases), list(verdicts or []), []
+
+    def __call__(self, archs, predictor, *, passes, tolerance, predicted_ms):
+        from types import SimpleNamespace
+
+        self.calls.append((str(archs[0]), predicted_ms[0]))
+        measured = predicted_ms[0] * self.biases.pop(0)
+        verdict = self.verdicts.pop(0) if self.verdicts else "ok"
+        return [SimpleNamespace(measured_ms=measured, p10_ms=0.99 * measured, p90_ms=1.01 * measured, verdict=verdict)]
+
+
+@pytest.fixture
+def here(monkeypatch):
+    from pynas.ship import plan_check
+
+    monkeypatch.setattr(plan_check, "cannot_measure", lambda predictor: None)
+
+
+def test_a_network_measured_over_t_goes_on_down_to_t_times_predicted_over_measured(here):
+    verify = BiasedVerify([1.07, 1.0])  # the model under-prices the first network reached by 7%
+    result, model, _, lines = _run(delta_fraction=0.03, verify_rounds=3, verify=verify)
+    first, second = result.rounds
+    assert not first["fits"] and second["fits"] and result.measured_fits and result.stop == "target"
+    # the aim: T x predicted / (measured x (1 + slack)), the slack the passes' +-1% spread
+    assert first["next_aim_ms"] == pytest.approx(result.target_ms / (1.07 * 1.01))
+    assert second["predicted_ms"] <= first["next_aim_ms"] < first["predicted_ms"]
+    assert first["step"] < second["step"] == len(result.steps) and result.arch == model_arch(second)
+    assert [c[1] for c in verify.calls] == [first["predicted_ms"], second["predicted_ms"]]
+    assert any(line.startswith("going on down to") for line in lines)
+    assert result.to_json()["rounds"] == result.rounds and result.to_json()["measured_fits"] is True
+
+
+def model_arch(row):
+    return parse(row["arch"])
+
+
+def test_rounds_used_up_over_t_are_said_and_an_unsteady_fit_is_measured_again(here):
+    result, *_ = _run(delta_fraction=0.03, verify_rounds=2, verify=BiasedVerify([1.1, 1.3]))
+    assert len(result.rounds) == 2 and result.measured_fits is False and result.rounds[-1]["next_aim_ms"] is None
+    assert "but measured" in result.stop_reason and "over T after 2 measurement(s)" in result.stop_reason
+    verify = BiasedVerify([0.97, 0.97], ["too unsteady", "ok"])
+    result, *_ = _run(delta_fraction=0.03, verify_rounds=3, verify=verify)
+    first, second = result.rounds
+    assert first["verdict"] == "too unsteady" and first["next_aim_ms"] == pytest.approx(result.target_ms)
+    assert second["step"] == first["step"] and second["fits"]  # the same network, measured again
+
+
+def test_nothing_is_measured_without_rounds_or_with_another_machines_model():
+    result, *_ = _run(delta_fraction=0.03, verify=lambda *a, **k: pytest.fail("measured"))
+    assert result.rounds == [] and result.rounds_skipped == "not measured (verify_rounds 0)"
+    result, *_ = _run(delta_fraction=0.03, verify_rounds=3, verify=lambda *a, **k: pytest.fail("measured"))
+    assert result.rounds == [] and "no bundle of a device" in result.rounds_skipped and result.measured_fits is None
+    with pytest.raises(ValueError, match="verify_rounds: expected an integer >= 0"):
+        _run(verify_rounds=-1)

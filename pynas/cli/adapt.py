@@ -31,6 +31,11 @@ same command run again with it resumes at the next step (the seed is not trained
 "resumed at step N"); a checkpoint of another run (architecture, target, delta, latency model,
 scorer or its options) is refused with the field that differs.
 
+When the bundle describes this machine, the network reached is measured (`pynas verify`'s way) and
+the steps go on under a tightened aim while it measures over T with its slack, up to
+--verify-rounds measurements (the module docstring of `pynas.ship.netadapt`; every measurement in
+--json's "rounds"); with another machine's bundle the output says why nothing was measured.
+
 Bad input ends before any work with a one-line error naming the flag (exit 2), a target below what
 the narrowest architecture is predicted at included; a run that stops short of the target (no
 shrink cuts delta any more, every proposal's evaluation failed) prints its steps, writes --json,
@@ -165,13 +170,16 @@ def cmd_adapt(args) -> None:
 
     try:
         result = netadapt.adapt(arch, predictor, args.target_ms, judge, delta_fraction=args.delta,
-                                max_steps=args.max_steps, log=say, checkpoint=checkpoint)
+                                max_steps=args.max_steps, log=say, checkpoint=checkpoint,
+                                verify_rounds=args.verify_rounds)
     except netadapt.EvaluationError as error:
         raise EvaluationFailed(str(error)) from None
     finally:
         if scoring == "scratch":
             close(judge)
     print(f"stopped: {result.stop_reason}")
+    if result.rounds_skipped and args.verify_rounds:
+        print(f"not measured: {result.rounds_skipped}")
     print(f"final: {result.predicted_ms:.3f} ms predicted (start {result.start_ms:.3f}), accuracy "
           f"{result.accuracy:.2f} (start {result.start_accuracy:.2f}), {len(result.steps)} step(s)")
     print(result.arch)
@@ -194,13 +202,14 @@ def cmd_adapt(args) -> None:
     if json_path is not None:
         json_path.write_text(json.dumps(record, indent=1) + "\n")
         print(f"wrote {json_path}")
-    if result.stalled:
+    if result.stalled and result.predicted_ms > args.target_ms:
         raise ValueError(f"--target-ms: {args.target_ms:g} ms is below the smallest architecture NetAdapt reaches "
                          f"from {arch} ({result.predicted_ms:.3f} ms: {result.stop_reason})")
 
 
 def add_parsers(commands) -> None:
     from pynas.ship.netadapt import DEFAULT_DELTA_FRACTION
+    from pynas.ship.plan_check import DEFAULT_ROUNDS
     from pynas.ship.tuning import DEFAULT_HOLDOUT, DEFAULT_TUNE_IMAGES, DEFAULT_TUNE_LR  # no torch at import
 
     p = commands.add_parser(
@@ -234,6 +243,10 @@ def add_parsers(commands) -> None:
     p.add_argument("--finetune-epochs", type=flags.integer(1, 10_000), metavar="E",
                    help="fine-tune: fine-tune the final network E epochs (default: none)")
     p.add_argument("-o", "--output", metavar="FILE", help="fine-tune: torch.save the final network (arch, state_dict)")
+    p.add_argument("--verify-rounds", type=flags.integer(0, 20), default=DEFAULT_ROUNDS, metavar="N",
+                   help="when the bundle is this machine's: measure the network reached and go on under a tightened "
+                        f"aim while it measures over T, up to N measurements (default {DEFAULT_ROUNDS}; 0: predicted "
+                        "only)")
     p.add_argument("--checkpoint", metavar="DIR",
                    help="make the run durable in folder DIR after the seed and every step (created if missing); "
                         "run the same command again to resume at the next step")

@@ -72,6 +72,18 @@ Cost: a step evaluates one proposal per width group and ir stage (13 for MnasNet
 from the seed to a target x% lower takes about x / (100 delta_fraction) steps; a larger delta
 fraction (fewer, coarser steps) or a cheaper evaluator (fewer images, `width_mult`) bounds it.
 
+Measured rounds (`verify_rounds`, `pynas adapt --verify-rounds`, default 3): the steps follow the
+latency model, and the greedy keeps what the model under-prices (on the Xeon the delta-1% run
+reached 7.576 ms predicted at T = 7.659 and measured 8.093 ms, 1.057 x T). When the bundle
+describes the machine in hand (`pynas.ship.plan_check.cannot_measure`), the network reached is
+timed as `pynas verify` times it; it is accepted when measured x (1 + slack) <= T (the slack as
+`pynas slim`'s: the larger of the passes' spread and the bundle's network repeatability), else the
+steps go on down to T x predicted / (measured x (1 + slack)) of the network measured, and the
+network reached is measured again, for up to `verify_rounds` measurements (one too unsteady to
+judge under T is measured again). Every measurement is in `result.rounds` and the checkpoint; a
+run whose last round still measured over T says so (`result.measured_fits` False, the reason in
+`stop_reason`). With another machine's bundle nothing is measured (`result.rounds_skipped` says why).
+
 Resuming: at delta 1% a run takes hours (25 steps of ~13 fine-tunes), so `adapt(..., checkpoint=DIR)`
 makes the seed's evaluation and every accepted step durable (`pynas.ship.checkpoint`: the steps as
 JSON, the scorer's `state()` as a torch.save of tensors, each written to a temporary file, fsynced
@@ -360,6 +372,20 @@ class AdaptResult:
     steps: list[Step] = field(default_factory=list)
     stop: str = ""  # why it stopped: one of STOPS
     stop_reason: str = ""  # the same in words, with the figures
+    # Measured rounds: per measurement the step it measured, aim_ms (the predicted latency the steps
+    # went down to), predicted, measured, p10/p90, slack, upper_ms, verdict, fits.
+    rounds: list[dict] = field(default_factory=list)
+    rounds_skipped: str | None = None  # why nothing was measured (another machine's bundle, 0 rounds)
+
+    @property
+    def measured_fits(self) -> bool | None:
+        """The last measurement fits T with its slack (None: nothing measured)."""
+        return self.rounds[-1]["fits"] if self.rounds else None
+
+    @property
+    def aim_ms(self) -> float:
+        """The predicted latency the steps go down to: T, or lower after a measurement over T."""
+        return self.rounds[-1]["next_aim_ms"] if self.rounds and self.rounds[-1].get("next_aim_ms") else self.target_ms
 
     @property
     def arch(self) -> Arch:
@@ -375,7 +401,7 @@ class AdaptResult:
 
     @property
     def reached(self) -> bool:
-        return self.predicted_ms <= self.target_ms
+        return self.predicted_ms <= self.aim_ms
 
     @property
     def stalled(self) -> bool:
@@ -386,7 +412,9 @@ class AdaptResult:
         return {"start": str(self.start), "start_ms": self.start_ms, "start_accuracy": self.start_accuracy,
                 "target_ms": self.target_ms, "delta_ms": self.delta_ms, "reached": self.reached,
                 "stop": self.stop, "stop_reason": self.stop_reason, "arch": str(self.arch),
-                "predicted_ms": self.predicted_ms, "accuracy": self.accuracy, "steps": [s.to_json() for s in self.steps]}
+                "predicted_ms": self.predicted_ms, "accuracy": self.accuracy, "steps": [s.to_json() for s in self.steps],
+                "rounds": list(self.rounds), "measured_fits": self.measured_fits,
+                **({"rounds_skipped": self.rounds_skipped} if self.rounds_skipped else {})}
 
 
 class EvaluationError(RuntimeError):
@@ -502,7 +530,8 @@ def as_scorer(evaluator) -> Scorer:
 
 def adapt(arch: Arch, predictor, target_ms: float, evaluator, *, delta_fraction: float = DEFAULT_DELTA_FRACTION,
           max_steps: int | None = None, log: Callable[[str], None] | None = None,
-          checkpoint: str | os.PathLike | None = None) -> AdaptResult:
+          checkpoint: str | os.PathLike | None = None, verify_rounds: int = 0, passes: int | None = None,
+          verify=None) -> AdaptResult:
     """NetAdapt from `arch` down to `target_ms` (see the module docstring). `predictor` answers
     `predict_batch(archs)` in ms (a model bundle: a table bundle cannot price widths off its
     space's grid); `evaluator` is a `pynas.search.evaluators.Evaluator` that scores architectures
@@ -514,7 +543,14 @@ def adapt(arch: Arch, predictor, target_ms: float, evaluator, *, delta_fraction:
     after every accepted step; called again with it, the run checks that the checkpoint is this
     run's (seed architecture, target, delta, latency model, scorer: else a ValueError naming the
     field), restores the scorer's state (the seed is not trained again) and continues at the next
-    step, as the uninterrupted run would have (`max_steps` counts every step, those before too)."""
+    step, as the uninterrupted run would have (`max_steps` counts every step, those before too).
+
+    `verify_rounds` > 0: the network reached is measured here and the steps go on under a tightened
+    aim while it measures over T (the module docstring's "Measured rounds"; `passes` per
+    measurement, `verify` stands in for `pynas.verify.measure.verify` in tests)."""
+    from pynas.ship import plan_check
+
+    plan_check.check_rounds(verify_rounds)
     say = log or (lambda line: None)
     if not (isinstance(delta_fraction, (int, float)) and math.isfinite(delta_fraction) and 0 < delta_fraction < 1):
         raise ValueError(f"--delta: expected a fraction of the start latency in (0, 1), got {delta_fraction!r}")
@@ -547,7 +583,7 @@ def adapt(arch: Arch, predictor, target_ms: float, evaluator, *, delta_fraction:
     def keep() -> None:
         if folder is not None:
             record = {"start_ms": result.start_ms, "start_accuracy": result.start_accuracy,
-                      "steps": [s.to_json() for s in result.steps]}
+                      "steps": [s.to_json() for s in result.steps], "rounds": list(result.rounds)}
             durable.save(folder, identity, record, scorer.state(), len(result.steps))
 
     if saved is None:
@@ -555,8 +591,35 @@ def adapt(arch: Arch, predictor, target_ms: float, evaluator, *, delta_fraction:
     else:
         say(f"resumed at step {len(result.steps) + 1} from checkpoint {folder} ({len(result.steps)} step(s) done: "
             f"{result.predicted_ms:.3f} ms, accuracy {result.accuracy:.2f})")
+    unmeasured = "not measured (verify_rounds 0)" if verify_rounds == 0 else plan_check.cannot_measure(predictor)
+    if unmeasured is not None:
+        result.rounds_skipped = unmeasured
+    while True:
+        _steps(result, predictor, scorer, max_steps, say, keep)
+        # Done: nothing to measure, a stop, the rounds used up, or (resumed) the last round ended them.
+        ended = bool(result.rounds) and result.rounds[-1]["next_aim_ms"] is None
+        if unmeasured is not None or result.stop != "" or len(result.rounds) >= verify_rounds or ended:
+            break
+        go_on = _measure_round(result, predictor, verify_rounds, passes, verify, say)
+        keep()
+        if not go_on:
+            break
+    if result.stop == "":
+        result.stop = "target"
+        result.stop_reason = f"reached the target: {result.predicted_ms:.3f} ms <= {result.aim_ms:g} ms" + (
+            "" if result.aim_ms == target_ms else f" (the aim under T = {target_ms:g} ms after measuring)")
+        if result.measured_fits is False:
+            last = result.rounds[-1]
+            result.stop_reason += (f"; but measured {last['measured_ms']:.3f} ms ({last['upper_ms']:.3f} with its "
+                                   f"slack) over T after {len(result.rounds)} measurement(s)")
+    return result
+
+
+def _steps(result: AdaptResult, predictor, scorer: Scorer, max_steps: int | None, say, keep) -> None:
+    """NetAdapt's steps from `result`'s network until its predicted latency is <= `result.aim_ms`
+    (or a stop: `result.stop` set)."""
     current, current_ms, accuracy = result.arch, result.predicted_ms, result.accuracy
-    while current_ms > target_ms:
+    while current_ms > result.aim_ms:
         if max_steps is not None and len(result.steps) >= max_steps:
             result.stop, result.stop_reason = "max-steps", f"--max-steps {max_steps} taken"
             break
@@ -587,10 +650,37 @@ def adapt(arch: Arch, predictor, target_ms: float, evaluator, *, delta_fraction:
         keep()
         say(result.steps[-1].line())
         current, current_ms, accuracy = best.proposal.arch, best.proposal.predicted_ms, best.accuracy
-    if result.reached:
-        result.stop = "target"
-        result.stop_reason = f"reached the target: {current_ms:.3f} ms <= {target_ms:g} ms"
-    return result
+
+
+def _measure_round(result: AdaptResult, predictor, rounds: int, passes: int | None, verify, say) -> bool:
+    """Measure the network reached; record the round. True when the steps should go on (it measured
+    over T with its slack and rounds are left: the aim tightened in the round's `next_aim_ms`)."""
+    from pynas.ship.plan_check import repeatability
+    from pynas.verify.measure import DEFAULT_PASSES, DEFAULT_TOLERANCE, UNSTEADY
+
+    if verify is None:
+        from pynas.verify.measure import verify
+    target = result.target_ms
+    [v] = verify([result.arch], predictor, passes=passes or DEFAULT_PASSES, tolerance=DEFAULT_TOLERANCE,
+                 predicted_ms=[result.predicted_ms])
+    slack = max(repeatability(predictor), (v.p90_ms - v.p10_ms) / 2 / v.measured_ms)
+    upper = v.measured_ms * (1 + slack)
+    row = {"round": len(result.rounds), "step": len(result.steps), "aim_ms": result.aim_ms, "arch": str(result.arch),
+           "predicted_ms": result.predicted_ms, "measured_ms": v.measured_ms, "p10_ms": v.p10_ms, "p90_ms": v.p90_ms,
+           "slack": slack, "upper_ms": upper, "measured_over_target": v.measured_ms / target, "verdict": v.verdict,
+           "fits": upper <= target and v.verdict != UNSTEADY, "next_aim_ms": None}
+    result.rounds.append(row)
+    say(f"measured after step {row['step']}: {v.measured_ms:.3f} ms ({v.p10_ms:.3f}..{v.p90_ms:.3f}), "
+        f"{row['measured_over_target']:.3f} x T, with {100 * slack:.1f}% slack {upper:.3f} ms, predicted "
+        f"{result.predicted_ms:.3f}: " + ("fits T" if row["fits"] else f"over T ({v.verdict})"))
+    if row["fits"] or len(result.rounds) >= rounds:
+        return False
+    if v.verdict == UNSTEADY and v.measured_ms <= target:
+        row["next_aim_ms"] = result.aim_ms  # too noisy to trust under T: the same network measured again
+        return True
+    row["next_aim_ms"] = target * result.predicted_ms / upper
+    say(f"going on down to {row['next_aim_ms']:.3f} ms predicted (T x predicted / measured with its slack)")
+    return True
 
 
 def _restored(folder: Path, saved: tuple[dict, dict | None], scorer: Scorer, arch: Arch,
@@ -613,8 +703,11 @@ def _restored(folder: Path, saved: tuple[dict, dict | None], scorer: Scorer, arc
         where = record_path if state is None else folder / record["scorer_state"]["file"]
         raise durable.damaged(where, f"the scorer's state: {type(error).__name__}: "
                                      f"{' '.join(str(error).split())[:200]}") from None
+    rounds = record.get("rounds", [])  # checkpoints written before measured rounds have none
+    if not isinstance(rounds, list) or not all(isinstance(r, dict) and "fits" in r for r in rounds):
+        raise durable.damaged(record_path, "rounds: expected a list of measured rounds")
     return AdaptResult(arch, start_ms, float(record["start_accuracy"]), float(record["target_ms"]),
-                       float(record["delta_ms"]), steps)
+                       float(record["delta_ms"]), steps, rounds=rounds)
 
 
 # ---------------------------------------------------------------------------------------------
