@@ -262,10 +262,10 @@ def main(argv=None) -> None:
         for device in args.devices:
             print("\n".join(format_prices(cd.fit_device(device, "additive"))))
         print()
+    methods = tuple(m for m in FEWSHOT_METHODS if args.all_methods or m[0] not in SLOW)
     if "fewshot" in args.sections:
         print(f"== few-shot calibration, leave-one-device-out: {args.draws} draws of k, seed {args.seed}; accuracy "
               f"over the 15,284 connected cells (RMSPE all: over all 15,625) ==")
-        methods = tuple(m for m in FEWSHOT_METHODS if args.all_methods or m[0] not in SLOW)
         rows = fewshot_rows(args.devices, args.ks, args.draws, args.seed, methods)
         print("\n".join(format_fewshot(rows)))
         print("lowest RMSPE per target and k:")
@@ -273,7 +273,6 @@ def main(argv=None) -> None:
     if "machine" in args.sections:
         print(f"\n== few-shot calibration to a machine HW-NAS-Bench never saw, its 4 devices the bases: "
               f"{args.draws} draws of k, seed {args.seed}; accuracy over its measured connected networks ==")
-        methods = tuple(m for m in FEWSHOT_METHODS if args.all_methods or m[0] not in SLOW)
         rows = machine_rows(args.machine, args.ks, args.draws, args.seed, methods)
         print("\n".join(format_fewshot(rows)))
     log(f"done in {time.time() - started:.0f} s")

@@ -259,20 +259,8 @@ def test_shrinks_the_model_refuses_are_left_out_and_said():
 
 # -- measured rounds -----------------------------------------------------------------------------
 
-class BiasedVerify:
-    """Stands in for pynas.verify.measure.verify: measured = predicted x bias (one per measurement),
-    passes spread +-1%."""
-
-    def __init__(self, biases, verdicts=None):
-        self.biases, self.verdicts, self.calls = list(biases), list(verdicts or []), []
-
-    def __call__(self, archs, predictor, *, passes, tolerance, predicted_ms):
-        from types import SimpleNamespace
-
-        self.calls.append((str(archs[0]), predicted_ms[0]))
-        measured = predicted_ms[0] * self.biases.pop(0)
-        verdict = self.verdicts.pop(0) if self.verdicts else "ok"
-        return [SimpleNamespace(measured_ms=measured, p10_ms=0.99 * measured, p90_ms=1.01 * measured, verdict=verdict)]
+# measured = predicted x bias (one per measurement), passes spread +-1%
+from tests.test_ship_slimming_limits import FakeVerify as BiasedVerify  # noqa: E402
 
 
 @pytest.fixture
@@ -291,7 +279,7 @@ def test_a_network_measured_over_t_goes_on_down_to_t_times_predicted_over_measur
     assert first["next_aim_ms"] == pytest.approx(result.target_ms / (1.07 * 1.01))
     assert second["predicted_ms"] <= first["next_aim_ms"] < first["predicted_ms"]
     assert first["step"] < second["step"] == len(result.steps) and result.arch == model_arch(second)
-    assert [c[1] for c in verify.calls] == [first["predicted_ms"], second["predicted_ms"]]
+    assert [c[1] for c in verify.calls] == [[first["predicted_ms"]], [second["predicted_ms"]]]
     assert any(line.startswith("going on down to") for line in lines)
     assert result.to_json()["rounds"] == result.rounds and result.to_json()["measured_fits"] is True
 
