@@ -33,7 +33,7 @@ The bundle must be one made on this machine (`pynas device init`; the default is
   must hold T measured here, by one rule: measured x (1 + slack) <= T (`pynas.ship.plan_check`'s
   slack): NetAdapt measures the network it reached and goes on under a tightened aim while it
   measures over (`adapt(..., verify_rounds=3)`), and the uniform multiplier is stepped down the
-  same way (each measurement in adapt-uniform-N.json).
+  same way (`pynas.ship.plan_check.measured_uniform`).
 * ``slim``: Network Slimming of MnasNet-A1 to the same target (`pynas slim --compare-uniform`:
   2 sparsity epochs + 6 fine-tuning epochs against the uniform multiplier's 8 from scratch, the
   same images and seed), seeds 0, 1, 2; and each slimmed architecture trained from scratch by the
@@ -189,7 +189,7 @@ def run_adapt(out: Path, bundle: str, log) -> dict:
     from pynas.data import load_dataset
     from pynas.predictor.bundle import load
     from pynas.presets import resolve
-    from pynas.ship import netadapt, tuning
+    from pynas.ship import netadapt, plan_check, tuning
     from pynas.torch_builder import build_torch
 
     predictor = load(bundle)
@@ -219,7 +219,8 @@ def run_adapt(out: Path, bundle: str, log) -> dict:
     record = json.loads(run.read_text())
     state = torch.load(weights, weights_only=True)
     adapted = parse(record["arch"])
-    uniform, uniform_rounds = _measured_uniform(seed_arch, predictor, target, bundle, out, log)
+    uniform, uniform_record = plan_check.measured_uniform(seed_arch, predictor, target, rounds=ADAPT_VERIFY_ROUNDS)
+    uniform_rounds = uniform_record.get("rounds", [])
     models = {}
     for name, arch in (("pretrained", seed_arch), ("adapted", adapted)):
         models[name] = build_torch(scorer.proxy_of(arch))
@@ -271,35 +272,6 @@ def run_adapt(out: Path, bundle: str, log) -> dict:
             "start_accuracy": record["start_accuracy"], "adapt_seconds": record["seconds"],
             "steps": [s["chosen"]["change"] + f" ({s['chosen']['predicted_ms']:.3f} ms, held-out "
                       f"{s['chosen']['accuracy']:.2f})" for s in record["steps"]], "rows": rows}
-
-
-def _measured_uniform(seed_arch, predictor, target: float, bundle: str, out: Path, log):
-    """The widest uniform width multiplier that holds T measured by the rule NetAdapt's rounds
-    apply (measured x (1 + slack) <= T): the one predicted under T, then, while it measures over,
-    the one predicted under T x predicted / (measured x (1 + slack)), up to ADAPT_VERIFY_ROUNDS
-    measurements. (the baseline, its rounds)."""
-    from pynas.ship import netadapt
-    from pynas.ship.plan_check import repeatability
-    from pynas.verify.measure import UNSTEADY
-
-    aim, rounds = target, []
-    for round in range(ADAPT_VERIFY_ROUNDS):
-        uniform = netadapt.uniform_width_baseline(seed_arch, predictor, aim)
-        saved = out / f"adapt-uniform-{round}.json"
-        measured = json.loads(saved.read_text()) if saved.is_file() else None
-        if measured is None or measured[0].get("arch") != str(uniform.arch):
-            saved.unlink(missing_ok=True)
-            measured = _verify([str(uniform.arch)], bundle, saved, log)
-        m = measured[0]
-        slack = max(repeatability(predictor), (m["p90_ms"] - m["p10_ms"]) / 2 / m["measured_ms"])
-        upper = m["measured_ms"] * (1 + slack)
-        rounds.append({"multiplier": uniform.multiplier, "predicted_ms": uniform.predicted_ms,
-                       "measured_ms": m["measured_ms"], "slack": slack, "upper_ms": upper,
-                       "fits": upper <= target and m["verdict"] != UNSTEADY})
-        if rounds[-1]["fits"]:
-            break
-        aim = target * uniform.predicted_ms / upper
-    return uniform, rounds
 
 
 def _rounds_text(rounds: list[dict]) -> str:

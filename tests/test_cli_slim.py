@@ -121,6 +121,7 @@ def test_compare_uniform_reports_the_uniform_width_baseline_at_the_same_target(t
     assert summary["uniform"]["predicted_ms"] <= 2.5 and 0 < summary["uniform"]["multiplier"] < 1
     assert summary["accuracy_gain"] == pytest.approx(summary["accuracy_finetuned"] - summary["uniform"]["accuracy"])
     assert f"uniform width baseline: x{summary['uniform']['multiplier']:g}" in capsys.readouterr().out
+    assert "not this machine" in summary["uniform"]["verification"]["skipped"]  # the shipped AMD bundle
 
 
 def test_defaults_are_the_modules():

@@ -219,3 +219,49 @@ def test_another_machines_bundle_is_not_measured_and_the_record_says_why():
     assert "no bundle of a device" in plan_check.cannot_measure(MacsOnly())
     with pytest.raises(ValueError, match="^verify_rounds: expected an integer >= 0"):
         plan_check.check_plan(_plan(3.0, 2.9), None, bundle, 3.0, rounds=-1)
+
+
+# -- the uniform baseline held to the same rule ------------------------------------------------------
+
+class MacsOnly2:
+    """A latency model: MACs / 1e7 ms (narrower is faster)."""
+
+    def predict_batch(self, archs):
+        from pynas.ir.lower import lower
+
+        return np.array([lower(a).macs / 1e7 for a in archs])
+
+
+def test_the_uniform_baseline_is_narrowed_while_it_measures_over_t(here):
+    from pynas.presets import resolve
+    from pynas.ship.netadapt import uniform_width_baseline
+
+    a1, model = resolve("mnasnet-a1"), MacsOnly2()
+    target = 0.8 * float(model.predict_batch([a1])[0])
+    widest = uniform_width_baseline(a1, model, target)
+    verify = FakeVerify([1.06, 1.0])
+    baseline, record = plan_check.measured_uniform(a1, model, target, verify=verify)
+    first, second = record["rounds"]
+    assert first["multiplier"] == widest.multiplier and not first["fits"] and record["fits"] and second["fits"]
+    assert baseline.multiplier == second["multiplier"] < widest.multiplier
+    aim = target * widest.predicted_ms / (widest.predicted_ms * 1.06 * 1.01)  # the fake's spread is the slack
+    assert baseline.predicted_ms <= aim and baseline == uniform_width_baseline(a1, model, aim)
+    assert plan_check.measured_uniform(a1, model, target, rounds=0)[1] == {"skipped": "not measured (verify_rounds 0)"}
+
+
+def test_a_uniform_baseline_never_fitting_keeps_the_last_and_says_so(here):
+    from pynas.presets import resolve
+
+    a1, model = resolve("mnasnet-a1"), MacsOnly2()
+    target = 0.8 * float(model.predict_batch([a1])[0])
+    baseline, record = plan_check.measured_uniform(a1, model, target, rounds=2, verify=FakeVerify([1.2, 1.5]))
+    assert not record["fits"] and len(record["rounds"]) == 2 and "none of the 2 measurements" in record["reason"]
+    assert baseline.multiplier == record["rounds"][-1]["multiplier"]
+
+
+def test_the_uniform_baseline_of_another_machines_model_is_not_measured():
+    from pynas.presets import resolve
+
+    baseline, record = plan_check.measured_uniform(resolve("mnasnet-a1"), MacsOnly2(), 3.0,
+                                                   verify=lambda *a, **k: pytest.fail("measured"))
+    assert "no bundle of a device" in record["skipped"] and baseline.predicted_ms <= 3.0

@@ -72,7 +72,9 @@ def cmd_slim(args) -> None:
     if unmeasured is not None:
         print(f"  plan: will not be measured here ({unmeasured})")
     if uniform is not None:
-        print(f"uniform width baseline: x{uniform.multiplier:g}, predicted {uniform.predicted_ms:.3f} ms")
+        print(f"uniform width baseline: x{uniform.multiplier:g}, predicted {uniform.predicted_ms:.3f} ms"
+              + ("" if unmeasured is not None or not args.verify_rounds else
+                 " (measured before training, and narrowed while it measures over T, as the plan is)"))
     start = time.perf_counter()
     options = dict(epochs=args.epochs, finetune_epochs=args.finetune_epochs, l1=args.l1, resolution=args.resolution,
                    finetune_lr=args.finetune_lr, verify_rounds=args.verify_rounds, **limits, seed=args.seed, threads=args.threads, batch_size=args.batch_size,
@@ -90,6 +92,10 @@ def cmd_slim(args) -> None:
         print(f"uniform x{u['multiplier']:g}: {u['arch']}\n  predicted {u['predicted_ms']:.3f} ms, top-1 "
               f"{u['accuracy']:.2f}% after {u['epochs']} epochs; slimming {comparison['accuracy_gain']:+.2f} points at "
               f"{comparison['ms_difference']:+.3f} ms")
+        if "rounds" in u["verification"]:
+            for r in u["verification"]["rounds"]:
+                print(f"  uniform measured: x{r['multiplier']:g} {r['measured_ms']:.4g} ms ({r['measured_over_target']:.3f} "
+                      f"x T), with {100 * r['slack']:.1f}% slack {r['upper_ms']:.4g} ms{', fits' if r['fits'] else ''}")
         summary["uniform"] = u
         summary["accuracy_gain"] = comparison["accuracy_gain"]
     if json_path is not None:

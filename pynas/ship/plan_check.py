@@ -113,6 +113,51 @@ def check_plan(plan, replan: Callable[[float], object], predictor, target_ms: fl
     return best, {**record, "fits": False, "accepted_round": row["round"], "reason": reason}
 
 
+def measured_uniform(arch, predictor, target_ms: float, *, rounds: int = DEFAULT_ROUNDS, passes: int = DEFAULT_PASSES,
+                     verify=None):
+    """The uniform width baseline held to the rule a plan is (a comparison at one target must hold
+    both sides to one constraint): the widest multiplier predicted under `target_ms`
+    (`netadapt.uniform_width_baseline`), measured here; while it measures over T with its slack,
+    the widest predicted under T x predicted / (measured x (1 + slack)), up to `rounds`
+    measurements. (the baseline, a record as `check_plan`'s: "rounds" with each measurement and
+    "fits", or "skipped" when nothing can be measured here). If none fits, the last (narrowest)."""
+    from pynas.ship.netadapt import uniform_width_baseline
+
+    check_rounds(rounds)
+    baseline = uniform_width_baseline(arch, predictor, target_ms)
+    reason = "not measured (verify_rounds 0)" if rounds == 0 else cannot_measure(predictor)
+    if reason is not None:
+        return baseline, {"skipped": reason}
+    if verify is None:
+        from pynas.verify.measure import verify
+    repeat = repeatability(predictor)
+    record: dict = {"target_ms": float(target_ms), "passes": passes, "repeatability": repeat, "rounds": []}
+    for round in range(rounds):
+        [v] = verify([baseline.arch], predictor, passes=passes, tolerance=DEFAULT_TOLERANCE,
+                     predicted_ms=[baseline.predicted_ms])
+        slack = max(repeat, (v.p90_ms - v.p10_ms) / 2 / v.measured_ms)
+        upper = v.measured_ms * (1 + slack)
+        row = {"round": round, "multiplier": baseline.multiplier, "arch": str(baseline.arch),
+               "predicted_ms": baseline.predicted_ms, "measured_ms": v.measured_ms, "p10_ms": v.p10_ms,
+               "p90_ms": v.p90_ms, "slack": slack, "upper_ms": upper, "measured_over_target": v.measured_ms / target_ms,
+               "verdict": v.verdict, "fits": upper <= target_ms and v.verdict != UNSTEADY}
+        record["rounds"].append(row)
+        if row["fits"]:
+            return baseline, {**record, "fits": True}
+        if round == rounds - 1:
+            break
+        if v.verdict == UNSTEADY and v.measured_ms <= target_ms:
+            continue  # too noisy to trust under T: measured again
+        aim = target_ms * baseline.predicted_ms / upper
+        try:
+            baseline = uniform_width_baseline(arch, predictor, aim)
+        except ValueError as error:
+            record["stopped"] = f"round {round + 1}: {' '.join(str(error).split())}"
+            break
+    return baseline, {**record, "fits": False,
+                      "reason": f"none of the {len(record['rounds'])} measurements was <= T with its slack and steady"}
+
+
 def describe(record: dict) -> str:
     """The record in a line or a few, for `pynas slim`'s output."""
     if "skipped" in record:
@@ -131,4 +176,5 @@ def describe(record: dict) -> str:
     return "\n".join([head, *lines])
 
 
-__all__ = ["DEFAULT_ROUNDS", "cannot_measure", "check_plan", "check_rounds", "describe", "repeatability"]
+__all__ = ["DEFAULT_ROUNDS", "cannot_measure", "check_plan", "check_rounds", "describe", "measured_uniform",
+           "repeatability"]

@@ -678,14 +678,19 @@ def compare_with_uniform(arch: Arch | str, data, predictor, target_ms: float, *,
                          progress=None, **slim_options) -> dict:
     """Slimming against uniform width scaling at the same target: `slim`, and the uniform baseline's
     architecture trained from scratch by the proxy recipe for the same total epochs (epochs +
-    finetune_epochs) on the same images and seed. Both targets are checked before any training."""
+    finetune_epochs) on the same images and seed. Both targets are checked before any training.
+    When plans are measured here (`verify_rounds` > 0 and this machine's bundle), the uniform
+    baseline is held to the same rule (`plan_check.measured_uniform`: measured x (1 + slack) <= T,
+    stepped down while it measures over); its record is the comparison's "uniform"["verification"]."""
     from pynas.train.proxy_task import adapt
     from pynas.train.trainer import train_and_score
 
     arch = _resolve(arch)
     check_target(arch, predictor, target_ms, lanes=slim_options.get("lanes"),
                  within_fit=slim_options.get("within_fit", True))
-    multiplier, uniform_arch, uniform_ms = uniform_width_baseline(arch, predictor, target_ms)
+    rounds = slim_options.get("verify_rounds", plan_check.DEFAULT_ROUNDS)
+    baseline, uniform_check = plan_check.measured_uniform(arch, predictor, target_ms, rounds=rounds)
+    multiplier, uniform_arch, uniform_ms = baseline
     result = slim(arch, data, predictor, target_ms, epochs=epochs, finetune_epochs=finetune_epochs,
                   resolution=resolution, progress=progress, **slim_options)
     (progress or (lambda phase: None))(f"uniform width x{multiplier:g} ({epochs + finetune_epochs} epochs)")
@@ -694,7 +699,8 @@ def compare_with_uniform(arch: Arch | str, data, predictor, target_ms: float, *,
     score = train_and_score(adapt(uniform_arch, data, resolution=resolution), data, epochs + finetune_epochs,
                             **train_options)
     uniform = {"multiplier": multiplier, "arch": str(uniform_arch), "predicted_ms": uniform_ms,
-               "accuracy": score.accuracy_percent, "epochs": epochs + finetune_epochs, "seconds": score.seconds}
+               "accuracy": score.accuracy_percent, "epochs": epochs + finetune_epochs, "seconds": score.seconds,
+               "verification": uniform_check}
     return {"slim": result, "uniform": uniform,
             "accuracy_gain": result.accuracy_finetuned - score.accuracy_percent,
             "ms_difference": result.pruned_ms - uniform_ms}
