@@ -655,30 +655,24 @@ def _steps(result: AdaptResult, predictor, scorer: Scorer, max_steps: int | None
 def _measure_round(result: AdaptResult, predictor, rounds: int, passes: int | None, verify, say) -> bool:
     """Measure the network reached; record the round. True when the steps should go on (it measured
     over T with its slack and rounds are left: the aim tightened in the round's `next_aim_ms`)."""
-    from pynas.ship.plan_check import repeatability
-    from pynas.verify.measure import DEFAULT_PASSES, DEFAULT_TOLERANCE, UNSTEADY
+    from pynas.ship.plan_check import measure
+    from pynas.verify.measure import DEFAULT_PASSES, UNSTEADY
 
-    if verify is None:
-        from pynas.verify.measure import verify
     target = result.target_ms
-    [v] = verify([result.arch], predictor, passes=passes or DEFAULT_PASSES, tolerance=DEFAULT_TOLERANCE,
-                 predicted_ms=[result.predicted_ms])
-    slack = max(repeatability(predictor), (v.p90_ms - v.p10_ms) / 2 / v.measured_ms)
-    upper = v.measured_ms * (1 + slack)
     row = {"round": len(result.rounds), "step": len(result.steps), "aim_ms": result.aim_ms, "arch": str(result.arch),
-           "predicted_ms": result.predicted_ms, "measured_ms": v.measured_ms, "p10_ms": v.p10_ms, "p90_ms": v.p90_ms,
-           "slack": slack, "upper_ms": upper, "measured_over_target": v.measured_ms / target, "verdict": v.verdict,
-           "fits": upper <= target and v.verdict != UNSTEADY, "next_aim_ms": None}
+           "predicted_ms": result.predicted_ms,
+           **measure(result.arch, result.predicted_ms, predictor, target, passes=passes or DEFAULT_PASSES,
+                     verify=verify), "next_aim_ms": None}
     result.rounds.append(row)
-    say(f"measured after step {row['step']}: {v.measured_ms:.3f} ms ({v.p10_ms:.3f}..{v.p90_ms:.3f}), "
-        f"{row['measured_over_target']:.3f} x T, with {100 * slack:.1f}% slack {upper:.3f} ms, predicted "
-        f"{result.predicted_ms:.3f}: " + ("fits T" if row["fits"] else f"over T ({v.verdict})"))
+    say(f"measured after step {row['step']}: {row['measured_ms']:.3f} ms ({row['p10_ms']:.3f}..{row['p90_ms']:.3f}), "
+        f"{row['measured_over_target']:.3f} x T, with {100 * row['slack']:.1f}% slack {row['upper_ms']:.3f} ms, "
+        f"predicted {result.predicted_ms:.3f}: " + ("fits T" if row["fits"] else f"over T ({row['verdict']})"))
     if row["fits"] or len(result.rounds) >= rounds:
         return False
-    if v.verdict == UNSTEADY and v.measured_ms <= target:
+    if row["verdict"] == UNSTEADY and row["measured_ms"] <= target:
         row["next_aim_ms"] = result.aim_ms  # too noisy to trust under T: the same network measured again
         return True
-    row["next_aim_ms"] = target * result.predicted_ms / upper
+    row["next_aim_ms"] = target * result.predicted_ms / row["upper_ms"]
     say(f"going on down to {row['next_aim_ms']:.3f} ms predicted (T x predicted / measured with its slack)")
     return True
 

@@ -64,6 +64,22 @@ def check_rounds(rounds) -> int:
     return rounds
 
 
+def measure(arch, predicted_ms: float, predictor, target_ms: float, *, passes: int = DEFAULT_PASSES,
+            verify=None) -> dict:
+    """One measurement of `arch` here, judged by the rule: its fields (measured_ms, p10_ms, p90_ms,
+    verdict), the slack (the larger of the passes' spread and the bundle's network repeatability),
+    upper_ms = measured x (1 + slack), measured_over_target, and fits (upper <= T, steady).
+    `verify` stands in for `pynas.verify.measure.verify` (tests)."""
+    if verify is None:
+        from pynas.verify.measure import verify
+    [v] = verify([arch], predictor, passes=passes, tolerance=DEFAULT_TOLERANCE, predicted_ms=[predicted_ms])
+    slack = max(repeatability(predictor), (v.p90_ms - v.p10_ms) / 2 / v.measured_ms)
+    upper = v.measured_ms * (1 + slack)
+    return {"measured_ms": v.measured_ms, "p10_ms": v.p10_ms, "p90_ms": v.p90_ms, "slack": slack, "upper_ms": upper,
+            "measured_over_target": v.measured_ms / target_ms, "verdict": v.verdict,
+            "fits": upper <= target_ms and v.verdict != UNSTEADY}
+
+
 def check_plan(plan, replan: Callable[[float], object], predictor, target_ms: float, *,
                rounds: int = DEFAULT_ROUNDS, passes: int = DEFAULT_PASSES, verify=None):
     """(the accepted plan, the record) as the module docstring says. `plan`: a `PruningPlan` made
@@ -75,30 +91,23 @@ def check_plan(plan, replan: Callable[[float], object], predictor, target_ms: fl
     reason = cannot_measure(predictor)
     if reason is not None:
         return plan, {"skipped": reason}
-    if verify is None:
-        from pynas.verify.measure import verify
     measured: list[tuple[object, dict]] = []
-    repeat = repeatability(predictor)
-    record: dict = {"target_ms": float(target_ms), "passes": passes, "repeatability": repeat, "rounds": []}
+    record: dict = {"target_ms": float(target_ms), "passes": passes, "repeatability": repeatability(predictor),
+                    "rounds": []}
     current = plan
     for round in range(rounds):
-        [v] = verify([current.pruned_arch], predictor, passes=passes, tolerance=DEFAULT_TOLERANCE,
-                     predicted_ms=[current.pruned_ms])
-        slack = max(repeat, (v.p90_ms - v.p10_ms) / 2 / v.measured_ms)
-        upper = v.measured_ms * (1 + slack)
         row = {"round": round, "planned_for_ms": current.planned_for_ms, "arch": str(current.pruned_arch),
-               "predicted_ms": current.pruned_ms, "measured_ms": v.measured_ms, "p10_ms": v.p10_ms,
-               "p90_ms": v.p90_ms, "slack": slack, "upper_ms": upper, "measured_over_target": v.measured_ms / target_ms,
-               "verdict": v.verdict, "fits": upper <= target_ms and v.verdict != UNSTEADY}
+               "predicted_ms": current.pruned_ms,
+               **measure(current.pruned_arch, current.pruned_ms, predictor, target_ms, passes=passes, verify=verify)}
         record["rounds"].append(row)
         measured.append((current, row))
         if row["fits"]:
             return current, {**record, "fits": True, "accepted_round": round}
         if round == rounds - 1:
             break
-        if v.verdict == UNSTEADY and v.measured_ms <= target_ms:
+        if row["verdict"] == UNSTEADY and row["measured_ms"] <= target_ms:
             continue  # under T but too noisy to trust: the same plan measured again
-        aim = target_ms * current.pruned_ms / upper
+        aim = target_ms * current.pruned_ms / row["upper_ms"]
         try:
             current = replan(aim)
         except ValueError as error:
@@ -128,27 +137,20 @@ def measured_uniform(arch, predictor, target_ms: float, *, rounds: int = DEFAULT
     reason = "not measured (verify_rounds 0)" if rounds == 0 else cannot_measure(predictor)
     if reason is not None:
         return baseline, {"skipped": reason}
-    if verify is None:
-        from pynas.verify.measure import verify
-    repeat = repeatability(predictor)
-    record: dict = {"target_ms": float(target_ms), "passes": passes, "repeatability": repeat, "rounds": []}
+    record: dict = {"target_ms": float(target_ms), "passes": passes, "repeatability": repeatability(predictor),
+                    "rounds": []}
     for round in range(rounds):
-        [v] = verify([baseline.arch], predictor, passes=passes, tolerance=DEFAULT_TOLERANCE,
-                     predicted_ms=[baseline.predicted_ms])
-        slack = max(repeat, (v.p90_ms - v.p10_ms) / 2 / v.measured_ms)
-        upper = v.measured_ms * (1 + slack)
         row = {"round": round, "multiplier": baseline.multiplier, "arch": str(baseline.arch),
-               "predicted_ms": baseline.predicted_ms, "measured_ms": v.measured_ms, "p10_ms": v.p10_ms,
-               "p90_ms": v.p90_ms, "slack": slack, "upper_ms": upper, "measured_over_target": v.measured_ms / target_ms,
-               "verdict": v.verdict, "fits": upper <= target_ms and v.verdict != UNSTEADY}
+               "predicted_ms": baseline.predicted_ms,
+               **measure(baseline.arch, baseline.predicted_ms, predictor, target_ms, passes=passes, verify=verify)}
         record["rounds"].append(row)
         if row["fits"]:
             return baseline, {**record, "fits": True}
         if round == rounds - 1:
             break
-        if v.verdict == UNSTEADY and v.measured_ms <= target_ms:
+        if row["verdict"] == UNSTEADY and row["measured_ms"] <= target_ms:
             continue  # too noisy to trust under T: measured again
-        aim = target_ms * baseline.predicted_ms / upper
+        aim = target_ms * baseline.predicted_ms / row["upper_ms"]
         try:
             baseline = uniform_width_baseline(arch, predictor, aim)
         except ValueError as error:
@@ -176,5 +178,5 @@ def describe(record: dict) -> str:
     return "\n".join([head, *lines])
 
 
-__all__ = ["DEFAULT_ROUNDS", "cannot_measure", "check_plan", "check_rounds", "describe", "measured_uniform",
-           "repeatability"]
+__all__ = ["DEFAULT_ROUNDS", "cannot_measure", "check_plan", "check_rounds", "describe", "measure",
+           "measured_uniform", "repeatability"]
