@@ -52,10 +52,12 @@ differences between proposals that each cut 1-5% of the latency, so the choice i
 shared network, proposals differ by what they removed, as in the paper (its sec. 3.2: short-term
 fine-tuning, then long-term fine-tuning of the final network).
 
-Measured (bench/ship.py's adapt section, MnasNet-A1 to 0.75 x its latency, delta 5%, weights
-carried): 0.15 points behind uniform width scaling after both are fine-tuned from one trained seed
-(79.42 +- 0.24 against 79.57 +- 0.34 over 3 seeds) while 4.4% faster than the target asks: with
-scoring from scratch it had been 1.5 points behind.
+Measured (bench/ship.py's adapt section, MnasNet-A1 to 0.75 x its latency, weights carried): at
+delta 5% on an AMD Zen 3, 0.15 points behind uniform width scaling after both are fine-tuned from one
+trained seed (79.42 +- 0.24 against 79.57 +- 0.34 over 3 seeds; with scoring from scratch it had
+been 1.5 points behind); at delta 1% on a Xeon with measured rounds (both sides measured <= T with
+their slack), 0.35 points behind fine-tuned (79.42 +- 0.37 against 79.77 +- 0.47) and 1.10 ahead
+when both architectures are trained from scratch (78.47 +- 0.53 against 77.37 +- 0.68).
 
 Differences from the papers: one expansion ratio holds for a whole stage (the architecture language
 has one per stage), so an expansion proposal narrows all the stage's repeats; and the proxy budget
@@ -74,7 +76,8 @@ fraction (fewer, coarser steps) or a cheaper evaluator (fewer images, `width_mul
 
 Measured rounds (`verify_rounds`, `pynas adapt --verify-rounds`, default 3): the steps follow the
 latency model, and the greedy keeps what the model under-prices (on the Xeon the delta-1% run
-reached 7.576 ms predicted at T = 7.659 and measured 8.093 ms, 1.057 x T). When the bundle
+reached 7.576 ms predicted at T = 7.659 and measured 8.058 ms, 1.052 x T; two more rounds, five
+more steps, ended at 6.915 predicted, 7.382 measured). When the bundle
 describes the machine in hand (`pynas.ship.plan_check.cannot_measure`), the network reached is
 timed as `pynas verify` times it; it is accepted when measured x (1 + slack) <= T (the slack as
 `pynas slim`'s: the larger of the passes' spread and the bundle's network repeatability), else the
