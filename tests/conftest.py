@@ -282,3 +282,25 @@ def onnx_bundle(tiny_bundle, tmp_path_factory):
     manifest.update(name="tiny-onnx", backend="onnxruntime", backend_version=backend_version("onnxruntime"))
     (folder / "manifest.json").write_text(json.dumps(manifest))
     return folder
+
+
+class _FakeVerify:
+    """Stands in for pynas.verify.measure.verify: measured = predicted x bias (one per call, in
+    order), passes spread +-1%, verdicts in order (default "ok"); `calls` records (archs, predicted_ms)."""
+
+    def __init__(self, biases, verdicts=None):
+        self.biases, self.verdicts, self.calls = list(biases), list(verdicts or []), []
+
+    def __call__(self, archs, predictor, *, passes, tolerance, predicted_ms):
+        from types import SimpleNamespace
+
+        self.calls.append((archs, predicted_ms))
+        measured = predicted_ms[0] * self.biases.pop(0)
+        verdict = self.verdicts.pop(0) if self.verdicts else "ok"
+        return [SimpleNamespace(measured_ms=measured, p10_ms=0.99 * measured, p90_ms=1.01 * measured, verdict=verdict)]
+
+
+@pytest.fixture
+def fake_verify():
+    """The class of a fake `measure.verify` (`_FakeVerify`): `fake_verify([1.06, 1.0])`."""
+    return _FakeVerify

@@ -259,10 +259,6 @@ def test_shrinks_the_model_refuses_are_left_out_and_said():
 
 # -- measured rounds -----------------------------------------------------------------------------
 
-# measured = predicted x bias (one per measurement), passes spread +-1%
-from tests.test_ship_slimming_limits import FakeVerify as BiasedVerify  # noqa: E402
-
-
 @pytest.fixture
 def here(monkeypatch):
     from pynas.ship import plan_check
@@ -270,8 +266,8 @@ def here(monkeypatch):
     monkeypatch.setattr(plan_check, "cannot_measure", lambda predictor: None)
 
 
-def test_a_network_measured_over_t_goes_on_down_to_t_times_predicted_over_measured(here):
-    verify = BiasedVerify([1.07, 1.0])  # the model under-prices the first network reached by 7%
+def test_a_network_measured_over_t_goes_on_down_to_t_times_predicted_over_measured(here, fake_verify):
+    verify = fake_verify([1.07, 1.0])  # the model under-prices the first network reached by 7%
     result, model, _, lines = _run(delta_fraction=0.03, verify_rounds=3, verify=verify)
     first, second = result.rounds
     assert not first["fits"] and second["fits"] and result.measured_fits and result.stop == "target"
@@ -288,11 +284,11 @@ def model_arch(row):
     return parse(row["arch"])
 
 
-def test_rounds_used_up_over_t_are_said_and_an_unsteady_fit_is_measured_again(here):
-    result, *_ = _run(delta_fraction=0.03, verify_rounds=2, verify=BiasedVerify([1.1, 1.3]))
+def test_rounds_used_up_over_t_are_said_and_an_unsteady_fit_is_measured_again(here, fake_verify):
+    result, *_ = _run(delta_fraction=0.03, verify_rounds=2, verify=fake_verify([1.1, 1.3]))
     assert len(result.rounds) == 2 and result.measured_fits is False and result.rounds[-1]["next_aim_ms"] is None
     assert "but measured" in result.stop_reason and "over T after 2 measurement(s)" in result.stop_reason
-    verify = BiasedVerify([0.97, 0.97], ["too unsteady", "ok"])
+    verify = fake_verify([0.97, 0.97], ["too unsteady", "ok"])
     result, *_ = _run(delta_fraction=0.03, verify_rounds=3, verify=verify)
     first, second = result.rounds
     assert first["verdict"] == "too unsteady" and first["next_aim_ms"] == pytest.approx(result.target_ms)

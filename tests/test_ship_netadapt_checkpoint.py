@@ -215,21 +215,20 @@ def test_the_folder_is_checked_before_any_work(tmp_path):
         assert judge.seen == []
 
 
-def test_measured_rounds_are_durable_and_a_resume_keeps_the_tightened_aim(tmp_path, monkeypatch):
+def test_measured_rounds_are_durable_and_a_resume_keeps_the_tightened_aim(tmp_path, monkeypatch, fake_verify):
     """Killed after the first measurement (over T) and a step taken under the tightened aim, the run
     resumes under that aim without measuring again what was measured, and ends as the uninterrupted run."""
     from pynas.ship import plan_check
-    from tests.test_ship_netadapt import BiasedVerify
 
     monkeypatch.setattr(plan_check, "cannot_measure", lambda predictor: None)
-    whole = _adapt(ParamsEvaluator(), None, verify_rounds=3, verify=BiasedVerify([1.06, 1.0]))
+    whole = _adapt(ParamsEvaluator(), None, verify_rounds=3, verify=fake_verify([1.06, 1.0]))
     assert len(whole.rounds) == 2 and whole.measured_fits and whole.rounds[0]["step"] < len(whole.steps)
     lines = []
     with pytest.raises(Interrupted):
-        _adapt(ParamsEvaluator(), tmp_path / "ckpt", verify_rounds=3, verify=BiasedVerify([1.06]),
+        _adapt(ParamsEvaluator(), tmp_path / "ckpt", verify_rounds=3, verify=fake_verify([1.06]),
                log=_kill_after(whole.rounds[0]["step"] + 1, lines))
     record = json.loads((tmp_path / "ckpt" / checkpoint.RECORD).read_text())
     assert record["rounds"] == whole.rounds[:1]
-    verify = BiasedVerify([1.0])
+    verify = fake_verify([1.0])
     resumed = _adapt(ParamsEvaluator(), tmp_path / "ckpt", verify_rounds=3, verify=verify)
     assert len(verify.calls) == 1 and resumed.to_json() == whole.to_json()

@@ -126,32 +126,19 @@ def _plan(aim: float, predicted: float):
     return SimpleNamespace(pruned_arch=f"arch-for-{aim:.4f}", pruned_ms=predicted, planned_for_ms=aim)
 
 
-class FakeVerify:
-    """Stands in for pynas.verify.measure.verify: measured = predicted x bias (one per round)."""
-
-    def __init__(self, biases, verdicts=None):
-        self.biases, self.verdicts, self.calls = list(biases), list(verdicts or []), []
-
-    def __call__(self, archs, predictor, *, passes, tolerance, predicted_ms):
-        self.calls.append((archs, predicted_ms))
-        measured = predicted_ms[0] * self.biases.pop(0)
-        verdict = self.verdicts.pop(0) if self.verdicts else "ok"
-        return [SimpleNamespace(measured_ms=measured, p10_ms=0.99 * measured, p90_ms=1.01 * measured, verdict=verdict)]
-
-
 @pytest.fixture
 def here(monkeypatch):
     monkeypatch.setattr(plan_check, "cannot_measure", lambda predictor: None)
 
 
-def test_a_plan_measured_over_t_is_planned_again_at_t_times_predicted_over_measured(here):
+def test_a_plan_measured_over_t_is_planned_again_at_t_times_predicted_over_measured(here, fake_verify):
     aims = []
 
     def replan(aim):
         aims.append(aim)
         return _plan(aim, aim - 0.01)
 
-    verify = FakeVerify([1.06, 1.01])
+    verify = fake_verify([1.06, 1.01])
     plan, record = plan_check.check_plan(_plan(8.0, 7.99), replan, "bundle", 8.0, verify=verify)
     # The fake's passes spread +-1%: that is the slack (the fake bundle says no repeatability).
     assert aims == [pytest.approx(8.0 * 7.99 / (7.99 * 1.06 * 1.01))]
@@ -161,7 +148,7 @@ def test_a_plan_measured_over_t_is_planned_again_at_t_times_predicted_over_measu
     assert second["fits"] and second["measured_ms"] <= 8.0 and second["planned_for_ms"] == aims[0]
 
 
-def test_a_point_estimate_under_t_fits_only_with_its_slack(here):
+def test_a_point_estimate_under_t_fits_only_with_its_slack(here, fake_verify):
     """Measured 0.99 x T with a 2.2% repeatability is not accepted: timed again it may land over T
     (the benchmark's plans accepted at 0.983 x T measured up to 1.020 x T later)."""
     bundle = SimpleNamespace(manifest=SimpleNamespace(extra={"report": {"repeatability": {"networks": {"median": 0.022}}}}))
@@ -172,7 +159,7 @@ def test_a_point_estimate_under_t_fits_only_with_its_slack(here):
         aims.append(aim)
         return _plan(aim, aim)
 
-    verify = FakeVerify([0.99 * 8.0 / 7.9, 1.0])
+    verify = fake_verify([0.99 * 8.0 / 7.9, 1.0])
     plan, record = plan_check.check_plan(_plan(8.0, 7.9), replan, bundle, 8.0, verify=verify)
     first, second = record["rounds"]
     assert first["measured_ms"] == pytest.approx(7.92) and first["slack"] == 0.022 and not first["fits"]
@@ -180,8 +167,8 @@ def test_a_point_estimate_under_t_fits_only_with_its_slack(here):
     assert second["fits"] and second["upper_ms"] == pytest.approx(aims[0] * 1.022) and record["repeatability"] == 0.022
 
 
-def test_when_no_plan_fits_the_least_measured_is_kept_and_the_record_says_so(here):
-    verify = FakeVerify([1.10, 1.08, 1.09])
+def test_when_no_plan_fits_the_least_measured_is_kept_and_the_record_says_so(here, fake_verify):
+    verify = fake_verify([1.10, 1.08, 1.09])
     # Every re-plan predicted where the first was (a model blind to what the measurements say).
     plan, record = plan_check.check_plan(_plan(8.0, 8.0), lambda aim: _plan(aim, 8.0), "bundle", 8.0, verify=verify)
     assert not record["fits"] and len(record["rounds"]) == 3 and "none of the 3 measurements" in record["reason"]
@@ -191,16 +178,16 @@ def test_when_no_plan_fits_the_least_measured_is_kept_and_the_record_says_so(her
     assert "NOT within T" in plan_check.describe(record)
 
 
-def test_a_tightened_target_out_of_reach_ends_the_rounds(here):
+def test_a_tightened_target_out_of_reach_ends_the_rounds(here, fake_verify):
     def replan(aim):
         raise ValueError(f"planned_for_ms: expected at least 7.9 ms, got {aim:g}")
 
-    plan, record = plan_check.check_plan(_plan(8.0, 8.0), replan, "bundle", 8.0, verify=FakeVerify([1.05]))
+    plan, record = plan_check.check_plan(_plan(8.0, 8.0), replan, "bundle", 8.0, verify=fake_verify([1.05]))
     assert not record["fits"] and len(record["rounds"]) == 1 and "no plan reaches" in record["stopped"]
 
 
-def test_an_unsteady_measurement_under_t_is_measured_again_not_replanned(here):
-    verify = FakeVerify([0.99, 0.99], verdicts=["too unsteady", "ok"])
+def test_an_unsteady_measurement_under_t_is_measured_again_not_replanned(here, fake_verify):
+    verify = fake_verify([0.99, 0.99], verdicts=["too unsteady", "ok"])
     plan, record = plan_check.check_plan(_plan(8.0, 7.9), lambda aim: pytest.fail("re-planned"), "bundle", 8.0,
                                          verify=verify)
     assert record["fits"] and record["accepted_round"] == 1 and len(verify.calls) == 2
@@ -232,14 +219,14 @@ class MacsOnly2:
         return np.array([lower(a).macs / 1e7 for a in archs])
 
 
-def test_the_uniform_baseline_is_narrowed_while_it_measures_over_t(here):
+def test_the_uniform_baseline_is_narrowed_while_it_measures_over_t(here, fake_verify):
     from pynas.presets import resolve
     from pynas.ship.netadapt import uniform_width_baseline
 
     a1, model = resolve("mnasnet-a1"), MacsOnly2()
     target = 0.8 * float(model.predict_batch([a1])[0])
     widest = uniform_width_baseline(a1, model, target)
-    verify = FakeVerify([1.06, 1.0])
+    verify = fake_verify([1.06, 1.0])
     baseline, record = plan_check.measured_uniform(a1, model, target, verify=verify)
     first, second = record["rounds"]
     assert first["multiplier"] == widest.multiplier and not first["fits"] and record["fits"] and second["fits"]
@@ -249,12 +236,12 @@ def test_the_uniform_baseline_is_narrowed_while_it_measures_over_t(here):
     assert plan_check.measured_uniform(a1, model, target, rounds=0)[1] == {"skipped": "not measured (verify_rounds 0)"}
 
 
-def test_a_uniform_baseline_never_fitting_keeps_the_last_and_says_so(here):
+def test_a_uniform_baseline_never_fitting_keeps_the_last_and_says_so(here, fake_verify):
     from pynas.presets import resolve
 
     a1, model = resolve("mnasnet-a1"), MacsOnly2()
     target = 0.8 * float(model.predict_batch([a1])[0])
-    baseline, record = plan_check.measured_uniform(a1, model, target, rounds=2, verify=FakeVerify([1.2, 1.5]))
+    baseline, record = plan_check.measured_uniform(a1, model, target, rounds=2, verify=fake_verify([1.2, 1.5]))
     assert not record["fits"] and len(record["rounds"]) == 2 and "none of the 2 measurements" in record["reason"]
     assert baseline.multiplier == record["rounds"][-1]["multiplier"]
 
