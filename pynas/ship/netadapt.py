@@ -109,15 +109,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-from pynas.arch import Arch, Stage, scale_width
+from pynas.arch import Arch, Stage
 from pynas.ir.lower import lower
 from pynas.ship import checkpoint as durable
+from pynas.ship.uniform import UNIFORM_STEP, UniformBaseline, predict_all as _predict, uniform_width_baseline  # noqa: F401
 
 WIDTH_STEP = 8
 EXPANSION_STEP = 0.25
 MIN_EXPANSION = 1.0
 DEFAULT_DELTA_FRACTION = 0.01  # MobileNetV3's delta: 1% of the seed's latency
-UNIFORM_STEP = 0.01  # the grid of width multipliers the uniform baseline tries, from 1 down
 STOPS = ("target", "max-steps", "no-proposal", "all-failed")
 
 
@@ -248,15 +248,6 @@ def _valid(arch: Arch, make: Callable[[], Arch]) -> Arch | None:
     except ValueError:
         return None
     return candidate if _ties(candidate) == _ties(arch) else None
-
-
-def _predict(predictor, archs: Sequence[Arch]) -> list[float]:
-    if not archs:
-        return []
-    values = [float(v) for v in predictor.predict_batch(list(archs))]
-    if len(values) != len(archs):
-        raise ValueError(f"predictor: expected {len(archs)} latencies, got {len(values)}")
-    return values
 
 
 def _predict_each(predictor, archs: Sequence[Arch]) -> tuple[list[float | None], str | None]:
@@ -709,37 +700,6 @@ def _restored(folder: Path, saved: tuple[dict, dict | None], scorer: Scorer, arc
 
 # ---------------------------------------------------------------------------------------------
 # The baseline: one width multiplier for the whole network
-
-@dataclass(frozen=True)
-class UniformBaseline:
-    multiplier: float
-    arch: Arch
-    predicted_ms: float
-
-    def __iter__(self):  # (multiplier, arch, predicted_ms), as slimming's callers unpack it
-        return iter((self.multiplier, self.arch, self.predicted_ms))
-
-
-def uniform_width_baseline(arch: Arch, predictor, target_ms: float) -> UniformBaseline:
-    """The largest width multiplier m on a grid of `UNIFORM_STEP` in (0, 1] whose
-    `scale_width(arch, m)` (MobileNet's rule: every stem and stage width to make_divisible(c * m),
-    the head kept) is predicted at most `target_ms`; a ValueError naming --target-ms if none is."""
-    multipliers = [round(k * UNIFORM_STEP, 6) for k in range(round(1 / UNIFORM_STEP), 0, -1)]
-    scaled: dict[float, Arch] = {}
-    for m in multipliers:
-        try:
-            scaled[m] = scale_width(arch, m)
-        except ValueError:  # grouped 1x1 convs that do not divide the scaled width
-            continue
-    distinct = {str(a): a for a in scaled.values()}
-    by_text = dict(zip(distinct, _predict(predictor, list(distinct.values()))))
-    for m, candidate in scaled.items():
-        if by_text[str(candidate)] <= target_ms:
-            return UniformBaseline(m, candidate, by_text[str(candidate)])
-    least = min(by_text.values())
-    raise ValueError(f"--target-ms: {target_ms:g} ms is below every uniform width multiplier of {arch} "
-                     f"(the least predicted: {least:.3f} ms)")
-
 
 def compare_with_uniform(arch: Arch, predictor, target_ms: float, evaluator, *, adapted: AdaptResult | None = None,
                          measure: Callable[[Arch], float] | None = None, **adapt_options) -> dict:

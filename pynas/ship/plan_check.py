@@ -130,7 +130,7 @@ def measured_uniform(arch, predictor, target_ms: float, *, rounds: int = DEFAULT
     the widest predicted under T x predicted / (measured x (1 + slack)), up to `rounds`
     measurements. (the baseline, a record as `check_plan`'s: "rounds" with each measurement and
     "fits", or "skipped" when nothing can be measured here). If none fits, the last (narrowest)."""
-    from pynas.ship.netadapt import uniform_width_baseline
+    from pynas.ship.uniform import uniform_width_baseline
 
     check_rounds(rounds)
     baseline = uniform_width_baseline(arch, predictor, target_ms)
