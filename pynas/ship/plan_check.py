@@ -80,6 +80,32 @@ def measure(arch, predicted_ms: float, predictor, target_ms: float, *, passes: i
             "fits": upper <= target_ms and v.verdict != UNSTEADY}
 
 
+def _rounds(first, about: Callable[[object], tuple], replan: Callable[[float], object], predictor,
+            target_ms: float, rounds: int, passes: int, verify) -> tuple[list, list[dict], tuple | None]:
+    """The loop of measured rounds that plans and the uniform baseline share: measure the current
+    candidate (`about(candidate)` -> (arch, predicted ms, the row's own fields)); stop at the first
+    that fits; one too unsteady to judge under T is measured again; else `replan(T x predicted /
+    (measured x (1 + slack)))` (a ValueError ends the rounds). Returns (the candidates measured, their
+    rows, None or (round, aim, error text) when a re-plan failed)."""
+    measured, rows, current = [], [], first
+    for round in range(rounds):
+        arch, predicted, fields = about(current)
+        rows.append({"round": round, **fields, "arch": str(arch), "predicted_ms": predicted,
+                     **measure(arch, predicted, predictor, target_ms, passes=passes, verify=verify)})
+        measured.append(current)
+        row = rows[-1]
+        if row["fits"] or round == rounds - 1:
+            break
+        if row["verdict"] == UNSTEADY and row["measured_ms"] <= target_ms:
+            continue  # under T but too noisy to trust: the same candidate measured again
+        aim = target_ms * predicted / row["upper_ms"]
+        try:
+            current = replan(aim)
+        except ValueError as error:
+            return measured, rows, (round + 1, aim, " ".join(str(error).split()))
+    return measured, rows, None
+
+
 def check_plan(plan, replan: Callable[[float], object], predictor, target_ms: float, *,
                rounds: int = DEFAULT_ROUNDS, passes: int = DEFAULT_PASSES, verify=None):
     """(the accepted plan, the record) as the module docstring says. `plan`: a `PruningPlan` made
@@ -91,42 +117,28 @@ def check_plan(plan, replan: Callable[[float], object], predictor, target_ms: fl
     reason = cannot_measure(predictor)
     if reason is not None:
         return plan, {"skipped": reason}
-    measured: list[tuple[object, dict]] = []
+    plans, rows, stopped = _rounds(plan, lambda p: (p.pruned_arch, p.pruned_ms, {"planned_for_ms": p.planned_for_ms}),
+                                   replan, predictor, target_ms, rounds, passes, verify)
     record: dict = {"target_ms": float(target_ms), "passes": passes, "repeatability": repeatability(predictor),
-                    "rounds": []}
-    current = plan
-    for round in range(rounds):
-        row = {"round": round, "planned_for_ms": current.planned_for_ms, "arch": str(current.pruned_arch),
-               "predicted_ms": current.pruned_ms,
-               **measure(current.pruned_arch, current.pruned_ms, predictor, target_ms, passes=passes, verify=verify)}
-        record["rounds"].append(row)
-        measured.append((current, row))
-        if row["fits"]:
-            return current, {**record, "fits": True, "accepted_round": round}
-        if round == rounds - 1:
-            break
-        if row["verdict"] == UNSTEADY and row["measured_ms"] <= target_ms:
-            continue  # under T but too noisy to trust: the same plan measured again
-        aim = target_ms * current.pruned_ms / row["upper_ms"]
-        try:
-            current = replan(aim)
-        except ValueError as error:
-            record["stopped"] = f"round {round + 1}: no plan reaches {aim:.4g} ms ({' '.join(str(error).split())})"
-            break
-    best, row = min(measured, key=lambda item: (item[1]["verdict"] == UNSTEADY, item[1]["measured_ms"]))
-    unsteady = sum(r["verdict"] == UNSTEADY for _, r in measured)
-    reason = f"none of the {len(measured)} measurements was <= T with its slack and steady" + (
+                    "rounds": rows}
+    if rows[-1]["fits"]:
+        return plans[-1], {**record, "fits": True, "accepted_round": rows[-1]["round"]}
+    if stopped is not None:
+        record["stopped"] = f"round {stopped[0]}: no plan reaches {stopped[1]:.4g} ms ({stopped[2]})"
+    best = min(range(len(rows)), key=lambda i: (rows[i]["verdict"] == UNSTEADY, rows[i]["measured_ms"]))
+    unsteady = sum(r["verdict"] == UNSTEADY for r in rows)
+    reason = f"none of the {len(rows)} measurements was <= T with its slack and steady" + (
         f" ({unsteady} too unsteady to judge)" if unsteady else "")
     if "stopped" in record:
         reason += f"; {record['stopped']}"
-    return best, {**record, "fits": False, "accepted_round": row["round"], "reason": reason}
+    return plans[best], {**record, "fits": False, "accepted_round": rows[best]["round"], "reason": reason}
 
 
 def measured_uniform(arch, predictor, target_ms: float, *, rounds: int = DEFAULT_ROUNDS, passes: int = DEFAULT_PASSES,
                      verify=None):
     """The uniform width baseline held to the rule a plan is (a comparison at one target must hold
     both sides to one constraint): the widest multiplier predicted under `target_ms`
-    (`netadapt.uniform_width_baseline`), measured here; while it measures over T with its slack,
+    (`uniform.uniform_width_baseline`), measured here; while it measures over T with its slack,
     the widest predicted under T x predicted / (measured x (1 + slack)), up to `rounds`
     measurements. (the baseline, a record as `check_plan`'s: "rounds" with each measurement and
     "fits", or "skipped" when nothing can be measured here). If none fits, the last (narrowest)."""
@@ -137,27 +149,16 @@ def measured_uniform(arch, predictor, target_ms: float, *, rounds: int = DEFAULT
     reason = "not measured (verify_rounds 0)" if rounds == 0 else cannot_measure(predictor)
     if reason is not None:
         return baseline, {"skipped": reason}
+    baselines, rows, stopped = _rounds(baseline, lambda b: (b.arch, b.predicted_ms, {"multiplier": b.multiplier}),
+                                       lambda aim: uniform_width_baseline(arch, predictor, aim), predictor, target_ms,
+                                       rounds, passes, verify)
     record: dict = {"target_ms": float(target_ms), "passes": passes, "repeatability": repeatability(predictor),
-                    "rounds": []}
-    for round in range(rounds):
-        row = {"round": round, "multiplier": baseline.multiplier, "arch": str(baseline.arch),
-               "predicted_ms": baseline.predicted_ms,
-               **measure(baseline.arch, baseline.predicted_ms, predictor, target_ms, passes=passes, verify=verify)}
-        record["rounds"].append(row)
-        if row["fits"]:
-            return baseline, {**record, "fits": True}
-        if round == rounds - 1:
-            break
-        if row["verdict"] == UNSTEADY and row["measured_ms"] <= target_ms:
-            continue  # too noisy to trust under T: measured again
-        aim = target_ms * baseline.predicted_ms / row["upper_ms"]
-        try:
-            baseline = uniform_width_baseline(arch, predictor, aim)
-        except ValueError as error:
-            record["stopped"] = f"round {round + 1}: {' '.join(str(error).split())}"
-            break
-    return baseline, {**record, "fits": False,
-                      "reason": f"none of the {len(record['rounds'])} measurements was <= T with its slack and steady"}
+                    "rounds": rows, "fits": rows[-1]["fits"]}
+    if stopped is not None:
+        record["stopped"] = f"round {stopped[0]}: {stopped[2]}"
+    if not record["fits"]:
+        record["reason"] = f"none of the {len(rows)} measurements was <= T with its slack and steady"
+    return baselines[-1], record
 
 
 def describe(record: dict) -> str:
