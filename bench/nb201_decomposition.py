@@ -143,26 +143,28 @@ def fewshot_rows(devices, ks, draws: int, seed: int, methods=FEWSHOT_METHODS, po
 
 def machine_target(bundle_folder) -> tuple[str, np.ndarray, dict]:
     """A cell-network bundle's measured networks as a target: (its name, one latency per benchmark
-    network with NaN where not measured, its report's held-out accuracy)."""
-    import json
+    network with NaN where not measured, its report's held-out accuracy). The bundle is loaded (and
+    its files checked) as any bundle; its shipped measurements are read through a store."""
     import tempfile
+    import warnings
     from pathlib import Path
 
+    from pynas.predictor import bundle
     from pynas.predictor.cellnet import load_cells
     from pynas.predictor.predictors import MEASUREMENTS
     from pynas.space import get_space
     from pynas.store import Store, import_jsonl
 
-    folder = Path(bundle_folder)
-    manifest = json.loads((folder / "manifest.json").read_text())
+    with warnings.catch_warnings():  # another machine's bundle: its measurements are the point here
+        warnings.simplefilter("ignore")
+        manifest = bundle.load(bundle_folder).manifest
     space = get_space("nb201")
     with tempfile.TemporaryDirectory() as tmp, Store(Path(tmp) / "m.sqlite") as store:
-        import_jsonl(store, folder / MEASUREMENTS)
-        cells = load_cells(store, space, backend=manifest["backend"], threads=manifest.get("threads", 1))
+        import_jsonl(store, Path(bundle_folder) / MEASUREMENTS)
+        cells = load_cells(store, space, backend=manifest.backend, threads=manifest.threads)
     ms = np.full(len(nb201.benchmark().tokens), np.nan)
     ms[space.index_of(cells.tokens)] = cells.ms
-    report = json.loads((folder / "report.json").read_text())
-    return manifest.get("name", folder.name), ms, report.get("heldout_networks", {})
+    return manifest.name, ms, ((manifest.extra or {}).get("report") or {}).get("heldout_networks", {})
 
 
 def machine_rows(bundles, ks, draws: int, seed: int, methods=FEWSHOT_METHODS) -> list[dict]:
