@@ -7,7 +7,7 @@ import textwrap
 import pytest
 
 from pynas.cli import main
-from pynas.search import verification
+from pynas.search import refine, verification
 
 NB201 = ["--space", "nb201", "--predictor", "nb201-pixel3", "--evaluator", "nb201:imagenet16"]
 
@@ -67,7 +67,8 @@ def test_a_search_with_a_bundle_of_this_machine_verifies_its_pick(tiny_bundle, t
     v = summary["verification"]
     searched = [c for c in v["candidates"] if c["round"] == 0]  # then refinement rounds may measure more
     assert 1 <= len(searched) <= 3 and v["candidates"][0]["arch"] == v["arch"]
-    assert len(v["refinements"]) <= 2 and len(v["candidates"]) <= 3 * (1 + len(v["refinements"]))
+    # at most refine.DEFAULT_ROUNDS rounds, each measuring at most --verify-top new candidates
+    assert len(v["refinements"]) <= refine.DEFAULT_ROUNDS and len(v["candidates"]) <= 3 * (1 + len(v["refinements"]))
     pick = summary["verified_pick"]
     if pick is None:
         assert v["pick"] is None and v["no_pick"].startswith("none of the ")
