@@ -278,11 +278,12 @@ def section_cells(args) -> None:
     held = set(report["heldout_keys"])
     test = np.array([k in held for k in data.keys])
     predicted = p.predict_batch(data.tokens)
-    x = cellnet.cell_features(space, data.tokens)
+    form = report.get("form", "cells")  # the features of the bundle's model form
+    x = cellnet.features(space, data.tokens, form)
     design = np.hstack([x, np.ones((len(x), 1))]) / data.ms[~test].mean()
     w = 1 / data.ms[~test]  # relative error, as RMSPE scores it
     coef, *_ = np.linalg.lstsq(design[~test] * w[:, None], data.ms[~test] * w, rcond=None)
-    rows = [row(f"{p.name}: lookup (linear x XGBoost)", f"{int(test.sum())} held out", accuracy(predicted[test], data.ms[test])),
+    rows = [row(f"{p.name}: lookup (linear x XGBoost, form {form})", f"{int(test.sum())} held out", accuracy(predicted[test], data.ms[test])),
             row("  same, networks fitted on", f"{int((~test).sum())} fitted", accuracy(predicted[~test], data.ms[~test])),
             row("  least squares on the features", f"{int(test.sum())} held out",
                 accuracy(np.maximum(design[test] @ coef, 1e-3), data.ms[test]))]

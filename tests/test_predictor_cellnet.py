@@ -180,3 +180,72 @@ def test_calibrate_writes_the_bundle_and_says_its_held_out_accuracy(cell_store, 
     assert "measurements.jsonl.gz" in p.manifest.files
     code = main(["calibrate", str(cell_store), "--space", "nb201", "-o", str(tmp_path / "b")])
     assert code == 2 and "a bundle is already there" in capsys.readouterr().err
+
+
+def litert_ms(tokens: np.ndarray) -> np.ndarray:
+    """A made-up LiteRT device: a base and a price per op its converter leaves, by op kind and size."""
+    from pynas.predictor import litert_ops
+
+    names = litert_ops.space_signatures("nb201")
+    prices = np.array([{"CONV_2D": 4e-5, "AVERAGE_POOL_2D": 1e-5}.get(n.split()[0], 5e-6)
+                       * int(np.prod([int(d) for d in n.split()[1].split("->")[1].split("x")])) ** 0.9 for n in names])
+    return 0.002 + litert_ops.op_counts(SPACE, tokens) @ prices
+
+
+@pytest.fixture(scope="module")
+def litert_cells(tmp_path_factory):
+    """90 measured NAS-Bench-201 networks on a made-up LiteRT device, trained."""
+    from pynas.store import Context, DeviceFingerprint
+
+    device = DeviceFingerprint(cpu_model="Test CPU", machine="x86_64", os="Linux", isa_flags=("avx2",),
+                               logical_cores=2, l1d_bytes=32768, l2_bytes=524288, l3_bytes=None, max_mhz=3000.0)
+    context = Context(device=device, backend="litert", backend_version="ai-edge-litert==0", threads=1, session="t",
+                      pynas_version="0.1.0", kernel="6.1.0-test", cpu_mhz=3000.0)
+    tokens = np.unique(SPACE.sample_tokens(95, seed=5), axis=0)[:90]
+    with Store(tmp_path_factory.mktemp("litert") / "m.sqlite") as store:
+        fill(store, context, tokens, litert_ms(tokens))
+        data = cellnet.load_cells(store, SPACE, backend="litert")
+    return data, cellnet.train_cells(data, SPACE, params={"rounds": 100})
+
+
+def test_a_litert_series_is_fitted_in_the_form_validation_chooses(litert_cells, tmp_path):
+    data, trained = litert_cells
+    report = trained.report
+    # the ops LiteRT runs price this device exactly; the cell's edges do not (cut-off cells run one cell)
+    assert report["form"] == "litert-ops" and trained.model.form == "litert-ops"
+    scores = report["form_validation"]
+    assert set(scores) == {"cells", "litert-ops"} and scores["cells"]["n"] == scores["litert-ops"]["n"] == 14
+    assert scores["litert-ops"]["rmspe"] < scores["cells"]["rmspe"]
+    assert report["heldout_networks"]["rmspe"] < 3 and report["model"] == cellnet.FORM_MODELS["litert-ops"]
+    folder = cellnet.save_cells(tmp_path / "b", trained, data, SPACE)
+    p = bundle.load(folder)
+    assert p.manifest.features == cellnet.feature_names(SPACE, "litert-ops") and p.manifest.backend == "litert"
+    model = cellnet.CellModel.load(folder, SPACE)  # the form read back from the model's features
+    tokens = SPACE.sample_tokens(30, seed=2)
+    assert model.form == "litert-ops"
+    np.testing.assert_allclose(model.predict(tokens), p.predict_batch(tokens), rtol=1e-6)
+
+
+def test_forms_by_backend_and_a_bad_form():
+    assert cellnet.forms_for("native") == cellnet.forms_for("onnxruntime") == ("cells",)
+    assert cellnet.forms_for("litert") == cellnet.FORMS == ("cells", "litert-ops")
+    with pytest.raises(ValueError, match="form: expected one of cells, litert-ops, got 'ops'"):
+        cellnet.feature_names(SPACE, "ops")
+    with pytest.raises(ValueError, match="tokens: row 0, edge0to1: expected 0..4, got 7"):
+        cellnet.features(SPACE, [[7, 0, 0, 0, 0, 0]], "litert-ops")
+
+
+def test_a_model_of_other_features_is_refused(cell_bundle, tmp_path):
+    import shutil
+
+    import xgboost as xgb
+
+    folder, _, _ = cell_bundle
+    copy = tmp_path / "copy"
+    shutil.copytree(folder, copy)
+    x = np.random.default_rng(0).random((20, 3))
+    booster = xgb.train({"nthread": 1}, xgb.DMatrix(x, label=x[:, 0], feature_names=["a", "b", "c"]), 2)
+    (copy / cellnet.MODEL).write_bytes(bytes(booster.save_raw(raw_format="ubj")))
+    with pytest.raises(BundleError, match=r"model.ubj: feature_names: expected this pynas's features of a form, "
+                                          r"47 \(cells\) or 32 \(litert-ops\), got 3"):
+        cellnet.CellModel.load(copy, SPACE)

@@ -133,11 +133,13 @@ def test_no_shipped_bundle_predicts_a_latency_at_or_below_zero(name):
 
 
 NB201_HERE = "intel-xeon-avx512-native-nb201"  # pynas calibrate --space nb201 (pynas.predictor.cellnet)
+NB201_LITERT = "intel-xeon-avx512-litert-nb201"  # the same on LiteRT (form litert-ops, chosen by validation)
 
 
-def test_the_nb201_bundle_meets_the_targets_and_is_reproduced_from_its_measurements():
+@pytest.mark.parametrize("name, form", [(NB201_HERE, "cells"), (NB201_LITERT, "litert-ops")])
+def test_the_nb201_bundle_meets_the_targets_and_is_reproduced_from_its_measurements(name, form):
     """Its held-out whole networks meet the MnasNet bundles' targets, and fitting the measurements it
-    ships again (the same seed and split) gives its report and its lookup."""
+    ships again (the same seed and split) gives its report, its form and its lookup."""
     import tempfile
     from pathlib import Path
 
@@ -147,16 +149,18 @@ def test_the_nb201_bundle_meets_the_targets_and_is_reproduced_from_its_measureme
     from pynas.space import get_space
     from pynas.store import Store, import_jsonl
 
-    p = bundle.load(NB201_HERE)
+    p = bundle.load(name)
     report = p.manifest.extra["report"]
+    assert report.get("form", "cells") == form
     held = report["heldout_networks"]
     within10, rmspe = HELD_OUT_TARGET
     assert held["n"] >= 100 and held["within10"] >= within10 and held["rmspe"] < rmspe, held
     space = get_space("nb201")
     with tempfile.TemporaryDirectory() as tmp, Store(Path(tmp) / "m.sqlite") as store:
         import_jsonl(store, p.folder / "measurements.jsonl.gz")
-        data = cellnet.load_cells(store, space)
+        data = cellnet.load_cells(store, space, backend=p.manifest.backend)
     again = cellnet.train_cells(data, space, seed=report["seed"])
+    assert again.model.form == form
     for stat in ("n", "rmspe", "within10"):
         assert again.report["heldout_networks"][stat] == pytest.approx(held[stat], rel=1e-6), stat
     tokens = space.sample_tokens(200, seed=0)

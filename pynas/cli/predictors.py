@@ -164,6 +164,11 @@ def _calibrate_cells(args, space) -> None:
     trained = cellnet.train_cells(data, space, seed=args.seed)
     folder = cellnet.save_cells(args.output, trained, data, space, source=f"{args.db} {series.device_id}",
                                 overwrite=args.force, measurements=measurements)
+    scores = trained.report.get("form_validation")
+    if scores:
+        n = next(iter(scores.values()))["n"]
+        print(f"model form: {trained.report['form']}, chosen on {n} of the fitted networks: "
+              + "; ".join(f"{form} RMSPE {v['rmspe']:.2f}%, within 10% {v['within10']:.1f}%" for form, v in scores.items()))
     r = trained.report["heldout_networks"]
     print(f"heldout_networks   n={r['n']:<5} RMSPE {r['rmspe']:.2f}%  within 5% {r['within5']:.1f}%  "
           f"within 10% {r['within10']:.1f}%  Spearman {r['spearman']:.4f}  (fitted on {len(data.keys) - r['n']})")
