@@ -65,13 +65,15 @@ def test_two_threads_give_the_same_output():
 
 @pytest.mark.parametrize("isa", ["scalar", "avx2"])
 def test_lower_isas_match(isa, tmp_path):
-    """PYNAS_ISA forces a lower ISA for every kernel: outputs still match PyTorch."""
+    """PYNAS_ISA forces a lower ISA for every kernel: outputs still match PyTorch, at one thread and
+    at two (the head's few rows then split by the ISA's own panel width, the 3 x 3 blocks unfused)."""
     from pynas import _core
 
     if isa not in _core.supported_isas():
         pytest.skip(f"this CPU cannot run {isa}")
     code = ("import sys; sys.path.insert(0, %r); from test_native_runner import check; "
-            "from pynas.presets import preset; check(preset('mnasnet-a1').replace(resolution=96)); print('OK')"
+            "from pynas.presets import preset; a = preset('mnasnet-a1').replace(resolution=96); check(a); "
+            "check(a, threads=2); print('OK')"
             % os.path.dirname(__file__))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
                          env=dict(os.environ, PYNAS_ISA=isa))
@@ -494,3 +496,72 @@ def test_spinning_pool_runs_many_short_steps_and_stops_cleanly():
             np.testing.assert_allclose(net.run(image), expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
     for _ in range(30):
         NativeNetwork(arch, threads=4).run(image)
+
+
+def test_blocks_too_small_to_split_over_the_threads_run_as_op_steps():
+    """At two threads MnasNet-A1's 7 x 7 blocks (7 output rows: fewer than MIN_BLOCK_ROWS_PER_THREAD
+    per thread) are op steps, its 14 x 14 blocks stay fused; at one thread every block is fused.
+    Outputs match PyTorch either way (test_sampled_architectures_match_pytorch: 2 threads too)."""
+    from pynas.native.runner import MIN_BLOCK_ROWS_PER_THREAD
+
+    assert MIN_BLOCK_ROWS_PER_THREAD == 4
+    one = NativeNetwork("mnasnet-a1", threads=1).network.describe()
+    two = NativeNetwork("mnasnet-a1", threads=2).network.describe()
+    def blocks(steps, size):
+        return [s for s in steps if s.startswith("mbconv[") and re.search(rf" {size}x{size}x\d+$", s)]
+
+    assert len(blocks(one, 7)) == 4 and len(blocks(two, 7)) == 0
+    assert len(blocks(one, 14)) == len(blocks(two, 14)) == 6
+    assert sum(s.startswith("se_") and " 7x7x" in s for s in two) == 3  # the three SE blocks' SE steps
+    check(preset("mnasnet-a1"), seed=5, threads=2)
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("hw, cin, cout, residual", [
+    ((7, 7), 320, 1280, False), ((7, 7), 160, 40, True), ((1, 1), 17, 1000, False), ((3, 5), 24, 33, True),
+    ((7, 7), 96, 8, False),
+])
+def test_network_pointwise_of_few_rows_splits_the_channels_over_threads(threads, hw, cin, cout, residual):
+    """Under 128 rows the threads split the output channels in whole panels: outputs equal one
+    thread's and the float64 reference, with the residual and activation, any panel remainder."""
+    from pynas import _core
+    from pynas.native import reference
+
+    rng = np.random.default_rng(cout + threads)
+    h, w = hw
+    x = rng.standard_normal((h, w, cin)).astype(np.float32)
+    wt = rng.standard_normal((cout, cin)).astype(np.float32) / np.sqrt(cin)
+    b = rng.standard_normal(cout).astype(np.float32)
+
+    def run(n_threads):
+        n = _core.Network(n_threads)
+        t = n.input(h, w, cin)
+        res = n.pointwise(t, np.ones((cout, cin), np.float32), np.zeros(cout, np.float32)) if residual else -1
+        n.finalize(n.pointwise(t, wt, b, "re", res))
+        return n.run(x)
+
+    want = reference.pointwise(x, wt, b, "re")
+    if residual:
+        want = want + reference.pointwise(x, np.ones((cout, cin)), np.zeros(cout))
+    got = run(threads)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+    np.testing.assert_array_equal(got, run(1))  # each output channel is computed the same way
+
+
+@pytest.mark.parametrize("cout", [10, 64, 65, 1000])
+def test_network_fc_splits_its_channels_over_threads(cout):
+    from pynas import _core
+
+    rng = np.random.default_rng(cout)
+    cin = 1280
+    x = rng.standard_normal((1, 1, cin)).astype(np.float32)
+    wt = rng.standard_normal((cout, cin)).astype(np.float32) / np.sqrt(cin)
+    b = rng.standard_normal(cout).astype(np.float32)
+    outs = []
+    for threads in (1, 2, 3):
+        n = _core.Network(threads)
+        n.finalize(n.fc(n.input(1, 1, cin), wt, b, "none"))
+        outs.append(n.run(x).reshape(-1))
+    np.testing.assert_allclose(outs[0], wt.astype(np.float64) @ x.reshape(-1) + b, rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(outs[1], outs[0])
+    np.testing.assert_array_equal(outs[2], outs[0])

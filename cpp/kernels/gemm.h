@@ -102,6 +102,19 @@ struct PanelPrefetch {
   }
 };
 
+// Rows per chunk of a GEMM over `rows` rows: each chunk's A rows (K floats each) stay in cache while
+// every panel of B passes over them, so B is read once per chunk. At most `budget_bytes` of A per
+// chunk, a multiple of `granule` rows (the tiles'), and the chunks as even as that allows: a chunk
+// of 48 rows and one of 1 would read every weight twice for one row (MnasNet-A1's 7 x 7 layers have
+// 49 rows; their weights come from L3).
+inline size_t gemm_row_chunk(size_t rows, size_t k, size_t budget_bytes, size_t granule) {
+  size_t most = budget_bytes / (sizeof(float) * (k + 1));
+  most = most < granule ? granule : most - most % granule;
+  const size_t chunks = (rows + most - 1) / most;
+  const size_t even = chunks ? (rows + chunks - 1) / chunks : rows;
+  return (even + granule - 1) / granule * granule;
+}
+
 #define PYNAS_DECLARE(name, isa, mr, nr, nr_min) void name(const GemmArgs&, size_t m_begin, size_t m_end);
 PYNAS_GEMM_VARIANTS(PYNAS_DECLARE)
 #undef PYNAS_DECLARE

@@ -148,8 +148,7 @@ static void run(const GemmArgs& g, size_t m_begin, size_t m_end) {
   const size_t K = g.k, N = g.n;
   // Row chunks (a multiple of every tile's rows) whose A rows stay in L1/L2 while every panel
   // passes over them.
-  size_t mc = (64 * 1024) / (4 * (K + 1));
-  mc = mc < 24 ? 24 : mc - mc % 12;
+  const size_t mc = gemm_row_chunk(m_end - m_begin, K, 192 * 1024, 12);
   for (size_t mb = m_begin; mb < m_end; mb += mc) {
     const size_t me = m_end - mb < mc ? m_end : mb + mc;
     for (size_t n0 = 0; n0 < N; n0 += kNR) {

@@ -165,9 +165,7 @@ template <Act A>
 static void run(const GemmArgs& g, size_t m_begin, size_t m_end) {
   const size_t K = g.k, N = g.n;
   // Row chunks whose A rows stay in L1/L2 while every panel passes over them.
-  const size_t chunk_bytes = 32 * 1024;
-  size_t mc = chunk_bytes / (4 * (K + 1));
-  mc = mc < 16 ? 16 : mc - mc % 8;
+  const size_t mc = gemm_row_chunk(m_end - m_begin, K, 32 * 1024, 8);
   for (size_t mb = m_begin; mb < m_end; mb += mc) {
     const size_t me = m_end - mb < mc ? m_end : mb + mc;
     for (size_t n0 = 0; n0 < N; n0 += kNR) {

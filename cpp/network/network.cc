@@ -160,10 +160,26 @@ int Network::pointwise(int x, const float* w_oi, const float* bias, size_t cout,
   // into the output with the residual added on the way.
   const size_t block_rows = std::max<size_t>(16, (32 * 1024) / (sizeof(float) * cout));
   if (shuffle) scratch_floats_ = std::max(scratch_floats_, m * cout);
+  // Few rows and many output channels (a 7 x 7 layer: 49 rows, 960 or 1280 channels): the threads
+  // split the output channels in whole panels instead of the rows, so each reads only its share of
+  // the weights (which dominate such a layer) and none idles for want of rows.
+  const size_t row_grain = std::max<size_t>(64, grain_rows(cout));
+  const size_t panels = (cout + tile.nr - 1) / tile.nr;
+  const bool by_panels = groups == 1 && !shuffle && m < row_grain * 2 && panels >= 2;
   return add_step(name, reads, out, [=, this](float* const* t) {
     const float* res = residual >= 0 ? t[residual] : nullptr;
     float* tmp = scratch_.get();
-    pool_.parallel_for(m, std::max<size_t>(64, grain_rows(cout)), [&](size_t r0, size_t r1) {
+    if (by_panels && pool_.threads() > 1) {
+      // Panels [p0, p1) are a packed layer of their own (gemm.h: every panel but the last is nr wide).
+      pool_.parallel_for(panels, 1, [&](size_t p0, size_t p1) {
+        const size_t n0 = p0 * tile.nr, n1 = std::min(cout, p1 * tile.nr);
+        const GemmArgs a{t[x], in.c, packed + n0 * (cin_g + 1), t[y] + n0, cout, res ? res + n0 : nullptr, cout, m,
+                         n1 - n0, cin_g, act};
+        fn(a, 0, m);
+      });
+      return;
+    }
+    pool_.parallel_for(m, row_grain, [&](size_t r0, size_t r1) {
       if (!shuffle) {
         for (size_t g = 0; g < groups; ++g) {
           const GemmArgs a{t[x] + g * cin_g, in.c, packed + g * group_stride, t[y] + g * cout_g, cout,
@@ -369,7 +385,16 @@ int Network::fc(int x, const float* w, const float* bias, size_t cout, Act act) 
   const float* b = weights_.back().get();
   const FcFn fn = reinterpret_cast<FcFn>(v.fn);
   const int y = static_cast<int>(shapes_.size());
-  return add_step(v.name, {x}, {1, 1, cout}, [=](float* const* t) { fn(FcArgs{t[x], packed, b, t[y], cin, cout, act}); });
+  // Threads split the output channels in blocks of 64 (the widest kernel's step; the packing is in
+  // blocks of 16, each in_c x 16 floats), so each streams its share of the weights: a classifier's
+  // weights (1280 x 1000: 5 MB) are the whole of its time.
+  const size_t blocks = (cout + 63) / 64;
+  return add_step(v.name, {x}, {1, 1, cout}, [=, this](float* const* t) {
+    pool_.parallel_for(blocks, 1, [&](size_t b0, size_t b1) {
+      const size_t c0 = 64 * b0, c1 = std::min(cout, 64 * b1);
+      fn(FcArgs{t[x], packed + c0 * cin, b + c0, t[y] + c0, cin, c1 - c0, act});
+    });
+  });
 }
 
 void Network::finalize(int output) {

@@ -29,8 +29,12 @@ namespace pynas {
 // costs before a single thread exists (1000 threads: 8 GB of stack address space at glibc's default).
 constexpr int kMaxThreads = 256;
 
-// How long a thread waiting for work (or for the other threads' chunks) spins before it blocks.
-constexpr int kSpinMicroseconds = 50;
+// How long a thread waiting for work (or for the other threads' chunks) spins before it blocks:
+// longer than a run's serial stretches (an SE block's excite, a step's uneven chunks), so that a
+// worker is still spinning when the next step starts. 50 us let workers block within MnasNet-A1
+// runs at two threads; 500 us measured 0-10% faster there (Xeon, noisy) and a pool still sleeps
+// half a millisecond after a run.
+constexpr int kSpinMicroseconds = 500;
 
 // Returns `threads` if it is in 1..kMaxThreads, else throws std::invalid_argument
 // "threads: expected an integer in 1..256, got 1000" (in Python: ValueError).

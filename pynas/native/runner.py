@@ -7,7 +7,9 @@ its pooling shortcut (if any) a pool and a 1x1 step before it; everything else (
 blocks, head) is one step per conv with its bias, activation and residual add. Grouped blocks (`g2`:
 grouped 1x1 convs and a channel shuffle) are the exception: the block step has no groups, so they
 run as op-level steps (a grouped pointwise step writing its output shuffled, the depthwise step, a
-grouped pointwise step with the residual add). With `fused=False` every op is its own step, as in
+grouped pointwise step with the residual add); so are blocks with fewer than
+`MIN_BLOCK_ROWS_PER_THREAD` output rows per thread when several threads run (their row chunks would
+expand much of their input twice). With `fused=False` every op is its own step, as in
 `pynas.ir.fuse(graph)`: per-op timing and a cross-check of the block steps.
 
 Cell networks (`pynas.cell`) run op-level steps (their kernels are `pynas.ir.fuse(graph)`'s): a
@@ -62,19 +64,34 @@ def _grouped(kernel) -> bool:
     return any(op.kind == "shuffle" or (op.kind == "pwconv" and op.groups > 1) for op in kernel.ops)
 
 
-def _native_kernels(graph, fused: bool):
+# Threads split a fused block step's output rows, and each chunk expands the k - stride input rows
+# under its first band again (kernels/mbconv.h). With fewer than this many output rows per thread
+# that halo is a large share of the expand (MnasNet-A1's 7 x 7 blocks at two threads: 11 of 7 rows
+# expanded), so such blocks run as op steps, which split without overlap (the expand and project
+# GEMMs by output-channel panels): MnasNet-A1 2-3% faster at two threads (Xeon, AVX-512), level at
+# one (where nothing is split and blocks stay fused).
+MIN_BLOCK_ROWS_PER_THREAD = 4
+
+
+def _split_by_threads(kernel, threads: int) -> bool:
+    return threads > 1 and kernel.last.hout < MIN_BLOCK_ROWS_PER_THREAD * threads
+
+
+def _native_kernels(graph, fused: bool, threads: int = 1):
     """The kernels to build: `fuse(graph, blocks=fused)`, with every grouped block kernel replaced by
-    its op-level kernels (`fuse(graph)`'s), since the fused block step runs no groups."""
+    its op-level kernels (`fuse(graph)`'s), since the fused block step runs no groups, and so is
+    every block too small to split over `threads` (`MIN_BLOCK_ROWS_PER_THREAD`)."""
     if not fused:
         return fuse(graph)
     kernels = fuse(graph, blocks=True)
-    split = {op.id for k in kernels if k.kind in BLOCK_KERNELS.values() and _grouped(k) for op in k.ops}
+    split = {op.id for k in kernels if k.kind in BLOCK_KERNELS.values()
+             and (_grouped(k) or _split_by_threads(k, threads)) for op in k.ops}
     if not split:
         return kernels
     kept = [k for k in kernels if not any(op.id in split for op in k.ops)]
     parts = [k for k in fuse(graph) if any(op.id in split for op in k.ops)]
     if any(not all(op.id in split for op in k.ops) for k in parts):
-        raise AssertionError("op-level kernels of grouped blocks reach outside their blocks")
+        raise AssertionError("op-level kernels of split blocks reach outside their blocks")
     # Ordering by last op id is topological, as in fuse().
     return sorted(kept + parts, key=lambda k: k.last.id)
 
@@ -124,7 +141,7 @@ class NativeNetwork:
             weights = from_torch(self.graph, weights)
         self.network = _core.Network(threads) if network is None else network
         self.band_rows = band_rows
-        kernels = _native_kernels(self.graph, fused)
+        kernels = _native_kernels(self.graph, fused, threads)
         if segment is not None:
             kernels = [k for k in kernels if all(segment_of(op) == segment for op in k.ops)]
             if not kernels:
