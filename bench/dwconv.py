@@ -24,7 +24,6 @@ import numpy as np
 
 from pynas import _core
 
-PEAK_GFLOPS = 117.0  # one core of the reference machine (AMD Zen, fp32 FMA)
 # (name, H, W, C, k, stride, target ms or None)
 SHAPES = [
     ("dw3x3 s1 56x56x144", 56, 56, 144, 3, 1, 0.146),
@@ -141,6 +140,7 @@ def main():
             shape, name = key
             samples[key].append(statistics.median(runners[shape][name](args.calls)))
 
+    peak = _core.peak_gflops()
     print(f"pynas {_core.build_info()['version']}, torch {torch.__version__ if torch else '-'}, "
           f"selected {_core.selected_kernels()['dwconv']}; {args.passes} passes x {args.calls} calls; "
           f"input offset from 64 B: {args.offset}; "
@@ -160,10 +160,12 @@ def main():
             gf = flops / (ms * 1e-3) / 1e9
             vs_cl = f"{ref_ms / ms:10.2f}x" if ref_ms else "-"
             vs_t = f"{target / ms:8.2f}x" if target else "-"
-            print(f"{name_s:20} {name:22} {ms:9.4f} {min(vals) * 1e3:8.4f} {gf:8.1f} {gf / PEAK_GFLOPS * 100:5.1f}% "
+            print(f"{name_s:20} {name:22} {ms:9.4f} {min(vals) * 1e3:8.4f} {gf:8.1f} {gf / peak * 100:5.1f}% "
                   f"{vs_cl:>11} {vs_t:>9}")
     print("median ms: median over passes of each pass's median call; best ms: the fastest pass's median; "
-          "GFLOP/s and %peak from the median (2*k*k*C*OH*OW flops, peak 117 GFLOP/s); vs torch_cl / vs target: "
+          f"GFLOP/s and %peak from the median (2*k*k*C*OH*OW flops, this core's measured FMA peak "
+          f"{peak:.0f} GFLOP/s); "
+          "vs torch_cl / vs target: "
           "torch channels_last median / this median, target ms / this median (> 1: faster)")
 
 

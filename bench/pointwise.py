@@ -12,10 +12,9 @@ have slow and fast spells of 5-8%), each on inputs rotated through enough buffer
 each candidate's figure is the median of its per-pass medians. The output of each runtime is
 checked against torch's before timing.
 
-"of 117" is the share of 117 GFLOP/s, the one-core fp32 peak quoted for this machine: it is the
-peak of 256-bit (ymm) FMAs. This CPU (AMD family 26, Zen 5) runs 512-bit FMAs at full width, so
-AVX-512 code can reach about twice that (a register-only FMA loop measured 250 GFLOP/s zmm,
-123 GFLOP/s ymm): shares above 100% are real.
+"of peak" is the share of this core's FMA peak measured at the start (pynas._core.peak_gflops(): the
+widest FMAs this CPU runs; the machines differ from session to session, so the peak is measured,
+never quoted).
 """
 from __future__ import annotations
 
@@ -29,7 +28,6 @@ import numpy as np
 
 from pynas import _core, ui
 
-PEAK_GFLOPS = 117.0  # one core's fp32 FMA peak quoted for this machine: ymm width (see the docstring)
 TARGET_MS = {("144-24", 56): 0.249}  # LiteRT/XNNPACK on this machine
 
 # (Cin, Cout, H = W)
@@ -52,7 +50,8 @@ def _calibrate(fn, seconds: float) -> int:
         number = max(number * 2, int(number * seconds / max(t, 1e-9) * 1.2))
 
 
-def bench_shape(cin: int, cout: int, hw: int, passes: int, sample_s: float, samples: int) -> list[list[str]]:
+def bench_shape(cin: int, cout: int, hw: int, passes: int, sample_s: float, samples: int,
+                peak: float) -> list[list[str]]:
     import torch
 
     rng = np.random.default_rng(0)
@@ -107,7 +106,7 @@ def bench_shape(cin: int, cout: int, hw: int, passes: int, sample_s: float, samp
         note = ""
         if target is not None and not name.startswith("torch"):
             note = f"{t / target:.2f} of target {target} ms"
-        rows.append([shape, name, f"{t:.4f}", f"{gflops:.1f}", f"{100 * gflops / PEAK_GFLOPS:.0f}%",
+        rows.append([shape, name, f"{t:.4f}", f"{gflops:.1f}", f"{100 * gflops / peak:.0f}%",
                      f"{t / ms['torch channels_last']:.2f}", note])
     return rows
 
@@ -133,12 +132,13 @@ def main() -> int:
     if "GLIBC_TUNABLES" not in os.environ:
         print("note: set GLIBC_TUNABLES (see the docstring) or torch timings swing with page faults", file=sys.stderr)
     cpus = sorted(os.sched_getaffinity(0))
+    peak = _core.peak_gflops()
     print(f"cpus {cpus}, torch {torch.__version__} ({torch.get_num_threads()} thread), ISAs {_core.supported_isas()}, "
-          f"share of {PEAK_GFLOPS:.0f} GFLOP/s, ratio to torch channels_last (below 1: faster)")
-    header = ["shape", "runtime", "median ms", "GFLOP/s", f"of {PEAK_GFLOPS:.0f}", "vs torch cl", ""]
+          f"share of the measured FMA peak {peak:.0f} GFLOP/s, ratio to torch channels_last (below 1: faster)")
+    header = ["shape", "runtime", "median ms", "GFLOP/s", "of peak", "vs torch cl", ""]
     rows = []
     for cin, cout, hw in shapes:
-        rows += bench_shape(cin, cout, hw, args.passes, args.sample_ms / 1e3, args.samples)
+        rows += bench_shape(cin, cout, hw, args.passes, args.sample_ms / 1e3, args.samples, peak)
     print(ui.table(header, rows))
     return 0
 

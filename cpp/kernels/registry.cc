@@ -69,7 +69,11 @@ std::string native_backend_version() {
   // "+rev2": the same kernels, run faster: weight-bound blocks in one band (mbconv_band_rows), the
   // GEMMs prefetch their next weight panel, the thread pool spins before it blocks (bench/kernels.py:
   // MnasNet-A1's 7x7 blocks 15-30% faster): segment times measured before over-predict.
-  return v + "+ftz+rev2";
+  // "+rev3": GEMM row chunks even and up to 192 KB of A on x86 (7 x 7 layers no longer re-read their
+  // weights for a last row: MnasNet-A1's head and 7 x 7 blocks 5-7% faster at one thread), and at
+  // several threads few-row pointwise layers and the classifier split their output channels, blocks
+  // under 4 rows a thread run as op steps (MnasNet-A1 about 15% faster at two threads).
+  return v + "+ftz+rev3";
 }
 
 }  // namespace pynas
