@@ -73,6 +73,11 @@ struct PanelPrefetch {
   inline void step() {
     for (size_t i = 0; i < per_k && next < end; ++i, next += 64) __builtin_prefetch(next, 0, 2);
   }
+  // The lines of `steps` k steps at once: a kernel whose K loop runs in blocks of k steps calls
+  // this once per block, keeping the prefetch loop out of the FMA loop.
+  inline void steps(size_t n) {
+    for (size_t i = 0, lines = per_k * n; i < lines && next < end; ++i, next += 64) __builtin_prefetch(next, 0, 2);
+  }
   // The panel after the one at output channel n0 of a packed N x K layer (gemm.h's layout: panels
   // nr wide, the last rounded up to nr_min), as (its first float, its floats); (nullptr, 0) after the
   // last panel, or when the packed weights are under kPrefetchBytes: then they are in L2 from the last
