@@ -519,10 +519,11 @@ def test_blocks_too_small_to_split_over_the_threads_run_as_op_steps():
 @pytest.mark.parametrize("threads", [2, 3])
 @pytest.mark.parametrize("hw, cin, cout, residual", [
     ((7, 7), 320, 1280, False), ((7, 7), 160, 40, True), ((1, 1), 17, 1000, False), ((3, 5), 24, 33, True),
-    ((7, 7), 96, 8, False),
+    ((7, 7), 96, 8, False), ((7, 7), 960, 160, True), ((9, 11), 24, 96, False),
 ])
 def test_network_pointwise_of_few_rows_splits_the_channels_over_threads(threads, hw, cin, cout, residual):
-    """Under 128 rows the threads split the output channels in whole panels: outputs equal one
+    """Under 128 rows the threads split the output channels in whole panels, or the rows where the
+    panels would split unevenly (N = 160: 5 panels of 32; N = 96 on 3 threads): outputs equal one
     thread's and the float64 reference, with the residual and activation, any panel remainder."""
     from pynas import _core
     from pynas.native import reference
@@ -565,3 +566,27 @@ def test_network_fc_splits_its_channels_over_threads(cout):
     np.testing.assert_allclose(outs[0], wt.astype(np.float64) @ x.reshape(-1) + b, rtol=1e-4, atol=1e-4)
     np.testing.assert_array_equal(outs[1], outs[0])
     np.testing.assert_array_equal(outs[2], outs[0])
+
+
+@pytest.mark.parametrize("hw", [(7, 7), (1, 1), (28, 5)])
+def test_network_se_step_splits_its_rows_over_threads(hw):
+    """An SE op step at several threads (each thread pools its rows, one computes the gate, each
+    scales its rows) equals numpy's SE and the one-thread step."""
+    from pynas import _core
+
+    rng = np.random.default_rng(hw[0])
+    h, w = hw
+    c, r = 96, 24
+    x = rng.standard_normal((h, w, c)).astype(np.float32)
+    wr, br = rng.standard_normal((r, c)).astype(np.float32) / np.sqrt(c), rng.standard_normal(r).astype(np.float32)
+    we, be = rng.standard_normal((c, r)).astype(np.float32) / np.sqrt(r), rng.standard_normal(c).astype(np.float32)
+    hidden = np.maximum(wr.astype(np.float64) @ x.reshape(-1, c).mean(axis=0) + br, 0)
+    gate = 1 / (1 + np.exp(-(we.astype(np.float64) @ hidden + be)))
+    want = x * gate
+    outs = []
+    for threads in (1, 2, 3):
+        n = _core.Network(threads)
+        n.finalize(n.se(n.input(h, w, c), wr, br, we, be, "re", "sigmoid"))
+        outs.append(n.run(x))
+        np.testing.assert_allclose(outs[-1], want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(outs[1], outs[0], rtol=1e-6, atol=1e-6)
