@@ -37,14 +37,15 @@ Model (`CellModel`), in one of two forms (`FORMS`) whose features differ:
 
 A series is fitted in every form its backend has (`forms_for`: litert both, the others ``cells``);
 with two, the form is chosen on a seeded fifth of the fitted networks (`VALIDATION`, lowest RMSPE),
-then refitted on all of them; the report keeps both forms' validation scores. In either form: a linear base over the structure features (least squares on relative error),
-times exp of XGBoost (depth-3 trees, 200 rounds) on the log residual over every feature. With the
-branch-free ReLU step (cpp/network/cell_steps.cc) this machine's runner is nearly additive per op
-and per sum: on 160 networks timed on a shared core the linear base alone held out 4.5% RMSPE where
-XGBoost alone on log latency held out 10-12%; the trees take what the base misses. Held out: a
-seeded `holdout` share of the measured networks is never fitted on (the shipped model is fitted
-without them); their accuracy is the bundle's report (RMSPE, share within 5% / 10%, Spearman), kept
-with their keys so `bench/predictor.py --sections cells` checks the bundle against them again.
+then refitted on all of them; the report keeps both forms' validation scores. In either form: a
+linear base over the structure features (least squares on relative error), times exp of XGBoost
+(depth-3 trees, 200 rounds) on the log residual over every feature. With the branch-free ReLU step
+(cpp/network/cell_steps.cc) this machine's runner is nearly additive per op and per sum: on 160
+networks timed on a shared core the linear base alone held out 4.5% RMSPE where XGBoost alone on log
+latency held out 10-12%; the trees take what the base misses. Held out: a seeded `holdout` share of
+the measured networks is never fitted on (the shipped model is fitted without them); their accuracy
+is the bundle's report (RMSPE, share within 5% / 10%, Spearman), kept with their keys so
+`bench/predictor.py --sections cells` checks the bundle against them again.
 
 Bundle: a lookup bundle (`pynas.predictor.lookup`, kind "lookup"): the model's prediction for
 every cell of the space (15,625; what `predictor.latency_model(bundle, "nb201")`, `pynas predict`
@@ -92,8 +93,9 @@ IR_FEATURES = ("macs_m", "params_k", "weight_kb")
 
 
 FORMS = ("cells", "litert-ops")
-FORM_MODELS = {"cells": "linear base x xgboost residual on whole networks' cell features (pynas.predictor.cellnet)",
-               "litert-ops": "linear base x xgboost residual on the ops LiteRT runs, by shape (pynas.predictor.litert_ops)"}
+FORM_MODELS = {
+    "cells": "linear base x xgboost residual on whole networks' cell features (pynas.predictor.cellnet)",
+    "litert-ops": "linear base x xgboost residual on the ops LiteRT runs, by shape (pynas.predictor.litert_ops)"}
 VALIDATION = 0.2  # of the fitted networks, when a backend has two forms: the choice's
 
 

@@ -17,8 +17,9 @@ compares every one of them):
   last cell goes, and the last cell runs on constants;
 * constant zeros fold through ReLU, sums, padding and BatchNorm (a node without edges is a zero
   tensor; x + 0 is x), but a convolution or an average pool *of* zeros still runs (the converter has
-  no folder for them; a 3x3 conv of zeros reads them padded, as a VALID conv), and the pools of zeros at one shape are one op (common sub-expressions merge: the same op
-  on the same input once, also the partial sums two nodes share);
+  no folder for them; a 3x3 conv of zeros reads them padded, as a VALID conv), and the pools of
+  zeros at one shape are one op (common sub-expressions merge: the same op on the same input once,
+  also the partial sums two nodes share);
 * a ReLU fuses into the op that produced its input (conv, add, pool) when nothing else reads that
   input raw; a node read both raw (skip, pool) and through ReLU-Conv keeps one RELU op;
 * BatchNorm folds into the conv before it when the conv's output goes nowhere else; the head's
@@ -111,7 +112,8 @@ def _build(net) -> tuple[_Graph, object]:
     """The network's graph as the converter sees it before its passes, and its output value (None when
     the output is a constant: nothing runs)."""
     if getattr(net, "skeleton", None) != "nb201":
-        raise ValueError(f"network: expected a cell network of the nb201 skeleton, got {getattr(net, 'skeleton', net)!r}")
+        got = getattr(net, "skeleton", net)
+        raise ValueError(f"network: expected a cell network of the nb201 skeleton, got {got!r}")
     graph, size, width = _Graph(), net.resolution, net.channels
     graph.shape["input"] = (3, size, size)  # NCHW: transposed to NHWC first
     x = graph.add("TRANSPOSE", ["input"], (size, size, 3))
