@@ -202,14 +202,15 @@ def litert_cells(tmp_path_factory):
     context = Context(device=device, backend="litert", backend_version="ai-edge-litert==0", threads=1, session="t",
                       pynas_version="0.1.0", kernel="6.1.0-test", cpu_mhz=3000.0)
     tokens = np.unique(SPACE.sample_tokens(95, seed=5), axis=0)[:90]
-    with Store(tmp_path_factory.mktemp("litert") / "m.sqlite") as store:
+    path = tmp_path_factory.mktemp("litert") / "m.sqlite"
+    with Store(path) as store:
         fill(store, context, tokens, litert_ms(tokens))
         data = cellnet.load_cells(store, SPACE, backend="litert")
-    return data, cellnet.train_cells(data, SPACE, params={"rounds": 100})
+    return data, cellnet.train_cells(data, SPACE, params={"rounds": 100}), path
 
 
 def test_a_litert_series_is_fitted_in_the_form_validation_chooses(litert_cells, tmp_path):
-    data, trained = litert_cells
+    data, trained, _ = litert_cells
     report = trained.report
     # the ops LiteRT runs price this device exactly; the cell's edges do not (cut-off cells run one cell)
     assert report["form"] == "litert-ops" and trained.model.form == "litert-ops"
@@ -249,3 +250,13 @@ def test_a_model_of_other_features_is_refused(cell_bundle, tmp_path):
     with pytest.raises(BundleError, match=r"model.ubj: feature_names: expected this pynas's features of a form, "
                                           r"47 \(cells\) or 32 \(litert-ops\), got 3"):
         cellnet.CellModel.load(copy, SPACE)
+
+
+def test_calibrate_says_which_form_it_chose(litert_cells, tmp_path, capsys):
+    _, _, store = litert_cells
+    code = main(["calibrate", str(store), "--space", "nb201", "--backend", "litert", "-o", str(tmp_path / "b")])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "model form: litert-ops, chosen on 14 of the fitted networks: cells RMSPE " in out
+    assert "; litert-ops RMSPE " in out and "heldout_networks   n=18" in out
+    assert bundle.load(tmp_path / "b").manifest.extra["report"]["form"] == "litert-ops"
