@@ -29,15 +29,20 @@ def fill(store, context, tokens, ms) -> None:
         store.record(context, OpKey(str(net), "network", {"macs": lower(net).macs}), Stats(m, m * 0.01, m, m, 20))
 
 
+def made_up_context(backend: str, backend_version: str, machine: str = "aarch64", isa: str = "neon"):
+    """A measurement context of a made-up device."""
+    from pynas.store import Context, DeviceFingerprint
+
+    device = DeviceFingerprint(cpu_model="Test CPU", machine=machine, os="Linux", isa_flags=(isa,),
+                               logical_cores=8, l1d_bytes=65536, l2_bytes=524288, l3_bytes=None, max_mhz=2400.0)
+    return Context(device=device, backend=backend, backend_version=backend_version, threads=1, session="test",
+                   pynas_version="0.1.0", kernel="6.1.0-test", cpu_mhz=1800.0)
+
+
 @pytest.fixture(scope="module")
 def cell_store(tmp_path_factory):
     """A store of 90 measured NAS-Bench-201 networks on a made-up device, and one MnasNet network."""
-    from pynas.store import Context, DeviceFingerprint
-
-    device = DeviceFingerprint(cpu_model="Test CPU", machine="aarch64", os="Linux", isa_flags=("neon",),
-                               logical_cores=8, l1d_bytes=65536, l2_bytes=524288, l3_bytes=None, max_mhz=2400.0)
-    context = Context(device=device, backend="native", backend_version="0.1.0", threads=1, session="test",
-                      pynas_version="0.1.0", kernel="6.1.0-test", cpu_mhz=1800.0)
+    context = made_up_context("native", "0.1.0")
     path = tmp_path_factory.mktemp("cells") / "m.sqlite"
     tokens = np.unique(SPACE.sample_tokens(95, seed=4), axis=0)[:90]
     with Store(path) as store:
@@ -195,12 +200,7 @@ def litert_ms(tokens: np.ndarray) -> np.ndarray:
 @pytest.fixture(scope="module")
 def litert_cells(tmp_path_factory):
     """90 measured NAS-Bench-201 networks on a made-up LiteRT device, trained."""
-    from pynas.store import Context, DeviceFingerprint
-
-    device = DeviceFingerprint(cpu_model="Test CPU", machine="x86_64", os="Linux", isa_flags=("avx2",),
-                               logical_cores=2, l1d_bytes=32768, l2_bytes=524288, l3_bytes=None, max_mhz=3000.0)
-    context = Context(device=device, backend="litert", backend_version="ai-edge-litert==0", threads=1, session="t",
-                      pynas_version="0.1.0", kernel="6.1.0-test", cpu_mhz=3000.0)
+    context = made_up_context("litert", "ai-edge-litert==0", machine="x86_64", isa="avx2")
     tokens = np.unique(SPACE.sample_tokens(95, seed=5), axis=0)[:90]
     path = tmp_path_factory.mktemp("litert") / "m.sqlite"
     with Store(path) as store:
