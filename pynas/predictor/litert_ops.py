@@ -37,6 +37,8 @@ import functools
 import itertools
 from pathlib import Path
 
+import numpy as np
+
 # The nb201 cell's ops (pynas.cell's names): the ReLU-Conv-BN edges and the 3x3 average pool.
 _CONV_KERNELS = {"conv1": 1, "conv3": 3}
 _ZERO = "zero"  # a known zero tensor: folds away through ReLU, sums and BatchNorm
@@ -201,11 +203,9 @@ def _space_counts(space_name: str) -> tuple[collections.Counter, ...]:
     return tuple(executed_ops(space.network(tuple(int(t) for t in row))) for row in rows)
 
 
-def op_counts(space, tokens) -> "np.ndarray":
+def op_counts(space, tokens) -> np.ndarray:
     """N x len(space_signatures()) counts of the ops LiteRT runs for the networks of N token rows
     of `space` (nb201)."""
-    import numpy as np
-
     names = space_signatures(space.name)
     column = {name: i for i, name in enumerate(names)}
     table = _table(space.name, names)
@@ -213,9 +213,7 @@ def op_counts(space, tokens) -> "np.ndarray":
 
 
 @functools.lru_cache(maxsize=None)
-def _table(space_name: str, names: tuple[str, ...]):
-    import numpy as np
-
+def _table(space_name: str, names: tuple[str, ...]) -> np.ndarray:
     column = {name: i for i, name in enumerate(names)}
     table = np.zeros((len(_space_counts(space_name)), len(names)))
     for row, counts in enumerate(_space_counts(space_name)):
@@ -228,8 +226,6 @@ def converted_ops(net, folder: str | Path) -> collections.Counter:
     """The ops of `net` as LiteRT's converter in hand leaves them: the network built, its BatchNorm
     folded and converted as `pynas profile --backend litert` converts it (into `folder`), then read
     (`ops_in_tflite`); what tests compare `executed_ops` with."""
-    import numpy as np
-
     from pynas import runtimes
     from pynas.torch_builder import build_torch, fold_batchnorm
 
