@@ -649,8 +649,8 @@ def _steps(result: AdaptResult, predictor, scorer: Scorer, max_steps: int | None
 def _measure_round(result: AdaptResult, predictor, rounds: int, passes: int | None, verify, say) -> bool:
     """Measure the network reached; record the round. True when the steps should go on (it measured
     over T with its slack and rounds are left: the aim tightened in the round's `next_aim_ms`)."""
-    from pynas.ship.plan_check import measure
-    from pynas.verify.measure import DEFAULT_PASSES, UNSTEADY
+    from pynas.ship.plan_check import measure, next_aim
+    from pynas.verify.measure import DEFAULT_PASSES
 
     target = result.target_ms
     row = {"round": len(result.rounds), "step": len(result.steps), "aim_ms": result.aim_ms, "arch": str(result.arch),
@@ -663,10 +663,11 @@ def _measure_round(result: AdaptResult, predictor, rounds: int, passes: int | No
         f"predicted {result.predicted_ms:.3f}: " + ("fits T" if row["fits"] else f"over T ({row['verdict']})"))
     if row["fits"] or len(result.rounds) >= rounds:
         return False
-    if row["verdict"] == UNSTEADY and row["measured_ms"] <= target:
+    aim = next_aim(row, result.predicted_ms, target)
+    if aim is None:
         row["next_aim_ms"] = result.aim_ms  # too noisy to trust under T: the same network measured again
         return True
-    row["next_aim_ms"] = target * result.predicted_ms / row["upper_ms"]
+    row["next_aim_ms"] = aim
     say(f"going on down to {row['next_aim_ms']:.3f} ms predicted (T x predicted / measured with its slack)")
     return True
 

@@ -80,6 +80,15 @@ def measure(arch, predicted_ms: float, predictor, target_ms: float, *, passes: i
             "fits": upper <= target_ms and v.verdict != UNSTEADY}
 
 
+def next_aim(row: dict, predicted_ms: float, target_ms: float) -> float | None:
+    """After a measurement (`measure`'s row) that does not fit: the predicted latency to aim at next,
+    T x predicted / (measured x (1 + slack)), or None when it measured under T but too unsteady to
+    judge (the same candidate is measured again)."""
+    if row["verdict"] == UNSTEADY and row["measured_ms"] <= target_ms:
+        return None
+    return target_ms * predicted_ms / row["upper_ms"]
+
+
 def _rounds(first, about: Callable[[object], tuple], replan: Callable[[float], object], predictor,
             target_ms: float, rounds: int, passes: int, verify) -> tuple[list, list[dict], tuple | None]:
     """The loop of measured rounds that plans and the uniform baseline share: measure the current
@@ -96,9 +105,9 @@ def _rounds(first, about: Callable[[object], tuple], replan: Callable[[float], o
         row = rows[-1]
         if row["fits"] or round == rounds - 1:
             break
-        if row["verdict"] == UNSTEADY and row["measured_ms"] <= target_ms:
-            continue  # under T but too noisy to trust: the same candidate measured again
-        aim = target_ms * predicted / row["upper_ms"]
+        aim = next_aim(row, predicted, target_ms)
+        if aim is None:
+            continue
         try:
             current = replan(aim)
         except ValueError as error:
@@ -180,4 +189,4 @@ def describe(record: dict) -> str:
 
 
 __all__ = ["DEFAULT_ROUNDS", "cannot_measure", "check_plan", "check_rounds", "describe", "measure",
-           "measured_uniform", "repeatability"]
+           "measured_uniform", "next_aim", "repeatability"]
