@@ -170,13 +170,13 @@ int Network::pointwise(int x, const float* w_oi, const float* bias, size_t cout,
   const size_t threads = static_cast<size_t>(pool_.threads());
   const size_t most_panels = (panels + threads - 1) / threads;  // the busiest thread's share, of panels
   const bool panels_even = most_panels * threads * 10 <= panels * 11;  // within 10% of an even split
-  const bool by_panels = groups == 1 && !shuffle && m < row_grain * 2 && panels >= 2 &&
+  const bool by_panels = threads > 1 && groups == 1 && !shuffle && m < row_grain * 2 && panels >= 2 &&
                          (panels_even || m < 16 * threads);
-  const size_t grain = by_panels || m >= row_grain * 2 ? row_grain : std::max<size_t>(16, m / threads);
+  const size_t grain = m >= row_grain * 2 ? row_grain : std::max<size_t>(16, m / threads);
   return add_step(name, reads, out, [=, this](float* const* t) {
     const float* res = residual >= 0 ? t[residual] : nullptr;
     float* tmp = scratch_.get();
-    if (by_panels && pool_.threads() > 1) {
+    if (by_panels) {
       // Panels [p0, p1) are a packed layer of their own (gemm.h: every panel but the last is nr wide).
       pool_.parallel_for(panels, 1, [&](size_t p0, size_t p1) {
         const size_t n0 = p0 * tile.nr, n1 = std::min(cout, p1 * tile.nr);
