@@ -1,7 +1,7 @@
 """Issue 14's benchmark: a found architecture's measured latency against its target, compound scaling,
 NetAdapt and Network Slimming against uniform width scaling. Prints tables.
 
-    python bench/ship.py --out ship-out [--sections verify,scale,adapt,slim] [--predictor BUNDLE]
+    python bench/ship.py --out ship-out [--sections verify,scale,adapt,slim] [--predictor BUNDLE] [--seeds N]
     python bench/ship.py --from ship-out            # the tables of what a run saved
 
 The bundle must be one made on this machine (`pynas device init`; the default is this machine's).
@@ -25,9 +25,10 @@ The bundle must be one made on this machine (`pynas device init`; the default is
   way (`pynas.ship.tuning.FineTuneScorer`: weights carried, a short fine-tune per proposal, top-1
   on held-out training images); against the largest uniform width multiplier predicted under the
   same target, compared twice on the Fashion-MNIST proxy (16 px, 5,000 training images, 2,000
-  validation images), seeds 0, 1, 2: both networks long-term fine-tuned (3 epochs) from the same
-  trained seed (the uniform one pruned from it by the same filter magnitudes), and both
-  architectures trained from scratch (5 epochs). Mean and sd over the seeds, and both measured.
+  validation images), seeds 0 .. N-1 (--seeds, default 10): both networks long-term fine-tuned (3
+  epochs) from the same trained seed (the uniform one pruned from it by the same filter magnitudes),
+  and both architectures trained from scratch (5 epochs). Mean and sd over the seeds, the paired
+  lead (mean, 95% interval of the mean, seeds ahead), and both networks measured.
   NetAdapt's run is checkpointed in OUT/adapt-checkpoint after every step: running the section
   again with the same --out resumes it (and the figures after it: adapt-finals.json). Both sides
   must hold T measured here, by one rule: measured x (1 + slack) <= T (`pynas.ship.plan_check`'s
@@ -36,12 +37,14 @@ The bundle must be one made on this machine (`pynas device init`; the default is
   same way (`pynas.ship.plan_check.measured_uniform`).
 * ``slim``: Network Slimming of MnasNet-A1 to the same target (`pynas slim --compare-uniform`:
   2 sparsity epochs + 6 fine-tuning epochs against the uniform multiplier's 8 from scratch, the
-  same images and seed), seeds 0, 1, 2; and each slimmed architecture trained from scratch by the
+  same images and seed), seeds 0 .. N-1; and each slimmed architecture trained from scratch by the
   uniform side's recipe (is the architecture or the inherited weights worth more?). `pynas slim`
   measures its plan here and re-plans while it measures over T (`pynas.ship.plan_check`): the
   table says in how many rounds, and the final timing measures every network again.
 
-Each section writes DIR/<section>.json; `--from DIR` prints the tables again.
+Each section writes DIR/<section>.json; `--from DIR` prints the tables again. Figures saved in DIR are
+reused, so running a section again with a larger --seeds adds seeds to it (the adapt section keeps
+its uniform multiplier, chosen by measuring once, in DIR/adapt-uniform.json).
 """
 from __future__ import annotations
 
@@ -160,14 +163,17 @@ def scale_table(result: dict) -> str:
 ADAPT_SEED = "mnasnet-a1"
 ADAPT_TARGET_FRACTION = 0.75  # of the seed's predicted latency
 ADAPT_DELTA = 0.01  # of the seed's latency per step, as MobileNetV3 applied NetAdapt (~25 steps to 0.75 x)
-ADAPT_SEEDS = (0, 1, 2)
+# Seeds 0 .. 9 of the adapt and slim comparisons (--seeds N: 0 .. N-1): on this proxy the seeds'
+# spread (~1 point) is larger than the leads measured, and three seeds turned NetAdapt's fine-tuned
+# lead from -0.35 (seeds 0-2) to +0.70 (0-9).
+DEFAULT_SEEDS = 10
 # NetAdapt as the paper scores proposals (`pynas.ship.tuning.FineTuneScorer`): the seed's proxy
 # (16 px, its own widths) trained 5 epochs on 5,000 training images; per proposal, the channels with
 # the smallest BN-folded filter norms removed from the current network, 20 steps of fine-tuning
 # (2,560 images, lr 0.01), top-1 on 1,000 other training images. Then, for both sides (the
 # uniform multiplier pruned from the same trained seed by the same magnitudes), a long-term
 # fine-tune of ADAPT_LONG_EPOCHS on the 5,000 images, and, as a second comparison, both
-# architectures trained from scratch for ADAPT_SCRATCH_EPOCHS; each for seeds 0, 1, 2 (batch order,
+# architectures trained from scratch for ADAPT_SCRATCH_EPOCHS; each for seeds 0 .. N-1 (batch order,
 # and from scratch the initial weights), top-1 on 2,000 validation images.
 ADAPT_SCORER = {"pretrain_epochs": 5, "resolution": 16, "train_images": 5000, "holdout_images": 1000,
                 "tune_images": 2560, "tune_lr": 0.01, "val_images": 2000, "seed": 0}
@@ -177,10 +183,11 @@ ADAPT_COLUMNS = ("fine_tuned", "scratch")  # the comparisons run, in this order 
 ADAPT_VERIFY_ROUNDS = 3  # measurements at most, for NetAdapt and for the uniform multiplier
 
 
-def run_adapt(out: Path, bundle: str, log) -> dict:
+def run_adapt(out: Path, bundle: str, log, seeds: int = DEFAULT_SEEDS) -> dict:
     """NetAdapt (weights carried, `pynas.ship.tuning`) from MnasNet-A1 to 0.75 x its predicted
     latency, against the uniform width multiplier at the same target: long-term fine-tuned from the
-    same trained seed, and trained from scratch; 3 seeds each; both measured."""
+    same trained seed, and trained from scratch; `seeds` seeds each (the figures of seeds an earlier
+    run saved are reused, so a larger count adds seeds); both measured."""
     import copy
 
     import torch
@@ -219,16 +226,24 @@ def run_adapt(out: Path, bundle: str, log) -> dict:
     record = json.loads(run.read_text())
     state = torch.load(weights, weights_only=True)
     adapted = parse(record["arch"])
-    uniform, uniform_record = plan_check.measured_uniform(seed_arch, predictor, target, rounds=ADAPT_VERIFY_ROUNDS)
-    uniform_rounds = uniform_record.get("rounds", [])
+    # The uniform multiplier is chosen by measuring here once and kept (adapt-uniform.json): measured
+    # again on a resume it may land on the next width, and the figures saved for it would then be
+    # another network's.
+    uniform_path = out / "adapt-uniform.json"
+    if not uniform_path.is_file():
+        baseline, uniform_record = plan_check.measured_uniform(seed_arch, predictor, target, rounds=ADAPT_VERIFY_ROUNDS)
+        uniform_path.write_text(json.dumps({"arch": str(baseline.arch), "multiplier": baseline.multiplier,
+                                            "rounds": uniform_record.get("rounds", [])}, indent=1))
+    uniform = json.loads(uniform_path.read_text())
+    uniform_arch, uniform_rounds = parse(uniform["arch"]), uniform["rounds"]
     models = {}
     for name, arch in (("pretrained", seed_arch), ("adapted", adapted)):
         models[name] = build_torch(scorer.proxy_of(arch))
         models[name].load_state_dict(state[name])
         models[name].eval()
     starts = {"netadapt": (adapted, lambda: models["adapted"]),
-              "uniform": (uniform.arch, lambda: tuning.transfer(models["pretrained"], scorer.proxy_of(seed_arch),
-                                                                 scorer.proxy_of(uniform.arch)))}
+              "uniform": (uniform_arch, lambda: tuning.transfer(models["pretrained"], scorer.proxy_of(seed_arch),
+                                                                 scorer.proxy_of(uniform_arch)))}
     # Every figure is saved as it comes (adapt-finals.json): all long-term fine-tunes first, then the
     # from-scratch trainings, so that an interrupted run resumes where it stopped.
     finals_path = out / "adapt-finals.json"
@@ -239,7 +254,7 @@ def run_adapt(out: Path, bundle: str, log) -> dict:
     for column in ADAPT_COLUMNS:
         for name, (arch, weights_of) in starts.items():
             proxy = scorer.proxy_of(arch)
-            for seed in ADAPT_SEEDS:
+            for seed in range(seeds):
                 key = f"{name} {column} {seed}"
                 if key not in finals:
                     if column == "fine_tuned":
@@ -251,7 +266,7 @@ def run_adapt(out: Path, bundle: str, log) -> dict:
                     finals_path.write_text(json.dumps(finals, indent=1))
                     print(f"   {key}: {finals[key]:.2f}", flush=True)
                 rows[name].setdefault(column, []).append(finals[key])
-    rows["uniform"]["multiplier"] = uniform.multiplier
+    rows["uniform"]["multiplier"] = uniform["multiplier"]
     rows["uniform"]["rounds"] = uniform_rounds
     rows["netadapt"]["rounds"] = record.get("rounds", [])
     # Optimiser steps each long-term fine-tuned network has seen: NetAdapt's includes its chosen
@@ -311,12 +326,10 @@ def adapt_table(result: dict) -> str:
             f"{name}: {_rounds_text(r.get('rounds', []))}" for name, r in rows.items()))
     for column, what in [(c, {"fine_tuned": "long-term fine-tuned", "scratch": "from scratch"}[c]) for c in columns]:
         gains = [a - b for a, b in zip(rows["netadapt"][column], rows["uniform"][column])]
-        lines.append(f"NetAdapt - uniform, {what}: {statistics.mean(gains):+.2f} points (per seed "
-                     f"{', '.join(f'{g:+.2f}' for g in gains)})")
+        lines.append(f"NetAdapt - uniform, {what}: {_paired(gains)}")
     return "\n".join(lines)
 
 
-SLIM_SEEDS = (0, 1, 2)
 # The same images, resolution and total epochs for both sides: slimming's 2 sparsity epochs + 6
 # fine-tuning epochs against the uniform multiplier's 8 from scratch (`pynas slim`'s defaults, written
 # out so that the table says them: l1 2e-2 over 2 epochs is what `train_sparse`'s docstring measured;
@@ -326,17 +339,17 @@ SLIM_OPTIONS = ["--dataset", "fashion-mnist", "--train-images", "5000", "--val-i
                 "--finetune-epochs", "6", "--l1", "0.02", "--finetune-lr", "0.05", "--resolution", "16"]
 
 
-def run_slim(out: Path, bundle: str, log) -> dict:
+def run_slim(out: Path, bundle: str, log, seeds: int = DEFAULT_SEEDS) -> dict:
     """Network Slimming of MnasNet-A1 to the adapt section's target (0.75 x its predicted latency),
     against the uniform width multiplier trained as many epochs (`pynas slim --compare-uniform`),
-    seeds 0, 1, 2 (the seed sets the images' subset, the initial weights and the batch order of
-    both sides); every distinct architecture measured."""
+    seeds 0 .. `seeds` - 1 (the seed sets the images' subset, the initial weights and the batch order
+    of both sides); every distinct architecture measured."""
     from pynas.predictor.bundle import load
     from pynas.presets import resolve
 
     target = round(ADAPT_TARGET_FRACTION * float(load(bundle).predict(resolve(ADAPT_SEED))), 3)
     runs = []
-    for seed in SLIM_SEEDS:
+    for seed in range(seeds):
         result = out / f"slim-run-{seed}.json"
         if not result.is_file():
             subprocess.run(_pynas("slim", ADAPT_SEED, "--target-ms", f"{target}", "--predictor", bundle, *SLIM_OPTIONS,
@@ -348,7 +361,7 @@ def run_slim(out: Path, bundle: str, log) -> dict:
     # architecture's worth apart from the inherited weights'.
     scratch = out / "slim-scratch.json"
     from_scratch = json.loads(scratch.read_text()) if scratch.is_file() else {}
-    for seed, r in zip(SLIM_SEEDS, runs):
+    for seed, r in enumerate(runs):
         if str(seed) not in from_scratch:
             from_scratch[str(seed)] = _slim_from_scratch(r["pruned_arch"], seed)
             scratch.write_text(json.dumps(from_scratch, indent=1))
@@ -362,7 +375,7 @@ def run_slim(out: Path, bundle: str, log) -> dict:
                                         "accuracy_from_scratch": from_scratch[str(seed)]},
              "uniform": {"arch": r["uniform"]["arch"], "predicted_ms": r["uniform"]["predicted_ms"],
                          "measured_ms": measured[r["uniform"]["arch"]], "accuracy": r["uniform"]["accuracy"],
-                         "multiplier": r["uniform"]["multiplier"]}} for seed, r in zip(SLIM_SEEDS, runs)]
+                         "multiplier": r["uniform"]["multiplier"]}} for seed, r in enumerate(runs)]
     return {"bundle": bundle, "seed_arch": ADAPT_SEED, "target_ms": target, "options": SLIM_OPTIONS, "rows": rows}
 
 
@@ -388,9 +401,24 @@ def _spread(values: list[float]) -> str:
     return f"{statistics.mean(values):.2f} +- {sd:.2f}"
 
 
-def slim_table(result: dict) -> str:
+def _paired(gains: list[float]) -> str:
+    """A method's per-seed lead over uniform scaling (the same seed: images, batch order, initial
+    weights): mean, the 95% interval of the mean (Student's t over the seeds: the seeds' spread, not
+    a model's), and on how many seeds it was ahead."""
     import statistics
 
+    from scipy.stats import t as student
+
+    mean = statistics.mean(gains)
+    ahead = f"ahead on {sum(g > 0 for g in gains)} of {len(gains)} seeds"
+    per_seed = ", ".join(f"{g:+.2f}" for g in gains)
+    if len(gains) < 2:
+        return f"{mean:+.2f} points ({ahead}: {per_seed})"
+    half = student.ppf(0.975, len(gains) - 1) * statistics.stdev(gains) / len(gains) ** 0.5
+    return (f"{mean:+.2f} points, 95% interval {mean - half:+.2f} .. {mean + half:+.2f} ({ahead}: {per_seed})")
+
+
+def slim_table(result: dict) -> str:
     rows = result["rows"]
     if isinstance(rows, dict):  # a one-seed run of an earlier version
         rows = [{"seed": 0, **rows}]
@@ -416,12 +444,11 @@ def slim_table(result: dict) -> str:
     uniform = [r["uniform"]["accuracy"] for r in rows]
     gains = [a - b for a, b in zip(slim, uniform)]
     lines.append(f"slimming {_spread(slim)}, uniform {_spread(uniform)} (mean +- sd over seeds); slimming - uniform: "
-                 f"{statistics.mean(gains):+.2f} points (per seed {', '.join(f'{g:+.2f}' for g in gains)})")
+                 f"{_paired(gains)}")
     if scratch_run:
         scratch = [r["slimming"]["accuracy_from_scratch"] for r in rows]
         gains = [a - b for a, b in zip(scratch, uniform)]
-        lines.append(f"slimmed architecture from scratch {_spread(scratch)}; - uniform: {statistics.mean(gains):+.2f} "
-                     f"points (per seed {', '.join(f'{g:+.2f}' for g in gains)})")
+        lines.append(f"slimmed architecture from scratch {_spread(scratch)}; - uniform: {_paired(gains)}")
     return "\n".join(lines)
 
 
@@ -431,6 +458,9 @@ def main(argv=None) -> int:
     parser.add_argument("--from", dest="source", help="print the tables of an earlier --out")
     parser.add_argument("--sections", default=",".join(SECTIONS))
     parser.add_argument("--predictor", help="a bundle of this machine (default: its own)")
+    parser.add_argument("--seeds", type=_seed_count, default=DEFAULT_SEEDS,
+                        help=f"seeds of the adapt and slim comparisons, 0 .. N-1 (default {DEFAULT_SEEDS}); "
+                             "an --out that has some reuses them")
     args = parser.parse_args(argv)
     sections = args.sections.split(",")
     unknown = sorted(set(sections) - set(SECTIONS))
@@ -444,7 +474,7 @@ def main(argv=None) -> int:
         with open(folder / "log.txt", "a") as log:
             for section in sections:
                 print(f"== {section}", flush=True)
-                result = RUNNERS[section](folder, bundle, log)
+                result = RUNNERS[section](folder, bundle, log, **({"seeds": args.seeds} if section in SEEDED else {}))
                 (folder / f"{section}.json").write_text(json.dumps(result, indent=1))
     for section in sections:
         path = folder / f"{section}.json"
@@ -453,6 +483,13 @@ def main(argv=None) -> int:
     return 0
 
 
+def _seed_count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a count of seeds >= 1, got {text!r}")
+    return int(text)
+
+
+SEEDED = ("adapt", "slim")
 RUNNERS = {"verify": run_verify, "scale": run_scale, "adapt": run_adapt, "slim": run_slim}
 TABLES = {"verify": verify_table, "scale": scale_table, "adapt": adapt_table, "slim": slim_table}
 
