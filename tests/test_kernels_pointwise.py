@@ -14,7 +14,7 @@ from pynas import _core
 from pynas.native import reference
 
 VARIANTS = [v for v in _core.kernel_variants() if v["op"] == "gemm"]
-NS = [1, 3, 7, 8, 9, 15, 16, 17, 23, 24, 25, 31, 32, 33, 47, 48, 64, 100]
+NS = [1, 3, 7, 8, 9, 15, 16, 17, 23, 24, 25, 31, 32, 33, 40, 41, 47, 48, 49, 64, 80, 100, 112, 144]
 KS = [1, 2, 3, 8, 16, 17, 64, 144]
 MS = [1, 2, 3, 5, 6, 7, 8, 9, 11, 12, 13, 15, 16, 17, 23, 24, 25, 49]
 
@@ -77,7 +77,7 @@ def test_channels(variant, n, k):
 
 @pytest.mark.parametrize("m", MS)
 def test_rows_around_tiles(variant, m):
-    for k, n in ((5, 8), (16, 16), (3, 24), (17, 32), (9, 40), (8, 100)):
+    for k, n in ((5, 8), (16, 16), (3, 24), (17, 32), (9, 40), (8, 100), (7, 48), (6, 80), (11, 41)):
         _check(variant, m, k, n, seed=m)
 
 

@@ -1,6 +1,7 @@
 // GEMM microkernels, AVX-512F. Main tile 8 rows x 32 channels: 16 zmm accumulators, 2 B vectors,
-// the A element broadcast. The last panel may be 16 wide (8 rows), or 24 or 8 wide: then the
-// last 8 channels of two rows share one zmm (tile_paired), so every FMA is 16 lanes wide.
+// the A element broadcast. The last panel may be 16 wide: then it runs with the full panel before
+// it as one 8 x 48 tile (24 accumulators); or 24 or 8 wide: then the last 8 channels of two rows
+// share one zmm (tile_paired), so every FMA is 16 lanes wide.
 // Only AVX-512F is assumed (no VL, no DQ).
 #include <cstddef>
 #include <cstdint>
@@ -59,38 +60,48 @@ static inline __mmask16 first_lanes(size_t n) {  // lanes [0, min(n, 16))
   return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1);
 }
 
-// An MR x W tile, W = 16 or 32, at A rows a, C rows c: rows [0, rows) are real, the rest are
+// An MR x W tile, W = 16, 32 or 48, at A rows a, C rows c: rows [0, rows) are real, the rest are
 // clamped to the last real row (computed and stored twice, the same values); channels
-// [0, wvalid) are stored. Loops are fully unrolled (constant indices) so that GCC keeps the
-// accumulator arrays in registers.
+// [0, wvalid) are stored. W = 48 reads two panels: channels 0-31 from a full panel, 32-47 from
+// `tail`, the layer's last panel, 16 wide (per k: 3 B vectors and MR broadcasts for 3 MR FMAs;
+// as a 32-wide and a 16-wide tile the 16 channels took 8 broadcasts and a load per 8 FMAs, bound
+// by loads: K = 672, N = 112 ran 217 us against 228 for N = 128 at 14 x 14). Loops are fully
+// unrolled (constant indices) so that GCC keeps the accumulator arrays in registers.
 template <int MR, int W, Act A>
-static inline void tile(const float* a, size_t lda, const float* panel, size_t K, float* c, size_t ldc,
-                        const float* res, size_t ldr, size_t rows, size_t wvalid, PanelPrefetch pf) {
+static inline void tile(const float* a, size_t lda, const float* panel, const float* tail, size_t K, float* c,
+                        size_t ldc, const float* res, size_t ldr, size_t rows, size_t wvalid, PanelPrefetch pf) {
   constexpr int NZ = W / 16;
-  static_assert(W % 16 == 0 && NZ >= 1 && NZ <= 2, "panel width");
+  constexpr int NP = NZ < 2 ? NZ : 2;  // vectors from `panel`; the rest (0 or 1) from `tail`
+  constexpr int WP = 16 * NP;          // `panel`'s width
+  static_assert(W % 16 == 0 && NZ >= 1 && NZ <= 3, "panel width");
   const float* ap[MR];
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r) ap[r] = a + (static_cast<size_t>(r) < rows ? r : rows - 1) * lda;
 
   __m512 z[MR][NZ];
 #pragma GCC unroll 16
-  for (int r = 0; r < MR; ++r)
+  for (int r = 0; r < MR; ++r) {  // the bias
 #pragma GCC unroll 4
-    for (int j = 0; j < NZ; ++j) z[r][j] = _mm512_loadu_ps(panel + 16 * j);  // the bias
+    for (int j = 0; j < NP; ++j) z[r][j] = _mm512_loadu_ps(panel + 16 * j);
+    if constexpr (NZ > NP) z[r][NP] = _mm512_loadu_ps(tail);
+  }
   prefetch_next_tile<MR, W>(ap, lda, K, c, ldc);
 
-  const float* b = panel + W;
+  const float* b = panel + WP;
+  const float* bt = NZ > NP ? tail + 16 : nullptr;
   auto step = [&](size_t k) {
     __m512 bz[NZ];
 #pragma GCC unroll 4
-    for (int j = 0; j < NZ; ++j) bz[j] = _mm512_loadu_ps(b + 16 * j);
+    for (int j = 0; j < NP; ++j) bz[j] = _mm512_loadu_ps(b + 16 * j);
+    if constexpr (NZ > NP) bz[NP] = _mm512_loadu_ps(bt);
 #pragma GCC unroll 16
     for (int r = 0; r < MR; ++r) {
       const __m512 va = _mm512_set1_ps(ap[r][k]);
 #pragma GCC unroll 4
       for (int j = 0; j < NZ; ++j) z[r][j] = _mm512_fmadd_ps(va, bz[j], z[r][j]);
     }
-    b += W;
+    b += WP;
+    if constexpr (NZ > NP) bt += 16;
   };
   // K in blocks of kKBlock steps, the prefetches once per block: per k step the loop is then the
   // FMAs and their loads (with the prefetch bookkeeping in it, ~35 uops per 16 FMAs, the kernel
@@ -234,11 +245,12 @@ static inline void tile_paired(const float* a, size_t lda, const float* panel, s
   }
 }
 
-// Rows [m0, m1) of one panel: MR-row tiles, then the rest with an MH-row tile if it fits; the
-// tiles prefetch `next` (the next panel, next_floats floats; nullptr for none) between them.
+// Rows [m0, m1) of one panel (W = 48: a full panel and the 16-wide `tail`): MR-row tiles, then the
+// rest with an MH-row tile if it fits; the tiles prefetch `next` (the next panel, next_floats floats;
+// nullptr for none) between them.
 template <int MR, int MH, int W, Act A>
 static void panel_rows(const GemmArgs& g, const float* panel, size_t n0, size_t wvalid, size_t m0, size_t m1,
-                       const float* next, size_t next_floats) {
+                       const float* next, size_t next_floats, const float* tail = nullptr) {
   constexpr bool kPaired = W % 16 == 8;
   const float* res = g.residual != nullptr ? g.residual + n0 : nullptr;
   const size_t tiles = (m1 - m0 + MR - 1) / MR;
@@ -251,7 +263,8 @@ static void panel_rows(const GemmArgs& g, const float* panel, size_t n0, size_t 
       tile_paired<R, W, A>(g.a + m * g.lda, g.lda, panel, g.k, g.c + m * g.ldc + n0, g.ldc, rm, g.ldr, rows, wvalid,
                            pf);
     else
-      tile<R, W, A>(g.a + m * g.lda, g.lda, panel, g.k, g.c + m * g.ldc + n0, g.ldc, rm, g.ldr, rows, wvalid, pf);
+      tile<R, W, A>(g.a + m * g.lda, g.lda, panel, tail, g.k, g.c + m * g.ldc + n0, g.ldc, rm, g.ldr, rows, wvalid,
+                    pf);
   };
   size_t m = m0;
   for (; m + MR <= m1; m += MR) run_tile(std::integral_constant<int, MR>(), m, MR);
@@ -279,6 +292,10 @@ static void run(const GemmArgs& g, size_t m_begin, size_t m_end) {
     for (size_t n0 = 0; n0 < N; n0 += kNR) {
       const size_t wvalid = N - n0 < kNR ? N - n0 : kNR;
       const float* panel = g.packed + n0 * (K + 1);
+      if (N - n0 > kNR + 8 && N - n0 <= kNR + 16) {  // this panel, then a last one 16 wide: one 48-wide tile
+        panel_rows<8, 4, 48, A>(g, panel, n0, N - n0, mb, me, nullptr, 0, g.packed + (n0 + kNR) * (K + 1));
+        break;
+      }
       const auto [next, next_floats] = PanelPrefetch::next_panel(g.packed, N, K, n0, kNR, 8);  // NR_MIN 8
       switch ((wvalid + 7) / 8) {  // the panel width in 8s (NR_MIN = 8)
         case 4: panel_rows<8, 4, 32, A>(g, panel, n0, wvalid, mb, me, next, next_floats); break;
