@@ -26,15 +26,17 @@
 
 #include "registry.h"
 
-// X(name, isa, MR, NR, NR_MIN): MR x NR is the main register tile (rows x output channels), the
-// name's "MRxNR"; NR_MIN is the packing granule of the last panel (see above). Best first.
-//   avx512: 8x32 (16 zmm accumulators); a 24- or 8-wide last panel puts the last 8 channels of
-//           two rows in one zmm, so N = 24 runs at full vector width; 16-wide: 8 rows.
+// X(name, isa, MR, NR, NR_MIN): MR rows per register tile, NR the packed panels' width, NR_MIN the
+// packing granule of the last panel (see above); the name's tile is the main register tile (rows x
+// output channels), MR x NR but on AVX-512. Best first.
+//   avx512: 8x48 over 32-wide panels (24 zmm accumulators, a panel and a half per tile; 32- or
+//           16-wide tiles where 48 does not divide N); a 24- or 8-wide last panel puts the last 8
+//           channels of two rows in one zmm, so N = 24 runs at full vector width.
 //   avx2:   4x24 (12 ymm accumulators); 16-wide last panel 6 rows, 8-wide 12 rows.
 //   neon:   8x8 (16 q accumulators, A read 4 k-steps at a time, lane FMAs); 4-wide last panel.
 //   scalar: 4x8, last panel exactly the N remainder.
 #define PYNAS_GEMM_VARIANTS(X)                                     \
-  PYNAS_IF_X86(X(gemm_8x32__avx512f, avx512, 8, 32, 8))            \
+  PYNAS_IF_X86(X(gemm_8x48__avx512f, avx512, 8, 32, 8))            \
   PYNAS_IF_X86(X(gemm_4x24__avx2, avx2, 4, 24, 8))                 \
   PYNAS_IF_ARM(X(gemm_8x8__neon, neon, 8, 8, 4))                   \
   X(gemm_4x8__scalar, scalar, 4, 8, 1)
@@ -64,7 +66,7 @@ using GemmFn = void (*)(const GemmArgs&, size_t m_begin, size_t m_end);
 // run. In a network a layer's weights come from L3 or DRAM (a 224 px mobile CNN has 15 MB of them;
 // each is read once per run): the hardware prefetcher follows a panel's stream but only starts
 // after its first misses, and the first tile of each panel then waits on L3 for every k. Measured
-// in-cache, the 8x32 AVX-512 tile runs at 75-82% of the FMA peak on 7x7 and 14x14 layer shapes; in a
+// in-cache, the 8x32 AVX-512 tile ran at 75-82% of the FMA peak on 7x7 and 14x14 layer shapes; in a
 // network, with the weights coming from L3, at about half that.
 struct PanelPrefetch {
   const char* next = nullptr;  // the next line to prefetch

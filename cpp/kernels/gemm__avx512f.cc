@@ -1,8 +1,10 @@
-// GEMM microkernels, AVX-512F. Main tile 8 rows x 32 channels: 16 zmm accumulators, 2 B vectors,
-// the A element broadcast. The last panel may be 16 wide: then it runs with the full panel before
-// it as one 8 x 48 tile (24 accumulators); or 24 or 8 wide: then the last 8 channels of two rows
-// share one zmm (tile_paired), so every FMA is 16 lanes wide.
+// GEMM microkernels, AVX-512F. Weights packed in panels 32 channels wide (the variant's NR; the
+// last panel 8, 16, 24 or 32); the tiles run 8 rows x 48 channels (24 zmm accumulators, 3 B vectors,
+// the A element broadcast), reading a panel and a half or two halves and a panel, and 32 or 16
+// where 48 does not divide the channels; a 24- or 8-wide last panel puts the last 8 channels of two
+// rows in one zmm (tile_paired), so every FMA is 16 lanes wide.
 // Only AVX-512F is assumed (no VL, no DQ).
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <type_traits>
@@ -60,20 +62,19 @@ static inline __mmask16 first_lanes(size_t n) {  // lanes [0, min(n, 16))
   return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1);
 }
 
-// An MR x W tile, W = 16, 32 or 48, at A rows a, C rows c: rows [0, rows) are real, the rest are
-// clamped to the last real row (computed and stored twice, the same values); channels
-// [0, wvalid) are stored. W = 48 reads two panels: channels 0-31 from a full panel, 32-47 from
-// `tail`, the layer's last panel, 16 wide (per k: 3 B vectors and MR broadcasts for 3 MR FMAs;
-// as a 32-wide and a 16-wide tile the 16 channels took 8 broadcasts and a load per 8 FMAs, bound
-// by loads: K = 672, N = 112 ran 217 us against 228 for N = 128 at 14 x 14). Loops are fully
-// unrolled (constant indices) so that GCC keeps the accumulator arrays in registers.
-template <int MR, int W, Act A>
-static inline void tile(const float* a, size_t lda, const float* panel, const float* tail, size_t K, float* c,
-                        size_t ldc, const float* res, size_t ldr, size_t rows, size_t wvalid, PanelPrefetch pf) {
-  constexpr int NZ = W / 16;
-  constexpr int NP = NZ < 2 ? NZ : 2;  // vectors from `panel`; the rest (0 or 1) from `tail`
-  constexpr int WP = 16 * NP;          // `panel`'s width
-  static_assert(W % 16 == 0 && NZ >= 1 && NZ <= 3, "panel width");
+// An MR x W tile at A rows a, C rows c: rows [0, rows) are real, the rest are clamped to the last
+// real row (computed and stored twice, the same values); channels [0, wvalid) are stored. Its B:
+// NA 16-channel vectors from `pa` (in a packed panel whose rows are SA floats apart: its width),
+// then NB from `pb` (the next panel, rows SB apart); row 0 of each is the bias. W = 16 (NA + NB) is
+// 48 where it can be (`run`): per k, 3 B vectors and MR broadcasts feed 3 MR FMAs (24 accumulators),
+// against 2 and MR for 2 MR in a 32-wide tile: K = 672, N = 96 ran at 161 GFLOP/s in 48-wide tiles,
+// 151 in 32-wide ones (14 x 14, one core). Loops are fully unrolled (constant indices) so that GCC
+// keeps the accumulator arrays in registers.
+template <int MR, int NA, int SA, int NB, int SB, Act A>
+static inline void tile(const float* a, size_t lda, const float* pa, const float* pb, size_t K, float* c, size_t ldc,
+                        const float* res, size_t ldr, size_t rows, size_t wvalid, PanelPrefetch pf) {
+  constexpr int NZ = NA + NB, W = 16 * NZ;
+  static_assert(NA >= 1 && NB >= 0 && NZ <= 3 && SA >= 16 * NA && (NB == 0 || SB >= 16 * NB), "tile sources");
   const float* ap[MR];
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r) ap[r] = a + (static_cast<size_t>(r) < rows ? r : rows - 1) * lda;
@@ -82,26 +83,28 @@ static inline void tile(const float* a, size_t lda, const float* panel, const fl
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r) {  // the bias
 #pragma GCC unroll 4
-    for (int j = 0; j < NP; ++j) z[r][j] = _mm512_loadu_ps(panel + 16 * j);
-    if constexpr (NZ > NP) z[r][NP] = _mm512_loadu_ps(tail);
+    for (int j = 0; j < NA; ++j) z[r][j] = _mm512_loadu_ps(pa + 16 * j);
+#pragma GCC unroll 4
+    for (int j = 0; j < NB; ++j) z[r][NA + j] = _mm512_loadu_ps(pb + 16 * j);
   }
   prefetch_next_tile<MR, W>(ap, lda, K, c, ldc);
 
-  const float* b = panel + WP;
-  const float* bt = NZ > NP ? tail + 16 : nullptr;
+  const float* b = pa + SA;
+  const float* bb = pb + SB;
   auto step = [&](size_t k) {
     __m512 bz[NZ];
 #pragma GCC unroll 4
-    for (int j = 0; j < NP; ++j) bz[j] = _mm512_loadu_ps(b + 16 * j);
-    if constexpr (NZ > NP) bz[NP] = _mm512_loadu_ps(bt);
+    for (int j = 0; j < NA; ++j) bz[j] = _mm512_loadu_ps(b + 16 * j);
+#pragma GCC unroll 4
+    for (int j = 0; j < NB; ++j) bz[NA + j] = _mm512_loadu_ps(bb + 16 * j);
 #pragma GCC unroll 16
     for (int r = 0; r < MR; ++r) {
       const __m512 va = _mm512_set1_ps(ap[r][k]);
 #pragma GCC unroll 4
       for (int j = 0; j < NZ; ++j) z[r][j] = _mm512_fmadd_ps(va, bz[j], z[r][j]);
     }
-    b += WP;
-    if constexpr (NZ > NP) bt += 16;
+    b += SA;
+    if constexpr (NB > 0) bb += SB;
   };
   // K in blocks of kKBlock steps, the prefetches once per block: per k step the loop is then the
   // FMAs and their loads (with the prefetch bookkeeping in it, ~35 uops per 16 FMAs, the kernel
@@ -245,26 +248,15 @@ static inline void tile_paired(const float* a, size_t lda, const float* panel, s
   }
 }
 
-// Rows [m0, m1) of one panel (W = 48: a full panel and the 16-wide `tail`): MR-row tiles, then the
-// rest with an MH-row tile if it fits; the tiles prefetch `next` (the next panel, next_floats floats;
-// nullptr for none) between them.
-template <int MR, int MH, int W, Act A>
-static void panel_rows(const GemmArgs& g, const float* panel, size_t n0, size_t wvalid, size_t m0, size_t m1,
-                       const float* next, size_t next_floats, const float* tail = nullptr) {
-  constexpr bool kPaired = W % 16 == 8;
-  const float* res = g.residual != nullptr ? g.residual + n0 : nullptr;
+// Rows [m0, m1) in MR-row tiles, then the rest with an MH-row tile if it fits: `fn(mr, m, rows, pf)`
+// runs one (mr a std::integral_constant); the tiles share the prefetch of `next` (the next panel,
+// next_floats floats; nullptr for none) between them.
+template <int MR, int MH, class TileFn>
+static inline void tile_rows(size_t m0, size_t m1, size_t k, const float* next, size_t next_floats, TileFn&& fn) {
   const size_t tiles = (m1 - m0 + MR - 1) / MR;
   size_t index = 0;
   auto run_tile = [&](auto mr, size_t m, size_t rows) {
-    constexpr int R = decltype(mr)::value;
-    const float* rm = res ? res + m * g.ldr : nullptr;
-    const PanelPrefetch pf = PanelPrefetch::share(next, next_floats, index++, tiles, g.k);
-    if constexpr (kPaired)
-      tile_paired<R, W, A>(g.a + m * g.lda, g.lda, panel, g.k, g.c + m * g.ldc + n0, g.ldc, rm, g.ldr, rows, wvalid,
-                           pf);
-    else
-      tile<R, W, A>(g.a + m * g.lda, g.lda, panel, tail, g.k, g.c + m * g.ldc + n0, g.ldc, rm, g.ldr, rows, wvalid,
-                    pf);
+    fn(mr, m, rows, PanelPrefetch::share(next, next_floats, index++, tiles, k));
   };
   size_t m = m0;
   for (; m + MR <= m1; m += MR) run_tile(std::integral_constant<int, MR>(), m, MR);
@@ -276,40 +268,86 @@ static void panel_rows(const GemmArgs& g, const float* panel, size_t n0, size_t 
     run_tile(std::integral_constant<int, MR>(), m, left);
 }
 
+// Output channels [n0, n0 + 16 (NA + NB)) over rows [m0, m1) in tile()s (see there for pa, pb).
+template <int NA, int SA, int NB, int SB, Act A>
+static void group_rows(const GemmArgs& g, const float* pa, const float* pb, size_t n0, size_t wvalid, size_t m0,
+                       size_t m1, const float* next, size_t next_floats) {
+  const float* res = g.residual != nullptr ? g.residual + n0 : nullptr;
+  tile_rows<8, 4>(m0, m1, g.k, next, next_floats, [&](auto mr, size_t m, size_t rows, PanelPrefetch pf) {
+    tile<decltype(mr)::value, NA, SA, NB, SB, A>(g.a + m * g.lda, g.lda, pa, pb, g.k, g.c + m * g.ldc + n0, g.ldc,
+                                                 res ? res + m * g.ldr : nullptr, g.ldr, rows, wvalid, pf);
+  });
+}
+
+// The last panel, W = 24 or 8 wide, over rows [m0, m1) in tile_paired()s.
+template <int MR, int MH, int W, Act A>
+static void paired_rows(const GemmArgs& g, const float* panel, size_t n0, size_t wvalid, size_t m0, size_t m1) {
+  const float* res = g.residual != nullptr ? g.residual + n0 : nullptr;
+  tile_rows<MR, MH>(m0, m1, g.k, nullptr, 0, [&](auto mr, size_t m, size_t rows, PanelPrefetch pf) {
+    tile_paired<decltype(mr)::value, W, A>(g.a + m * g.lda, g.lda, panel, g.k, g.c + m * g.ldc + n0, g.ldc,
+                                           res ? res + m * g.ldr : nullptr, g.ldr, rows, wvalid, pf);
+  });
+}
+
 constexpr size_t kNR = 32;
 // 192 KB of A rows: in L2 on every AVX-512 core (1-2 MB), where 64 KB chunks left MnasNet-A1's
 // 7 x 7 layers (49 rows) in chunks of 48 + 1 and 16 x 3 + 1, each re-reading the weights.
 constexpr size_t kChunkBytes = 192 * 1024;
 
+// The channels' 16-wide vectors in groups of 3 (48-wide tiles) and 2, as few 2s as the count allows
+// (10 = 2 + 3 + 3 + 2; 7 = 2 + 3 + 2; a single vector alone), and each group's sources in the packed
+// panels: a group may span two panels (NR = 32 wide, the last one narrower).
+template <Act A>
+static void channel_groups(const GemmArgs& g, size_t vectors, size_t last_w, size_t m0, size_t m1) {
+  const size_t K = g.k, N = g.n, full = N / kNR;
+  auto width = [&](size_t panel) { return panel < full ? kNR : last_w; };
+  auto at = [&](size_t vector) { return g.packed + vector / 2 * kNR * (K + 1) + vector % 2 * 16; };
+  for (size_t v = 0; v < vectors;) {
+    const size_t left = vectors - v;
+    const size_t size = left % 3 == 1 && left >= 4 ? 2 : left < 3 ? left : 3;
+    const size_t p0 = v / 2, na = std::min<size_t>(size, width(p0) / 16 - v % 2), nb = size - na;
+    const size_t n0 = 16 * v, wvalid = std::min<size_t>(N - n0, 16 * size);
+    const auto [next, next_floats] = PanelPrefetch::next_panel(g.packed, N, K, (v + size - 1) / 2 * kNR, kNR, 8);
+    const float *pa = at(v), *pb = nb > 0 ? at(v + na) : nullptr;
+    const bool a16 = width(p0) == 16, b16 = nb > 0 && width(p0 + 1) == 16;
+    if (na == 2 && nb == 1)
+      (b16 ? group_rows<2, 32, 1, 16, A> : group_rows<2, 32, 1, 32, A>)(g, pa, pb, n0, wvalid, m0, m1, next, next_floats);
+    else if (na == 1 && nb == 2)
+      group_rows<1, 32, 2, 32, A>(g, pa, pb, n0, wvalid, m0, m1, next, next_floats);
+    else if (na == 2)
+      group_rows<2, 32, 0, 0, A>(g, pa, pb, n0, wvalid, m0, m1, next, next_floats);
+    else if (nb == 1)
+      (b16 ? group_rows<1, 32, 1, 16, A> : group_rows<1, 32, 1, 32, A>)(g, pa, pb, n0, wvalid, m0, m1, next, next_floats);
+    else
+      (a16 ? group_rows<1, 16, 0, 0, A> : group_rows<1, 32, 0, 0, A>)(g, pa, pb, n0, wvalid, m0, m1, next, next_floats);
+    v += size;
+  }
+}
+
 template <Act A>
 static void run(const GemmArgs& g, size_t m_begin, size_t m_end) {
   const size_t K = g.k, N = g.n;
+  const size_t full = N / kNR, rest = N - full * kNR;  // full panels; channels in the last, narrower one
+  const size_t last_w = (rest + 7) / 8 * 8;           // its packed width: 0, 8, 16, 24 or 32
+  // 16-wide vectors for tile(): the full panels', and a 32- or 16-wide last panel's; an 8- or
+  // 24-wide last panel runs in paired tiles after them.
+  const size_t vectors = 2 * full + (last_w == 32 ? 2 : last_w == 16 ? 1 : 0);
   // Row chunks (a multiple of every tile's rows) whose A rows stay in L1/L2 while every panel
   // passes over them.
   const size_t mc = gemm_row_chunk(m_end - m_begin, K, kChunkBytes, 16);
   for (size_t mb = m_begin; mb < m_end; mb += mc) {
     const size_t me = m_end - mb < mc ? m_end : mb + mc;
-    for (size_t n0 = 0; n0 < N; n0 += kNR) {
-      const size_t wvalid = N - n0 < kNR ? N - n0 : kNR;
-      const float* panel = g.packed + n0 * (K + 1);
-      if (N - n0 > kNR + 8 && N - n0 <= kNR + 16) {  // this panel, then a last one 16 wide: one 48-wide tile
-        panel_rows<8, 4, 48, A>(g, panel, n0, N - n0, mb, me, nullptr, 0, g.packed + (n0 + kNR) * (K + 1));
-        break;
-      }
-      const auto [next, next_floats] = PanelPrefetch::next_panel(g.packed, N, K, n0, kNR, 8);  // NR_MIN 8
-      switch ((wvalid + 7) / 8) {  // the panel width in 8s (NR_MIN = 8)
-        case 4: panel_rows<8, 4, 32, A>(g, panel, n0, wvalid, mb, me, next, next_floats); break;
-        case 3: panel_rows<8, 4, 24, A>(g, panel, n0, wvalid, mb, me, next, next_floats); break;
-        case 2: panel_rows<8, 4, 16, A>(g, panel, n0, wvalid, mb, me, next, next_floats); break;
-        default: panel_rows<16, 8, 8, A>(g, panel, n0, wvalid, mb, me, next, next_floats); break;
-      }
-    }
+    channel_groups<A>(g, vectors, last_w, mb, me);
+    const size_t n0 = full * kNR;
+    const float* panel = g.packed + n0 * (K + 1);
+    if (last_w == 24) paired_rows<8, 4, 24, A>(g, panel, n0, rest, mb, me);
+    if (last_w == 8) paired_rows<16, 8, 8, A>(g, panel, n0, rest, mb, me);
   }
 }
 
 }  // namespace
 
-void gemm_8x32__avx512f(const GemmArgs& g, size_t m_begin, size_t m_end) {
+void gemm_8x48__avx512f(const GemmArgs& g, size_t m_begin, size_t m_end) {
   if (m_begin >= m_end || g.n == 0) return;
   with_act(g.act, [&](auto A) { return run<A.value>(g, m_begin, m_end); }, [] {});
 }

@@ -45,7 +45,7 @@ const KernelVariant& select_kernel(const std::string& op, const std::string& nam
 
 // The "native" backend's version as measurements record it: "pynas==<version>+<gemm>+<dwconv>+
 // <conv>+<se>", the variants this CPU runs (honouring PYNAS_ISA), e.g.
-// "pynas==0.1.0+gemm_8x32__avx512f+dwconv_c16__avx512f+conv_c32__avx512f+se_c64__avx512f". One
+// "pynas==0.1.0+gemm_8x48__avx512f+dwconv_c16__avx512f+conv_c32__avx512f+se_c64__avx512f". One
 // function for pynas.profiling.backends.backend_version("native") and for pynas-profile, so their
 // measurements fall into one store series (a kernel change on the same pynas version starts a new
 // one). No whitespace: the store requires none.

@@ -51,7 +51,7 @@ def unavailable(name: str) -> str | None:
 def backend_version(name: str) -> str:
     """The versions that decide its speed, without whitespace (the store's rule), e.g.
     'ai-edge-litert==2.3.0,litert-torch==0.10.0,torch==2.13.0' or, for native, pynas's version and
-    the kernel variants chosen on this CPU ('pynas==0.1.0+gemm_8x32__avx512f+dwconv_c16__avx512f+...')."""
+    the kernel variants chosen on this CPU ('pynas==0.1.0+gemm_8x48__avx512f+dwconv_c16__avx512f+...')."""
     check_backend(name)
     if name == "native":
         from pynas import _core
