@@ -67,8 +67,8 @@ static inline __mmask16 first_lanes(size_t n) {  // lanes [0, min(n, 16))
 // NA 16-channel vectors from `pa` (in a packed panel whose rows are SA floats apart: its width),
 // then NB from `pb` (the next panel, rows SB apart); row 0 of each is the bias. W = 16 (NA + NB) is
 // 48 where it can be (`run`): per k, 3 B vectors and MR broadcasts feed 3 MR FMAs (24 accumulators),
-// against 2 and MR for 2 MR in a 32-wide tile: K = 672, N = 96 ran at 161 GFLOP/s in 48-wide tiles,
-// 151 in 32-wide ones (14 x 14, one core). Loops are fully unrolled (constant indices) so that GCC
+// against 2 and MR for 2 MR in a 32-wide tile: K = 672, N = 96 ran at 176 GFLOP/s in 48-wide tiles,
+// 150 in 32-wide ones (14 x 14, one core). Loops are fully unrolled (constant indices) so that GCC
 // keeps the accumulator arrays in registers.
 template <int MR, int NA, int SA, int NB, int SB, Act A>
 static inline void tile(const float* a, size_t lda, const float* pa, const float* pb, size_t K, float* c, size_t ldc,
