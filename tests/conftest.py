@@ -304,3 +304,19 @@ class _FakeVerify:
 def fake_verify():
     """The class of a fake `measure.verify` (`_FakeVerify`): `fake_verify([1.06, 1.0])`."""
     return _FakeVerify
+
+
+@pytest.fixture(scope="session")
+def bench_script():
+    """bench_script("ship"): bench/ship.py loaded as a module (bench scripts are files, not a package)."""
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[1]
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(f"{name}_bench", root / "bench" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

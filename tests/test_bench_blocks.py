@@ -1,23 +1,17 @@
 """bench/blocks.py: the per-block table lines up the native steps with ONNX Runtime's nodes, and bad
 flags are refused before any work."""
-import importlib.util
-from pathlib import Path
 
 import pytest
 
 from pynas.presets import resolve
 from pynas.runtimes import unavailable
 
-ROOT = Path(__file__).resolve().parents[1]
 SMALL = str(resolve("mnasnet-a1")).replace("net_res224", "net_res32", 1)
 
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("blocks_bench", ROOT / "bench" / "blocks.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(bench_script):
+    return bench_script("blocks")
 
 
 @pytest.mark.skipif(unavailable("onnxruntime") is not None, reason="needs ONNX Runtime and onnx")

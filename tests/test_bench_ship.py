@@ -1,19 +1,13 @@
 """bench/ship.py's own arithmetic and flags (its sections run for hours: the bench is run by hand)."""
-import importlib.util
 import statistics
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("ship_bench", ROOT / "bench" / "ship.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(bench_script):
+    return bench_script("ship")
 
 
 def test_the_paired_lead_is_the_mean_with_students_interval(bench):
