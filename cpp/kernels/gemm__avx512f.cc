@@ -309,7 +309,7 @@ static void channel_groups(const GemmArgs& g, size_t vectors, size_t last_w, siz
     const size_t n0 = 16 * v, wvalid = std::min<size_t>(N - n0, 16 * size);
     const auto [next, next_floats] = PanelPrefetch::next_panel(g.packed, N, K, (v + size - 1) / 2 * kNR, kNR, 8);
     const float *pa = at(v), *pb = nb > 0 ? at(v + na) : nullptr;
-    const bool a16 = width(p0) == 16, b16 = nb > 0 && width(p0 + 1) == 16;
+    const bool b16 = nb > 0 && width(p0 + 1) == 16;
     if (na == 2 && nb == 1)
       (b16 ? group_rows<2, 32, 1, 16, A> : group_rows<2, 32, 1, 32, A>)(g, pa, pb, n0, wvalid, m0, m1, next, next_floats);
     else if (na == 1 && nb == 2)
@@ -318,8 +318,8 @@ static void channel_groups(const GemmArgs& g, size_t vectors, size_t last_w, siz
       group_rows<2, 32, 0, 0, A>(g, pa, pb, n0, wvalid, m0, m1, next, next_floats);
     else if (nb == 1)
       (b16 ? group_rows<1, 32, 1, 16, A> : group_rows<1, 32, 1, 32, A>)(g, pa, pb, n0, wvalid, m0, m1, next, next_floats);
-    else
-      (a16 ? group_rows<1, 16, 0, 0, A> : group_rows<1, 32, 0, 0, A>)(g, pa, pb, n0, wvalid, m0, m1, next, next_floats);
+    else  // a single vector: only a layer of N <= 16 (the rule above never leaves one vector after others)
+      group_rows<1, 16, 0, 0, A>(g, pa, pb, n0, wvalid, m0, m1, next, next_floats);
     v += size;
   }
 }
