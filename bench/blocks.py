@@ -32,25 +32,14 @@ def ort_block_ms(path, image: np.ndarray, runs: int) -> tuple[dict[str, float], 
     """ONNX Runtime's per-block median ms over the last four fifths of `runs` profiled runs (block
     keys "stem", "b<N>" for the builder's blocks.N, "head"), and its whole-run median without the
     profiler."""
-    import onnxruntime as ort
-
-    def session(profile_prefix: str | None):
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        if profile_prefix:
-            options.enable_profiling = True
-            options.profile_file_prefix = profile_prefix
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
+    from pynas.runtimes import onnx_session
     from pynas.timing import time_calls
 
-    plain = session(None)
+    plain = onnx_session(path, 1)
     name = plain.get_inputs()[0].name
     whole = statistics.median(time_calls(lambda x: plain.run(None, {name: x}), [image], 0.0, runs)) * 1e3
     with tempfile.TemporaryDirectory() as folder:
-        profiled = session(os.path.join(folder, "ort"))
+        profiled = onnx_session(path, 1, os.path.join(folder, "ort"))
         for _ in range(runs):
             profiled.run(None, {name: image})
         with open(profiled.end_profiling()) as trace:

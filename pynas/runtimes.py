@@ -191,6 +191,14 @@ def _without_converter_deprecations():
 
 
 def _onnx_runner(path: Path, threads: int) -> Callable:
+    session = onnx_session(path, threads)
+    name = session.get_inputs()[0].name
+    return lambda x: session.run(None, {name: x})[0]
+
+
+def onnx_session(path: Path, threads: int, profile_prefix: str | None = None):
+    """An ONNX Runtime session of the file at `path`, set up as pynas times ORT everywhere; with
+    `profile_prefix`, its per-node profiler on (bench/blocks.py)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -203,9 +211,10 @@ def _onnx_runner(path: Path, threads: int) -> Callable:
     # Not "session.set_denormal_as_zero": ORT sets it on the creating thread for good (the whole
     # Python process then flushed denormals, numpy included); and flushing measured no faster here
     # (MnasNet-A1 24.24 vs 24.22 ms, interleaved, Xeon).
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    return lambda x: session.run(None, {name: x})[0]
+    if profile_prefix is not None:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def _litert_runner(path: Path, threads: int) -> Callable:
