@@ -76,6 +76,14 @@ def test_stem_and_search_space_shapes(variant):
     _check(variant, 7, 7, 160, 96, 3, 1, "sw")    # late-stage widths at 7 px
 
 
+@pytest.mark.parametrize("cout", [8, 16, 17, 32, 40])
+def test_stem_shape_at_every_pixel_block(variant, cout):
+    # 3 x 3, stride 2 on 3 channels has its own tiles on AVX-512 (the pixel stride and row length
+    # fixed at compile time): output widths 1-25 reach every pixel block size (1-12) and splits.
+    for w in range(1, 50, 2):
+        _check(variant, 5, w, 3, cout, 3, 2, "r6", residual=(w % 4 == 1), rows_per_call=w % 3, seed=w)
+
+
 def test_packed_weights_and_in_place_residual(variant):
     rng = np.random.default_rng(3)
     x = rng.standard_normal((9, 8, 12)).astype(np.float32)

@@ -73,7 +73,11 @@ std::string native_backend_version() {
   // weights for a last row: MnasNet-A1's head and 7 x 7 blocks 5-7% faster at one thread), and at
   // several threads few-row pointwise layers and the classifier split their output channels, blocks
   // under 4 rows a thread run as op steps (MnasNet-A1 about 15% faster at two threads).
-  return v + "+ftz+rev3";
+  // "+rev4": the AVX-512 GEMM prefetches all of the next 48-wide channel group's weights (it took one
+  // panel per group, and every third panel missed: MnasNet-A1's 7 x 7 blocks and head conv 4-8%
+  // faster in whole runs), its 3 x 3 stride-2 stem conv has its own tiles (7-13% faster), and GEMM
+  // rows that fit one chunk are one chunk on every ISA (7 x 7, K = 960 layers read their weights once).
+  return v + "+ftz+rev4";
 }
 
 }  // namespace pynas
