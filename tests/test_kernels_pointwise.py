@@ -103,6 +103,8 @@ def test_rows_that_fit_are_one_chunk():
         assert _core.gemm_row_chunk(49, 960, 192 * 1024, granule) % granule == 0
     assert _core.gemm_row_chunk(51, 960, 192 * 1024, 16) >= 51
     assert _core.gemm_row_chunk(52, 960, 192 * 1024, 16) < 52  # 52 rows take 200 KB
+    with pytest.raises(ValueError, match="granule: expected at least 1 row, got 0"):
+        _core.gemm_row_chunk(49, 960, 192 * 1024, 0)
 
 
 @pytest.mark.parametrize("rows", [1, 17, 49, 52, 107, 3136])

@@ -208,8 +208,13 @@ void bind_pointwise(py::module_& m) {
         "Pointwise (1x1) conv on an HxWxCin float32 array: act(x W^T + bias) per group (weights "
         "Cout x (Cin / groups)), then ShuffleNet's channel shuffle if shuffle, then + residual "
         "(HxWxCout) if given. variant: a 'gemm' name from kernel_variants(), default the best this CPU runs.");
-  m.def("gemm_row_chunk", &gemm_row_chunk, py::arg("rows"), py::arg("k"), py::arg("budget_bytes"),
-        py::arg("granule"),
+  m.def(
+      "gemm_row_chunk",
+      [](size_t rows, size_t k, size_t budget_bytes, size_t granule) {
+        if (granule == 0) throw std::invalid_argument("granule: expected at least 1 row, got 0");
+        return gemm_row_chunk(rows, k, budget_bytes, granule);
+      },
+      py::arg("rows"), py::arg("k"), py::arg("budget_bytes"), py::arg("granule"),
         "Rows per chunk the GEMM kernels split `rows` A rows of K floats into (at most budget_bytes of "
         "A a chunk, a multiple of granule rows, as even as that allows): each chunk reads every weight once.");
   py::class_<PackedPointwise>(m, "PackedPointwise",
