@@ -17,6 +17,7 @@ whole-network ratio is bench/kernels.py's. Needs ONNX Runtime and onnx (pip inst
 from __future__ import annotations
 
 import argparse
+import bisect
 import collections
 import json
 import os
@@ -57,12 +58,12 @@ def ort_block_ms(path, image: np.ndarray, runs: int) -> tuple[dict[str, float], 
         elif e["name"].startswith("/"):  # a named node after the blocks: the head (reorders keep the last block)
             block = "head"
         nodes.append((e["ts"], block, e["dur"] / 1e3))
+    starts = [ts for ts, _, _ in nodes]  # in time order
     per_run = collections.defaultdict(list)
     for start, end in spans:
         totals = collections.defaultdict(float)
-        for ts, key, ms in nodes:
-            if start <= ts <= end:
-                totals[key] += ms
+        for _, key, ms in nodes[bisect.bisect_left(starts, start):bisect.bisect_right(starts, end)]:
+            totals[key] += ms
         for key, ms in totals.items():
             per_run[key].append(ms)
     return {key: statistics.median(values) for key, values in per_run.items()}, whole

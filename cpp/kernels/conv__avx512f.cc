@@ -110,6 +110,9 @@ void conv_rows(const ConvArgs& a, size_t oy_begin, size_t oy_end) {
   t.out_c = Cout;
   const float* rows[8];
   t.rows = rows;
+  const bool stem = t.pix_stride == 6 && t.jlen == 9;  // 3 x 3, stride 2, 3 channels
+  const std::array<TileFn, kMaxMR>& one = stem ? stem1 : tiles1;
+  const std::array<TileFn, kMaxMR>& two = stem ? stem2 : tiles2;
   for (size_t oy = oy_begin; oy < oy_end; ++oy) {
     size_t ky0, ky1;
     valid_kernel_rows(a, oy, ky0, ky1);
@@ -124,8 +127,7 @@ void conv_rows(const ConvArgs& a, size_t oy_begin, size_t oy_end) {
       t.bias[0] = _mm512_maskz_loadu_ps(nb > 1 ? 0xFFFF : t.last_mask, a.bias + b * 16);
       t.bias[1] = nb > 1 ? _mm512_maskz_loadu_ps(t.last_mask, a.bias + b * 16 + 16) : t.bias[0];
       t.w = a.weights + b * t.w_block + ky0 * t.w_row;
-      const bool stem = t.pix_stride == 6 && t.jlen == 9;  // 3 x 3, stride 2, 3 channels
-      const std::array<TileFn, kMaxMR>& tiles = stem ? (nb > 1 ? stem2 : stem1) : (nb > 1 ? tiles2 : tiles1);
+      const std::array<TileFn, kMaxMR>& tiles = nb > 1 ? two : one;
       size_t ox = 0;
       for (size_t i = 0; i < pb.count; ++i) {
         const size_t mr = pb.size(i);

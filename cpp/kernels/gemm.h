@@ -88,10 +88,16 @@ struct PanelPrefetch {
   static constexpr size_t kPrefetchBytes = 128 * 1024;
   static std::pair<const float*, size_t> next_panel(const float* packed, size_t n, size_t k, size_t n0, size_t nr,
                                                     size_t nr_min) {
-    const size_t next_n0 = n0 + nr;
-    if (n * (k + 1) * sizeof(float) < kPrefetchBytes || next_n0 >= n) return {nullptr, 0};
-    const size_t width = n - next_n0 < nr ? n - next_n0 : nr;
-    return {packed + next_n0 * (k + 1), (width + nr_min - 1) / nr_min * nr_min * (k + 1)};
+    return panels(packed, n, k, n0 + nr, n0 + nr, nr, nr_min);
+  }
+  // Likewise the panels holding output channels first .. last (a tile wider than a panel reads
+  // two): from the start of first's panel to the end of last's; (nullptr, 0) as above.
+  static std::pair<const float*, size_t> panels(const float* packed, size_t n, size_t k, size_t first, size_t last,
+                                                size_t nr, size_t nr_min) {
+    if (n * (k + 1) * sizeof(float) < kPrefetchBytes || first >= n) return {nullptr, 0};
+    const size_t p0 = first / nr * nr, p1 = last / nr * nr;
+    const size_t width = n - p1 < nr ? n - p1 : nr;
+    return {packed + p0 * (k + 1), (p1 - p0 + (width + nr_min - 1) / nr_min * nr_min) * (k + 1)};
   }
   // The lines of `panel_floats` floats at `panel` (nullptr: none) that tile `index` of `tiles` (over
   // K steps) prefetches: an equal share per tile, so that they are spread over the panel's tiles.

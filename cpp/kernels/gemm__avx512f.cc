@@ -313,15 +313,11 @@ static void channel_groups(const GemmArgs& g, size_t vectors, size_t last_w, siz
     // The next group's weights, prefetched as this group's tiles run: the panels its vectors lie in
     // (a 48-wide group takes a panel and a half; prefetching only the panel after this group's last
     // one left every third panel to demand misses, from DRAM on MnasNet-A1's 7 x 7 layers).
-    std::pair<const float*, size_t> ahead{nullptr, 0};
-    if (v + size < vectors) {
-      const size_t first = (v + size) / 2, last = (v + size + group_size(v + size) - 1) / 2;
-      const auto [panel, floats] = PanelPrefetch::next_panel(g.packed, N, K, (first - 1) * kNR, kNR, 8);
-      if (panel != nullptr) ahead = {panel, ((last - first) * kNR + width(last)) * (K + 1)};
-    } else {  // the 8- or 24-wide last panel that paired tiles run next, if any
-      ahead = PanelPrefetch::next_panel(g.packed, N, K, (v + size - 1) / 2 * kNR, kNR, 8);
-    }
-    const auto [next, next_floats] = ahead;
+    // After the last group: the 8- or 24-wide last panel that paired tiles run next, if any.
+    const size_t u = v + size;
+    const auto [next, next_floats] =
+        u < vectors ? PanelPrefetch::panels(g.packed, N, K, 16 * u, 16 * (u + group_size(u) - 1), kNR, 8)
+                    : PanelPrefetch::next_panel(g.packed, N, K, (u - 1) / 2 * kNR, kNR, 8);
     const float *pa = at(v), *pb = nb > 0 ? at(v + na) : nullptr;
     const bool b16 = nb > 0 && width(p0 + 1) == 16;
     if (na == 2 && nb == 1)
