@@ -12,7 +12,8 @@ the native GFLOP/s and share of the measured FMA peak. Then both runtimes' whole
 Runtime's without profiling. Its profiler reads a clock around every node, so its per-node sum
 runs some 10% over its whole run: per-block ratios are indicative (which blocks to work on), the
 whole-network ratio is bench/kernels.py's. Needs ONNX Runtime and onnx (pip install
-'pynas[onnx]'); without them it exits 2 before any work.
+'pynas[onnx]'); without them it exits 2 before any work. --hide-avx512 compares both runtimes'
+AVX2 kernels on an AVX-512 machine (as bench/kernels.py --hide-avx512).
 """
 from __future__ import annotations
 
@@ -87,9 +88,11 @@ def main(argv=None) -> int:
     parser.add_argument("--arch", default="mnasnet-a1", help="a preset name or an architecture string")
     parser.add_argument("--runs", type=int, default=200, help="whole runs timed per runtime (default 200)")
     parser.add_argument("--cpu", type=int, help="the CPU to pin to (default: the highest this process may use)")
+    parser.add_argument("--hide-avx512", action="store_true",
+                        help="hide AVX-512 from CPUID first, so both runtimes run their AVX2 kernels")
     args = parser.parse_args(argv)
     from pynas.presets import resolve
-    from pynas.runtimes import unavailable
+    from pynas.runtimes import hide_avx512, unavailable
 
     try:
         arch = resolve(args.arch)
@@ -101,6 +104,11 @@ def main(argv=None) -> int:
     cpu = allowed[-1] if args.cpu is None else args.cpu
     if cpu not in allowed:
         parser.error(f"--cpu: expected a CPU this process may use ({', '.join(map(str, allowed))}), got {args.cpu}")
+    if args.hide_avx512:
+        try:
+            hide_avx512()
+        except (ValueError, RuntimeError) as e:
+            parser.exit(2, f"bench/blocks.py: error: --hide-avx512: {e}\n")
     missing = unavailable("onnxruntime")
     if missing:
         parser.exit(2, f"bench/blocks.py: error: ONNX Runtime: {missing}\n")

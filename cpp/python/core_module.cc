@@ -4,6 +4,7 @@
 
 #include "bindings.h"
 #include "cpu_features.h"
+#include "hide_avx512.h"
 
 namespace py = pybind11;
 
@@ -93,6 +94,11 @@ PYBIND11_MODULE(_core, m) {
   m.def("libc_cache_sizes", &libc_cache_sizes,
         "{'l1d', 'l2', 'l3'}: cache sizes in bytes from the C library's sysconf, None where it "
         "does not know (pynas.store.fingerprint prefers /sys/devices/system/cpu/cpu0/cache).");
+  m.def("hide_avx512_from_cpuid", &pynas::hide_avx512_from_cpuid,
+        "Hides AVX-512 from CPUID in this thread and the threads it starts from now on (Linux CPUID "
+        "faulting), so libraries that detect their CPU afterwards (ONNX Runtime, LiteRT, PyTorch, "
+        "pynas) run their AVX2 code: call it before they load. Raises RuntimeError where this CPU, "
+        "kernel or build cannot fault CPUID. pynas caches its own features: set PYNAS_ISA too.");
   // Kernel families register their own bindings (bindings.h).
   for (pynas::Binder bind : pynas::binders()) bind(m);
 }
