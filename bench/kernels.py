@@ -179,10 +179,11 @@ def _pin(cores: list[int], threads: int) -> list[int]:
 def _hide_avx512(parser) -> None:
     """--hide-avx512, before any runtime has looked at the CPU (they keep what they saw)."""
     try:
-        hide_avx512()
+        torch_sees = hide_avx512()
     except (ValueError, RuntimeError) as e:
-        parser.exit(2, f"{parser.prog}: error: --hide-avx512: {e}\n")
-    print("AVX-512 hidden from CPUID: every runtime runs its AVX2 kernels (PyTorch reports AVX2)")
+        parser.exit(2, f"bench/kernels.py: error: --hide-avx512: {e}\n")
+    print("AVX-512 hidden from CPUID: every runtime runs its AVX2 kernels"
+          + (f" (PyTorch reports {torch_sees})" if torch_sees else ""))
 
 
 def main() -> int:

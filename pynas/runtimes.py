@@ -36,14 +36,15 @@ def unavailable(name: str) -> str | None:
     return None
 
 
-def hide_avx512() -> None:
+def hide_avx512() -> str | None:
     """Makes the rest of this process an AVX2 machine to every runtime: AVX-512 hidden from CPUID
     (pynas._core.hide_avx512_from_cpuid), so ONNX Runtime (MLAS), LiteRT (XNNPACK) and PyTorch, which
     choose kernels by CPUID when they load, run their AVX2 kernels, and pynas runs its own
     (PYNAS_ISA=avx2: it has seen the CPU already). The same core runs them all (its caches, clock and
     ports): AVX2 code side by side, not an AVX2-only CPU. Checked before anything is hidden: PYNAS_ISA
     unset or avx2, a CPU with AVX-512 (ValueError), no runtime loaded yet (RuntimeError); then a
-    RuntimeError where CPUID cannot fault, or where PyTorch still sees more than AVX2."""
+    RuntimeError where CPUID cannot fault, or where PyTorch still sees more than AVX2. Returns what
+    PyTorch now reports ("AVX2"), or None without PyTorch."""
     isa = os.environ.get("PYNAS_ISA", "avx2")
     if isa.strip().lower() != "avx2":
         raise ValueError(f"expected PYNAS_ISA unset or avx2, got {isa!r}")
@@ -56,12 +57,14 @@ def hide_avx512() -> None:
         raise RuntimeError(f"expected no runtime loaded yet (they keep the CPU they saw), got {', '.join(loaded)}")
     _core.hide_avx512_from_cpuid()
     os.environ["PYNAS_ISA"] = "avx2"
-    if importlib.util.find_spec("torch") is not None:
-        import torch
+    if importlib.util.find_spec("torch") is None:
+        return None
+    import torch
 
-        seen = torch.backends.cpu.get_cpu_capability()
-        if seen != "AVX2":
-            raise RuntimeError(f"expected PyTorch to see AVX2 after hiding AVX-512, got {seen}")
+    seen = torch.backends.cpu.get_cpu_capability()
+    if seen != "AVX2":
+        raise RuntimeError(f"expected PyTorch to see AVX2 after hiding AVX-512, got {seen}")
+    return seen
 
 
 def cache_dir() -> Path:
