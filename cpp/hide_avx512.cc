@@ -31,7 +31,8 @@ constexpr unsigned kLeaf7Ecx = (1u << 1) | (1u << 6) | (1u << 11) | (1u << 12) |
                                (1u << 14);  // VBMI VBMI2 VNNI BITALG VPOPCNTDQ
 constexpr unsigned kLeaf7Edx = (1u << 2) | (1u << 3) | (1u << 8) | (1u << 23);  // 4VNNIW 4FMAPS
                                                                                 // VP2INTERSECT FP16
-constexpr unsigned kLeaf7Sub1Eax = 1u << 5;  // AVX512_BF16
+constexpr unsigned kLeaf7Sub1Eax = 1u << 5;   // AVX512_BF16
+constexpr unsigned kLeaf7Sub1Edx = 1u << 19;  // AVX10 (which includes AVX-512 on its CPUs)
 
 long arch_set_cpuid(int enabled) { return syscall(SYS_arch_prctl, kArchSetCpuid, enabled); }
 
@@ -47,6 +48,7 @@ void on_sigsegv(int sig, siginfo_t* info, void* context) {
     (void)info;
     return;
   }
+  const int saved_errno = errno;  // the interrupted code's
   const unsigned leaf = static_cast<unsigned>(r[REG_RAX]), sub = static_cast<unsigned>(r[REG_RCX]);
   unsigned a = 0, b = 0, c = 0, d = 0;
   // The real CPUID, with faulting off for this one instruction (a system call is signal-safe).
@@ -59,12 +61,14 @@ void on_sigsegv(int sig, siginfo_t* info, void* context) {
     d &= ~kLeaf7Edx;
   } else if (leaf == 7 && sub == 1) {
     a &= ~kLeaf7Sub1Eax;
+    d &= ~kLeaf7Sub1Edx;
   }
   r[REG_RAX] = a;
   r[REG_RBX] = b;
   r[REG_RCX] = c;
   r[REG_RDX] = d;
   r[REG_RIP] += 2;  // CPUID is 0F A2
+  errno = saved_errno;
 }
 
 }  // namespace
