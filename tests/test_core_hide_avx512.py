@@ -7,6 +7,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -33,8 +34,9 @@ needs_faulting = pytest.mark.skipif(not CAN_FAULT, reason="needs x86-64 Linux wi
 
 def _python(code: str, **env) -> subprocess.CompletedProcess:
     environ = {k: v for k, v in os.environ.items() if k != "PYNAS_ISA"}
+    # cwd: `python -c` puts the cwd on sys.path; keep the source tree (no built _core in a clone) off it.
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                          env={**environ, **env}, timeout=300)
+                          env={**environ, **env}, cwd=tempfile.gettempdir(), timeout=300)
 
 
 @needs_faulting
