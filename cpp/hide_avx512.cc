@@ -36,7 +36,7 @@ constexpr unsigned kLeaf7Sub1Edx = 1u << 19;  // AVX10 (which includes AVX-512 o
 
 long arch_set_cpuid(int enabled) { return syscall(SYS_arch_prctl, kArchSetCpuid, enabled); }
 
-void on_sigsegv(int sig, siginfo_t* info, void* context) {
+void on_sigsegv(int, siginfo_t*, void* context) {
   auto* uc = static_cast<ucontext_t*>(context);
   greg_t* r = uc->uc_mcontext.gregs;
   const auto* ip = reinterpret_cast<const unsigned char*>(r[REG_RIP]);
@@ -44,8 +44,6 @@ void on_sigsegv(int sig, siginfo_t* info, void* context) {
     // Not a CPUID: put the previous handler back and return, so the instruction faults again into
     // it (how Python's faulthandler chains too).
     sigaction(SIGSEGV, &g_previous, nullptr);
-    (void)sig;
-    (void)info;
     return;
   }
   const int saved_errno = errno;  // the interrupted code's

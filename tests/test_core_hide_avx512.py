@@ -4,33 +4,17 @@ test runs in its own interpreter: the hiding cannot be undone and outlives the t
 
 import importlib.util
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import textwrap
-from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-ON_X86_LINUX = sys.platform.startswith("linux") and platform.machine() in ("x86_64", "AMD64")
+from tests.test_core import ON_X86_LINUX, REPO_ROOT, cpuinfo_flags
 
-
-def _cpu_flags() -> set[str]:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
-# Under qemu-user /proc/cpuinfo is the host's: only an x86-64 build's reading of it is its own.
-CAN_FAULT = ON_X86_LINUX and "cpuid_fault" in _cpu_flags()
-HAS_AVX512 = ON_X86_LINUX and "avx512f" in _cpu_flags()
+CAN_FAULT = ON_X86_LINUX and "cpuid_fault" in cpuinfo_flags()
+HAS_AVX512 = ON_X86_LINUX and "avx512f" in cpuinfo_flags()
 needs_faulting = pytest.mark.skipif(not CAN_FAULT, reason="needs x86-64 Linux with CPUID faulting")
 
 

@@ -72,6 +72,7 @@ struct PanelPrefetch {
   const char* next = nullptr;  // the next line to prefetch
   const char* end = nullptr;   // past the last one
   size_t per_k = 0;            // lines per k step
+  inline bool pending() const { return next < end; }  // lines left to prefetch
   inline void step() {
     for (size_t i = 0; i < per_k && next < end; ++i, next += 64) __builtin_prefetch(next, 0, 2);
   }

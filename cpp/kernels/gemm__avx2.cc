@@ -80,7 +80,7 @@ static inline void tile(const float* a, size_t lda, const float* panel, size_t K
 #pragma GCC unroll 16
       for (int r = 0; r < MR; ++r) _mm_prefetch(ahead(ap[r], pf + k), _MM_HINT_T0);
     }
-    if (pf_next.next < pf_next.end) {
+    if (pf_next.pending()) {
       for (; k < run_end; ++k) {
         pf_next.step();
         step(k);
