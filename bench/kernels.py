@@ -5,7 +5,9 @@
         python bench/kernels.py [--cases dw3x3,pw] [--passes 7] [--threads 1,2] [--cores 1,0]
 
 Batch 1, fp32. Each case is timed for every runtime and every native variant this CPU runs, in
-interleaved passes with rotating inputs (pynas.timing), at each thread count of --threads; the
+interleaved passes with rotating inputs (pynas.timing), at each thread count of --threads (at more
+than one thread a single-op case runs as the native runner runs it, a one-step network splitting
+rows over its threads with the kernel it selects: a kernel call alone uses one thread); the
 table gives the median, GFLOP/s, the share of the measured FMA peak of the cores it ran on (one
 core's peak x threads; pynas._core.peak_gflops) and the ratio to the fastest other runtime at the
 same thread count (below 1.0: native is faster). The bench pins itself: n threads run on the first
@@ -59,6 +61,8 @@ def _dw_case(c: int, hw: int, k: int, stride: int) -> Case:
     def native(module):
         w = np.ascontiguousarray(module.weight.detach().numpy()[:, 0].transpose(1, 2, 0))
         b = module.bias.detach().numpy().copy()
+        if THREADS > 1:
+            return _one_op_network((hw, hw, c), lambda net, x: net.dwconv(x, w, b, stride, "none"))
         return {v: (lambda x, v=v: _core.dwconv(x, w, b, stride, "none", v)) for v in _variants("dwconv")}
 
     return Case(f"dw{k}x{k} s{stride} {c}x{hw}x{hw}", (c, hw, hw),
@@ -73,10 +77,22 @@ def _pw_case(cin: int, cout: int, hw: int) -> Case:
             return {}
         w = np.ascontiguousarray(module.weight.detach().numpy()[:, :, 0, 0])
         b = module.bias.detach().numpy().copy()
+        if THREADS > 1:
+            return _one_op_network((hw, hw, cin), lambda net, x: net.pointwise(x, w, b, "none"))
         return {v: _core.PackedPointwise(w, b, variant=v).run for v in _variants("gemm")}
 
     return Case(f"pw {cin}->{cout} {hw}x{hw}", (cin, hw, hw), lambda: nn.Conv2d(cin, cout, 1).eval(),
                 2.0 * cin * cout * hw * hw, native)
+
+
+def _one_op_network(hwc: tuple[int, int, int], add_op: Callable) -> dict:
+    """A single op at THREADS threads as the native runner runs it: a one-step `_core.Network`, rows
+    split over its thread pool, with the kernel it selects (the best this CPU runs, or PYNAS_ISA's);
+    the kernel functions alone run on the calling thread only. Keyed by that kernel."""
+    net = _core.Network(THREADS)
+    net.finalize(add_op(net, net.input(*hwc)))
+    (step,) = net.describe()
+    return {f"{step.split()[0]} ({THREADS} threads)": net.run}
 
 
 def _block_case(name: str, stage: str, cin: int, hw: int) -> Case:
