@@ -25,12 +25,21 @@ def relative_error(got, want):
 
 
 def check(arch, seed=0, threads=1, fused=True):
+    # Seeded: the weights were whatever torch's global generator held after the tests before (they
+    # varied from run to run), and so did the outcome below.
+    torch.manual_seed(seed)
     model = randomise_batchnorm(build_torch(arch), seed)
     image = np.random.default_rng(seed).standard_normal((1, 3, arch.resolution, arch.resolution)).astype(np.float32)
     with torch.no_grad():
         want = model(torch.from_numpy(image))[0].numpy()
     got = NativeNetwork(arch, model, threads=threads, fused=fused).run(image)
-    assert relative_error(got, want) < 1e-4, str(arch)
+    if relative_error(got, want) >= 1e-4:
+        # Deep networks with random weights and BN statistics amplify float32 rounding: for some
+        # draws PyTorch's own float32 logits lie 1.4-1.9e-4 from a float64 run (Zen 5). Then native
+        # must be about as close to the float64 run as PyTorch's float32 is.
+        with torch.no_grad():
+            exact = model.double()(torch.from_numpy(image).double())[0].numpy()
+        assert relative_error(got, exact) <= 2 * relative_error(want, exact), str(arch)
 
 
 @pytest.mark.parametrize("fused", [True, False], ids=["block-steps", "op-steps"])
