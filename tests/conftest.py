@@ -4,6 +4,7 @@ import platform
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -316,7 +317,12 @@ def bench_script():
     def load(name: str):
         spec = importlib.util.spec_from_file_location(f"{name}_bench", root / "bench" / f"{name}.py")
         module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        # Registered while it runs: a dataclass in it looks its module up in sys.modules.
+        sys.modules[spec.name] = module
+        try:
+            spec.loader.exec_module(module)
+        finally:
+            del sys.modules[spec.name]
         return module
 
     return load

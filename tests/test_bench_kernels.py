@@ -3,28 +3,17 @@ step, not a kernel call on one thread against runtimes on several (which made th
 look level with ONNX Runtime while native used one core)."""
 
 import importlib.util
-import sys
 
 import numpy as np
 import pytest
-
-from tests.test_core import REPO_ROOT
 
 pytestmark = [pytest.mark.skipif(importlib.util.find_spec(m) is None, reason=f"bench/kernels.py needs {m}")
               for m in ("torch", "rich")]
 
 
 @pytest.fixture(scope="module")
-def bench():
-    # Registered in sys.modules while it loads: its dataclass looks its module up there.
-    spec = importlib.util.spec_from_file_location("kernels_bench", REPO_ROOT / "bench" / "kernels.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        del sys.modules[spec.name]
-    return module
+def bench(bench_script):
+    return bench_script("kernels")
 
 
 def _native_outputs(bench, name: str, threads: int, monkeypatch) -> tuple[dict, np.ndarray]:
