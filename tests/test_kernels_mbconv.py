@@ -77,7 +77,7 @@ def test_inverted_residual_bands(h, w, k, stride, band_rows):
     _check(_block_case(rng, h, w, 8, 24, 16, k, stride, True, False, False), stride, "r6", band_rows=band_rows)
 
 
-@pytest.mark.parametrize("expand,se", itertools.product([True, False], [True, False]))
+@pytest.mark.parametrize("expand,se", list(itertools.product([True, False], [True, False])))
 @pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("threads", [1, 2, 3])
 @pytest.mark.parametrize("band_rows", [1, 4, 0])
@@ -96,7 +96,7 @@ def test_activations_and_gates(act, gate):
     _check(_block_case(rng, 14, 14, 16, 40, 16, 5, 1, True, True, True), 1, act, se_gate=gate, band_rows=3)
 
 
-@pytest.mark.parametrize("expand,se", itertools.product([True, False], [True, False]))
+@pytest.mark.parametrize("expand,se", list(itertools.product([True, False], [True, False])))
 @pytest.mark.parametrize("threads", [1, 2])
 def test_identity_residual(expand, se, threads):
     rng = np.random.default_rng(5 + threads)

@@ -175,7 +175,7 @@ def test_exhausted_space_repeats():
     assert len({tuple(t) for t in asked[:6]}) == 6 and len(asked) == 12
 
 
-@pytest.mark.parametrize("options, lr", zip(CONFIGS, [0.01, 0.003, 0.05, 0.05]))
+@pytest.mark.parametrize("options, lr", list(zip(CONFIGS, [0.01, 0.003, 0.05, 0.05])))
 def test_policy_learns_the_peak(options, lr):
     # No screen and repeats allowed: the policy alone has to find PEAK among 1,440 architectures.
     prob = problem()
